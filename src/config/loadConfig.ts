@@ -1,0 +1,147 @@
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { SmmfError } from "../errors/SmmfError.js";
+import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";
+
+export const DEFAULT_MODEL: ModelConfig = { name: "stories260K", file: "stories260K.gguf" };
+export const DEFAULT_CONFIG_FILE = "smmf.config.json";
+
+export const DEFAULTS: SmmfConfig = {
+  host: "127.0.0.1",
+  port: 8000,
+  workerHost: "127.0.0.1",
+  workerPort: 0,
+  modelDir: "models",
+  models: [],
+  threads: 0,
+  sequences: 4,
+  contextSize: 0,
+  gpu: "auto",
+  maxBodyBytes: 1024 * 1024,
+  logLevel: "info",
+  shutdownGraceMs: 10_000,
+};
+
+/** Command-line flags, as parsed by the CLI. */
+export interface ConfigFlags {
+  config?: string;
+  host?: string;
+  port?: string;
+  "worker-host"?: string;
+  "worker-port"?: string;
+  "model-dir"?: string;
+  model?: string[];
+  threads?: string;
+  sequences?: string;
+  "context-size"?: string;
+  gpu?: string;
+  "max-body-bytes"?: string;
+  "log-level"?: string;
+}
+
+const ENV: Record<string, keyof ConfigFlags> = {
+  SMMF_HOST: "host",
+  SMMF_PORT: "port",
+  SMMF_WORKER_HOST: "worker-host",
+  SMMF_WORKER_PORT: "worker-port",
+  SMMF_MODEL_DIR: "model-dir",
+  SMMF_THREADS: "threads",
+  SMMF_SEQUENCES: "sequences",
+  SMMF_CONTEXT_SIZE: "context-size",
+  SMMF_GPU: "gpu",
+  SMMF_MAX_BODY_BYTES: "max-body-bytes",
+  SMMF_LOG_LEVEL: "log-level",
+};
+
+function bad(message: string): SmmfError {
+  return new SmmfError("invalid_argument", message);
+}
+
+function integer(name: string, value: string | number, min: number, max: number): number {
+  const n = typeof value === "number" ? value : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw bad(`${name} must be an integer from ${min} to ${max}; got '${value}'`);
+  return n;
+}
+
+/** `name=path` pairs from --model flags or SMMF_MODELS. */
+function parseModelPairs(pairs: string[], source: string): ModelConfig[] {
+  return pairs.map((pair) => {
+    const eq = pair.indexOf("=");
+    if (eq <= 0 || eq === pair.length - 1) throw bad(`${source} takes name=path; got '${pair}'`);
+    return { name: pair.slice(0, eq), file: pair.slice(eq + 1) };
+  });
+}
+
+function readConfigFile(path: string): Partial<SmmfConfig> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw bad(`cannot read the config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw bad(`the config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw bad(`the config file ${path} must hold a JSON object`);
+  const known = new Set(Object.keys(DEFAULTS));
+  for (const key of Object.keys(parsed)) if (!known.has(key)) throw bad(`unknown setting '${key}' in ${path}`);
+  return parsed as Partial<SmmfConfig>;
+}
+
+function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: string) => string, baseDir: string): void {
+  if (flags.host !== undefined) config.host = flags.host;
+  if (flags.port !== undefined) config.port = integer(source("port"), flags.port, 0, 65535);
+  if (flags["worker-host"] !== undefined) config.workerHost = flags["worker-host"];
+  if (flags["worker-port"] !== undefined) config.workerPort = integer(source("worker-port"), flags["worker-port"], 0, 65535);
+  if (flags["model-dir"] !== undefined) config.modelDir = resolve(baseDir, flags["model-dir"]);
+  if (flags.threads !== undefined) config.threads = integer(source("threads"), flags.threads, 0, 1024);
+  if (flags.sequences !== undefined) config.sequences = integer(source("sequences"), flags.sequences, 1, 1024);
+  if (flags["context-size"] !== undefined) config.contextSize = integer(source("context-size"), flags["context-size"], 0, 1 << 24);
+  if (flags["max-body-bytes"] !== undefined) config.maxBodyBytes = integer(source("max-body-bytes"), flags["max-body-bytes"], 1, 1 << 30);
+  if (flags.gpu !== undefined) {
+    if (flags.gpu !== "auto" && flags.gpu !== "off") throw bad(`${source("gpu")} must be 'auto' or 'off'`);
+    config.gpu = flags.gpu;
+  }
+  if (flags["log-level"] !== undefined) {
+    if (!["debug", "info", "warn", "error", "silent"].includes(flags["log-level"])) throw bad(`${source("log-level")} must be debug, info, warn, error or silent`);
+    config.logLevel = flags["log-level"] as SmmfConfig["logLevel"];
+  }
+  if (flags.model && flags.model.length > 0) config.models = parseModelPairs(flags.model, source("model")).map((m) => ({ ...m, file: resolve(baseDir, m.file) }));
+}
+
+/**
+ * Settings from, lowest to highest precedence: defaults, the config file (--config, SMMF_CONFIG or
+ * ./smmf.config.json), environment variables (SMMF_*), then command-line flags.
+ */
+export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): SmmfConfig {
+  const config: SmmfConfig = { ...DEFAULTS, modelDir: resolve(cwd, DEFAULTS.modelDir) };
+  const file = flags.config ?? env.SMMF_CONFIG ?? (existsSync(resolve(cwd, DEFAULT_CONFIG_FILE)) ? DEFAULT_CONFIG_FILE : undefined);
+  if (file) {
+    const path = resolve(cwd, file);
+    const fromFile = readConfigFile(path);
+    Object.assign(config, fromFile);
+    config.modelDir = resolve(dirname(path), fromFile.modelDir ?? DEFAULTS.modelDir);
+    if (fromFile.models !== undefined && !Array.isArray(fromFile.models)) throw bad(`'models' in ${path} must be an array`);
+  }
+  const envFlags: ConfigFlags = {};
+  for (const [name, flag] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== "") (envFlags as Record<string, string>)[flag] = env[name] as string;
+  if (env.SMMF_MODELS) envFlags.model = env.SMMF_MODELS.split(",").map((s) => s.trim()).filter(Boolean);
+  const envName = Object.fromEntries(Object.entries(ENV).map(([k, v]) => [v, k]));
+  applyFlags(config, envFlags, (flag) => (flag === "model" ? "SMMF_MODELS" : envName[flag]), cwd);
+  applyFlags(config, flags, (flag) => `--${flag}`, cwd);
+  if (config.models.length === 0) config.models = [DEFAULT_MODEL];
+  for (const [i, m] of config.models.entries()) {
+    if (typeof m !== "object" || m === null || typeof m.name !== "string" || !m.name || typeof m.file !== "string" || !m.file) {
+      throw bad(`models[${i}] needs a 'name' and a 'file'`);
+    }
+  }
+  return config;
+}
+
+/** The absolute path of a model's GGUF file. */
+export function modelPath(config: SmmfConfig, model: ModelConfig): string {
+  return isAbsolute(model.file) ? model.file : resolve(config.modelDir, model.file);
+}

@@ -1,0 +1,50 @@
+import { ConnectError } from "@connectrpc/connect";
+import { codeFromGrpc, errorTable, isErrorCode, type ErrorCode } from "./errorTable.js";
+
+/** Metadata key that carries the SMMF error code (and param) across gRPC hops. */
+const CODE_HEADER = "smmf-error-code";
+const PARAM_HEADER = "smmf-error-param";
+
+/** The one error type of SMMF: a code from a closed set, a message safe to show, and the offending parameter. */
+export class SmmfError extends Error {
+  readonly code: ErrorCode;
+  readonly param: string | null;
+
+  constructor(code: ErrorCode, message: string, options: { param?: string | null; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "SmmfError";
+    this.code = code;
+    this.param = options.param ?? null;
+  }
+
+  get httpStatus(): number {
+    return errorTable[this.code].http;
+  }
+
+  /** The OpenAI-shaped body: `{"error":{"message","type","param","code"}}`. */
+  toOpenAiBody(): { error: { message: string; type: string; param: string | null; code: string } } {
+    return { error: { message: this.message, type: errorTable[this.code].type, param: this.param, code: this.code } };
+  }
+
+  /** A ConnectError with the gRPC code from the table and the SMMF code in metadata. */
+  toConnectError(): ConnectError {
+    const metadata = new Headers({ [CODE_HEADER]: this.code });
+    if (this.param) metadata.set(PARAM_HEADER, this.param);
+    return new ConnectError(this.message, errorTable[this.code].grpc, metadata);
+  }
+}
+
+/** Reads any thrown value as an SmmfError; unknown errors become `internal` without leaking their text. */
+export function toSmmfError(err: unknown): SmmfError {
+  if (err instanceof SmmfError) return err;
+  if (err instanceof ConnectError) {
+    const code = err.metadata.get(CODE_HEADER);
+    const param = err.metadata.get(PARAM_HEADER);
+    if (code && isErrorCode(code)) return new SmmfError(code, err.rawMessage, { param, cause: err });
+    const mapped = codeFromGrpc[err.code] ?? "internal";
+    const message = mapped === "unavailable" ? `upstream unavailable: ${err.rawMessage}` : err.rawMessage;
+    return new SmmfError(mapped, message, { cause: err });
+  }
+  if (err instanceof Error && err.name === "AbortError") return new SmmfError("cancelled", "request cancelled", { cause: err });
+  return new SmmfError("internal", "internal error", { cause: err });
+}

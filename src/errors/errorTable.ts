@@ -1,0 +1,71 @@
+import { Code } from "@connectrpc/connect";
+
+/** The closed set of SMMF error codes. */
+export type ErrorCode =
+  | "invalid_argument"
+  | "context_length_exceeded"
+  | "model_not_found"
+  | "not_found"
+  | "method_not_allowed"
+  | "payload_too_large"
+  | "unsupported_media_type"
+  | "resource_exhausted"
+  | "unavailable"
+  | "cancelled"
+  | "deadline_exceeded"
+  | "failed_precondition"
+  | "unimplemented"
+  | "internal";
+
+/** OpenAI error `type` values SMMF uses. */
+export type OpenAiErrorType =
+  | "invalid_request_error"
+  | "not_found_error"
+  | "rate_limit_error"
+  | "server_error"
+  | "service_unavailable_error";
+
+export interface ErrorCodeInfo {
+  /** HTTP status on the REST API. */
+  http: number;
+  /** OpenAI `error.type`. */
+  type: OpenAiErrorType;
+  /** gRPC status code. */
+  grpc: Code;
+}
+
+/** One table: SMMF code → HTTP status, OpenAI error type and gRPC code. */
+export const errorTable: Readonly<Record<ErrorCode, ErrorCodeInfo>> = {
+  invalid_argument: { http: 400, type: "invalid_request_error", grpc: Code.InvalidArgument },
+  context_length_exceeded: { http: 400, type: "invalid_request_error", grpc: Code.InvalidArgument },
+  model_not_found: { http: 404, type: "invalid_request_error", grpc: Code.NotFound },
+  not_found: { http: 404, type: "not_found_error", grpc: Code.NotFound },
+  method_not_allowed: { http: 405, type: "invalid_request_error", grpc: Code.Unimplemented },
+  payload_too_large: { http: 413, type: "invalid_request_error", grpc: Code.InvalidArgument },
+  unsupported_media_type: { http: 415, type: "invalid_request_error", grpc: Code.InvalidArgument },
+  resource_exhausted: { http: 429, type: "rate_limit_error", grpc: Code.ResourceExhausted },
+  unavailable: { http: 503, type: "service_unavailable_error", grpc: Code.Unavailable },
+  cancelled: { http: 499, type: "invalid_request_error", grpc: Code.Canceled },
+  deadline_exceeded: { http: 504, type: "server_error", grpc: Code.DeadlineExceeded },
+  failed_precondition: { http: 400, type: "invalid_request_error", grpc: Code.FailedPrecondition },
+  unimplemented: { http: 501, type: "invalid_request_error", grpc: Code.Unimplemented },
+  internal: { http: 500, type: "server_error", grpc: Code.Internal },
+};
+
+/** gRPC code → SMMF code, for errors that carry no SMMF code of their own. */
+export const codeFromGrpc: Readonly<Partial<Record<Code, ErrorCode>>> = {
+  [Code.Canceled]: "cancelled",
+  [Code.InvalidArgument]: "invalid_argument",
+  [Code.DeadlineExceeded]: "deadline_exceeded",
+  [Code.NotFound]: "not_found",
+  [Code.ResourceExhausted]: "resource_exhausted",
+  [Code.FailedPrecondition]: "failed_precondition",
+  [Code.OutOfRange]: "invalid_argument",
+  [Code.Unimplemented]: "unimplemented",
+  [Code.Unavailable]: "unavailable",
+  [Code.Aborted]: "unavailable",
+};
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(errorTable, value);
+}

@@ -1,0 +1,102 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import { listModels, openAiModel } from "../controller/listModels.js";
+import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
+import type { Registry } from "../registry/Registry.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { chatFormat, parseChatRequest } from "./chatCompletions.js";
+import { completionFormat, parseCompletionRequest } from "./completions.js";
+import { embeddingsResponse, parseEmbeddingsRequest } from "./embeddings.js";
+import type { InferenceRouter } from "./InferenceRouter.js";
+import { readJsonBody } from "./readJsonBody.js";
+import { sendJson, type AnyResponse } from "./sse.js";
+import { streamGeneration } from "./streamGeneration.js";
+
+export interface RestOptions {
+  router: InferenceRouter;
+  registry: Registry;
+  logger: Logger;
+  /** Largest accepted request body, in bytes. */
+  maxBodyBytes: number;
+}
+
+type Req = IncomingMessage | Http2ServerRequest;
+
+function requestIdFor(prefix: string): string {
+  return `${prefix}-${randomUUID().replaceAll("-", "")}`;
+}
+
+function allow(req: Req, method: string): void {
+  if (req.method !== method) throw new SmmfError("method_not_allowed", `Method ${req.method} is not allowed here; use ${method}.`);
+}
+
+/** The OpenAI-compatible REST API and the health endpoints. */
+export function createRestHandler(options: RestOptions): (req: Req, res: AnyResponse) => void {
+  const { router, registry, logger, maxBodyBytes } = options;
+
+  async function handle(req: Req, res: AnyResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0];
+    const now = () => Math.floor(Date.now() / 1000);
+    switch (path) {
+      case "/healthz":
+        return sendJson(res, 200, { status: "ok" });
+      case "/readyz": {
+        const ready = listModels(registry.snapshot()).some((m) => m.readyReplicas > 0);
+        return sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "no model instance is online" });
+      }
+      case "/v1/models":
+        allow(req, "GET");
+        return sendJson(res, 200, { object: "list", data: listModels(registry.snapshot()).map(openAiModel) });
+      case "/v1/chat/completions": {
+        allow(req, "POST");
+        const id = requestIdFor("chatcmpl");
+        const request = parseChatRequest(await readJsonBody(req, maxBodyBytes), id);
+        return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()));
+      }
+      case "/v1/completions": {
+        allow(req, "POST");
+        const id = requestIdFor("cmpl");
+        const request = parseCompletionRequest(await readJsonBody(req, maxBodyBytes), id);
+        return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()));
+      }
+      case "/v1/embeddings": {
+        allow(req, "POST");
+        const id = requestIdFor("emb");
+        const request = parseEmbeddingsRequest(await readJsonBody(req, maxBodyBytes), id);
+        const abort = new AbortController();
+        const onClose = () => abort.abort();
+        res.once("close", onClose);
+        try {
+          const result = await router.embed(request.request, abort.signal);
+          return sendJson(res, 200, embeddingsResponse(request, result), { "x-request-id": id, "x-smmf-instance": result.instanceId });
+        } finally {
+          res.off("close", onClose);
+        }
+      }
+    }
+    if (path.startsWith("/v1/models/")) {
+      allow(req, "GET");
+      const name = decodeURIComponent(path.slice("/v1/models/".length));
+      const model = listModels(registry.snapshot()).find((m) => m.name === name);
+      if (!model) throw new SmmfError("model_not_found", `The model '${name}' does not exist`, { param: "model" });
+      return sendJson(res, 200, openAiModel(model));
+    }
+    throw new SmmfError("not_found", `Unknown route: ${req.method} ${path}`);
+  }
+
+  return (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const error = toSmmfError(err);
+      if (error.code === "internal") logger.error("request failed", { path: req.url, error: String((err as Error)?.stack ?? err) });
+      if (res.headersSent) {
+        if (!res.writableEnded) res.end();
+        return;
+      }
+      const headers: Record<string, string> = {};
+      // The rest of an over-long body is not read; close the connection rather than drain it.
+      if (error.code === "payload_too_large") headers.connection = "close";
+      if (!res.destroyed) sendJson(res, error.httpStatus, error.toOpenAiBody(), headers);
+    });
+  };
+}

@@ -1,0 +1,53 @@
+import { SmmfError } from "../errors/SmmfError.js";
+
+/** Typed readers for JSON request fields; each throws invalid_argument naming the field. */
+type Body = Record<string, unknown>;
+
+function present(body: Body, name: string): boolean {
+  return body[name] !== undefined && body[name] !== null;
+}
+
+export function invalidField(name: string, message: string): SmmfError {
+  return new SmmfError("invalid_argument", message, { param: name });
+}
+
+export function requiredString(body: Body, name: string): string {
+  const value = body[name];
+  if (value === undefined || value === null) throw invalidField(name, `Missing required parameter: '${name}'.`);
+  if (typeof value !== "string" || value.length === 0) throw invalidField(name, `'${name}' must be a non-empty string.`);
+  return value;
+}
+
+export function optionalBoolean(body: Body, name: string): boolean | undefined {
+  if (!present(body, name)) return undefined;
+  if (typeof body[name] !== "boolean") throw invalidField(name, `'${name}' must be a boolean.`);
+  return body[name] as boolean;
+}
+
+export function optionalNumber(body: Body, name: string, opts: { integer?: boolean; min?: number; max?: number } = {}): number | undefined {
+  if (!present(body, name)) return undefined;
+  const value = body[name];
+  if (typeof value !== "number" || !Number.isFinite(value)) throw invalidField(name, `'${name}' must be a number.`);
+  if (opts.integer && !Number.isInteger(value)) throw invalidField(name, `'${name}' must be an integer.`);
+  if (opts.min !== undefined && value < opts.min) throw invalidField(name, `'${name}' must be at least ${opts.min}; got ${value}.`);
+  if (opts.max !== undefined && value > opts.max) throw invalidField(name, `'${name}' must be at most ${opts.max}; got ${value}.`);
+  return value;
+}
+
+/** `stop`: a string or an array of strings. */
+export function optionalStop(body: Body): string[] {
+  if (!present(body, "stop")) return [];
+  const value = body.stop;
+  if (typeof value === "string") return [value];
+  if (Array.isArray(value) && value.every((s) => typeof s === "string")) return value as string[];
+  throw invalidField("stop", "'stop' must be a string or an array of strings.");
+}
+
+/** Fields SMMF does not implement: rejected when set to anything but their neutral value. */
+export function rejectUnsupported(body: Body, names: Record<string, (value: unknown) => boolean>): void {
+  for (const [name, isNeutral] of Object.entries(names)) {
+    if (present(body, name) && !isNeutral(body[name])) {
+      throw invalidField(name, `'${name}' is not supported by this server.`);
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import { SmmfError } from "../errors/SmmfError.js";
+
+/** Reads a JSON object body of at most `limit` bytes. */
+export async function readJsonBody(req: IncomingMessage | Http2ServerRequest, limit: number): Promise<Record<string, unknown>> {
+  const type = String(req.headers["content-type"] ?? "application/json");
+  if (!/^application\/json\b/i.test(type) && !/\+json\b/i.test(type)) {
+    throw new SmmfError("unsupported_media_type", `Content-Type must be application/json; got '${type.slice(0, 100)}'`);
+  }
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw tooLarge(limit);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw new SmmfError("invalid_argument", `We could not parse the JSON body of your request: ${(err as Error).message}`);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new SmmfError("invalid_argument", "The request body must be a JSON object");
+  }
+  return body as Record<string, unknown>;
+}
+
+function tooLarge(limit: number): SmmfError {
+  return new SmmfError("payload_too_large", `The request body is larger than the limit of ${limit} bytes`);
+}

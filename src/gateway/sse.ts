@@ -1,0 +1,30 @@
+import type { ServerResponse } from "node:http";
+import type { Http2ServerResponse } from "node:http2";
+
+export type AnyResponse = ServerResponse | Http2ServerResponse;
+
+export function startSse(res: AnyResponse, headers: Record<string, string>): void {
+  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no", ...headers });
+  (res as ServerResponse).flushHeaders?.();
+}
+
+/** Writes one `data:` event; waits while the socket's buffer is full. */
+export async function writeSse(res: AnyResponse, data: unknown): Promise<void> {
+  const payload = typeof data === "string" ? data : JSON.stringify(data);
+  const ok = (res as ServerResponse).write(`data: ${payload}\n\n`);
+  if (!ok && !res.destroyed) await new Promise<void>((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+export function sendJson(res: AnyResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
+}

@@ -1,0 +1,58 @@
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createControllerService } from "../controller/createControllerService.js";
+import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
+import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
+import { listenHttp, type HttpListener } from "../net/listenHttp.js";
+import type { Registry } from "../registry/Registry.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { createGatewayInferenceService } from "./createGatewayInferenceService.js";
+import { createRestHandler } from "./createRestHandler.js";
+import { InferenceRouter } from "./InferenceRouter.js";
+import { WorkerClients } from "./WorkerClients.js";
+
+export interface GatewayOptions {
+  registry: Registry;
+  logger: Logger;
+  host: string;
+  port: number;
+  maxBodyBytes: number;
+}
+
+export interface RunningGateway {
+  readonly port: number;
+  readonly url: string;
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Serves the OpenAI-compatible REST API, and the InferenceService and ControllerService over gRPC,
+ * gRPC-Web and Connect, on one port (HTTP/1.1 and HTTP/2).
+ */
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const router = new InferenceRouter(options.registry, new WorkerClients());
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes });
+  const handler = connectNodeAdapter({
+    routes(r) {
+      r.service(InferenceService, createGatewayInferenceService(router));
+      r.service(ControllerService, createControllerService(options.registry));
+    },
+    fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
+  });
+  let listener: HttpListener;
+  try {
+    listener = await listenHttp(handler, options.host, options.port);
+  } catch (err) {
+    router.close();
+    throw err;
+  }
+  const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
+  options.logger.info("gateway listening", { url });
+  return {
+    port: listener.port,
+    url,
+    async close(graceMs = 0) {
+      await listener.close(graceMs);
+      router.close();
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import type { GenerateResponse, GenerateStart } from "../gen/smmf/v1/inference_pb.js";
+import { FinishReason } from "../gen/smmf/v1/inference_pb.js";
+import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
+import type { InferenceRouter } from "./InferenceRouter.js";
+import { sendJson, startSse, writeSse, type AnyResponse } from "./sse.js";
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** The OpenAI response shapes of one endpoint (chat or text completion). */
+export interface CompletionFormat {
+  /** First chunk of a stream, if the format has one (chat sends the role). */
+  opening?(): unknown;
+  chunk(text: string): unknown;
+  closing(finishReason: string): unknown;
+  usageChunk(usage: Usage): unknown;
+  whole(text: string, finishReason: string, usage: Usage): unknown;
+}
+
+export interface GenerationRequest {
+  start: GenerateStart;
+  stream: boolean;
+  includeUsage: boolean;
+  requestId: string;
+}
+
+const FINISH_NAMES: Record<number, string> = { [FinishReason.STOP]: "stop", [FinishReason.LENGTH]: "length", [FinishReason.CANCELLED]: "stop" };
+
+function usageOf(done: Extract<GenerateResponse["kind"], { case: "done" }>["value"]): Usage {
+  const prompt = done.usage?.promptTokens ?? 0;
+  const completion = done.usage?.completionTokens ?? 0;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+function incomplete(): SmmfError {
+  return new SmmfError("unavailable", "the model instance ended the generation without finishing it");
+}
+
+/**
+ * Runs a generation for a REST request and answers it as JSON or as server-sent events. Errors before the
+ * first token get a plain HTTP error (thrown to the caller); later ones end the stream with an error event.
+ * A client that goes away cancels the generation.
+ */
+export async function streamGeneration(router: InferenceRouter, res: AnyResponse, req: GenerationRequest, format: CompletionFormat): Promise<void> {
+  const abort = new AbortController();
+  const onClose = () => abort.abort();
+  res.once("close", onClose);
+  try {
+    const { instance, responses } = router.generate(req.start, abort.signal);
+    const first = await responses.next();
+    if (first.done) throw incomplete();
+    const headers = { "x-request-id": req.requestId, "x-smmf-instance": instance.instanceId };
+    if (!req.stream) {
+      let text = "";
+      for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
+        const kind = r.value.kind;
+        if (kind.case === "delta") text += kind.value.text;
+        else if (kind.case === "done") return sendJson(res, 200, format.whole(text, FINISH_NAMES[kind.value.finishReason] ?? "stop", usageOf(kind.value)), headers);
+      }
+      throw incomplete();
+    }
+    startSse(res, headers);
+    const opening = format.opening?.();
+    if (opening) await writeSse(res, opening);
+    try {
+      for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
+        const kind = r.value.kind;
+        if (kind.case === "delta") {
+          await writeSse(res, format.chunk(kind.value.text));
+        } else if (kind.case === "done") {
+          await writeSse(res, format.closing(FINISH_NAMES[kind.value.finishReason] ?? "stop"));
+          if (req.includeUsage) await writeSse(res, format.usageChunk(usageOf(kind.value)));
+          await writeSse(res, "[DONE]");
+          return void res.end();
+        }
+      }
+      throw incomplete();
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      await writeSse(res, toSmmfError(err).toOpenAiBody());
+      await writeSse(res, "[DONE]");
+      res.end();
+    }
+  } finally {
+    res.off("close", onClose);
+    if (!res.writableEnded) abort.abort();
+  }
+}

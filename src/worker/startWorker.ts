@@ -1,0 +1,53 @@
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
+import { WorkerService } from "../gen/smmf/v1/worker_pb.js";
+import type { EngineDefaults } from "../engines/loadEngine.js";
+import { listenHttp } from "../net/listenHttp.js";
+import type { Registry } from "../registry/Registry.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { createWorkerInferenceService } from "./createWorkerInferenceService.js";
+import { createWorkerService } from "./createWorkerService.js";
+import { Worker } from "./Worker.js";
+
+export interface WorkerServerOptions {
+  id?: string;
+  host: string;
+  port: number;
+  /** Address gateways use to reach this worker; default http://host:port. */
+  advertiseAddress?: string;
+  registry?: Registry;
+  engineDefaults?: EngineDefaults;
+  logger: Logger;
+}
+
+export interface RunningWorker {
+  readonly worker: Worker;
+  readonly port: number;
+  readonly address: string;
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Starts a worker: InferenceService and WorkerService over gRPC (HTTP/2), Connect and gRPC-Web. */
+export async function startWorker(options: WorkerServerOptions): Promise<RunningWorker> {
+  const worker = new Worker({ id: options.id, registry: options.registry, engineDefaults: options.engineDefaults, logger: options.logger });
+  const handler = connectNodeAdapter({
+    routes(r) {
+      r.service(InferenceService, createWorkerInferenceService(worker, options.logger));
+      r.service(WorkerService, createWorkerService(worker));
+    },
+  });
+  const listener = await listenHttp(handler, options.host, options.port);
+  const host = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
+  const address = options.advertiseAddress || `http://${host.includes(":") ? `[${host}]` : host}:${listener.port}`;
+  worker.setAddress(address);
+  options.logger.info("worker listening", { worker: worker.id, address });
+  return {
+    worker,
+    port: listener.port,
+    address,
+    async close(graceMs = 0) {
+      await listener.close(graceMs);
+      await worker.close();
+    },
+  };
+}
