@@ -55,7 +55,7 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger): Se
           yield toGenerateResponse(event, hosted.record.instanceId);
         }
       } catch (err) {
-        const e = toSmmfError(err);
+        const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });
         throw asConnectError(e);
       } finally {

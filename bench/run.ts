@@ -1,0 +1,216 @@
+// npm run bench: completion tokens/s and time to first token for the same model and settings through
+// (a) node-llama-cpp in-process, (b) a worker over gRPC, (c) the full gateway REST path (smmf serve),
+// streaming, at concurrency 1 and 8. Rounds interleave the three paths so machine noise hits them alike.
+import { spawn, type ChildProcess } from "node:child_process";
+import http from "node:http";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
+import { GenerateRequestSchema, InferenceService, type GenerateRequest } from "../src/gen/smmf/v1/inference_pb.js";
+import { benchModelPath } from "./benchModel.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const THREADS = Number(process.env.BENCH_THREADS ?? 1);
+const SEQUENCES = 8;
+const CONTEXT = 2048;
+const MAX_TOKENS = Number(process.env.BENCH_TOKENS ?? 256);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const REQUESTS_PER_STREAM = Number(process.env.BENCH_REQUESTS ?? 4);
+const PROMPT = "Once upon a time";
+// Greedy decoding: every path generates the same tokens.
+const SAMPLING = { temperature: 0 };
+
+interface Sample {
+  ttftMs: number;
+  tokens: number;
+}
+type Runner = () => Promise<Sample>;
+
+function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolvePromise, reject) => {
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = out.match(pattern);
+      if (m) resolvePromise(m);
+    });
+    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+    child.once("exit", (code) => reject(new Error(`child exited with ${code}: ${err}`)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const s = http.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+// (a) node-llama-cpp in-process, with the same settings the engine uses.
+async function inProcess(modelPath: string): Promise<{ run: Runner; close: () => Promise<void> }> {
+  const llama = await getLlama({ build: "never", gpu: false, maxThreads: THREADS, logLevel: LlamaLogLevel.error });
+  const model = await llama.loadModel({ modelPath });
+  const context = await model.createContext({ sequences: SEQUENCES, contextSize: CONTEXT, threads: THREADS });
+  const free = Array.from({ length: SEQUENCES }, () => new LlamaCompletion({ contextSequence: context.getSequence() }));
+  const tokens = model.tokenize(PROMPT);
+  return {
+    async run() {
+      const completion = free.pop()!;
+      const started = performance.now();
+      let first = 0;
+      let count = 0;
+      try {
+        await completion.generateCompletionWithMeta(tokens, {
+          maxTokens: MAX_TOKENS,
+          ...SAMPLING,
+          repeatPenalty: false,
+          contextShiftSize: 1,
+          disableContextShift: true,
+          onToken(t) {
+            count += t.length;
+          },
+          onTextChunk() {
+            if (!first) first = performance.now();
+          },
+        });
+      } finally {
+        free.push(completion);
+      }
+      return { ttftMs: first - started, tokens: count };
+    },
+    close: async () => {
+      await context.dispose();
+      await model.dispose();
+    },
+  };
+}
+
+// (b) a worker process over gRPC.
+async function overGrpc(modelPath: string): Promise<{ run: Runner; close: () => Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", resolve(root, "bench/workerProcess.ts"), modelPath, String(SEQUENCES), String(THREADS)], { stdio: ["ignore", "pipe", "pipe"] });
+  const [, port] = await waitForLine(child, /PORT (\d+)/);
+  const client = createClient(InferenceService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+  const request = create(GenerateRequestSchema, {
+    kind: { case: "start", value: { model: "stories260K", input: { case: "prompt", value: PROMPT }, params: { maxTokens: MAX_TOKENS, ...SAMPLING } } },
+  });
+  async function* once(): AsyncIterable<GenerateRequest> {
+    yield request;
+  }
+  return {
+    async run() {
+      const started = performance.now();
+      let first = 0;
+      let tokens = 0;
+      for await (const res of client.generate(once())) {
+        if (res.kind.case === "delta" && !first) first = performance.now();
+        if (res.kind.case === "done") tokens = res.kind.value.usage?.completionTokens ?? 0;
+      }
+      return { ttftMs: first - started, tokens };
+    },
+    close: async () => {
+      child.kill("SIGTERM");
+    },
+  };
+}
+
+// (c) smmf serve (gateway + worker), REST streaming over HTTP/1.1.
+async function overRest(modelPath: string): Promise<{ run: Runner; close: () => Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [resolve(root, "bin/smmf.js"), "serve", "--port", String(port), "--model", `stories260K=${modelPath}`, "--threads", String(THREADS), "--sequences", String(SEQUENCES), "--context-size", String(CONTEXT), "--gpu", "off", "--log-level", "warn"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  await waitForLine(child, /SMMF is serving/);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const body = JSON.stringify({ model: "stories260K", prompt: PROMPT, max_tokens: MAX_TOKENS, stream: true, stream_options: { include_usage: true }, ...SAMPLING });
+  return {
+    run: () =>
+      new Promise<Sample>((resolveSample, reject) => {
+        const started = performance.now();
+        let first = 0;
+        let tail = "";
+        const req = http.request({ host: "127.0.0.1", port, path: "/v1/completions", method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => {
+            if (!first) first = performance.now();
+            tail = (tail + chunk).slice(-4096);
+          });
+          res.on("end", () => {
+            const usage = tail.match(/"completion_tokens":(\d+)/);
+            if (res.statusCode !== 200 || !usage) return reject(new Error(`bad response ${res.statusCode}: ${tail.slice(-300)}`));
+            resolveSample({ ttftMs: first - started, tokens: Number(usage[1]) });
+          });
+        });
+        req.on("error", reject);
+        req.end(body);
+      }),
+    close: async () => {
+      agent.destroy();
+      child.kill("SIGTERM");
+    },
+  };
+}
+
+interface Tally {
+  tokens: number;
+  ms: number;
+  ttft: number[];
+}
+
+async function phase(run: Runner, concurrency: number, tally: Tally): Promise<void> {
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = 0; i < REQUESTS_PER_STREAM; i++) {
+        const s = await run();
+        tally.tokens += s.tokens;
+        tally.ttft.push(s.ttftMs);
+      }
+    }),
+  );
+  tally.ms += performance.now() - started;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+const modelPath = benchModelPath();
+console.log(`SMMF benchmark: stories260K, ${MAX_TOKENS} tokens per request, greedy, threads ${THREADS}, ${SEQUENCES} sequences, ${ROUNDS} rounds × ${REQUESTS_PER_STREAM} requests per stream`);
+const paths = { a: await inProcess(modelPath), b: await overGrpc(modelPath), c: await overRest(modelPath) };
+const names = { a: "(a) node-llama-cpp in-process", b: "(b) worker over gRPC", c: "(c) gateway REST (SSE)" };
+const results: Record<string, Tally> = {};
+try {
+  for (const key of Object.keys(paths) as (keyof typeof paths)[]) await paths[key].run(); // warm-up
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const concurrency of [1, 8]) {
+      for (const key of Object.keys(paths) as (keyof typeof paths)[]) {
+        const id = `${key}@${concurrency}`;
+        results[id] ??= { tokens: 0, ms: 0, ttft: [] };
+        await phase(paths[key].run, concurrency, results[id]);
+      }
+    }
+  }
+} finally {
+  for (const p of Object.values(paths)) await p.close();
+}
+
+for (const concurrency of [1, 8]) {
+  console.log(`\nconcurrency ${concurrency}`);
+  console.log("path                              tokens/s   TTFT p50 ms   TTFT p99 ms");
+  const rate = (key: string) => results[`${key}@${concurrency}`].tokens / (results[`${key}@${concurrency}`].ms / 1000);
+  for (const key of ["a", "b", "c"] as const) {
+    const t = results[`${key}@${concurrency}`];
+    console.log(`${names[key].padEnd(32)}${rate(key).toFixed(0).padStart(10)}${percentile(t.ttft, 50).toFixed(2).padStart(14)}${percentile(t.ttft, 99).toFixed(2).padStart(14)}`);
+  }
+  console.log(`ratio (b)/(a) = ${(rate("b") / rate("a")).toFixed(3)}   ratio (c)/(a) = ${(rate("c") / rate("a")).toFixed(3)}${concurrency === 1 ? "   (target (c)/(a) >= 0.95)" : ""}`);
+}
+process.exit(0);

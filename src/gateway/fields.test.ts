@@ -1,0 +1,135 @@
+import { describe, it, expect } from "vitest";
+import { SmmfError } from "../errors/SmmfError.js";
+import { invalidField, optionalBoolean, optionalNumber, optionalStop, rejectUnsupported, requiredString } from "./fields.js";
+
+/** Runs fn, expects an invalid_argument SmmfError, returns it. */
+function invalid(fn: () => unknown): SmmfError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(SmmfError);
+    expect((err as SmmfError).code).toBe("invalid_argument");
+    return err as SmmfError;
+  }
+  throw new Error("expected an invalid_argument error");
+}
+
+describe("invalidField", () => {
+  it("builds an invalid_argument error naming the field", () => {
+    const err = invalidField("foo", "bad foo");
+    expect(err.code).toBe("invalid_argument");
+    expect(err.param).toBe("foo");
+    expect(err.message).toBe("bad foo");
+  });
+});
+
+describe("requiredString", () => {
+  it("returns a present string", () => {
+    expect(requiredString({ model: "m1" }, "model")).toBe("m1");
+  });
+
+  it("rejects missing and null with a 'Missing' message", () => {
+    for (const body of [{}, { model: null }, { model: undefined }]) {
+      const err = invalid(() => requiredString(body, "model"));
+      expect(err.param).toBe("model");
+      expect(err.message).toContain("Missing required parameter");
+    }
+  });
+
+  it("rejects empty strings and non-strings", () => {
+    for (const value of ["", 1, true, ["m"], { m: 1 }]) {
+      const err = invalid(() => requiredString({ model: value }, "model"));
+      expect(err.param).toBe("model");
+      expect(err.message).toContain("non-empty string");
+    }
+  });
+});
+
+describe("optionalBoolean", () => {
+  it("returns undefined when absent or null", () => {
+    expect(optionalBoolean({}, "stream")).toBeUndefined();
+    expect(optionalBoolean({ stream: null }, "stream")).toBeUndefined();
+  });
+
+  it("returns booleans including false", () => {
+    expect(optionalBoolean({ stream: true }, "stream")).toBe(true);
+    expect(optionalBoolean({ stream: false }, "stream")).toBe(false);
+  });
+
+  it("rejects truthy non-booleans", () => {
+    for (const value of ["true", 1, 0, {}, []]) {
+      expect(invalid(() => optionalBoolean({ stream: value }, "stream")).param).toBe("stream");
+    }
+  });
+});
+
+describe("optionalNumber", () => {
+  it("returns undefined when absent or null", () => {
+    expect(optionalNumber({}, "x")).toBeUndefined();
+    expect(optionalNumber({ x: null }, "x")).toBeUndefined();
+  });
+
+  it("returns numbers including 0", () => {
+    expect(optionalNumber({ x: 0 }, "x")).toBe(0);
+    expect(optionalNumber({ x: -1.5 }, "x")).toBe(-1.5);
+  });
+
+  it("rejects wrong types and non-finite numbers", () => {
+    for (const value of ["1", true, [1], {}, NaN, Infinity, -Infinity]) {
+      const err = invalid(() => optionalNumber({ x: value }, "x"));
+      expect(err.param).toBe("x");
+      expect(err.message).toContain("must be a number");
+    }
+  });
+
+  it("enforces integer", () => {
+    expect(optionalNumber({ x: 3 }, "x", { integer: true })).toBe(3);
+    expect(invalid(() => optionalNumber({ x: 3.5 }, "x", { integer: true })).message).toContain("integer");
+  });
+
+  it("enforces inclusive min and max", () => {
+    expect(optionalNumber({ x: 0 }, "x", { min: 0, max: 2 })).toBe(0);
+    expect(optionalNumber({ x: 2 }, "x", { min: 0, max: 2 })).toBe(2);
+    expect(invalid(() => optionalNumber({ x: -0.01 }, "x", { min: 0, max: 2 })).message).toContain("at least 0");
+    expect(invalid(() => optionalNumber({ x: 2.01 }, "x", { min: 0, max: 2 })).message).toContain("at most 2");
+  });
+});
+
+describe("optionalStop", () => {
+  it("defaults to no stop sequences", () => {
+    expect(optionalStop({})).toEqual([]);
+    expect(optionalStop({ stop: null })).toEqual([]);
+  });
+
+  it("wraps a string", () => {
+    expect(optionalStop({ stop: "\n" })).toEqual(["\n"]);
+  });
+
+  it("accepts an array of strings", () => {
+    expect(optionalStop({ stop: ["a", "b"] })).toEqual(["a", "b"]);
+    expect(optionalStop({ stop: [] })).toEqual([]);
+  });
+
+  it("rejects other types and mixed arrays", () => {
+    for (const value of [1, true, { a: "b" }, ["a", 1], [null]]) {
+      expect(invalid(() => optionalStop({ stop: value })).param).toBe("stop");
+    }
+  });
+});
+
+describe("rejectUnsupported", () => {
+  const rules = { n: (v: unknown) => v === 1, tools: (v: unknown) => Array.isArray(v) && v.length === 0 };
+
+  it("allows absent, null and neutral values", () => {
+    expect(() => rejectUnsupported({}, rules)).not.toThrow();
+    expect(() => rejectUnsupported({ n: null, tools: null }, rules)).not.toThrow();
+    expect(() => rejectUnsupported({ n: 1, tools: [] }, rules)).not.toThrow();
+  });
+
+  it("rejects a non-neutral value naming the field", () => {
+    const err = invalid(() => rejectUnsupported({ n: 1, tools: [{ type: "function" }] }, rules));
+    expect(err.param).toBe("tools");
+    expect(err.message).toContain("not supported");
+    expect(invalid(() => rejectUnsupported({ n: 2 }, rules)).param).toBe("n");
+  });
+});

@@ -1,0 +1,146 @@
+import { describe, it, expect } from "vitest";
+import { SmmfError } from "../errors/SmmfError.js";
+import { samplingFromBody } from "./samplingFromBody.js";
+
+function rejects(body: Record<string, unknown>, param: string, field?: "max_tokens" | "max_completion_tokens"): SmmfError {
+  try {
+    samplingFromBody(body, field);
+  } catch (err) {
+    expect(err).toBeInstanceOf(SmmfError);
+    expect((err as SmmfError).code).toBe("invalid_argument");
+    expect((err as SmmfError).param).toBe(param);
+    return err as SmmfError;
+  }
+  throw new Error(`expected ${JSON.stringify(body)} to be rejected`);
+}
+
+describe("samplingFromBody", () => {
+  it("leaves every optional field unset for an empty body", () => {
+    const p = samplingFromBody({});
+    expect(p.maxTokens).toBeUndefined();
+    expect(p.temperature).toBeUndefined();
+    expect(p.topP).toBeUndefined();
+    expect(p.topK).toBeUndefined();
+    expect(p.seed).toBeUndefined();
+    expect(p.frequencyPenalty).toBeUndefined();
+    expect(p.presencePenalty).toBeUndefined();
+    expect(p.stop).toEqual([]);
+  });
+
+  it("copies valid fields", () => {
+    const p = samplingFromBody({
+      max_tokens: 16,
+      temperature: 0.5,
+      top_p: 0.9,
+      top_k: 40,
+      seed: 7,
+      stop: ["\n", "END"],
+      frequency_penalty: -1,
+      presence_penalty: 1.5,
+    });
+    expect(p.maxTokens).toBe(16);
+    expect(p.temperature).toBe(0.5);
+    expect(p.topP).toBe(0.9);
+    expect(p.topK).toBe(40);
+    expect(p.seed).toBe(7);
+    expect(p.stop).toEqual(["\n", "END"]);
+    expect(p.frequencyPenalty).toBe(-1);
+    expect(p.presencePenalty).toBe(1.5);
+  });
+
+  it("accepts neutral values of unsupported fields", () => {
+    expect(() =>
+      samplingFromBody({ n: 1, logprobs: false, top_logprobs: 0, best_of: 1, echo: false, logit_bias: {}, tools: [] }),
+    ).not.toThrow();
+    expect(() => samplingFromBody({ n: null, logprobs: null, tools: null })).not.toThrow();
+  });
+
+  it("rejects n > 1, n = 0 and non-numeric n with param 'n'", () => {
+    rejects({ n: 2 }, "n");
+    rejects({ n: 0 }, "n");
+    rejects({ n: "1" }, "n");
+    rejects({ n: 1.5 }, "n");
+  });
+
+  it("rejects non-neutral unsupported fields by name", () => {
+    rejects({ logprobs: true }, "logprobs");
+    rejects({ top_logprobs: 2 }, "top_logprobs");
+    rejects({ best_of: 3 }, "best_of");
+    rejects({ echo: true }, "echo");
+    rejects({ logit_bias: { "50256": -100 } }, "logit_bias");
+    rejects({ tools: [{ type: "function" }] }, "tools");
+  });
+
+  it("rejects wrong types", () => {
+    rejects({ temperature: "0.5" }, "temperature");
+    rejects({ top_p: true }, "top_p");
+    rejects({ max_tokens: "10" }, "max_tokens");
+    rejects({ seed: "1" }, "seed");
+    rejects({ top_k: [1] }, "top_k");
+    rejects({ frequency_penalty: {} }, "frequency_penalty");
+  });
+
+  it("enforces ranges", () => {
+    expect(samplingFromBody({ temperature: 0 }).temperature).toBe(0);
+    expect(samplingFromBody({ temperature: 2 }).temperature).toBe(2);
+    rejects({ temperature: -0.1 }, "temperature");
+    rejects({ temperature: 2.1 }, "temperature");
+    expect(samplingFromBody({ top_p: 1 }).topP).toBe(1);
+    rejects({ top_p: 1.01 }, "top_p");
+    rejects({ top_p: -0.5 }, "top_p");
+    rejects({ top_k: -1 }, "top_k");
+    rejects({ top_k: 2.5 }, "top_k");
+    rejects({ frequency_penalty: 2.5 }, "frequency_penalty");
+    rejects({ presence_penalty: -2.5 }, "presence_penalty");
+    expect(samplingFromBody({ presence_penalty: -2 }).presencePenalty).toBe(-2);
+  });
+
+  it("rejects max_tokens of 0, negative, non-integer and above uint32", () => {
+    rejects({ max_tokens: 0 }, "max_tokens");
+    rejects({ max_tokens: -5 }, "max_tokens");
+    rejects({ max_tokens: 1.5 }, "max_tokens");
+    rejects({ max_tokens: 2 ** 32 }, "max_tokens");
+    expect(samplingFromBody({ max_tokens: 1 }).maxTokens).toBe(1);
+    expect(samplingFromBody({ max_tokens: 2 ** 32 - 1 }).maxTokens).toBe(2 ** 32 - 1);
+  });
+
+  it("reads max_completion_tokens when asked, naming that field in errors", () => {
+    expect(samplingFromBody({ max_completion_tokens: 12 }, "max_completion_tokens").maxTokens).toBe(12);
+    expect(samplingFromBody({ max_tokens: 12 }, "max_completion_tokens").maxTokens).toBeUndefined();
+    rejects({ max_completion_tokens: 0 }, "max_completion_tokens", "max_completion_tokens");
+  });
+
+  it("accepts stop as a string or an array of up to 4 strings", () => {
+    expect(samplingFromBody({ stop: "###" }).stop).toEqual(["###"]);
+    expect(samplingFromBody({ stop: ["a", "b", "c", "d"] }).stop).toEqual(["a", "b", "c", "d"]);
+  });
+
+  it("rejects more than 4 stop sequences and non-string stops", () => {
+    const err = rejects({ stop: ["a", "b", "c", "d", "e"] }, "stop");
+    expect(err.message).toContain("at most 4");
+    rejects({ stop: 5 }, "stop");
+    rejects({ stop: ["a", 5] }, "stop");
+  });
+
+  it("wraps seeds into uint32", () => {
+    expect(samplingFromBody({ seed: 0 }).seed).toBe(0);
+    expect(samplingFromBody({ seed: -1 }).seed).toBe(4294967295);
+    expect(samplingFromBody({ seed: -2 }).seed).toBe(4294967294);
+    expect(samplingFromBody({ seed: 2 ** 32 }).seed).toBe(0);
+    expect(samplingFromBody({ seed: 2 ** 32 + 5 }).seed).toBe(5);
+    expect(samplingFromBody({ seed: -(2 ** 32) - 3 }).seed).toBe(2 ** 32 - 3);
+    const big = samplingFromBody({ seed: 2 ** 40 + 123 }).seed!;
+    expect(big).toBe(123);
+    rejects({ seed: 1.5 }, "seed");
+  });
+
+  it("produces seeds that are always valid uint32 values", () => {
+    for (const seed of [-12345678901, -1, 1, 99999999999, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER]) {
+      const s = samplingFromBody({ seed }).seed!;
+      expect(Number.isInteger(s)).toBe(true);
+      expect(s).toBeGreaterThanOrEqual(0);
+      expect(s).toBeLessThan(2 ** 32);
+      expect(Math.abs((s - seed) % 2 ** 32)).toBe(0);
+    }
+  });
+});
