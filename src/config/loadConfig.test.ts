@@ -225,10 +225,7 @@ describe("loadConfig", () => {
       invalid(() => loadConfig({}, {}, dir));
     });
 
-    // BUG (src/config/loadConfig.ts:124-125): values read from the config file are Object.assign'ed without
-    // the checks applyFlags does for env/flags, so {"port":"abc","gpu":"yes"} loads as-is. Marked it.fails
-    // until file values go through the same validation; then turn this back into a plain `it`.
-    it.fails("validates setting values from the file like env and flags", () => {
+    it("validates setting values from the file like env and flags", () => {
       writeConfig({ port: "abc" });
       invalid(() => loadConfig({}, {}, dir));
       writeConfig({ gpu: "yes" });

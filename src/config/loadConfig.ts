@@ -58,7 +58,7 @@ function bad(message: string): SmmfError {
 }
 
 function integer(name: string, value: string | number, min: number, max: number): number {
-  const n = typeof value === "number" ? value : Number(value);
+  const n = typeof value === "number" ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw bad(`${name} must be an integer from ${min} to ${max}; got '${value}'`);
   return n;
 }
@@ -89,6 +89,33 @@ function readConfigFile(path: string): Partial<SmmfConfig> {
   const known = new Set(Object.keys(DEFAULTS));
   for (const key of Object.keys(parsed)) if (!known.has(key)) throw bad(`unknown setting '${key}' in ${path}`);
   return parsed as Partial<SmmfConfig>;
+}
+
+/** Config-file keys by the flag that sets the same thing. */
+const FILE_KEYS: Record<string, keyof SmmfConfig> = {
+  host: "host",
+  port: "port",
+  "worker-host": "workerHost",
+  "worker-port": "workerPort",
+  "model-dir": "modelDir",
+  threads: "threads",
+  sequences: "sequences",
+  "context-size": "contextSize",
+  gpu: "gpu",
+  "max-body-bytes": "maxBodyBytes",
+  "log-level": "logLevel",
+};
+
+/** The file's scalar settings as flag strings, so they go through the same checks as flags. */
+function fileSettingsAsFlags(file: Partial<SmmfConfig>, path: string): ConfigFlags {
+  const flags: Record<string, string> = {};
+  for (const [flag, key] of Object.entries(FILE_KEYS)) {
+    const value = file[key];
+    if (value === undefined) continue;
+    if (typeof value !== "string" && typeof value !== "number") throw bad(`${path}: '${key}' must be a string or a number`);
+    flags[flag] = String(value);
+  }
+  return flags as ConfigFlags;
 }
 
 function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: string) => string, baseDir: string): void {
@@ -122,9 +149,13 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (file) {
     const path = resolve(cwd, file);
     const fromFile = readConfigFile(path);
-    Object.assign(config, fromFile);
-    config.modelDir = resolve(dirname(path), fromFile.modelDir ?? DEFAULTS.modelDir);
-    if (fromFile.models !== undefined && !Array.isArray(fromFile.models)) throw bad(`'models' in ${path} must be an array`);
+    applyFlags(config, fileSettingsAsFlags(fromFile, path), (flag) => `${path}: ${FILE_KEYS[flag] ?? flag}`, dirname(path));
+    if (fromFile.modelDir === undefined) config.modelDir = resolve(dirname(path), DEFAULTS.modelDir);
+    if (fromFile.shutdownGraceMs !== undefined) config.shutdownGraceMs = integer(`${path}: shutdownGraceMs`, String(fromFile.shutdownGraceMs), 0, 3_600_000);
+    if (fromFile.models !== undefined) {
+      if (!Array.isArray(fromFile.models)) throw bad(`'models' in ${path} must be an array`);
+      config.models = fromFile.models;
+    }
   }
   const envFlags: ConfigFlags = {};
   for (const [name, flag] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== "") (envFlags as Record<string, string>)[flag] = env[name] as string;

@@ -42,7 +42,7 @@ export function toSmmfError(err: unknown): SmmfError {
     const param = err.metadata.get(PARAM_HEADER);
     if (code && isErrorCode(code)) return new SmmfError(code, err.rawMessage, { param, cause: err });
     const mapped = codeFromGrpc[err.code] ?? "internal";
-    const message = mapped === "unavailable" ? `upstream unavailable: ${err.rawMessage}` : err.rawMessage;
+    const message = mapped === "internal" ? "internal error" : mapped === "unavailable" ? `upstream unavailable: ${err.rawMessage}` : err.rawMessage;
     return new SmmfError(mapped, message, { cause: err });
   }
   if (err instanceof Error && err.name === "AbortError") return new SmmfError("cancelled", "request cancelled", { cause: err });

@@ -19,7 +19,7 @@ export function parseChat(chat: ChatInput | undefined): ChatTurn[] {
   const messages = chat?.messages ?? [];
   if (messages.length === 0) throw invalid("messages", "'messages' must contain at least one message");
   return messages.map((m, i) => {
-    const role = ROLES[m.role];
+    const role = Object.hasOwn(ROLES, m.role) ? ROLES[m.role] : undefined;
     if (!role) throw invalid(`messages[${i}].role`, `messages[${i}].role must be one of system, developer, user, assistant; got '${m.role}'`);
     return { role, content: m.content };
   });
