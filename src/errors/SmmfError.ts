@@ -4,6 +4,8 @@ import { codeFromGrpc, errorTable, isErrorCode, type ErrorCode } from "./errorTa
 /** Metadata key that carries the SMMF error code (and param) across gRPC hops. */
 const CODE_HEADER = "smmf-error-code";
 const PARAM_HEADER = "smmf-error-param";
+/** Node errors that mean the other side went away mid-response. */
+const PEER_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_HTTP2_STREAM_ERROR", "ERR_STREAM_WRITE_AFTER_END", "ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE"]);
 
 /** The one error type of SMMF: a code from a closed set, a message safe to show, and the offending parameter. */
 export class SmmfError extends Error {
@@ -45,6 +47,8 @@ export function toSmmfError(err: unknown): SmmfError {
     const message = mapped === "internal" ? "internal error" : mapped === "unavailable" ? `upstream unavailable: ${err.rawMessage}` : err.rawMessage;
     return new SmmfError(mapped, message, { cause: err });
   }
-  if (err instanceof Error && err.name === "AbortError") return new SmmfError("cancelled", "request cancelled", { cause: err });
+  if (err instanceof Error && (err.name === "AbortError" || PEER_GONE.has((err as NodeJS.ErrnoException).code ?? ""))) {
+    return new SmmfError("cancelled", "request cancelled", { cause: err });
+  }
   return new SmmfError("internal", "internal error", { cause: err });
 }
