@@ -4,8 +4,8 @@ import { InstanceSpecSchema } from "../src/gen/smmf/v1/instance_pb.js";
 import { createLogger } from "../src/telemetry/createLogger.js";
 import { startWorker } from "../src/worker/startWorker.js";
 
-const [modelPath, sequences, threads] = process.argv.slice(2);
-const running = await startWorker({ host: "127.0.0.1", port: 0, logger: createLogger("warn"), engineDefaults: { gpu: false } });
+const [modelPath, sequences, threads, streamIntervalMs] = process.argv.slice(2);
+const running = await startWorker({ host: "127.0.0.1", port: 0, logger: createLogger("warn"), engineDefaults: { gpu: false }, streamIntervalMs: Number(streamIntervalMs) });
 await running.worker.load(
   create(InstanceSpecSchema, {
     model: "stories260K",

@@ -26,7 +26,7 @@ interface GenerateDone {
 }
 interface GenerateResponse {
   kind: "delta" | "done";
-  delta?: { text: string; token_count: number } | null;
+  delta?: { pieces: string[] } | null;
   done?: GenerateDone | null;
 }
 interface InstanceJson {
@@ -92,7 +92,7 @@ async function unaryError<Req, Res>(client: grpc.Client, method: Unary<Req, Res>
 }
 
 interface GenerateResult {
-  deltas: { text: string; token_count: number }[];
+  deltas: { pieces: string[] }[];
   done: GenerateDone | undefined;
   error: grpc.ServiceError | undefined;
   /** Messages that came after `done` (there must be none). */
@@ -195,8 +195,8 @@ describe("a stock grpc-js client against a worker", () => {
       expect(done.usage?.prompt_tokens).toBeGreaterThan(0);
       expect(done.instance_id).toBe(instanceId);
       expect(done.engine_time_ms).toBeGreaterThan(0);
-      expect(r.deltas.reduce((sum, d) => sum + d.token_count, 0)).toBe(20);
-      expect(r.deltas.map((d) => d.text).join("")).not.toBe("");
+      expect(r.deltas.reduce((sum, d) => sum + d.pieces.length, 0)).toBe(20);
+      expect(r.deltas.map((d) => d.pieces.join("")).join("")).not.toBe("");
     });
 
     it("accepts chat input", async () => {
@@ -216,8 +216,8 @@ describe("a stock grpc-js client against a worker", () => {
       expect(["FINISH_REASON_LENGTH", "FINISH_REASON_STOP"]).toContain(done.finish_reason);
       expect(done.usage?.prompt_tokens).toBeGreaterThan(0);
       expect(done.usage?.completion_tokens).toBeLessThanOrEqual(12);
-      expect(done.usage?.completion_tokens).toBe(r.deltas.reduce((sum, d) => sum + d.token_count, 0));
-      if (done.finish_reason === "FINISH_REASON_LENGTH") expect(r.deltas.map((d) => d.text).join("")).not.toBe("");
+      expect(done.usage?.completion_tokens).toBe(r.deltas.reduce((sum, d) => sum + d.pieces.length, 0));
+      if (done.finish_reason === "FINISH_REASON_LENGTH") expect(r.deltas.map((d) => d.pieces.join("")).join("")).not.toBe("");
     });
 
     it("stops on a cancel message and ends with done: cancelled", async () => {
@@ -276,7 +276,7 @@ describe("a stock grpc-js client against a worker", () => {
         expect(r.done?.usage?.completion_tokens).toBe(10);
       }
       // Same seed, same prompt, same settings: the same text on every sequence.
-      const texts = results.map((r) => r.deltas.map((d) => d.text).join(""));
+      const texts = results.map((r) => r.deltas.map((d) => d.pieces.join("")).join(""));
       expect(new Set(texts).size).toBe(1);
     });
 

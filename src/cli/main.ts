@@ -21,6 +21,7 @@ Flags for serve (each also settable in smmf.config.json or by an SMMF_* environm
   --context-size N       context tokens per sequence, 0 = the model's, at most 4096 (env SMMF_CONTEXT_SIZE)
   --gpu auto|off         use a GPU when one is usable (default auto; env SMMF_GPU)
   --max-body-bytes N     largest request body (default 1048576; env SMMF_MAX_BODY_BYTES)
+  --stream-interval-ms N tokens made within N ms of the last streamed message go out together (default 20; env SMMF_STREAM_INTERVAL_MS)
   --log-level LEVEL      debug, info, warn, error or silent (default info; env SMMF_LOG_LEVEL)
 `;
 
@@ -37,6 +38,7 @@ const FLAG_OPTIONS = {
   "context-size": { type: "string" },
   gpu: { type: "string" },
   "max-body-bytes": { type: "string" },
+  "stream-interval-ms": { type: "string" },
   "log-level": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;

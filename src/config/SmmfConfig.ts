@@ -31,6 +31,8 @@ export interface SmmfConfig {
   contextSize: number;
   gpu: "auto" | "off";
   maxBodyBytes: number;
+  /** Tokens produced within this many milliseconds of the last streamed message are sent together; 0 sends each at once. */
+  streamIntervalMs: number;
   logLevel: LogLevel;
   /** How long a stopping server waits for requests in flight. */
   shutdownGraceMs: number;

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { SmmfError } from "../errors/SmmfError.js";
+import { DEFAULT_STREAM_INTERVAL_MS } from "../worker/startWorker.js";
 import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";
 
 export const DEFAULT_MODEL: ModelConfig = { name: "stories260K", file: "stories260K.gguf" };
@@ -18,6 +19,7 @@ export const DEFAULTS: SmmfConfig = {
   contextSize: 0,
   gpu: "auto",
   maxBodyBytes: 1024 * 1024,
+  streamIntervalMs: DEFAULT_STREAM_INTERVAL_MS,
   logLevel: "info",
   shutdownGraceMs: 10_000,
 };
@@ -36,6 +38,7 @@ export interface ConfigFlags {
   "context-size"?: string;
   gpu?: string;
   "max-body-bytes"?: string;
+  "stream-interval-ms"?: string;
   "log-level"?: string;
 }
 
@@ -50,6 +53,7 @@ const ENV: Record<string, keyof ConfigFlags> = {
   SMMF_CONTEXT_SIZE: "context-size",
   SMMF_GPU: "gpu",
   SMMF_MAX_BODY_BYTES: "max-body-bytes",
+  SMMF_STREAM_INTERVAL_MS: "stream-interval-ms",
   SMMF_LOG_LEVEL: "log-level",
 };
 
@@ -103,6 +107,7 @@ const FILE_KEYS: Record<string, keyof SmmfConfig> = {
   "context-size": "contextSize",
   gpu: "gpu",
   "max-body-bytes": "maxBodyBytes",
+  "stream-interval-ms": "streamIntervalMs",
   "log-level": "logLevel",
 };
 
@@ -128,6 +133,7 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
   if (flags.sequences !== undefined) config.sequences = integer(source("sequences"), flags.sequences, 1, 1024);
   if (flags["context-size"] !== undefined) config.contextSize = integer(source("context-size"), flags["context-size"], 0, 1 << 24);
   if (flags["max-body-bytes"] !== undefined) config.maxBodyBytes = integer(source("max-body-bytes"), flags["max-body-bytes"], 1, 1 << 30);
+  if (flags["stream-interval-ms"] !== undefined) config.streamIntervalMs = integer(source("stream-interval-ms"), flags["stream-interval-ms"], 0, 60_000);
   if (flags.gpu !== undefined) {
     if (flags.gpu !== "auto" && flags.gpu !== "off") throw bad(`${source("gpu")} must be 'auto' or 'off'`);
     config.gpu = flags.gpu;

@@ -40,6 +40,7 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger): Promise
     port: config.workerPort,
     registry,
     logger,
+    streamIntervalMs: config.streamIntervalMs,
     engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
   });
   try {

@@ -8,10 +8,11 @@ export function startSse(res: AnyResponse, headers: Record<string, string>): voi
   (res as ServerResponse).flushHeaders?.();
 }
 
-/** Writes one `data:` event; waits while the socket's buffer is full. */
+/** Writes `data:` events (one, or one per array element) in one write; waits while the socket's buffer is full. */
 export async function writeSse(res: AnyResponse, data: unknown): Promise<void> {
-  const payload = typeof data === "string" ? data : JSON.stringify(data);
-  const ok = (res as ServerResponse).write(`data: ${payload}\n\n`);
+  const event = (d: unknown) => `data: ${typeof d === "string" ? d : JSON.stringify(d)}\n\n`;
+  const payload = Array.isArray(data) ? data.map(event).join("") : event(data);
+  const ok = (res as ServerResponse).write(payload);
   if (!ok && !res.destroyed) await new Promise<void>((resolve) => {
     const done = () => {
       res.off("drain", done);

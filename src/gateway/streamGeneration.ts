@@ -57,7 +57,7 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
       let text = "";
       for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
         const kind = r.value.kind;
-        if (kind.case === "delta") text += kind.value.text;
+        if (kind.case === "delta") text += kind.value.pieces.join("");
         else if (kind.case === "done") return sendJson(res, 200, format.whole(text, FINISH_NAMES[kind.value.finishReason] ?? "stop", usageOf(kind.value)), headers);
       }
       throw incomplete();
@@ -69,11 +69,8 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
       for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
         const kind = r.value.kind;
         if (kind.case === "delta") {
-          // One chunk per token, as OpenAI streams: a delta that stands for several tokens (a character
-          // spread over byte tokens, or text held back while it might have begun a stop sequence) is
-          // followed by empty chunks for the rest, so counting chunks counts tokens.
-          await writeSse(res, format.chunk(kind.value.text));
-          for (let i = 1; i < kind.value.tokenCount; i++) await writeSse(res, format.chunk(""));
+          // One chunk per token, as OpenAI streams (so counting chunks counts tokens), in one write.
+          await writeSse(res, kind.value.pieces.map((piece) => format.chunk(piece)));
         } else if (kind.case === "done") {
           await writeSse(res, format.closing(FINISH_NAMES[kind.value.finishReason] ?? "stop"));
           if (req.includeUsage) await writeSse(res, format.usageChunk(usageOf(kind.value)));

@@ -40,7 +40,7 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
     session.once("close", () => sessions.delete(session));
   });
 
-  const server = net.createServer((socket) => {
+  const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     let head = Buffer.alloc(0);

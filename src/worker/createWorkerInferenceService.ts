@@ -19,10 +19,11 @@ import type { Worker } from "./Worker.js";
 
 const FINISH: Record<string, FinishReason> = { stop: FinishReason.STOP, length: FinishReason.LENGTH, cancelled: FinishReason.CANCELLED };
 
-export function toGenerateResponse(event: GenerationEvent, instanceId: string): GenerateResponse {
-  if (event.type === "delta") {
-    return create(GenerateResponseSchema, { kind: { case: "delta", value: { text: event.text, tokenCount: event.tokenCount } } });
-  }
+export function deltaResponse(pieces: string[]): GenerateResponse {
+  return create(GenerateResponseSchema, { kind: { case: "delta", value: { pieces } } });
+}
+
+export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, instanceId: string): GenerateResponse {
   return create(GenerateResponseSchema, {
     kind: {
       case: "done",
@@ -36,8 +37,34 @@ export function toGenerateResponse(event: GenerationEvent, instanceId: string): 
   });
 }
 
+/**
+ * Engine events as Generate responses: the first token goes out at once; later tokens that arrive within
+ * `intervalMs` of the last message are sent together in one delta (one piece per token), which keeps the
+ * per-message cost of gRPC and SSE off fast models' token rate while adding at most `intervalMs` of delay.
+ */
+export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent>, instanceId: string, intervalMs: number): AsyncGenerator<GenerateResponse> {
+  let pieces: string[] = [];
+  let lastSent = -Infinity;
+  for await (const event of events) {
+    if (event.type === "delta") {
+      pieces.push(event.text);
+      for (let i = 1; i < event.tokenCount; i++) pieces.push("");
+      const now = performance.now();
+      if (now - lastSent >= intervalMs) {
+        yield deltaResponse(pieces);
+        pieces = [];
+        lastSent = now;
+      }
+    } else {
+      if (pieces.length > 0) yield deltaResponse(pieces);
+      pieces = [];
+      yield doneResponse(event, instanceId);
+    }
+  }
+}
+
 /** InferenceService as a worker serves it: runs each call on one of its own instances. */
-export function createWorkerInferenceService(worker: Worker, logger: Logger): ServiceImpl<typeof InferenceService> {
+export function createWorkerInferenceService(worker: Worker, logger: Logger, streamIntervalMs = 0): ServiceImpl<typeof InferenceService> {
   return {
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
@@ -51,9 +78,7 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger): Se
         const { input, sampling } = parseGenerateStart(start);
         const hosted = worker.resolve(start.model, start.instanceId);
         watchForCancel(iterator, () => abort.abort());
-        for await (const event of hosted.engine.generate(input, sampling, abort.signal)) {
-          yield toGenerateResponse(event, hosted.record.instanceId);
-        }
+        yield* toGenerateResponses(hosted.engine.generate(input, sampling, abort.signal), hosted.record.instanceId, streamIntervalMs);
       } catch (err) {
         const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });

@@ -9,6 +9,8 @@ import { createWorkerInferenceService } from "./createWorkerInferenceService.js"
 import { createWorkerService } from "./createWorkerService.js";
 import { Worker } from "./Worker.js";
 
+export const DEFAULT_STREAM_INTERVAL_MS = 20;
+
 export interface WorkerServerOptions {
   id?: string;
   host: string;
@@ -17,6 +19,8 @@ export interface WorkerServerOptions {
   advertiseAddress?: string;
   registry?: Registry;
   engineDefaults?: EngineDefaults;
+  /** Tokens produced within this many milliseconds of the last message go out together (0: every token at once). */
+  streamIntervalMs?: number;
   logger: Logger;
 }
 
@@ -32,7 +36,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
   const worker = new Worker({ id: options.id, registry: options.registry, engineDefaults: options.engineDefaults, logger: options.logger });
   const handler = connectNodeAdapter({
     routes(r) {
-      r.service(InferenceService, createWorkerInferenceService(worker, options.logger));
+      r.service(InferenceService, createWorkerInferenceService(worker, options.logger, options.streamIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS));
       r.service(WorkerService, createWorkerService(worker));
     },
   });

@@ -1,0 +1,45 @@
+import { describe, expect, it } from "vitest";
+import type { GenerationEvent } from "../engines/Engine.js";
+import { FinishReason, type GenerateResponse } from "../gen/smmf/v1/inference_pb.js";
+import { toGenerateResponses } from "./createWorkerInferenceService.js";
+
+async function* events(list: (GenerationEvent | { wait: number })[]): AsyncGenerator<GenerationEvent> {
+  for (const item of list) {
+    if ("wait" in item) await new Promise((r) => setTimeout(r, item.wait));
+    else yield item;
+  }
+}
+
+const delta = (text: string, tokenCount = 1): GenerationEvent => ({ type: "delta", text, tokenCount });
+const done: GenerationEvent = { type: "done", finishReason: "length", promptTokens: 3, completionTokens: 5, engineTimeMs: 1 };
+
+async function collect(source: AsyncIterable<GenerateResponse>) {
+  const out: GenerateResponse[] = [];
+  for await (const r of source) out.push(r);
+  return out.map((r) => (r.kind.case === "delta" ? r.kind.value.pieces : r.kind.case === "done" ? r.kind.value : undefined));
+}
+
+describe("toGenerateResponses", () => {
+  it("with interval 0 sends every token at once", async () => {
+    const out = await collect(toGenerateResponses(events([delta("a"), delta("b"), delta("c"), done]), "i1", 0));
+    expect(out.slice(0, 3)).toEqual([["a"], ["b"], ["c"]]);
+    expect(out[3]).toMatchObject({ finishReason: FinishReason.LENGTH, instanceId: "i1", usage: { promptTokens: 3, completionTokens: 5 } });
+  });
+
+  it("sends the first token at once and groups the tokens that follow within the interval", async () => {
+    const out = await collect(toGenerateResponses(events([delta("a"), delta("b"), delta("c"), { wait: 30 }, delta("d"), delta("e"), done]), "i1", 20));
+    expect(out.slice(0, -1)).toEqual([["a"], ["b", "c", "d"], ["e"]]);
+  });
+
+  it("gives a delta that stands for several tokens one piece each, empty after the first", async () => {
+    const out = await collect(toGenerateResponses(events([delta("é", 2), delta("x"), done]), "i1", 1000));
+    expect(out.slice(0, -1)).toEqual([["é", ""], ["x"]]);
+    expect(out.slice(0, -1).flat()).toHaveLength(3);
+  });
+
+  it("ends with done even when no token was generated", async () => {
+    const out = await collect(toGenerateResponses(events([done]), "i1", 20));
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ instanceId: "i1" });
+  });
+});
