@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SmmfError } from "../errors/SmmfError.js";
 import { DEFAULTS, DEFAULT_MODEL, loadConfig, modelPath, type ConfigFlags } from "./loadConfig.js";
+import { expectInvalid } from "../../test/helpers/expectInvalid.js";
 
 let dir: string;
 
@@ -22,16 +23,7 @@ function writeConfig(content: unknown, name = "smmf.config.json"): string {
   return path;
 }
 
-function invalid(fn: () => unknown): SmmfError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SmmfError);
-    expect((err as SmmfError).code).toBe("invalid_argument");
-    return err as SmmfError;
-  }
-  throw new Error("expected loadConfig to throw invalid_argument");
-}
+const invalid = (fn: () => unknown): SmmfError => expectInvalid(fn);
 
 describe("loadConfig", () => {
   it("gives the defaults with no file, env or flags", () => {

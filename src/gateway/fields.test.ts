@@ -1,18 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { SmmfError } from "../errors/SmmfError.js";
 import { invalidField, optionalBoolean, optionalNumber, optionalStop, rejectUnsupported, requiredString } from "./fields.js";
+import { expectInvalid } from "../../test/helpers/expectInvalid.js";
 
-/** Runs fn, expects an invalid_argument SmmfError, returns it. */
-function invalid(fn: () => unknown): SmmfError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SmmfError);
-    expect((err as SmmfError).code).toBe("invalid_argument");
-    return err as SmmfError;
-  }
-  throw new Error("expected an invalid_argument error");
-}
+const invalid = (fn: () => unknown): SmmfError => expectInvalid(fn);
 
 describe("invalidField", () => {
   it("builds an invalid_argument error naming the field", () => {

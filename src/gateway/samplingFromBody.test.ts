@@ -1,18 +1,10 @@
 import { describe, it, expect } from "vitest";
 import { SmmfError } from "../errors/SmmfError.js";
 import { samplingFromBody } from "./samplingFromBody.js";
+import { expectInvalid } from "../../test/helpers/expectInvalid.js";
 
-function rejects(body: Record<string, unknown>, param: string, field?: "max_tokens" | "max_completion_tokens"): SmmfError {
-  try {
-    samplingFromBody(body, field);
-  } catch (err) {
-    expect(err).toBeInstanceOf(SmmfError);
-    expect((err as SmmfError).code).toBe("invalid_argument");
-    expect((err as SmmfError).param).toBe(param);
-    return err as SmmfError;
-  }
-  throw new Error(`expected ${JSON.stringify(body)} to be rejected`);
-}
+const rejects = (body: Record<string, unknown>, param: string, field?: "max_tokens" | "max_completion_tokens"): SmmfError =>
+  expectInvalid(() => samplingFromBody(body, field), param);
 
 describe("samplingFromBody", () => {
   it("leaves every optional field unset for an empty body", () => {

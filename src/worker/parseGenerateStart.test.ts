@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { GenerateStartSchema, SamplingParamsSchema, type GenerateStart } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { MAX_STOP_SEQUENCES, parseChat, parseGenerateStart, parseSampling } from "./parseGenerateStart.js";
+import { expectInvalid } from "../../test/helpers/expectInvalid.js";
 
 function chatStart(messages: { role: string; content: string }[], params?: Parameters<typeof create<typeof SamplingParamsSchema>>[1]): GenerateStart {
   return create(GenerateStartSchema, {
@@ -12,17 +13,7 @@ function chatStart(messages: { role: string; content: string }[], params?: Param
   });
 }
 
-function rejects(start: GenerateStart, param: string): SmmfError {
-  try {
-    parseGenerateStart(start);
-  } catch (err) {
-    expect(err).toBeInstanceOf(SmmfError);
-    expect((err as SmmfError).code).toBe("invalid_argument");
-    expect((err as SmmfError).param).toBe(param);
-    return err as SmmfError;
-  }
-  throw new Error("expected parseGenerateStart to throw");
-}
+const rejects = (start: GenerateStart, param: string): SmmfError => expectInvalid(() => parseGenerateStart(start), param);
 
 const hi = [{ role: "user", content: "hi" }];
 
