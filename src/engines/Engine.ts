@@ -5,7 +5,10 @@ export interface ChatTurn {
 }
 
 /** What to generate from: chat messages or a plain prompt. */
-export type GenerationInput = { kind: "chat"; messages: ChatTurn[] } | { kind: "prompt"; prompt: string };
+export type GenerationInput = ({ kind: "chat"; messages: ChatTurn[] } | { kind: "prompt"; prompt: string }) & {
+  /** Text already generated for this request elsewhere: the answer continues it. */
+  continuation?: string;
+};
 
 export interface SamplingOptions {
   maxTokens?: number;
@@ -20,8 +23,9 @@ export interface SamplingOptions {
 
 export type FinishReason = "stop" | "length" | "cancelled";
 
-/** A generation streams deltas, then ends with `done`. */
+/** A generation starts with `started`, streams deltas, then ends with `done`. */
 export type GenerationEvent =
+  | { type: "started"; promptTokens: number }
   | { type: "delta"; text: string; tokenCount: number }
   | { type: "done"; finishReason: FinishReason; promptTokens: number; completionTokens: number; engineTimeMs: number };
 

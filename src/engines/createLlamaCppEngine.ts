@@ -62,10 +62,10 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
 
   function prepare(input: GenerationInput): { tokens: Token[]; stopTriggers: LlamaText[]; promptTokens: number } {
     if (input.kind === "prompt") {
-      const tokens = model.tokenize(input.prompt);
+      const tokens = model.tokenize(input.prompt + (input.continuation ?? ""));
       return { tokens, stopTriggers: [], promptTokens: tokens.length + bosCount };
     }
-    const { tokens, stopTriggers } = renderChatPrompt(model, chat.wrapper, input.messages);
+    const { tokens, stopTriggers } = renderChatPrompt(model, chat.wrapper, input.messages, input.continuation);
     return { tokens, stopTriggers, promptTokens: tokens.length + bosCount };
   }
 
@@ -87,6 +87,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     const { tokens, stopTriggers, promptTokens } = prepare(input);
     const maxTokens = checkLength(promptTokens, sampling.maxTokens);
     const slot = await pool.acquire(signal);
+    yield { type: "started", promptTokens };
     const abort = linkSignals(signal);
     const queue = createAsyncQueue<GenerationEvent>();
     let completionTokens = 0;

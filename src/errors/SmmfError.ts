@@ -11,12 +11,15 @@ const PEER_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_HTTP2_STREAM_ERROR", "ER
 export class SmmfError extends Error {
   readonly code: ErrorCode;
   readonly param: string | null;
+  /** For resource_exhausted: when to try again (the Retry-After header), in seconds. */
+  readonly retryAfterSeconds?: number;
 
-  constructor(code: ErrorCode, message: string, options: { param?: string | null; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, options: { param?: string | null; cause?: unknown; retryAfterSeconds?: number } = {}) {
     super(message, { cause: options.cause });
     this.name = "SmmfError";
     this.code = code;
     this.param = options.param ?? null;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get httpStatus(): number {

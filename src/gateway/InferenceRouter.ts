@@ -1,6 +1,9 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import {
   GenerateRequestSchema,
+  GenerateResponseSchema,
+  SamplingParamsSchema,
   type CountTokensRequest,
   type CountTokensResponse,
   type EmbedRequest,
@@ -9,79 +12,278 @@ import {
   type GenerateResponse,
   type GenerateStart,
 } from "../gen/smmf/v1/inference_pb.js";
-import type { Instance } from "../gen/smmf/v1/instance_pb.js";
+import { InstanceState, type Instance } from "../gen/smmf/v1/instance_pb.js";
 import type { Registry } from "../registry/Registry.js";
-import { toSmmfError } from "../errors/SmmfError.js";
-import { pickInstance } from "./pickInstance.js";
-import type { WorkerClients } from "./WorkerClients.js";
+import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { chooseInstance, type BalancingPolicy } from "./chooseInstance.js";
+import { DEFAULT_EJECTION, InstanceHealth, type EjectionOptions } from "./InstanceHealth.js";
+import { RetryBudget } from "./RetryBudget.js";
+import { WorkerClients } from "./WorkerClients.js";
+
+export interface RouterOptions {
+  logger: Logger;
+  /** Policy per model name; others use `defaultPolicy`. */
+  policies?: Record<string, BalancingPolicy>;
+  defaultPolicy?: BalancingPolicy;
+  /** Tries per request, the first included. */
+  maxAttempts?: number;
+  /** Requests of one model that may wait for a free instance; more get 429. */
+  queueSize?: number;
+  /** How long a request may wait for a free instance before it gets 503. */
+  queueTimeoutMs?: number;
+  ejection?: EjectionOptions;
+  retryBudget?: RetryBudget;
+}
+
+export interface RouterStats {
+  retries: number;
+  failovers: number;
+}
+
+interface Waiter {
+  wake: () => void;
+}
 
 async function* oneMessage(message: GenerateRequest): AsyncIterable<GenerateRequest> {
   yield message;
 }
 
-/** Routes inference calls to instances from the registry, counting this gateway's requests in flight per instance. */
+/**
+ * Whether a failed call may be tried on another instance: transport failures (no SMMF code: connection
+ * refused or reset, a dead or hung worker) and the instance's own unavailable / resource_exhausted.
+ */
+function isRetryable(err: unknown): { retry: boolean; healthFailure: boolean } {
+  if (err instanceof SmmfError) return { retry: err.code === "unavailable" || err.code === "resource_exhausted", healthFailure: false };
+  if (!(err instanceof ConnectError)) return { retry: false, healthFailure: false };
+  const code = err.metadata.get("smmf-error-code");
+  if (code === "resource_exhausted") return { retry: true, healthFailure: false };
+  if (code === "unavailable") return { retry: true, healthFailure: true };
+  if (code) return { retry: false, healthFailure: false };
+  return { retry: true, healthFailure: true };
+}
+
+/**
+ * Routes inference calls to instances from the registry: client-side load balancing per model over online,
+ * non-ejected instances with a free slot; a bounded wait queue when all are full; retries on another instance
+ * before the first token, and mid-stream failover after it (the next instance continues the text already sent).
+ */
 export class InferenceRouter {
   private readonly inFlight = new Map<string, number>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly cursors = new Map<string, { next: number }>();
+  private readonly health: InstanceHealth;
+  private readonly budget: RetryBudget;
+  private readonly clients: WorkerClients;
   private readonly unsubscribe: () => void;
+  private readonly logger: Logger;
+  readonly stats: RouterStats = { retries: 0, failovers: 0 };
 
-  constructor(private readonly registry: Registry, private readonly clients: WorkerClients) {
-    this.unsubscribe = registry.subscribe(() => this.clients.retain(new Set(registry.snapshot().map((i) => i.address))));
+  constructor(private readonly registry: Registry, private readonly options: RouterOptions) {
+    this.logger = options.logger;
+    this.health = new InstanceHealth(options.ejection ?? DEFAULT_EJECTION);
+    this.budget = options.retryBudget ?? new RetryBudget();
+    this.clients = new WorkerClients((address) => this.connectionLost(address));
+    this.unsubscribe = registry.subscribe(() => this.registryChanged());
   }
 
-  private load = (instanceId: string): number => this.inFlight.get(instanceId) ?? 0;
+  get ejections(): number {
+    return this.health.ejectionCount;
+  }
+
+  /** Instances a new request could be sent to now, for tests and tools. */
+  pickable(model: string): Instance[] {
+    return this.registry.snapshot().filter((i) => i.model === model && i.state === InstanceState.ONLINE && !this.health.isEjected(i.instanceId));
+  }
+
+  private load = (instance: Instance): number => (this.inFlight.get(instance.instanceId) ?? 0) / Math.max(1, instance.maxConcurrency);
+
+  private registryChanged(): void {
+    const instances = this.registry.snapshot();
+    this.clients.retain(new Set(instances.map((i) => i.address)));
+    this.health.retain(new Set(instances.map((i) => i.instanceId)));
+    for (const list of this.waiters.values()) for (const w of list.splice(0)) w.wake();
+  }
+
+  private connectionLost(address: string): void {
+    for (const instance of this.registry.snapshot()) if (instance.address === address) this.health.eject(instance.instanceId);
+    this.logger.warn("connection to a worker lost; its instances sit out a cool-down", { address });
+  }
+
+  /** Waits for a free slot on an eligible instance of `model` and takes it. */
+  private async acquire(model: string, signal: AbortSignal, exclude: Set<string>, needsEmbeddings = false): Promise<{ instance: Instance; release: () => void }> {
+    const deadline = Date.now() + (this.options.queueTimeoutMs ?? 30_000);
+    for (;;) {
+      if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+      const all = this.registry.snapshot().filter((i) => i.model === model);
+      if (all.length === 0) throw new SmmfError("model_not_found", `The model '${model}' does not exist`, { param: "model" });
+      const healthy = all.filter((i) => i.state === InstanceState.ONLINE && !this.health.isEjected(i.instanceId) && !exclude.has(i.instanceId));
+      const capable = needsEmbeddings ? healthy.filter((i) => i.embeddingSize > 0) : healthy;
+      if (needsEmbeddings && healthy.length > 0 && capable.length === 0) {
+        throw new SmmfError("invalid_argument", `The model '${model}' does not serve embeddings`, { param: "model" });
+      }
+      if (capable.length === 0) throw new SmmfError("unavailable", `No instance of model '${model}' is available now; retry later`);
+      const free = capable.filter((i) => (this.inFlight.get(i.instanceId) ?? 0) < Math.max(1, i.maxConcurrency));
+      if (free.length > 0) {
+        const policy = this.options.policies?.[model] ?? this.options.defaultPolicy ?? "p2c";
+        let cursor = this.cursors.get(model);
+        if (!cursor) this.cursors.set(model, (cursor = { next: 0 }));
+        const instance = chooseInstance(policy, free, this.load, cursor);
+        return { instance, release: this.enter(instance) };
+      }
+      await this.wait(model, signal, deadline);
+    }
+  }
+
+  private wait(model: string, signal: AbortSignal, deadline: number): Promise<void> {
+    let list = this.waiters.get(model);
+    if (!list) this.waiters.set(model, (list = []));
+    if (list.length >= (this.options.queueSize ?? 256)) {
+      return Promise.reject(new SmmfError("resource_exhausted", `All instances of model '${model}' are busy and its queue is full; retry later`, { retryAfterSeconds: 1 }));
+    }
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) return Promise.reject(new SmmfError("unavailable", `Timed out waiting for a free instance of model '${model}'`));
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        wake: () => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      const remove = () => {
+        const i = list!.indexOf(waiter);
+        if (i >= 0) list!.splice(i, 1);
+      };
+      const timer = setTimeout(() => {
+        remove();
+        signal.removeEventListener("abort", onAbort);
+        reject(new SmmfError("unavailable", `Timed out waiting for a free instance of model '${model}'`));
+      }, remaining);
+      const onAbort = () => {
+        remove();
+        clearTimeout(timer);
+        reject(new SmmfError("cancelled", "request cancelled"));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      list!.push(waiter);
+    });
+  }
 
   private enter(instance: Instance): () => void {
-    this.inFlight.set(instance.instanceId, this.load(instance.instanceId) + 1);
+    this.inFlight.set(instance.instanceId, (this.inFlight.get(instance.instanceId) ?? 0) + 1);
     let left = false;
     return () => {
       if (left) return;
       left = true;
-      const n = this.load(instance.instanceId) - 1;
+      const n = (this.inFlight.get(instance.instanceId) ?? 1) - 1;
       if (n <= 0) this.inFlight.delete(instance.instanceId);
       else this.inFlight.set(instance.instanceId, n);
+      this.waiters.get(instance.model)?.shift()?.wake();
     };
   }
 
+  /** After a failure: whether to try again (counting it), or not. */
+  private shouldRetry(err: unknown, instance: Instance, attempt: number): boolean {
+    const { retry, healthFailure } = isRetryable(err);
+    if (healthFailure) this.health.recordFailure(instance.instanceId);
+    if (!retry || attempt >= (this.options.maxAttempts ?? 3) || !this.budget.tryRetry()) return false;
+    this.stats.retries++;
+    return true;
+  }
+
   /**
-   * Picks an instance of `start.model` (throwing at once when there is none) and streams the generation
-   * from it; aborting `signal` cancels it on the worker.
+   * Streams a generation from instances of `start.model`. Before the first token, a failed instance is
+   * replaced by another; after it, another instance continues from the prompt plus the text already sent,
+   * so the caller sees one stream, with usage counting what it received.
    */
-  generate(start: GenerateStart, signal: AbortSignal): { instance: Instance; responses: AsyncGenerator<GenerateResponse> } {
-    const instance = pickInstance(this.registry.snapshot(), start.model, this.load);
-    const client = this.clients.get(instance.address).inference;
-    const request = create(GenerateRequestSchema, { kind: { case: "start", value: { ...start, instanceId: instance.instanceId } } });
-    const enter = () => this.enter(instance);
-    async function* responses(): AsyncGenerator<GenerateResponse> {
-      const leave = enter();
+  async *generate(start: GenerateStart, signal: AbortSignal, onInstance?: (instance: Instance) => void): AsyncGenerator<GenerateResponse> {
+    this.budget.recordRequest();
+    const tried = new Set<string>();
+    let sentTokens = 0;
+    let sentText = "";
+    let promptTokens = 0;
+    for (let attempt = 1; ; attempt++) {
+      const { instance, release } = await this.acquire(start.model, signal, tried);
+      tried.add(instance.instanceId);
+      if (attempt === 1) onInstance?.(instance);
+      const request = create(GenerateRequestSchema, {
+        kind: {
+          case: "start",
+          value: {
+            ...start,
+            instanceId: instance.instanceId,
+            continuation: start.continuation + sentText,
+            params: this.remainingParams(start, sentTokens),
+          },
+        },
+      });
       try {
-        yield* client.generate(oneMessage(request), { signal });
+        for await (const res of this.clients.get(instance.address).inference.generate(oneMessage(request), { signal })) {
+          if (res.kind.case === "delta") {
+            const delta = res.kind.value;
+            if (promptTokens === 0 && delta.promptTokens) promptTokens = delta.promptTokens;
+            sentTokens += delta.pieces.length;
+            sentText += delta.pieces.join("");
+            yield sentTokens === delta.pieces.length ? res : create(GenerateResponseSchema, { kind: { case: "delta", value: { pieces: delta.pieces } } });
+          } else if (res.kind.case === "done") {
+            this.health.recordSuccess(instance.instanceId);
+            const done = res.kind.value;
+            if (attempt > 1 || done.usage) {
+              done.usage = { $typeName: "smmf.v1.Usage", promptTokens: promptTokens || (done.usage?.promptTokens ?? 0), completionTokens: sentTokens };
+            }
+            release(); // before handing over the end: the caller may not resume this generator
+            yield res;
+            return;
+          }
+        }
+        throw new SmmfError("unavailable", "the model instance ended the generation without finishing it");
       } catch (err) {
-        throw toSmmfError(err);
+        if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+        if (!this.shouldRetry(err, instance, attempt)) {
+          if (sentTokens > 0) throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${toSmmfError(err).message}`);
+          throw toSmmfError(err);
+        }
+        if (sentTokens > 0) {
+          this.stats.failovers++;
+          this.logger.warn("instance failed mid-stream; continuing on another", { instance: instance.instanceId, tokens: sentTokens });
+        }
       } finally {
-        leave();
+        release();
       }
     }
-    return { instance, responses: responses() };
+  }
+
+  private remainingParams(start: GenerateStart, sentTokens: number) {
+    const params = start.params ? clone(SamplingParamsSchema, start.params) : create(SamplingParamsSchema);
+    if (params.maxTokens !== undefined) params.maxTokens -= sentTokens;
+    return params;
   }
 
   async embed(req: EmbedRequest, signal: AbortSignal): Promise<EmbedResponse> {
-    const instance = pickInstance(this.registry.snapshot(), req.model, this.load, { embeddings: true });
-    const leave = this.enter(instance);
-    try {
-      return await this.clients.get(instance.address).inference.embed({ ...req, instanceId: instance.instanceId }, { signal });
-    } catch (err) {
-      throw toSmmfError(err);
-    } finally {
-      leave();
-    }
+    return this.unary(req.model, signal, true, (instance) => this.clients.get(instance.address).inference.embed({ ...req, instanceId: instance.instanceId }, { signal }));
   }
 
   async countTokens(req: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse> {
-    const instance = pickInstance(this.registry.snapshot(), req.model, this.load);
-    try {
-      return await this.clients.get(instance.address).inference.countTokens({ ...req, instanceId: instance.instanceId }, { signal });
-    } catch (err) {
-      throw toSmmfError(err);
+    return this.unary(req.model, signal, false, (instance) => this.clients.get(instance.address).inference.countTokens({ ...req, instanceId: instance.instanceId }, { signal }));
+  }
+
+  private async unary<T>(model: string, signal: AbortSignal, needsEmbeddings: boolean, call: (instance: Instance) => Promise<T>): Promise<T> {
+    this.budget.recordRequest();
+    const tried = new Set<string>();
+    for (let attempt = 1; ; attempt++) {
+      const { instance, release } = await this.acquire(model, signal, tried, needsEmbeddings);
+      tried.add(instance.instanceId);
+      try {
+        const result = await call(instance);
+        this.health.recordSuccess(instance.instanceId);
+        return result;
+      } catch (err) {
+        if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+        if (!this.shouldRetry(err, instance, attempt)) throw toSmmfError(err);
+      } finally {
+        release();
+      }
     }
   }
 

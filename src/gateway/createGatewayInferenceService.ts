@@ -18,9 +18,8 @@ export function createGatewayInferenceService(router: InferenceRouter): ServiceI
         if (first.done || first.value.kind.case !== "start") throw new SmmfError("invalid_argument", "the first Generate message must be 'start'");
         const start = first.value.kind.value;
         parseGenerateStart(start);
-        const { responses } = router.generate(start, abort.signal);
         watchForCancel(iterator, () => abort.abort());
-        yield* responses;
+        yield* router.generate(start, abort.signal);
       } catch (err) {
         throw asConnectError(err);
       } finally {

@@ -96,6 +96,7 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
       const headers: Record<string, string> = {};
       // The rest of an over-long body is not read; close the connection rather than drain it.
       if (error.code === "payload_too_large") headers.connection = "close";
+      if (error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
       if (!res.destroyed) sendJson(res, error.httpStatus, error.toOpenAiBody(), headers);
     });
   };

@@ -7,8 +7,7 @@ import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { createGatewayInferenceService } from "./createGatewayInferenceService.js";
 import { createRestHandler } from "./createRestHandler.js";
-import { InferenceRouter } from "./InferenceRouter.js";
-import { WorkerClients } from "./WorkerClients.js";
+import { InferenceRouter, type RouterOptions } from "./InferenceRouter.js";
 
 export interface GatewayOptions {
   registry: Registry;
@@ -16,10 +15,12 @@ export interface GatewayOptions {
   host: string;
   port: number;
   maxBodyBytes: number;
+  routing?: Omit<RouterOptions, "logger">;
 }
 
 export interface RunningGateway {
   readonly port: number;
+  readonly router: InferenceRouter;
   readonly url: string;
   close(graceMs?: number): Promise<void>;
 }
@@ -29,7 +30,7 @@ export interface RunningGateway {
  * gRPC-Web and Connect, on one port (HTTP/1.1 and HTTP/2).
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
-  const router = new InferenceRouter(options.registry, new WorkerClients());
+  const router = new InferenceRouter(options.registry, { logger: options.logger, ...options.routing });
   const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes });
   const handler = connectNodeAdapter({
     routes(r) {
@@ -49,6 +50,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   options.logger.info("gateway listening", { url });
   return {
     port: listener.port,
+    router,
     url,
     async close(graceMs = 0) {
       await listener.close(graceMs);

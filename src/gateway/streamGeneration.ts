@@ -48,17 +48,24 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
   const abort = new AbortController();
   const onClose = () => abort.abort();
   res.once("close", onClose);
+  let responses: AsyncGenerator<GenerateResponse> | undefined;
   try {
-    const { instance, responses } = router.generate(req.start, abort.signal);
+    const started = performance.now();
+    let instanceId = "";
+    responses = router.generate(req.start, abort.signal, (instance) => (instanceId = instance.instanceId));
     const first = await responses.next();
     if (first.done) throw incomplete();
-    const headers = { "x-request-id": req.requestId, "x-smmf-instance": instance.instanceId };
+    const headers: Record<string, string> = { "x-request-id": req.requestId, "x-smmf-instance": instanceId };
     if (!req.stream) {
       let text = "";
       for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
         const kind = r.value.kind;
         if (kind.case === "delta") text += kind.value.pieces.join("");
-        else if (kind.case === "done") return sendJson(res, 200, format.whole(text, FINISH_NAMES[kind.value.finishReason] ?? "stop", usageOf(kind.value)), headers);
+        else if (kind.case === "done") {
+          // What the gateway hop added: end to end here, less the worker's own time.
+          if (kind.value.workerTimeMs > 0) headers["x-smmf-overhead-ms"] = (performance.now() - started - kind.value.workerTimeMs).toFixed(3);
+          return sendJson(res, 200, format.whole(text, FINISH_NAMES[kind.value.finishReason] ?? "stop", usageOf(kind.value)), headers);
+        }
       }
       throw incomplete();
     }
@@ -86,6 +93,7 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
       res.end();
     }
   } finally {
+    void responses?.return(undefined).catch(() => undefined);
     res.off("close", onClose);
     if (!res.writableEnded) abort.abort();
   }

@@ -19,11 +19,11 @@ import type { Worker } from "./Worker.js";
 
 const FINISH: Record<string, FinishReason> = { stop: FinishReason.STOP, length: FinishReason.LENGTH, cancelled: FinishReason.CANCELLED };
 
-export function deltaResponse(pieces: string[]): GenerateResponse {
-  return create(GenerateResponseSchema, { kind: { case: "delta", value: { pieces } } });
+export function deltaResponse(pieces: string[], promptTokens = 0): GenerateResponse {
+  return create(GenerateResponseSchema, { kind: { case: "delta", value: { pieces, promptTokens } } });
 }
 
-export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, instanceId: string): GenerateResponse {
+export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, instanceId: string, workerTimeMs = 0): GenerateResponse {
   return create(GenerateResponseSchema, {
     kind: {
       case: "done",
@@ -32,6 +32,7 @@ export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, 
         usage: { promptTokens: event.promptTokens, completionTokens: event.completionTokens },
         instanceId,
         engineTimeMs: event.engineTimeMs,
+        workerTimeMs,
       },
     },
   });
@@ -42,23 +43,27 @@ export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, 
  * `intervalMs` of the last message are sent together in one delta (one piece per token), which keeps the
  * per-message cost of gRPC and SSE off fast models' token rate while adding at most `intervalMs` of delay.
  */
-export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent>, instanceId: string, intervalMs: number): AsyncGenerator<GenerateResponse> {
+export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent>, instanceId: string, intervalMs: number, startedAt = performance.now()): AsyncGenerator<GenerateResponse> {
   let pieces: string[] = [];
   let lastSent = -Infinity;
+  let promptTokens = 0;
   for await (const event of events) {
-    if (event.type === "delta") {
+    if (event.type === "started") {
+      promptTokens = event.promptTokens;
+    } else if (event.type === "delta") {
       pieces.push(event.text);
       for (let i = 1; i < event.tokenCount; i++) pieces.push("");
       const now = performance.now();
       if (now - lastSent >= intervalMs) {
-        yield deltaResponse(pieces);
+        yield deltaResponse(pieces, promptTokens);
         pieces = [];
+        promptTokens = 0;
         lastSent = now;
       }
     } else {
-      if (pieces.length > 0) yield deltaResponse(pieces);
+      if (pieces.length > 0) yield deltaResponse(pieces, promptTokens);
       pieces = [];
-      yield doneResponse(event, instanceId);
+      yield doneResponse(event, instanceId, performance.now() - startedAt);
     }
   }
 }
@@ -71,6 +76,7 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
       try {
         const iterator = requests[Symbol.asyncIterator]();
         const first = await iterator.next();
+        const startedAt = performance.now();
         if (first.done || first.value.kind.case !== "start") {
           throw new SmmfError("invalid_argument", "the first Generate message must be 'start'");
         }
@@ -78,7 +84,7 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
         const { input, sampling } = parseGenerateStart(start);
         const hosted = worker.resolve(start.model, start.instanceId);
         watchForCancel(iterator, () => abort.abort());
-        yield* toGenerateResponses(hosted.engine.generate(input, sampling, abort.signal), hosted.record.instanceId, streamIntervalMs);
+        yield* toGenerateResponses(hosted.engine.generate(input, sampling, abort.signal), hosted.record.instanceId, streamIntervalMs, startedAt);
       } catch (err) {
         const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });

@@ -37,6 +37,11 @@ describe("parseGenerateStart", () => {
     expect(sampling).toEqual({});
   });
 
+  it("passes a continuation (mid-stream failover) on", () => {
+    const start = create(GenerateStartSchema, { model: "m", input: { case: "prompt", value: "Once" }, continuation: " upon" });
+    expect(parseGenerateStart(start).input).toEqual({ kind: "prompt", prompt: "Once", continuation: " upon" });
+  });
+
   it("parses a prompt request, including an empty prompt", () => {
     expect(parseGenerateStart(create(GenerateStartSchema, { model: "m", input: { case: "prompt", value: "Once" } })).input).toEqual({
       kind: "prompt",

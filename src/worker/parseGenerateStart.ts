@@ -25,9 +25,10 @@ export function parseChat(chat: ChatInput | undefined): ChatTurn[] {
   });
 }
 
-export function parseInput(input: GenerateStart["input"]): GenerationInput {
-  if (input.case === "chat") return { kind: "chat", messages: parseChat(input.value) };
-  if (input.case === "prompt") return { kind: "prompt", prompt: input.value };
+export function parseInput(input: GenerateStart["input"], continuation = ""): GenerationInput {
+  const more = continuation ? { continuation } : {};
+  if (input.case === "chat") return { kind: "chat", messages: parseChat(input.value), ...more };
+  if (input.case === "prompt") return { kind: "prompt", prompt: input.value, ...more };
   throw invalid("messages", "the request needs 'messages' (chat) or 'prompt' (completion)");
 }
 
@@ -52,5 +53,5 @@ export function parseSampling(params: SamplingParams | undefined): SamplingOptio
 /** Checks a GenerateStart and turns it into engine input and sampling options. */
 export function parseGenerateStart(start: GenerateStart): { input: GenerationInput; sampling: SamplingOptions } {
   if (!start.model) throw invalid("model", "'model' is required");
-  return { input: parseInput(start.input), sampling: parseSampling(start.params) };
+  return { input: parseInput(start.input, start.continuation), sampling: parseSampling(start.params) };
 }

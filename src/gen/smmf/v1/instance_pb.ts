@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/instance.proto.
  */
 export const file_smmf_v1_instance: GenFile = /*@__PURE__*/
-  fileDesc("ChZzbW1mL3YxL2luc3RhbmNlLnByb3RvEgdzbW1mLnYxIuABCgxJbnN0YW5jZVNwZWMSDQoFbW9kZWwYASABKAkSDgoGZW5naW5lGAIgASgJEg4KBnNvdXJjZRgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIqCglsbGFtYV9jcHAYBSABKAsyFy5zbW1mLnYxLkxsYW1hQ3BwUGFyYW1zEjEKBmxhYmVscxgGIAMoCzIhLnNtbWYudjEuSW5zdGFuY2VTcGVjLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinQEKDkxsYW1hQ3BwUGFyYW1zEhQKDGNvbnRleHRfc2l6ZRgBIAEoDRIRCglzZXF1ZW5jZXMYAiABKA0SDwoHdGhyZWFkcxgDIAEoDRIXCgpncHVfbGF5ZXJzGAQgASgNSACIAQESEgoKZW1iZWRkaW5ncxgFIAEoCBIVCg1jaGF0X3RlbXBsYXRlGAYgASgJQg0KC19ncHVfbGF5ZXJzIoIDCghJbnN0YW5jZRITCgtpbnN0YW5jZV9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCRIOCgZlbmdpbmUYAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEg8KB2FkZHJlc3MYBSABKAkSJQoFc3RhdGUYBiABKA4yFi5zbW1mLnYxLkluc3RhbmNlU3RhdGUSFwoPbWF4X2NvbmN1cnJlbmN5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRIUCgxjb250ZXh0X3NpemUYCSABKA0SFgoOZW1iZWRkaW5nX3NpemUYCiABKA0SLQoGbGFiZWxzGAsgAygLMh0uc21tZi52MS5JbnN0YW5jZS5MYWJlbHNFbnRyeRIuCgpzdGFydGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGA0gASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqnwEKDUluc3RhbmNlU3RhdGUSHgoaSU5TVEFOQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZJTlNUQU5DRV9TVEFURV9MT0FESU5HEAESGQoVSU5TVEFOQ0VfU1RBVEVfT05MSU5FEAISGwoXSU5TVEFOQ0VfU1RBVEVfRFJBSU5JTkcQAxIaChZJTlNUQU5DRV9TVEFURV9PRkZMSU5FEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZzbW1mL3YxL2luc3RhbmNlLnByb3RvEgdzbW1mLnYxIvABCgxJbnN0YW5jZVNwZWMSDQoFbW9kZWwYASABKAkSDgoGZW5naW5lGAIgASgJEg4KBnNvdXJjZRgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIqCglsbGFtYV9jcHAYBSABKAsyFy5zbW1mLnYxLkxsYW1hQ3BwUGFyYW1zEjEKBmxhYmVscxgGIAMoCzIhLnNtbWYudjEuSW5zdGFuY2VTcGVjLkxhYmVsc0VudHJ5Eg4KBndlaWdodBgHIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp0BCg5MbGFtYUNwcFBhcmFtcxIUCgxjb250ZXh0X3NpemUYASABKA0SEQoJc2VxdWVuY2VzGAIgASgNEg8KB3RocmVhZHMYAyABKA0SFwoKZ3B1X2xheWVycxgEIAEoDUgAiAEBEhIKCmVtYmVkZGluZ3MYBSABKAgSFQoNY2hhdF90ZW1wbGF0ZRgGIAEoCUINCgtfZ3B1X2xheWVycyKSAwoISW5zdGFuY2USEwoLaW5zdGFuY2VfaWQYASABKAkSDQoFbW9kZWwYAiABKAkSDgoGZW5naW5lGAMgASgJEhEKCXdvcmtlcl9pZBgEIAEoCRIPCgdhZGRyZXNzGAUgASgJEiUKBXN0YXRlGAYgASgOMhYuc21tZi52MS5JbnN0YW5jZVN0YXRlEhcKD21heF9jb25jdXJyZW5jeRgHIAEoDRIRCglpbl9mbGlnaHQYCCABKA0SFAoMY29udGV4dF9zaXplGAkgASgNEhYKDmVtYmVkZGluZ19zaXplGAogASgNEi0KBmxhYmVscxgLIAMoCzIdLnNtbWYudjEuSW5zdGFuY2UuTGFiZWxzRW50cnkSLgoKc3RhcnRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgNIAEoDRIOCgZ3ZWlnaHQYDiABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqfAQoNSW5zdGFuY2VTdGF0ZRIeChpJTlNUQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFklOU1RBTkNFX1NUQVRFX0xPQURJTkcQARIZChVJTlNUQU5DRV9TVEFURV9PTkxJTkUQAhIbChdJTlNUQU5DRV9TVEFURV9EUkFJTklORxADEhoKFklOU1RBTkNFX1NUQVRFX09GRkxJTkUQBGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * InstanceSpec says what a worker should load.
@@ -57,6 +57,13 @@ export type InstanceSpec = Message<"smmf.v1.InstanceSpec"> & {
    * @generated from field: map<string, string> labels = 6;
    */
   labels: { [key: string]: string };
+
+  /**
+   * Relative weight for weighted load balancing; 0 counts as 1.
+   *
+   * @generated from field: uint32 weight = 7;
+   */
+  weight: number;
 };
 
 /**
@@ -196,6 +203,13 @@ export type Instance = Message<"smmf.v1.Instance"> & {
    * @generated from field: uint32 version = 13;
    */
   version: number;
+
+  /**
+   * Relative weight for weighted load balancing; 0 counts as 1.
+   *
+   * @generated from field: uint32 weight = 14;
+   */
+  weight: number;
 };
 
 /**

@@ -1,0 +1,46 @@
+import type { Instance } from "../gen/smmf/v1/instance_pb.js";
+
+/** Load-balancing policies; per model, with a gateway-wide default. */
+export type BalancingPolicy = "p2c" | "round-robin" | "weighted";
+export const BALANCING_POLICIES: readonly BalancingPolicy[] = ["p2c", "round-robin", "weighted"];
+
+/**
+ * Picks one of `candidates` (non-empty, all eligible):
+ * - p2c: two at random, the one with less load (requests in flight over max concurrency);
+ * - round-robin: the next in instance-id order after the last pick for this model;
+ * - weighted: at random, in proportion to each instance's weight (0 counts as 1).
+ */
+export function chooseInstance(
+  policy: BalancingPolicy,
+  candidates: readonly Instance[],
+  load: (instance: Instance) => number,
+  cursor: { next: number },
+  random: () => number = Math.random,
+): Instance {
+  if (candidates.length === 1) return candidates[0];
+  switch (policy) {
+    case "round-robin": {
+      const sorted = [...candidates].sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+      const pick = sorted[cursor.next % sorted.length];
+      cursor.next = (cursor.next + 1) % Number.MAX_SAFE_INTEGER;
+      return pick;
+    }
+    case "weighted": {
+      const total = candidates.reduce((sum, c) => sum + (c.weight || 1), 0);
+      let r = random() * total;
+      for (const c of candidates) {
+        r -= c.weight || 1;
+        if (r < 0) return c;
+      }
+      return candidates[candidates.length - 1];
+    }
+    default: {
+      const i = Math.floor(random() * candidates.length);
+      let j = Math.floor(random() * (candidates.length - 1));
+      if (j >= i) j++;
+      const a = candidates[i];
+      const b = candidates[j];
+      return load(b) < load(a) ? b : a;
+    }
+  }
+}

@@ -1,0 +1,212 @@
+import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { Etcd3, type Lease, type Watcher } from "etcd3";
+import { InstanceSchema, type Instance } from "../gen/smmf/v1/instance_pb.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { INSTANCES_PREFIX, instanceKey } from "./instanceKey.js";
+import type { Registry } from "./Registry.js";
+
+export interface EtcdRegistryOptions {
+  /** Comma-separated or listed endpoints, e.g. "http://127.0.0.1:2379". */
+  endpoints: string | string[];
+  /** TTL of the lease the keys of this process are bound to, in seconds. */
+  leaseTtlSeconds?: number;
+  logger: Logger;
+}
+
+const RESYNC_MIN_MS = 200;
+const RESYNC_MAX_MS = 5_000;
+
+function parseEndpoints(endpoints: string | string[]): string[] {
+  const list = (Array.isArray(endpoints) ? endpoints : endpoints.split(",")).map((e) => e.trim()).filter(Boolean);
+  return list.map((e) => (/^[a-z]+:\/\//.test(e) ? e : `http://${e}`));
+}
+
+/**
+ * The registry on etcd. Publishing: each instance is one key whose value is the Instance record as JSON,
+ * bound to this process's lease (kept alive; a lost lease is replaced and every key put again).
+ * Discovery: a snapshot of the prefix, then a watch from the next revision; after a compaction, a broken
+ * watch or a reconnect, the prefix is listed again. While etcd is unreachable the last known set stays.
+ */
+export class EtcdRegistry implements Registry {
+  private readonly client: Etcd3;
+  private readonly ttl: number;
+  private readonly logger: Logger;
+  // publishing
+  private lease?: Lease;
+  private readonly own = new Map<string, Instance>();
+  private republishing?: Promise<void>;
+  // discovery
+  private readonly known = new Map<string, Instance>();
+  private list: readonly Instance[] = [];
+  private readonly listeners = new Set<() => void>();
+  private watcher?: Watcher;
+  private watching = false;
+  private resyncTimer?: NodeJS.Timeout;
+  private resyncDelay = RESYNC_MIN_MS;
+  private closed = false;
+  private readyPromise?: Promise<void>;
+  /** Counts of watch events and re-lists, for tests and metrics. */
+  readonly stats = { events: 0, relists: 0, leasesGranted: 0 };
+
+  constructor(options: EtcdRegistryOptions) {
+    this.client = new Etcd3({ hosts: parseEndpoints(options.endpoints), dialTimeout: 2_000 });
+    this.ttl = Math.max(1, Math.round(options.leaseTtlSeconds ?? 3));
+    this.logger = options.logger;
+  }
+
+  // ---- publishing -------------------------------------------------------------------------------
+
+  async register(instance: Instance): Promise<void> {
+    this.own.set(instance.instanceId, instance);
+    await this.put(instance);
+  }
+
+  async unregister(instanceId: string): Promise<void> {
+    const instance = this.own.get(instanceId);
+    if (!instance) return;
+    this.own.delete(instanceId);
+    await this.client.delete().key(instanceKey(instance.model, instanceId)).exec();
+  }
+
+  /** Revokes this process's lease: every key it published goes at once. */
+  async revoke(): Promise<void> {
+    this.own.clear();
+    const lease = this.lease;
+    this.lease = undefined;
+    if (lease) await lease.revoke().catch(() => undefined);
+  }
+
+  private getLease(): Lease {
+    if (this.lease) return this.lease;
+    const lease = this.client.lease(this.ttl);
+    this.stats.leasesGranted++;
+    lease.on("lost", (err) => {
+      if (this.lease !== lease || this.closed) return;
+      this.logger.warn("etcd lease lost; registering again", { error: err.message });
+      this.lease = undefined;
+      this.republish();
+    });
+    this.lease = lease;
+    return lease;
+  }
+
+  private async put(instance: Instance): Promise<void> {
+    await this.getLease().put(instanceKey(instance.model, instance.instanceId)).value(toJsonString(InstanceSchema, instance));
+  }
+
+  /** Puts every own key again under a new lease, retrying until etcd takes them. */
+  private republish(): void {
+    if (this.republishing || this.closed) return;
+    this.republishing = (async () => {
+      let delay = RESYNC_MIN_MS;
+      while (!this.closed && this.own.size > 0) {
+        try {
+          for (const instance of this.own.values()) await this.put(instance);
+          this.logger.info("registered again in etcd", { instances: this.own.size });
+          return;
+        } catch (err) {
+          this.logger.warn("etcd unreachable; will retry registering", { error: (err as Error).message, retryMs: delay });
+          this.lease?.release();
+          this.lease = undefined;
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(RESYNC_MAX_MS, delay * 2);
+        }
+      }
+    })().finally(() => (this.republishing = undefined));
+  }
+
+  // ---- discovery --------------------------------------------------------------------------------
+
+  snapshot(): readonly Instance[] {
+    this.startWatching();
+    return this.list;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.startWatching();
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once the first listing has arrived (or rejects when etcd cannot be reached). */
+  ready(): Promise<void> {
+    this.startWatching();
+    return this.readyPromise!;
+  }
+
+  private startWatching(): void {
+    if (this.watching) return;
+    this.watching = true;
+    this.readyPromise = this.resync();
+    this.readyPromise.catch(() => undefined);
+  }
+
+  private async resync(): Promise<void> {
+    if (this.closed) return;
+    void this.watcher?.cancel().catch(() => undefined);
+    this.watcher = undefined;
+    try {
+      const res = await this.client.getAll().prefix(INSTANCES_PREFIX).exec();
+      this.stats.relists++;
+      this.known.clear();
+      for (const kv of res.kvs) this.apply(kv.key.toString(), kv.value.toString());
+      this.changed();
+      const revision = BigInt(res.header.revision);
+      const watcher = await this.client.watch().prefix(INSTANCES_PREFIX).startRevision(String(revision + 1n)).create();
+      if (this.closed) {
+        await watcher.cancel();
+        return;
+      }
+      this.watcher = watcher;
+      this.resyncDelay = RESYNC_MIN_MS;
+      watcher.on("put", (kv) => {
+        this.stats.events++;
+        this.apply(kv.key.toString(), kv.value.toString());
+        this.changed();
+      });
+      watcher.on("delete", (kv) => {
+        this.stats.events++;
+        if (this.known.delete(kv.key.toString())) this.changed();
+      });
+      // A broken stream, a compaction or etcd coming back (maybe empty): list again from scratch.
+      watcher.on("disconnected", () => this.scheduleResync());
+      watcher.on("error", () => this.scheduleResync());
+    } catch (err) {
+      this.logger.warn("etcd unreachable; serving the last known instances", { error: (err as Error).message, retryMs: this.resyncDelay });
+      this.scheduleResync();
+      throw err;
+    }
+  }
+
+  private scheduleResync(): void {
+    if (this.resyncTimer || this.closed) return;
+    const delay = this.resyncDelay;
+    this.resyncDelay = Math.min(RESYNC_MAX_MS, this.resyncDelay * 2);
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = undefined;
+      this.resync().catch(() => undefined);
+    }, delay);
+  }
+
+  private apply(key: string, value: string): void {
+    try {
+      this.known.set(key, fromJsonString(InstanceSchema, value, { ignoreUnknownFields: true }));
+    } catch (err) {
+      this.logger.warn("ignoring an unreadable instance record", { key, error: (err as Error).message });
+    }
+  }
+
+  private changed(): void {
+    this.list = [...this.known.values()];
+    for (const listener of this.listeners) listener();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.resyncTimer);
+    await this.watcher?.cancel().catch(() => undefined);
+    this.lease?.release();
+    this.listeners.clear();
+    this.client.close();
+  }
+}
