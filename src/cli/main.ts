@@ -1,28 +1,52 @@
 import { parseArgs } from "node:util";
+import { loadConfig } from "../config/loadConfig.js";
 import { SmmfError } from "../errors/SmmfError.js";
+import { createLogger } from "../telemetry/createLogger.js";
+import { runController } from "./runController.js";
+import { runGateway } from "./runGateway.js";
 import { runServe } from "./runServe.js";
+import { runWorker } from "./runWorker.js";
 
 const USAGE = `Usage: smmf <command> [flags]
 
 Commands:
-  serve     Run gateway, registry and one worker in one process (the embedded mode)
-  help      Show this help
+  serve        Gateway, in-memory registry and one worker in one process (the embedded mode)
+  worker       A worker: hosts models and registers them in etcd (--etcd)
+  gateway      A gateway: REST and gRPC, load-balancing over the instances in etcd (--etcd)
+  controller   The controller API over the instances in etcd (--etcd)
+  help         Show this help
 
-Flags for serve (each also settable in smmf.config.json or by an SMMF_* environment variable):
+Each flag can also be set in smmf.config.json or by an SMMF_* environment variable; flags win.
+
+Common:
   --config FILE          config file (default ./smmf.config.json when present; env SMMF_CONFIG)
-  --host HOST            gateway host (default 127.0.0.1; env SMMF_HOST)
-  --port PORT            gateway port (default 8000; env SMMF_PORT)
-  --worker-host HOST     worker gRPC host (default 127.0.0.1; env SMMF_WORKER_HOST)
-  --worker-port PORT     worker gRPC port, 0 = any free port (default 0; env SMMF_WORKER_PORT)
+  --log-level LEVEL      debug, info, warn, error or silent (default info; env SMMF_LOG_LEVEL)
+  --etcd URLS            etcd endpoints, comma-separated (worker, gateway, controller; env SMMF_ETCD)
+  --shutdown-grace-ms N  on SIGTERM, how long requests in flight may take to finish (default 10000)
+
+Gateway and controller (and serve):
+  --host HOST            listen host (default 127.0.0.1; env SMMF_HOST)
+  --port PORT            listen port (default 8000; env SMMF_PORT)
+  --max-body-bytes N     largest request body (default 1048576; env SMMF_MAX_BODY_BYTES)
+  --policy NAME          load balancing: p2c (default), round-robin or weighted (env SMMF_POLICY)
+  --model-policy M=NAME  load balancing for one model; repeatable
+  --max-attempts N       tries per request, the first included (default 3; env SMMF_MAX_ATTEMPTS)
+  --queue-size N         requests of a model that may wait when all its instances are full (default 256)
+  --queue-timeout-ms N   longest wait for a free instance before 503 (default 30000)
+
+Worker (and serve):
+  --worker-host HOST     gRPC host (default 127.0.0.1; env SMMF_WORKER_HOST)
+  --worker-port PORT     gRPC port, 0 = any free port (default 0; env SMMF_WORKER_PORT)
+  --advertise URL        address gateways reach this worker at (default http://worker-host:port)
+  --worker-id ID         worker id (default: a random one; env SMMF_WORKER_ID)
+  --lease-ttl SECONDS    TTL of the worker's etcd lease (default 3; env SMMF_LEASE_TTL)
   --model-dir DIR        folder with GGUF files (default ./models; env SMMF_MODEL_DIR)
   --model NAME=PATH      serve a GGUF file under NAME; repeatable (default stories260K=stories260K.gguf; env SMMF_MODELS)
   --threads N            CPU threads per instance, 0 = from the cores (env SMMF_THREADS)
   --sequences N          concurrent generations per instance (default 4; env SMMF_SEQUENCES)
   --context-size N       context tokens per sequence, 0 = the model's, at most 4096 (env SMMF_CONTEXT_SIZE)
   --gpu auto|off         use a GPU when one is usable (default auto; env SMMF_GPU)
-  --max-body-bytes N     largest request body (default 1048576; env SMMF_MAX_BODY_BYTES)
-  --stream-interval-ms N tokens made within N ms of the last streamed message go out together (default 20; env SMMF_STREAM_INTERVAL_MS)
-  --log-level LEVEL      debug, info, warn, error or silent (default info; env SMMF_LOG_LEVEL)
+  --stream-interval-ms N tokens made within N ms of the last streamed message go out together (default 20)
 `;
 
 const FLAG_OPTIONS = {
@@ -40,8 +64,20 @@ const FLAG_OPTIONS = {
   "max-body-bytes": { type: "string" },
   "stream-interval-ms": { type: "string" },
   "log-level": { type: "string" },
+  etcd: { type: "string" },
+  "lease-ttl": { type: "string" },
+  "worker-id": { type: "string" },
+  advertise: { type: "string" },
+  policy: { type: "string" },
+  "model-policy": { type: "string", multiple: true },
+  "max-attempts": { type: "string" },
+  "queue-size": { type: "string" },
+  "queue-timeout-ms": { type: "string" },
+  "shutdown-grace-ms": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
+
+const COMMANDS = { serve: runServe, worker: runWorker, gateway: runGateway, controller: runController };
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -49,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command ? 0 : 2;
   }
-  if (command !== "serve") {
+  if (!Object.hasOwn(COMMANDS, command)) {
     process.stderr.write(`smmf: unknown command '${command}'\n\n${USAGE}`);
     return 2;
   }
@@ -65,7 +101,9 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    return await runServe(values);
+    const config = loadConfig(values);
+    const logger = createLogger(config.logLevel, `smmf-${command}`);
+    return await COMMANDS[command as keyof typeof COMMANDS](config, logger);
   } catch (err) {
     if (err instanceof SmmfError && err.code !== "internal") {
       process.stderr.write(`smmf: ${err.message}\n`);

@@ -12,6 +12,8 @@ export interface ModelConfig {
   gpuLayers?: number;
   embeddings?: boolean;
   chatTemplate?: "auto" | "fallback";
+  /** Relative weight for weighted load balancing. */
+  weight?: number;
 }
 
 export interface SmmfConfig {
@@ -34,6 +36,23 @@ export interface SmmfConfig {
   /** Tokens produced within this many milliseconds of the last streamed message are sent together; 0 sends each at once. */
   streamIntervalMs: number;
   logLevel: LogLevel;
-  /** How long a stopping server waits for requests in flight. */
+  /** How long a stopping server waits for requests in flight (a worker drains for at most this long). */
   shutdownGraceMs: number;
+  /** etcd endpoints, comma-separated, for the distributed mode (worker, gateway, controller). */
+  etcd: string;
+  /** TTL of a worker's etcd lease, in seconds. */
+  leaseTtlSeconds: number;
+  /** Worker id; empty picks one. */
+  workerId: string;
+  /** Address gateways reach this worker at; empty = http://workerHost:workerPort. */
+  advertiseAddress: string;
+  /** Gateway: default load-balancing policy, and policies per model. */
+  policy: "p2c" | "round-robin" | "weighted";
+  modelPolicies: Record<string, "p2c" | "round-robin" | "weighted">;
+  /** Gateway: tries per request, the first included. */
+  maxAttempts: number;
+  /** Gateway: requests of one model that may wait when all its instances are full; more get 429. */
+  queueSize: number;
+  /** Gateway: longest wait for a free instance before 503. */
+  queueTimeoutMs: number;
 }

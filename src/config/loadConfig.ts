@@ -22,6 +22,15 @@ export const DEFAULTS: SmmfConfig = {
   streamIntervalMs: DEFAULT_STREAM_INTERVAL_MS,
   logLevel: "info",
   shutdownGraceMs: 10_000,
+  etcd: "",
+  leaseTtlSeconds: 3,
+  workerId: "",
+  advertiseAddress: "",
+  policy: "p2c",
+  modelPolicies: {},
+  maxAttempts: 3,
+  queueSize: 256,
+  queueTimeoutMs: 30_000,
 };
 
 /** Command-line flags, as parsed by the CLI. */
@@ -40,6 +49,16 @@ export interface ConfigFlags {
   "max-body-bytes"?: string;
   "stream-interval-ms"?: string;
   "log-level"?: string;
+  etcd?: string;
+  "lease-ttl"?: string;
+  "worker-id"?: string;
+  advertise?: string;
+  policy?: string;
+  "model-policy"?: string[];
+  "max-attempts"?: string;
+  "queue-size"?: string;
+  "queue-timeout-ms"?: string;
+  "shutdown-grace-ms"?: string;
 }
 
 const ENV: Record<string, keyof ConfigFlags> = {
@@ -55,6 +74,15 @@ const ENV: Record<string, keyof ConfigFlags> = {
   SMMF_MAX_BODY_BYTES: "max-body-bytes",
   SMMF_STREAM_INTERVAL_MS: "stream-interval-ms",
   SMMF_LOG_LEVEL: "log-level",
+  SMMF_ETCD: "etcd",
+  SMMF_LEASE_TTL: "lease-ttl",
+  SMMF_WORKER_ID: "worker-id",
+  SMMF_ADVERTISE: "advertise",
+  SMMF_POLICY: "policy",
+  SMMF_MAX_ATTEMPTS: "max-attempts",
+  SMMF_QUEUE_SIZE: "queue-size",
+  SMMF_QUEUE_TIMEOUT_MS: "queue-timeout-ms",
+  SMMF_SHUTDOWN_GRACE_MS: "shutdown-grace-ms",
 };
 
 function bad(message: string): SmmfError {
@@ -109,6 +137,15 @@ const FILE_KEYS: Record<string, keyof SmmfConfig> = {
   "max-body-bytes": "maxBodyBytes",
   "stream-interval-ms": "streamIntervalMs",
   "log-level": "logLevel",
+  etcd: "etcd",
+  "lease-ttl": "leaseTtlSeconds",
+  "worker-id": "workerId",
+  advertise: "advertiseAddress",
+  policy: "policy",
+  "max-attempts": "maxAttempts",
+  "queue-size": "queueSize",
+  "queue-timeout-ms": "queueTimeoutMs",
+  "shutdown-grace-ms": "shutdownGraceMs",
 };
 
 /** The file's scalar settings as flag strings, so they go through the same checks as flags. */
@@ -121,6 +158,11 @@ function fileSettingsAsFlags(file: Partial<SmmfConfig>, path: string): ConfigFla
     flags[flag] = String(value);
   }
   return flags as ConfigFlags;
+}
+
+function policyName(name: string, value: string): SmmfConfig["policy"] {
+  if (value !== "p2c" && value !== "round-robin" && value !== "weighted") throw bad(`${name} must be p2c, round-robin or weighted; got '${value}'`);
+  return value;
 }
 
 function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: string) => string, baseDir: string): void {
@@ -142,6 +184,22 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
     if (!["debug", "info", "warn", "error", "silent"].includes(flags["log-level"])) throw bad(`${source("log-level")} must be debug, info, warn, error or silent`);
     config.logLevel = flags["log-level"] as SmmfConfig["logLevel"];
   }
+  if (flags.etcd !== undefined) config.etcd = flags.etcd;
+  if (flags["lease-ttl"] !== undefined) config.leaseTtlSeconds = integer(source("lease-ttl"), flags["lease-ttl"], 1, 3600);
+  if (flags["worker-id"] !== undefined) config.workerId = flags["worker-id"];
+  if (flags.advertise !== undefined) config.advertiseAddress = flags.advertise;
+  if (flags.policy !== undefined) config.policy = policyName(source("policy"), flags.policy);
+  if (flags["model-policy"]) {
+    for (const pair of flags["model-policy"]) {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw bad(`${source("model-policy")} takes model=policy; got '${pair}'`);
+      config.modelPolicies = { ...config.modelPolicies, [pair.slice(0, eq)]: policyName(source("model-policy"), pair.slice(eq + 1)) };
+    }
+  }
+  if (flags["max-attempts"] !== undefined) config.maxAttempts = integer(source("max-attempts"), flags["max-attempts"], 1, 10);
+  if (flags["queue-size"] !== undefined) config.queueSize = integer(source("queue-size"), flags["queue-size"], 0, 1_000_000);
+  if (flags["queue-timeout-ms"] !== undefined) config.queueTimeoutMs = integer(source("queue-timeout-ms"), flags["queue-timeout-ms"], 0, 3_600_000);
+  if (flags["shutdown-grace-ms"] !== undefined) config.shutdownGraceMs = integer(source("shutdown-grace-ms"), flags["shutdown-grace-ms"], 0, 3_600_000);
   if (flags.model && flags.model.length > 0) config.models = parseModelPairs(flags.model, source("model")).map((m) => ({ ...m, file: resolve(baseDir, m.file) }));
 }
 
@@ -150,14 +208,17 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
  * ./smmf.config.json), environment variables (SMMF_*), then command-line flags.
  */
 export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): SmmfConfig {
-  const config: SmmfConfig = { ...DEFAULTS, modelDir: resolve(cwd, DEFAULTS.modelDir) };
+  const config: SmmfConfig = { ...DEFAULTS, modelDir: resolve(cwd, DEFAULTS.modelDir), modelPolicies: {} };
   const file = flags.config ?? env.SMMF_CONFIG ?? (existsSync(resolve(cwd, DEFAULT_CONFIG_FILE)) ? DEFAULT_CONFIG_FILE : undefined);
   if (file) {
     const path = resolve(cwd, file);
     const fromFile = readConfigFile(path);
     applyFlags(config, fileSettingsAsFlags(fromFile, path), (flag) => `${path}: ${FILE_KEYS[flag] ?? flag}`, dirname(path));
     if (fromFile.modelDir === undefined) config.modelDir = resolve(dirname(path), DEFAULTS.modelDir);
-    if (fromFile.shutdownGraceMs !== undefined) config.shutdownGraceMs = integer(`${path}: shutdownGraceMs`, String(fromFile.shutdownGraceMs), 0, 3_600_000);
+    if (fromFile.modelPolicies !== undefined) {
+      if (typeof fromFile.modelPolicies !== "object" || fromFile.modelPolicies === null) throw bad(`'modelPolicies' in ${path} must be an object`);
+      for (const [model, policy] of Object.entries(fromFile.modelPolicies)) config.modelPolicies[model] = policyName(`${path}: modelPolicies.${model}`, String(policy));
+    }
     if (fromFile.models !== undefined) {
       if (!Array.isArray(fromFile.models)) throw bad(`'models' in ${path} must be an array`);
       config.models = fromFile.models;

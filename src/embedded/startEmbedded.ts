@@ -5,6 +5,8 @@ import { modelPath } from "../config/loadConfig.js";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { startGateway, type RunningGateway } from "../gateway/startGateway.js";
+import type { RouterOptions } from "../gateway/InferenceRouter.js";
+import { instanceSpecOf } from "../config/instanceSpecOf.js";
 import { MemoryRegistry } from "../registry/MemoryRegistry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { startWorker, type RunningWorker } from "../worker/startWorker.js";
@@ -29,7 +31,7 @@ export function missingModelMessage(name: string, path: string): string {
 }
 
 /** Gateway, in-memory registry and one worker in one process, the worker serving the configured models. */
-export async function startEmbedded(config: SmmfConfig, logger: Logger): Promise<Embedded> {
+export async function startEmbedded(config: SmmfConfig, logger: Logger, routing?: Omit<RouterOptions, "logger">): Promise<Embedded> {
   for (const model of config.models) {
     const path = modelPath(config, model);
     if (!existsSync(path)) throw new SmmfError("failed_precondition", missingModelMessage(model.name, path));
@@ -45,23 +47,9 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger): Promise
   });
   try {
     for (const model of config.models) {
-      await worker.worker.load(
-        create(InstanceSpecSchema, {
-          model: model.name,
-          engine: "llama.cpp",
-          source: modelPath(config, model),
-          llamaCpp: {
-            contextSize: model.contextSize ?? config.contextSize,
-            sequences: model.sequences ?? config.sequences,
-            threads: model.threads ?? config.threads,
-            gpuLayers: model.gpuLayers,
-            embeddings: model.embeddings ?? true,
-            chatTemplate: model.chatTemplate ?? "auto",
-          },
-        }),
-      );
+      await worker.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
     }
-    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes });
+    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing });
     return {
       gateway,
       worker,

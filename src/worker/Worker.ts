@@ -55,6 +55,7 @@ export class Worker {
       contextSize: engine.info.contextSize,
       embeddingSize: engine.info.embeddingSize,
       labels: { ...spec.labels },
+      weight: spec.weight,
       startedAt: timestampNow(),
       version: INSTANCE_RECORD_VERSION,
     });
@@ -93,6 +94,22 @@ export class Worker {
     }
     if (!best) throw new SmmfError("model_not_found", `The model '${model}' does not exist on this worker`, { param: "model" });
     return best;
+  }
+
+  /** Requests running on this worker's instances. */
+  inFlight(): number {
+    let n = 0;
+    for (const hosted of this.instances.values()) n += hosted.engine.inFlight();
+    return n;
+  }
+
+  /** Marks every instance draining in the registry: gateways stop sending new requests to it. */
+  async drain(): Promise<void> {
+    for (const hosted of this.instances.values()) {
+      hosted.record = create(InstanceSchema, { ...hosted.record, state: InstanceState.DRAINING });
+      await this.registry?.register(hosted.record);
+    }
+    this.logger.info("draining", { instances: this.instances.size, inFlight: this.inFlight() });
   }
 
   async close(): Promise<void> {

@@ -28,8 +28,16 @@ export interface RunningWorker {
   readonly worker: Worker;
   readonly port: number;
   readonly address: string;
+  /**
+   * Graceful stop: marks the instances draining, lets requests in flight finish (at most `graceMs`),
+   * then closes the listener and unloads every instance.
+   */
+  drain(graceMs: number): Promise<void>;
   close(graceMs?: number): Promise<void>;
 }
+
+/** After marking instances draining, how long to keep accepting requests that were already on their way. */
+const DRAIN_SETTLE_MS = 300;
 
 /** Starts a worker: InferenceService and WorkerService over gRPC (HTTP/2), Connect and gRPC-Web. */
 export async function startWorker(options: WorkerServerOptions): Promise<RunningWorker> {
@@ -49,6 +57,14 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     worker,
     port: listener.port,
     address,
+    async drain(graceMs) {
+      const deadline = Date.now() + graceMs;
+      await worker.drain().catch((err: unknown) => options.logger.warn("could not mark instances draining", { error: String(err) }));
+      await new Promise((r) => setTimeout(r, Math.min(DRAIN_SETTLE_MS, graceMs)));
+      while (worker.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await listener.close(Math.max(0, deadline - Date.now()));
+      await worker.close();
+    },
     async close(graceMs = 0) {
       await listener.close(graceMs);
       await worker.close();

@@ -1,0 +1,17 @@
+import type { SmmfConfig } from "../config/SmmfConfig.js";
+import { startController } from "../controller/startController.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { requireEtcd } from "./requireEtcd.js";
+import { untilStopped } from "./untilStopped.js";
+
+/** `smmf controller`: ControllerService over the instances registered in etcd. */
+export async function runController(config: SmmfConfig, logger: Logger): Promise<number> {
+  const registry = requireEtcd(config, logger, "controller");
+  await registry.ready().catch(() => undefined);
+  const controller = await startController({ registry, logger, host: config.host, port: config.port });
+  process.stdout.write(`SMMF controller serving at ${controller.url}\n`);
+  return untilStopped(logger, async () => {
+    await controller.close();
+    await registry.close();
+  });
+}

@@ -1,0 +1,19 @@
+import type { SmmfConfig } from "../config/SmmfConfig.js";
+import { startGateway } from "../gateway/startGateway.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { requireEtcd } from "./requireEtcd.js";
+import { routingOptions } from "./routingOptions.js";
+import { untilStopped } from "./untilStopped.js";
+
+/** `smmf gateway`: the REST and gRPC front door, discovering instances in etcd. */
+export async function runGateway(config: SmmfConfig, logger: Logger): Promise<number> {
+  const registry = requireEtcd(config, logger, "gateway");
+  // Start serving even when etcd is not reachable yet: discovery keeps trying in the background.
+  await registry.ready().catch(() => undefined);
+  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config) });
+  process.stdout.write(`SMMF gateway serving at ${gateway.url}/v1\n`);
+  return untilStopped(logger, async () => {
+    await gateway.close(config.shutdownGraceMs);
+    await registry.close();
+  });
+}

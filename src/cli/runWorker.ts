@@ -1,0 +1,45 @@
+import { existsSync } from "node:fs";
+import { create } from "@bufbuild/protobuf";
+import { modelPath } from "../config/loadConfig.js";
+import type { SmmfConfig } from "../config/SmmfConfig.js";
+import { missingModelMessage } from "../embedded/startEmbedded.js";
+import { SmmfError } from "../errors/SmmfError.js";
+import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import { startWorker } from "../worker/startWorker.js";
+import { instanceSpecOf } from "../config/instanceSpecOf.js";
+import { requireEtcd } from "./requireEtcd.js";
+import { untilStopped } from "./untilStopped.js";
+
+/** `smmf worker`: hosts the configured models and registers them in etcd; SIGTERM drains it. */
+export async function runWorker(config: SmmfConfig, logger: Logger): Promise<number> {
+  for (const model of config.models) {
+    const path = modelPath(config, model);
+    if (!existsSync(path)) throw new SmmfError("failed_precondition", missingModelMessage(model.name, path));
+  }
+  const registry = requireEtcd(config, logger, "worker");
+  const running = await startWorker({
+    id: config.workerId || undefined,
+    host: config.workerHost,
+    port: config.workerPort,
+    advertiseAddress: config.advertiseAddress || undefined,
+    registry,
+    logger,
+    streamIntervalMs: config.streamIntervalMs,
+    engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
+  });
+  try {
+    for (const model of config.models) await running.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
+  } catch (err) {
+    await running.close();
+    await registry.revoke();
+    await registry.close();
+    throw err;
+  }
+  process.stdout.write(`SMMF worker ${running.worker.id} serving ${config.models.map((m) => m.name).join(", ")} at ${running.address}\n`);
+  return untilStopped(logger, async () => {
+    await running.drain(config.shutdownGraceMs);
+    await registry.revoke();
+    await registry.close();
+  });
+}
