@@ -12,6 +12,7 @@ import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
 import { GenerateRequestSchema, InferenceService, type GenerateRequest } from "../src/gen/smmf/v1/inference_pb.js";
 import { DEFAULTS } from "../src/config/loadConfig.js";
 import { benchModelPath } from "./benchModel.js";
+import { benchDistributed } from "./distributed.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
@@ -227,4 +228,5 @@ for (const concurrency of [1, 8]) {
   console.log(`decode tokens/s per stream:          (b)/(a) = ${(decode("b") / decode("a")).toFixed(3)}   (c)/(a) = ${(decode("c") / decode("a")).toFixed(3)}`);
 }
 console.log("\ntarget: (c)/(a) >= 0.95 at concurrency 1");
+await benchDistributed(modelPath);
 process.exit(0);

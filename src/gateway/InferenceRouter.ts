@@ -1,6 +1,10 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { clone, create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import {
+  CountTokensRequestSchema,
+  CountTokensResponseSchema,
+  EmbedRequestSchema,
+  EmbedResponseSchema,
   GenerateRequestSchema,
   GenerateResponseSchema,
   SamplingParamsSchema,
@@ -8,7 +12,6 @@ import {
   type CountTokensResponse,
   type EmbedRequest,
   type EmbedResponse,
-  type GenerateRequest,
   type GenerateResponse,
   type GenerateStart,
 } from "../gen/smmf/v1/inference_pb.js";
@@ -19,6 +22,7 @@ import type { Logger } from "../telemetry/createLogger.js";
 import { chooseInstance, type BalancingPolicy } from "./chooseInstance.js";
 import { DEFAULT_EJECTION, InstanceHealth, type EjectionOptions } from "./InstanceHealth.js";
 import { RetryBudget } from "./RetryBudget.js";
+import type { GrpcChannel } from "./GrpcChannel.js";
 import { WorkerClients } from "./WorkerClients.js";
 
 export interface RouterOptions {
@@ -45,8 +49,16 @@ interface Waiter {
   wake: () => void;
 }
 
-async function* oneMessage(message: GenerateRequest): AsyncIterable<GenerateRequest> {
-  yield message;
+const GENERATE = "/smmf.v1.InferenceService/Generate";
+const EMBED = "/smmf.v1.InferenceService/Embed";
+const COUNT_TOKENS = "/smmf.v1.InferenceService/CountTokens";
+
+/** A unary call over a channel: one message each way. */
+async function unaryCall<O extends DescMessage>(channel: GrpcChannel, path: string, request: Uint8Array, output: O, signal: AbortSignal): Promise<MessageShape<O>> {
+  let result: MessageShape<O> | undefined;
+  for await (const bytes of channel.call(path, request, signal)) result = fromBinary(output, bytes);
+  if (!result) throw new SmmfError("unavailable", "the worker sent no answer");
+  return result;
 }
 
 /**
@@ -91,9 +103,14 @@ export class InferenceRouter {
     return this.health.ejectionCount;
   }
 
-  /** Instances a new request could be sent to now, for tests and tools. */
-  pickable(model: string): Instance[] {
-    return this.registry.snapshot().filter((i) => i.model === model && i.state === InstanceState.ONLINE && !this.health.isEjected(i.instanceId));
+  /** Whether a new request could be sent to this instance now: online and not ejected. */
+  isPickable(instance: Instance): boolean {
+    return instance.state === InstanceState.ONLINE && !this.health.isEjected(instance.instanceId);
+  }
+
+  /** Requests this gateway has in flight on an instance. */
+  inFlightOf(instanceId: string): number {
+    return this.inFlight.get(instanceId) ?? 0;
   }
 
   private load = (instance: Instance): number => (this.inFlight.get(instance.instanceId) ?? 0) / Math.max(1, instance.maxConcurrency);
@@ -219,7 +236,8 @@ export class InferenceRouter {
         },
       });
       try {
-        for await (const res of this.clients.get(instance.address).inference.generate(oneMessage(request), { signal })) {
+        for await (const bytes of this.clients.get(instance.address).call(GENERATE, toBinary(GenerateRequestSchema, request), signal)) {
+          const res = fromBinary(GenerateResponseSchema, bytes);
           if (res.kind.case === "delta") {
             const delta = res.kind.value;
             if (promptTokens === 0 && delta.promptTokens) promptTokens = delta.promptTokens;
@@ -261,11 +279,15 @@ export class InferenceRouter {
   }
 
   async embed(req: EmbedRequest, signal: AbortSignal): Promise<EmbedResponse> {
-    return this.unary(req.model, signal, true, (instance) => this.clients.get(instance.address).inference.embed({ ...req, instanceId: instance.instanceId }, { signal }));
+    return this.unary(req.model, signal, true, (instance) =>
+      unaryCall(this.clients.get(instance.address), EMBED, toBinary(EmbedRequestSchema, { ...req, instanceId: instance.instanceId }), EmbedResponseSchema, signal),
+    );
   }
 
   async countTokens(req: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse> {
-    return this.unary(req.model, signal, false, (instance) => this.clients.get(instance.address).inference.countTokens({ ...req, instanceId: instance.instanceId }, { signal }));
+    return this.unary(req.model, signal, false, (instance) =>
+      unaryCall(this.clients.get(instance.address), COUNT_TOKENS, toBinary(CountTokensRequestSchema, { ...req, instanceId: instance.instanceId }), CountTokensResponseSchema, signal),
+    );
   }
 
   private async unary<T>(model: string, signal: AbortSignal, needsEmbeddings: boolean, call: (instance: Instance) => Promise<T>): Promise<T> {

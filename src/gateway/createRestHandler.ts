@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
+import { toJson } from "@bufbuild/protobuf";
 import { listModels, openAiModel } from "../controller/listModels.js";
+import { InstanceSchema } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
@@ -44,6 +46,12 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
       case "/readyz": {
         const ready = listModels(registry.snapshot()).some((m) => m.readyReplicas > 0);
         return sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "no model instance is online" });
+      }
+      case "/api/v1/instances": {
+        // The registry as this gateway sees it, with whether each instance can be picked now.
+        allow(req, "GET");
+        const data = registry.snapshot().map((i) => ({ ...(toJson(InstanceSchema, i) as object), pickable: router.isPickable(i), gatewayInFlight: router.inFlightOf(i.instanceId) }));
+        return sendJson(res, 200, { object: "list", data });
       }
       case "/v1/models":
         allow(req, "GET");

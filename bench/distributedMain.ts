@@ -1,0 +1,6 @@
+// `npm run bench:distributed`: only the distributed part of the benchmark.
+import { benchModelPath } from "./benchModel.js";
+import { benchDistributed } from "./distributed.js";
+
+await benchDistributed(benchModelPath());
+process.exit(0);

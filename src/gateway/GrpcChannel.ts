@@ -1,0 +1,122 @@
+import http2 from "node:http2";
+import net from "node:net";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL } = http2.constants;
+
+export interface ChannelOptions {
+  /** Called when the connection closes without being asked to (the worker died, or stopped answering PINGs). */
+  onLost?: () => void;
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
+}
+
+/**
+ * A lean gRPC client channel over one HTTP/2 connection, for the gateway's hot path (Generate): it frames
+ * and unframes messages itself and reads status and metadata from the trailers, without the per-call
+ * machinery of a general client. The connection is opened on first use, kept alive with PINGs, and
+ * reopened on the next call after a loss.
+ */
+export class GrpcChannel {
+  private session?: http2.ClientHttp2Session;
+  private pingTimer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly address: string, private readonly options: ChannelOptions = {}) {}
+
+  private connect(): http2.ClientHttp2Session {
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    const url = new URL(this.address);
+    const session = http2.connect(this.address, {
+      createConnection: () => net.connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port), noDelay: true }),
+    });
+    session.on("error", () => undefined);
+    session.once("close", () => {
+      if (this.session === session) this.session = undefined;
+      clearInterval(this.pingTimer);
+      if (!this.closed) this.options.onLost?.();
+    });
+    const interval = this.options.pingIntervalMs ?? 5_000;
+    const timeout = this.options.pingTimeoutMs ?? 2_000;
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => {
+      const timer = setTimeout(() => session.destroy(), timeout);
+      const ok = session.ping((err) => {
+        clearTimeout(timer);
+        if (err) session.destroy();
+      });
+      if (!ok) clearTimeout(timer);
+    }, interval);
+    this.pingTimer.unref();
+    session.unref();
+    this.session = session;
+    return session;
+  }
+
+  /** Sends one request message and yields the response messages; throws ConnectError on a non-OK status. */
+  async *call(path: string, request: Uint8Array, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
+    let stream: http2.ClientHttp2Stream;
+    try {
+      const session = this.connect();
+      stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, { endStream: false });
+    } catch (err) {
+      throw new ConnectError(`cannot reach ${this.address}: ${(err as Error).message}`, Code.Unavailable);
+    }
+    const frame = Buffer.allocUnsafe(5 + request.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(request.length, 1);
+    frame.set(request, 5);
+    stream.end(frame);
+
+    const onAbort = () => stream.close(NGHTTP2_CANCEL);
+    signal.addEventListener("abort", onAbort, { once: true });
+    let headers: http2.IncomingHttpHeaders | undefined;
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    stream.once("response", (h) => (headers = h));
+    stream.once("trailers", (t) => (trailers = t));
+    let buffered: Buffer = Buffer.alloc(0);
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 5) {
+          const length = buffered.readUInt32BE(1);
+          if (buffered.length < 5 + length) break;
+          if (buffered[0] !== 0) throw new ConnectError("compressed gRPC messages are not supported", Code.Internal);
+          const message = buffered.subarray(5, 5 + length);
+          buffered = buffered.subarray(5 + length);
+          yield message;
+        }
+      }
+    } catch (err) {
+      if (err instanceof ConnectError) throw err;
+      if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
+      throw new ConnectError(`connection to ${this.address} failed: ${(err as Error).message}`, Code.Unavailable);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      // Ended early (cancelled, or an error): reset the stream so the worker stops at once.
+      if (!stream.readableEnded && !stream.closed) stream.close(NGHTTP2_CANCEL);
+    }
+    if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
+    const status = trailers ?? headers;
+    if (!headers || Number(headers[HTTP2_HEADER_STATUS]) !== 200 || !String(headers[HTTP2_HEADER_CONTENT_TYPE] ?? "").startsWith("application/grpc")) {
+      throw new ConnectError(`unexpected response from ${this.address}: HTTP ${headers?.[HTTP2_HEADER_STATUS] ?? "none"}`, Code.Unavailable);
+    }
+    const code = Number(status?.["grpc-status"] ?? NaN);
+    if (!Number.isInteger(code)) throw new ConnectError(`the stream from ${this.address} ended without a status`, Code.Unavailable);
+    if (code !== 0) {
+      const metadata = new Headers();
+      for (const [key, value] of Object.entries(status ?? {})) {
+        if (!key.startsWith(":") && key !== "grpc-status" && key !== "grpc-message" && typeof value === "string") metadata.set(key, value);
+      }
+      throw new ConnectError(decodeURIComponent(String(status?.["grpc-message"] ?? "")), code as Code, metadata);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.pingTimer);
+    this.session?.destroy();
+    this.session = undefined;
+  }
+}
