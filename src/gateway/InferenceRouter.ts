@@ -83,7 +83,7 @@ function isRetryable(err: unknown): { retry: boolean; healthFailure: boolean } {
 export class InferenceRouter {
   private readonly inFlight = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter[]>();
-  private readonly cursors = new Map<string, { next: number }>();
+  private readonly cursors = new Map<string, { lastId?: string }>();
   private readonly health: InstanceHealth;
   private readonly budget: RetryBudget;
   private readonly clients: WorkerClients;
@@ -144,7 +144,7 @@ export class InferenceRouter {
       if (free.length > 0) {
         const policy = this.options.policies?.[model] ?? this.options.defaultPolicy ?? "p2c";
         let cursor = this.cursors.get(model);
-        if (!cursor) this.cursors.set(model, (cursor = { next: 0 }));
+        if (!cursor) this.cursors.set(model, (cursor = {}));
         const instance = chooseInstance(policy, free, this.load, cursor);
         return { instance, release: this.enter(instance) };
       }

@@ -7,22 +7,23 @@ export const BALANCING_POLICIES: readonly BalancingPolicy[] = ["p2c", "round-rob
 /**
  * Picks one of `candidates` (non-empty, all eligible):
  * - p2c: two at random, the one with less load (requests in flight over max concurrency);
- * - round-robin: the next in instance-id order after the last pick for this model;
+ * - round-robin: the next in instance-id order after the last pick for this model (`cursor`);
  * - weighted: at random, in proportion to each instance's weight (0 counts as 1).
  */
 export function chooseInstance(
   policy: BalancingPolicy,
   candidates: readonly Instance[],
   load: (instance: Instance) => number,
-  cursor: { next: number },
+  cursor: { lastId?: string },
   random: () => number = Math.random,
 ): Instance {
   if (candidates.length === 1) return candidates[0];
   switch (policy) {
     case "round-robin": {
+      // The first in id order after the last pick (wrapping): fair even when the set of free instances changes.
       const sorted = [...candidates].sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
-      const pick = sorted[cursor.next % sorted.length];
-      cursor.next = (cursor.next + 1) % Number.MAX_SAFE_INTEGER;
+      const pick = sorted.find((c) => cursor.lastId === undefined || c.instanceId > cursor.lastId) ?? sorted[0];
+      cursor.lastId = pick.instanceId;
       return pick;
     }
     case "weighted": {

@@ -14,6 +14,27 @@ export interface EtcdRegistryOptions {
 }
 
 const RESYNC_MIN_MS = 200;
+/** A watch that is not set up by then (etcd went away after the listing) is given up and the prefix listed again. */
+const WATCH_CREATE_TIMEOUT_MS = 5_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`no answer from etcd within ${ms} ms`));
+      promise.then((late) => (late as { cancel?: () => Promise<void> }).cancel?.().catch(() => undefined), () => undefined);
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
 const RESYNC_MAX_MS = 5_000;
 
 function parseEndpoints(endpoints: string | string[]): string[] {
@@ -58,7 +79,13 @@ export class EtcdRegistry implements Registry {
 
   async register(instance: Instance): Promise<void> {
     this.own.set(instance.instanceId, instance);
-    await this.put(instance);
+    try {
+      await this.put(instance);
+    } catch (err) {
+      // Keep trying in the background: the record must reach etcd once it is back.
+      this.republish();
+      throw err;
+    }
   }
 
   async unregister(instanceId: string): Promise<void> {
@@ -91,7 +118,11 @@ export class EtcdRegistry implements Registry {
   }
 
   private async put(instance: Instance): Promise<void> {
-    await this.getLease().put(instanceKey(instance.model, instance.instanceId)).value(toJsonString(InstanceSchema, instance));
+    const lease = this.getLease();
+    await lease.grant();
+    // Unregistered (or replaced) while the lease was being granted: putting it now would leave a ghost key.
+    if (this.own.get(instance.instanceId) !== instance) return;
+    await lease.put(instanceKey(instance.model, instance.instanceId)).value(toJsonString(InstanceSchema, instance));
   }
 
   /** Puts every own key again under a new lease, retrying until etcd takes them. */
@@ -101,7 +132,7 @@ export class EtcdRegistry implements Registry {
       let delay = RESYNC_MIN_MS;
       while (!this.closed && this.own.size > 0) {
         try {
-          for (const instance of this.own.values()) await this.put(instance);
+          for (const instance of [...this.own.values()]) await this.put(instance);
           this.logger.info("registered again in etcd", { instances: this.own.size });
           return;
         } catch (err) {
@@ -152,7 +183,7 @@ export class EtcdRegistry implements Registry {
       for (const kv of res.kvs) this.apply(kv.key.toString(), kv.value.toString());
       this.changed();
       const revision = BigInt(res.header.revision);
-      const watcher = await this.client.watch().prefix(INSTANCES_PREFIX).startRevision(String(revision + 1n)).create();
+      const watcher = await withTimeout(this.client.watch().prefix(INSTANCES_PREFIX).startRevision(String(revision + 1n)).create(), WATCH_CREATE_TIMEOUT_MS);
       if (this.closed) {
         await watcher.cancel();
         return;
