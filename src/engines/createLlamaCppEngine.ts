@@ -8,6 +8,12 @@ import type { EngineInstance, FinishReason, GenerationEvent, GenerationInput, Sa
 import { getSharedLlama } from "./getSharedLlama.js";
 import { resolveChatTemplate } from "./resolveChatTemplate.js";
 import { SequencePool } from "./SequencePool.js";
+import { StopMatcher, type Release } from "./StopMatcher.js";
+
+/** A stop trigger made of plain text only (no special tokens). */
+function isPlainText(trigger: LlamaText): boolean {
+  return trigger.values.every((v) => typeof v === "string");
+}
 
 export interface LlamaCppEngineOptions {
   modelPath: string;
@@ -92,7 +98,17 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     const queue = createAsyncQueue<GenerationEvent>();
     let completionTokens = 0;
     let pendingTokens = 0;
-    const customStopTriggers: (LlamaText | string)[] = [...stopTriggers, ...(sampling.stop ?? [])];
+    // Text stop strings are matched here, so that text held back while it might begin one is still sent
+    // (and counted) when the generation ends for another reason; special-token triggers stay with llama.cpp.
+    const textStops = [...stopTriggers.filter(isPlainText).map((t) => t.toString()), ...(sampling.stop ?? [])];
+    const tokenStops = stopTriggers.filter((t) => !isPlainText(t));
+    const matcher = new StopMatcher(textStops.filter((t) => t.length > 0));
+    const release = (releases: Release[]) => {
+      for (const r of releases) {
+        completionTokens += r.tokenCount;
+        queue.push({ type: "delta", text: r.text, tokenCount: r.tokenCount });
+      }
+    };
     const penalties = sampling.frequencyPenalty || sampling.presencePenalty;
     const run = slot.completion
       .generateCompletionWithMeta(tokens, {
@@ -106,23 +122,30 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
         repeatPenalty: penalties
           ? { penalty: 1, frequencyPenalty: sampling.frequencyPenalty, presencePenalty: sampling.presencePenalty }
           : false,
-        customStopTriggers: customStopTriggers.length > 0 ? customStopTriggers : undefined,
+        customStopTriggers: tokenStops.length > 0 ? tokenStops : undefined,
         contextShiftSize: 1,
         disableContextShift: true,
         onToken(generated) {
           pendingTokens += generated.length;
         },
         onTextChunk(text) {
-          if (text.length === 0) return;
-          completionTokens += pendingTokens;
-          queue.push({ type: "delta", text, tokenCount: pendingTokens });
+          if (pendingTokens === 0) return;
+          const count = pendingTokens;
           pendingTokens = 0;
+          release(matcher.push(text, count));
+          if (matcher.hasStopped) abort.abort();
         },
       })
       .then(({ metadata }) => {
-        const finishReason: FinishReason =
-          metadata.stopReason === "abort" ? "cancelled" : metadata.stopReason === "maxTokens" ? "length" : "stop";
-        completionTokens += pendingTokens;
+        release(matcher.flush());
+        if (pendingTokens > 0) release([{ text: "", tokenCount: pendingTokens }]);
+        const finishReason: FinishReason = matcher.hasStopped
+          ? "stop"
+          : metadata.stopReason === "abort"
+            ? "cancelled"
+            : metadata.stopReason === "maxTokens"
+              ? "length"
+              : "stop";
         queue.push({ type: "done", finishReason, promptTokens, completionTokens, engineTimeMs: performance.now() - started });
         queue.end();
       }, (err: unknown) => queue.fail(err));

@@ -1,5 +1,6 @@
 import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
-import { Etcd3, type Lease, type Watcher } from "etcd3";
+import { circuitBreaker, ConsecutiveBreaker, handleWhen } from "cockatiel";
+import { Etcd3, isRecoverableError, type Lease, type Watcher } from "etcd3";
 import { InstanceSchema, type Instance } from "../gen/smmf/v1/instance_pb.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { INSTANCES_PREFIX, instanceKey } from "./instanceKey.js";
@@ -51,6 +52,7 @@ function parseEndpoints(endpoints: string | string[]): string[] {
 export class EtcdRegistry implements Registry {
   private readonly client: Etcd3;
   private readonly ttl: number;
+  private readonly retryMaxMs: number;
   private readonly logger: Logger;
   // publishing
   private lease?: Lease;
@@ -70,8 +72,16 @@ export class EtcdRegistry implements Registry {
   readonly stats = { events: 0, relists: 0, leasesGranted: 0 };
 
   constructor(options: EtcdRegistryOptions) {
-    this.client = new Etcd3({ hosts: parseEndpoints(options.endpoints), dialTimeout: 2_000 });
     this.ttl = Math.max(1, Math.round(options.leaseTtlSeconds ?? 3));
+    // Retry well within a lease's TTL: after an outage the keys must be back before etcd expires the old lease.
+    this.retryMaxMs = Math.max(RESYNC_MIN_MS, Math.floor((this.ttl * 1000) / 3));
+    this.client = new Etcd3({
+      hosts: parseEndpoints(options.endpoints),
+      dialTimeout: 2_000,
+      faultHandling: {
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: Math.min(1_000, this.retryMaxMs), breaker: new ConsecutiveBreaker(3) }),
+      },
+    });
     this.logger = options.logger;
   }
 
@@ -140,7 +150,7 @@ export class EtcdRegistry implements Registry {
           this.lease?.release();
           this.lease = undefined;
           await new Promise((r) => setTimeout(r, delay));
-          delay = Math.min(RESYNC_MAX_MS, delay * 2);
+          delay = Math.min(this.retryMaxMs, delay * 2);
         }
       }
     })().finally(() => (this.republishing = undefined));

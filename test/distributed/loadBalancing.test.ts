@@ -119,3 +119,25 @@ describe("distributed mode: load balancing", () => {
     expect(new Set(seen)).toEqual(new Set(workers.map((w) => w.instanceId)));
   }, 60_000);
 });
+
+describe("distributed mode: token accounting at max_tokens", () => {
+  it("counts every generated token of a chat answer cut by max_tokens, even a trailing newline", async () => {
+    // Greedy decoding makes the answer repeatable: find where a token starting with a newline comes, then ask for
+    // exactly up to that token. The chat template's stop titles begin with a newline ("\n\n### User"), so that
+    // last token is the start of a possible stop title when max_tokens is reached.
+    const messages = [{ role: "user" as const, content: "Tell me a story" }];
+    const stream = await p2c.openai.chat.completions.create({ model: MODEL, messages, max_tokens: 200, temperature: 0, stream: true });
+    const pieces: string[] = [];
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta;
+      if (delta && delta.content !== undefined && delta.content !== null && !delta.role) pieces.push(delta.content);
+    }
+    expect(pieces).toHaveLength(200);
+    const k = pieces.findIndex((p) => p.startsWith("\n"));
+    expect(k, "the greedy answer has a newline within 200 tokens").toBeGreaterThan(0);
+    const res = await p2c.openai.chat.completions.create({ model: MODEL, messages, max_tokens: k + 1, temperature: 0 });
+    expect(res.choices[0].finish_reason).toBe("length");
+    expect(res.usage?.completion_tokens, `max_tokens ${k + 1}, answer ${JSON.stringify(res.choices[0].message.content)}`).toBe(k + 1);
+    expect(res.choices[0].message.content).toBe(pieces.slice(0, k).join("") + "\n");
+  }, 60_000);
+});
