@@ -5,6 +5,7 @@ import {
   CountTokensResponseSchema,
   EmbedRequestSchema,
   EmbedResponseSchema,
+  FinishReason,
   GenerateRequestSchema,
   GenerateResponseSchema,
   SamplingParamsSchema,
@@ -221,6 +222,14 @@ export class InferenceRouter {
     let sentText = "";
     let promptTokens = 0;
     for (let attempt = 1; ; attempt++) {
+      const maxTokens = start.params?.maxTokens;
+      if (maxTokens !== undefined && sentTokens >= maxTokens) {
+        // The instance died after the last token but before its done message: the answer is complete.
+        yield create(GenerateResponseSchema, {
+          kind: { case: "done", value: { finishReason: FinishReason.LENGTH, usage: { promptTokens, completionTokens: sentTokens } } },
+        });
+        return;
+      }
       const { instance, release } = await this.acquire(start.model, signal, tried);
       tried.add(instance.instanceId);
       if (attempt === 1) onInstance?.(instance);
