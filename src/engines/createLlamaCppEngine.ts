@@ -95,7 +95,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     const slot = await pool.acquire(signal);
     yield { type: "started", promptTokens };
     const abort = linkSignals(signal);
-    const queue = createAsyncQueue<GenerationEvent>();
+    const queue = createAsyncQueue<GenerationEvent>({ deferWake: true });
     let completionTokens = 0;
     let pendingTokens = 0;
     // Text stop strings are matched here, so that text held back while it might begin one is still sent

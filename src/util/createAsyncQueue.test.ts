@@ -94,3 +94,25 @@ describe("createAsyncQueue", () => {
     expect(seen).toEqual([1, 10, 11]);
   });
 });
+
+describe("createAsyncQueue with deferWake", () => {
+  it("wakes the consumer only after already-scheduled setImmediate work, and delivers everything in order", async () => {
+    const q = createAsyncQueue<number>({ deferWake: true });
+    const order: string[] = [];
+    const consumed = (async () => {
+      const got: number[] = [];
+      for await (const n of q) {
+        order.push(`consume ${n}`);
+        got.push(n);
+      }
+      return got;
+    })();
+    await new Promise((r) => setImmediate(r));
+    q.push(1);
+    setImmediate(() => order.push("producer step"));
+    q.push(2);
+    q.end();
+    expect(await consumed).toEqual([1, 2]);
+    expect(order[0]).toBe("producer step");
+  });
+});

@@ -5,15 +5,29 @@ export interface AsyncQueue<T> extends AsyncIterable<T> {
   fail(err: unknown): void;
 }
 
-export function createAsyncQueue<T>(): AsyncQueue<T> {
+/**
+ * With `deferWake`, the consumer is woken two event-loop turns later (setImmediate twice) instead of at once:
+ * a producer that schedules its next step with setImmediate (node-llama-cpp's decode dispatch) goes first,
+ * and the consumer's work then overlaps the next step instead of delaying it. Items pushed meanwhile are
+ * taken together.
+ */
+export function createAsyncQueue<T>(options: { deferWake?: boolean } = {}): AsyncQueue<T> {
   const items: T[] = [];
   let done = false;
   let error: { err: unknown } | undefined;
   let wake: (() => void) | undefined;
-  const notify = () => {
+  let scheduled = false;
+  const wakeNow = () => {
+    scheduled = false;
     const w = wake;
     wake = undefined;
     w?.();
+  };
+  const notify = () => {
+    if (!options.deferWake) return wakeNow();
+    if (scheduled || !wake) return;
+    scheduled = true;
+    setImmediate(() => setImmediate(wakeNow));
   };
   return {
     push(item) {
