@@ -19,7 +19,7 @@ const THREADS = Number(process.env.BENCH_THREADS ?? 1);
 const SEQUENCES = 8;
 const CONTEXT = 2048;
 const MAX_TOKENS = Number(process.env.BENCH_TOKENS ?? 256);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 // Requests per round and path: at concurrency 1 one after another; at 8 spread over 8 streams.
 const REQUESTS = { 1: Number(process.env.BENCH_REQUESTS_C1 ?? 6), 8: Number(process.env.BENCH_REQUESTS_C8 ?? 16) } as Record<number, number>;
 const PROMPT = "Once upon a time";
@@ -173,11 +173,11 @@ interface Tally {
   decodeRate: number[];
 }
 
-async function phase(run: Runner, concurrency: number, tally: Tally): Promise<void> {
+async function phase(run: Runner, concurrency: number, tally: Tally, requests = REQUESTS[concurrency]): Promise<void> {
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      for (let i = 0; i < REQUESTS[concurrency] / concurrency; i++) {
+      for (let i = 0; i < requests / concurrency; i++) {
         const s = await run();
         tally.tokens += s.tokens;
         tally.ttft.push(s.ttftMs);
@@ -202,10 +202,18 @@ try {
   for (const key of Object.keys(paths) as (keyof typeof paths)[]) await paths[key].run(); // warm-up
   for (let round = 0; round < ROUNDS; round++) {
     for (const concurrency of [1, 8]) {
-      for (const key of Object.keys(paths) as (keyof typeof paths)[]) {
-        const id = `${key}@${concurrency}`;
-        results[id] ??= { tokens: 0, ms: 0, ttft: [], decodeRate: [] };
-        await phase(paths[key].run, concurrency, results[id]);
+      const keys = Object.keys(paths) as (keyof typeof paths)[];
+      for (const key of keys) results[`${key}@${concurrency}`] ??= { tokens: 0, ms: 0, ttft: [], decodeRate: [] };
+      if (concurrency === 1) {
+        // One request at a time, the paths taking turns (in rotating order), so that drift hits them alike.
+        for (let i = 0; i < REQUESTS[1]; i++) {
+          for (let k = 0; k < keys.length; k++) {
+            const key = keys[(i + k) % keys.length];
+            await phase(paths[key].run, 1, results[`${key}@1`], 1);
+          }
+        }
+      } else {
+        for (const key of keys) await phase(paths[key].run, concurrency, results[`${key}@${concurrency}`]);
       }
     }
   }
