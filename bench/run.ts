@@ -199,7 +199,8 @@ const paths = { a: await inProcess(modelPath), b: await overGrpc(modelPath), c: 
 const names = { a: "(a) node-llama-cpp in-process", b: "(b) worker over gRPC", c: "(c) gateway REST (SSE)" };
 const results: Record<string, Tally> = {};
 try {
-  for (const key of Object.keys(paths) as (keyof typeof paths)[]) await paths[key].run(); // warm-up
+  // Warm-up: every sequence of every path once (a sequence's first use allocates its cache).
+  for (const key of Object.keys(paths) as (keyof typeof paths)[]) await Promise.all(Array.from({ length: SEQUENCES }, () => paths[key].run()));
   for (let round = 0; round < ROUNDS; round++) {
     for (const concurrency of [1, 8]) {
       const keys = Object.keys(paths) as (keyof typeof paths)[];
