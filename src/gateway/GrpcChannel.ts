@@ -19,7 +19,6 @@ export interface ChannelOptions {
  */
 export class GrpcChannel {
   private session?: http2.ClientHttp2Session;
-  private pingTimer?: NodeJS.Timeout;
   private closed = false;
 
   constructor(private readonly address: string, private readonly options: ChannelOptions = {}) {}
@@ -31,23 +30,34 @@ export class GrpcChannel {
       createConnection: () => net.connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port), noDelay: true }),
     });
     session.on("error", () => undefined);
-    session.once("close", () => {
+    // A worker shutting down sends GOAWAY: calls in flight finish, new ones go on a new connection.
+    session.once("goaway", () => {
       if (this.session === session) this.session = undefined;
-      clearInterval(this.pingTimer);
-      if (!this.closed) this.options.onLost?.();
     });
     const interval = this.options.pingIntervalMs ?? 5_000;
     const timeout = this.options.pingTimeoutMs ?? 2_000;
-    clearInterval(this.pingTimer);
-    this.pingTimer = setInterval(() => {
+    // PINGs find a worker that hangs (a frozen process keeps its connection open).
+    const pingTimer = setInterval(() => {
+      if (session.closed || session.destroyed) return;
       const timer = setTimeout(() => session.destroy(), timeout);
-      const ok = session.ping((err) => {
+      try {
+        if (!session.ping((err) => {
+          clearTimeout(timer);
+          if (err) session.destroy();
+        })) clearTimeout(timer);
+      } catch {
         clearTimeout(timer);
-        if (err) session.destroy();
-      });
-      if (!ok) clearTimeout(timer);
+        session.destroy();
+      }
     }, interval);
-    this.pingTimer.unref();
+    pingTimer.unref();
+    session.once("close", () => {
+      clearInterval(pingTimer);
+      // Only the loss of the connection in use counts (one that said GOAWAY first was let go on purpose).
+      if (this.session !== session) return;
+      this.session = undefined;
+      if (!this.closed) this.options.onLost?.();
+    });
     session.unref();
     this.session = session;
     return session;
@@ -115,7 +125,6 @@ export class GrpcChannel {
 
   close(): void {
     this.closed = true;
-    clearInterval(this.pingTimer);
     this.session?.destroy();
     this.session = undefined;
   }

@@ -69,7 +69,12 @@ export class Worker {
     const hosted = this.instances.get(instanceId);
     if (!hosted) throw new SmmfError("not_found", `no instance '${instanceId}' on this worker`, { param: "instance_id" });
     this.instances.delete(instanceId);
-    await this.registry?.unregister(instanceId);
+    try {
+      await this.registry?.unregister(instanceId);
+    } catch (err) {
+      // etcd unreachable: the key goes with the lease anyway; the engine must be freed regardless.
+      this.logger.warn("could not remove the instance from the registry", { instance: instanceId, error: (err as Error).message });
+    }
     await hosted.engine.close();
     this.logger.info("instance unloaded", { instance: instanceId });
   }

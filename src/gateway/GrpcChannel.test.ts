@@ -1,0 +1,116 @@
+import http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterEach, describe, expect, it } from "vitest";
+import { GrpcChannel } from "./GrpcChannel.js";
+
+function frame(payload: Buffer): Buffer {
+  const out = Buffer.alloc(5 + payload.length);
+  out.writeUInt32BE(payload.length, 1);
+  payload.copy(out, 5);
+  return out;
+}
+
+let server: http2.Http2Server | undefined;
+const sessions = new Set<http2.ServerHttp2Session>();
+afterEach(async () => {
+  for (const s of sessions) s.destroy();
+  sessions.clear();
+  await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+  server = undefined;
+});
+
+/** A gRPC-shaped server: echoes the request message `times` times, then ends with `status`. */
+async function startServer(handler: (stream: http2.ServerHttp2Stream, body: Buffer) => void): Promise<string> {
+  server = http2.createServer();
+  server.on("session", (s) => sessions.add(s));
+  server.on("stream", (stream) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.on("end", () => handler(stream, Buffer.concat(chunks)));
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+async function collect(channel: GrpcChannel, payload: string, signal = new AbortController().signal): Promise<string[]> {
+  const out: string[] = [];
+  for await (const m of channel.call("/x.Y/Z", Buffer.from(payload), signal)) out.push(Buffer.from(m).toString());
+  return out;
+}
+
+describe("GrpcChannel", () => {
+  it("sends one framed message and yields every framed message of the answer, split across chunks or not", async () => {
+    const url = await startServer((stream, body) => {
+      expect(body.subarray(5).toString()).toBe("hello");
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      const two = Buffer.concat([frame(Buffer.from("a")), frame(Buffer.from("bb"))]);
+      stream.write(two.subarray(0, 3));
+      stream.write(two.subarray(3));
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(frame(Buffer.from("ccc")));
+    });
+    const channel = new GrpcChannel(url);
+    expect(await collect(channel, "hello")).toEqual(["a", "bb", "ccc"]);
+    expect(await collect(channel, "hello")).toEqual(["a", "bb", "ccc"]);
+    channel.close();
+  });
+
+  it("turns a non-OK status into a ConnectError with its code, message and metadata (trailers-only too)", async () => {
+    const url = await startServer((stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": String(Code.InvalidArgument), "grpc-message": encodeURIComponent("bad temperature"), "smmf-error-code": "invalid_argument" }, { endStream: true });
+    });
+    const channel = new GrpcChannel(url);
+    const err = await collect(channel, "x").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((err as ConnectError).rawMessage).toBe("bad temperature");
+    expect((err as ConnectError).metadata.get("smmf-error-code")).toBe("invalid_argument");
+    channel.close();
+  });
+
+  it("answers UNAVAILABLE for a worker that is not there, and tells of a lost connection", async () => {
+    let lost = 0;
+    const url = await startServer((stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end();
+    });
+    const channel = new GrpcChannel(url, { onLost: () => lost++ });
+    await collect(channel, "x");
+    // The worker goes away: its connections close.
+    const closing = new Promise<void>((r) => server!.close(() => r()));
+    for (const s of sessions) s.destroy();
+    server = undefined;
+    await closing;
+    await new Promise((r) => setTimeout(r, 50));
+    const err = await collect(channel, "x").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.Unavailable);
+    expect(lost).toBeGreaterThanOrEqual(1);
+    channel.close();
+  });
+
+  it("resets the stream when the caller aborts", async () => {
+    let reset = false;
+    const url = await startServer(() => undefined);
+    server!.on("stream", (stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" });
+      stream.write(frame(Buffer.from("first")));
+      stream.on("close", () => (reset = stream.rstCode !== 0));
+    });
+    const channel = new GrpcChannel(url);
+    const abort = new AbortController();
+    const got: string[] = [];
+    const err = await (async () => {
+      for await (const m of channel.call("/x.Y/Z", Buffer.from("x"), abort.signal)) {
+        got.push(Buffer.from(m).toString());
+        abort.abort();
+      }
+    })().catch((e: unknown) => e);
+    expect(got).toEqual(["first"]);
+    expect((err as ConnectError).code).toBe(Code.Canceled);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(reset).toBe(true);
+    channel.close();
+  });
+});
