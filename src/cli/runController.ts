@@ -7,7 +7,7 @@ import { untilStopped } from "./untilStopped.js";
 /** `smmf controller`: ControllerService over the instances registered in etcd. */
 export async function runController(config: SmmfConfig, logger: Logger): Promise<number> {
   const registry = requireEtcd(config, logger, "controller");
-  await registry.ready().catch(() => undefined);
+  await registry.ready(3_000).catch(() => undefined);
   const controller = await startController({ registry, logger, host: config.host, port: config.port });
   process.stdout.write(`SMMF controller serving at ${controller.url}\n`);
   return untilStopped(logger, async () => {

@@ -9,7 +9,7 @@ import { untilStopped } from "./untilStopped.js";
 export async function runGateway(config: SmmfConfig, logger: Logger): Promise<number> {
   const registry = requireEtcd(config, logger, "gateway");
   // Start serving even when etcd is not reachable yet: discovery keeps trying in the background.
-  await registry.ready().catch(() => undefined);
+  await registry.ready(3_000).catch(() => undefined);
   const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config) });
   process.stdout.write(`SMMF gateway serving at ${gateway.url}/v1\n`);
   return untilStopped(logger, async () => {

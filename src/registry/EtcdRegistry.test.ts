@@ -286,6 +286,18 @@ describe("EtcdRegistry (against a real etcd)", () => {
     expect(calls.every((ids) => ids.length >= 2)).toBe(true);
   });
 
+  it("ready() rejects while etcd is down and resolves once it is back and watched", async () => {
+    const model = freshModel();
+    await stopEtcd();
+    const discovery = registry();
+    await expect(discovery.ready(500)).rejects.toThrow(/no answer from etcd/);
+    await startEtcdAgain();
+    await discovery.ready(15_000);
+    const publisher = registry();
+    await publisher.register(inst("late", model));
+    await vi.waitFor(() => expect(idsOf(discovery, model)).toEqual(["late"]), { timeout: 10_000, interval: 50 });
+  });
+
   it("etcd wiped: the publisher registers again and the discovery side converges (stale records dropped)", async () => {
     const model = freshModel();
     const publisher = registry(2);

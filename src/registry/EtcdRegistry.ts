@@ -22,7 +22,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(new Error(`no answer from etcd within ${ms} ms`));
-      promise.then((late) => (late as { cancel?: () => Promise<void> }).cancel?.().catch(() => undefined), () => undefined);
+      promise.then((late) => (late as { cancel?: () => Promise<void> } | undefined)?.cancel?.().catch(() => undefined), () => undefined);
     }, ms);
     promise.then(
       (value) => {
@@ -68,6 +68,7 @@ export class EtcdRegistry implements Registry {
   private resyncDelay = RESYNC_MIN_MS;
   private closed = false;
   private readyPromise?: Promise<void>;
+  private markReady: () => void = () => undefined;
   /** Counts of watch events and re-lists, for tests and metrics. */
   readonly stats = { events: 0, relists: 0, leasesGranted: 0 };
 
@@ -169,17 +170,20 @@ export class EtcdRegistry implements Registry {
     return () => this.listeners.delete(listener);
   }
 
-  /** Resolves once the first listing has arrived (or rejects when etcd cannot be reached). */
-  ready(): Promise<void> {
+  /**
+   * Resolves once the prefix has been listed and is being watched (at the first try, or later once etcd is
+   * back); rejects when that has not happened within `timeoutMs`. Discovery goes on trying either way.
+   */
+  ready(timeoutMs = 10_000): Promise<void> {
     this.startWatching();
-    return this.readyPromise!;
+    return withTimeout(this.readyPromise!, timeoutMs);
   }
 
   private startWatching(): void {
     if (this.watching) return;
     this.watching = true;
-    this.readyPromise = this.resync();
-    this.readyPromise.catch(() => undefined);
+    this.readyPromise = new Promise<void>((resolve) => (this.markReady = resolve));
+    this.resync().catch(() => undefined);
   }
 
   private async resync(): Promise<void> {
@@ -212,6 +216,7 @@ export class EtcdRegistry implements Registry {
       // A broken stream, a compaction or etcd coming back (maybe empty): list again from scratch.
       watcher.on("disconnected", () => this.scheduleResync());
       watcher.on("error", () => this.scheduleResync());
+      this.markReady();
     } catch (err) {
       this.logger.warn("etcd unreachable; serving the last known instances", { error: (err as Error).message, retryMs: this.resyncDelay });
       this.scheduleResync();
