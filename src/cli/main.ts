@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config/loadConfig.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { createLogger } from "../telemetry/createLogger.js";
+import { runChat } from "./runChat.js";
 import { runController } from "./runController.js";
 import { runGateway } from "./runGateway.js";
 import { runServe } from "./runServe.js";
@@ -14,6 +15,7 @@ Commands:
   worker       A worker: hosts models and registers them in etcd (--etcd)
   gateway      A gateway: REST and gRPC, load-balancing over the instances in etcd (--etcd)
   controller   The controller API over the instances in etcd (--etcd)
+  chat MODEL   Chat with a model through a gateway, streaming (smmf chat --help)
   help         Show this help
 
 Each flag can also be set in smmf.config.json or by an SMMF_* environment variable; flags win.
@@ -85,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command ? 0 : 2;
   }
+  if (command === "chat") return runChat(rest);
   if (!Object.hasOwn(COMMANDS, command)) {
     process.stderr.write(`smmf: unknown command '${command}'\n\n${USAGE}`);
     return 2;
