@@ -1,9 +1,6 @@
-import { existsSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
-import { modelPath } from "../config/loadConfig.js";
+import { assertModelFiles } from "../config/assertModelFiles.js";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
-import { missingModelMessage } from "../embedded/startEmbedded.js";
-import { SmmfError } from "../errors/SmmfError.js";
 import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { startWorker } from "../worker/startWorker.js";
@@ -13,10 +10,7 @@ import { untilStopped } from "./untilStopped.js";
 
 /** `smmf worker`: hosts the configured models and registers them in etcd; SIGTERM drains it. */
 export async function runWorker(config: SmmfConfig, logger: Logger): Promise<number> {
-  for (const model of config.models) {
-    const path = modelPath(config, model);
-    if (!existsSync(path)) throw new SmmfError("failed_precondition", missingModelMessage(model.name, path));
-  }
+  assertModelFiles(config);
   const registry = requireEtcd(config, logger, "worker");
   const running = await startWorker({
     id: config.workerId || undefined,

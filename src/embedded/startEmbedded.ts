@@ -1,9 +1,7 @@
-import { existsSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
-import { modelPath } from "../config/loadConfig.js";
+import { assertModelFiles } from "../config/assertModelFiles.js";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
-import { SmmfError } from "../errors/SmmfError.js";
 import { startGateway, type RunningGateway } from "../gateway/startGateway.js";
 import type { RouterOptions } from "../gateway/InferenceRouter.js";
 import { instanceSpecOf } from "../config/instanceSpecOf.js";
@@ -18,24 +16,9 @@ export interface Embedded {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Where to get the default model, for messages about a missing file. */
-export function missingModelMessage(name: string, path: string): string {
-  return [
-    `model file not found: ${path} (model '${name}')`,
-    name === "stories260K"
-      ? "Get it: stories260K.gguf is a 1.1 MB TinyStories model (llama architecture); download it, e.g. from the Hugging Face repository ggml-org/models (file tinyllamas/stories260K.gguf)."
-      : "Get the GGUF file of this model, or point SMMF at where it is.",
-    "Then either put it at the path above, set SMMF_MODEL_DIR to the folder that holds it,",
-    `set "modelDir" in smmf.config.json, or pass --model ${name}=/path/to/${name}.gguf`,
-  ].join("\n");
-}
-
 /** Gateway, in-memory registry and one worker in one process, the worker serving the configured models. */
 export async function startEmbedded(config: SmmfConfig, logger: Logger, routing?: Omit<RouterOptions, "logger">): Promise<Embedded> {
-  for (const model of config.models) {
-    const path = modelPath(config, model);
-    if (!existsSync(path)) throw new SmmfError("failed_precondition", missingModelMessage(model.name, path));
-  }
+  assertModelFiles(config);
   const registry = new MemoryRegistry();
   const worker = await startWorker({
     host: config.workerHost,

@@ -249,10 +249,11 @@ export class InferenceRouter {
           const res = fromBinary(GenerateResponseSchema, bytes);
           if (res.kind.case === "delta") {
             const delta = res.kind.value;
-            if (promptTokens === 0 && delta.promptTokens) promptTokens = delta.promptTokens;
+            if (promptTokens === 0) promptTokens = delta.promptTokens;
+            else delta.promptTokens = 0; // a continuation's prompt is not the caller's
             sentTokens += delta.pieces.length;
             sentText += delta.pieces.join("");
-            yield sentTokens === delta.pieces.length ? res : create(GenerateResponseSchema, { kind: { case: "delta", value: { pieces: delta.pieces } } });
+            yield res;
           } else if (res.kind.case === "done") {
             this.health.recordSuccess(instance.instanceId);
             const done = res.kind.value;

@@ -1,9 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import { asConnectError } from "../errors/asConnectError.js";
-import { SmmfError } from "../errors/SmmfError.js";
 import { linkSignals } from "../util/linkSignals.js";
-import { watchForCancel } from "../util/watchForCancel.js";
+import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 
@@ -14,9 +13,7 @@ export function createGatewayInferenceService(router: InferenceRouter): ServiceI
       const abort = linkSignals(ctx.signal);
       try {
         const iterator = requests[Symbol.asyncIterator]();
-        const first = await iterator.next();
-        if (first.done || first.value.kind.case !== "start") throw new SmmfError("invalid_argument", "the first Generate message must be 'start'");
-        const start = first.value.kind.value;
+        const start = await readGenerateStart(iterator);
         parseGenerateStart(start);
         watchForCancel(iterator, () => abort.abort());
         yield* router.generate(start, abort.signal);

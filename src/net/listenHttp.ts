@@ -25,13 +25,12 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
   const sessions = new Set<http2.ServerHttp2Session>();
   let open = 0;
   let idle: (() => void) | undefined;
-  const track = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+  const track = (_req: unknown, res: ServerResponse | Http2ServerResponse) => {
     open++;
     res.once("close", () => {
       open--;
       if (open === 0) idle?.();
     });
-    void req;
   };
   h1.prependListener("request", track);
   h2.prependListener("request", track);

@@ -13,7 +13,7 @@ import { asConnectError } from "../errors/asConnectError.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { linkSignals } from "../util/linkSignals.js";
-import { watchForCancel } from "../util/watchForCancel.js";
+import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart, parseInput } from "./parseGenerateStart.js";
 import type { Worker } from "./Worker.js";
 
@@ -75,12 +75,8 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
       const abort = linkSignals(ctx.signal);
       try {
         const iterator = requests[Symbol.asyncIterator]();
-        const first = await iterator.next();
+        const start = await readGenerateStart(iterator);
         const startedAt = performance.now();
-        if (first.done || first.value.kind.case !== "start") {
-          throw new SmmfError("invalid_argument", "the first Generate message must be 'start'");
-        }
-        const start = first.value.kind.value;
         const { input, sampling } = parseGenerateStart(start);
         const hosted = worker.resolve(start.model, start.instanceId);
         watchForCancel(iterator, () => abort.abort());
