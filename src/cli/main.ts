@@ -4,6 +4,10 @@ import { SmmfError } from "../errors/SmmfError.js";
 import { createLogger } from "../telemetry/createLogger.js";
 import { runChat } from "./runChat.js";
 import { runController } from "./runController.js";
+import { runEvents } from "./runEvents.js";
+import { runInstanceCommand } from "./runInstanceCommand.js";
+import { runModelCommand } from "./runModelCommand.js";
+import { runWorkerList } from "./runWorkerList.js";
 import { runGateway } from "./runGateway.js";
 import { runServe } from "./runServe.js";
 import { runWorker } from "./runWorker.js";
@@ -14,9 +18,16 @@ Commands:
   serve        Gateway, in-memory registry and one worker in one process (the embedded mode)
   worker       A worker: hosts models and registers them in etcd (--etcd)
   gateway      A gateway: REST and gRPC, load-balancing over the instances in etcd (--etcd)
-  controller   The controller API over the instances in etcd (--etcd)
+  controller   A controller: the desired state of models in etcd, kept by the leader among the
+               controllers (--etcd)
   chat MODEL   Chat with a model through a gateway, streaming (smmf chat --help)
   help         Show this help
+
+Operating (through a gateway or controller, --url; each has --help and --json):
+  model list|start|stop|restart|scale|update     the desired state of models
+  instance list|online|offline|drain             model instances
+  worker list                                    workers: memory, instances, labels
+  events                                         what happens, as it happens
 
 Each flag can also be set in smmf.config.json or by an SMMF_* environment variable; flags win.
 
@@ -49,6 +60,13 @@ Worker (and serve):
   --context-size N       context tokens per sequence, 0 = the model's, at most 4096 (env SMMF_CONTEXT_SIZE)
   --gpu auto|off         use a GPU when one is usable (default auto; env SMMF_GPU)
   --stream-interval-ms N tokens made within N ms of the last streamed message go out together (default 20)
+  --no-models            load no configured models; host only what the controller places (env SMMF_NO_MODELS=1)
+  --label KEY=VALUE      a label placement can ask for; repeatable (env SMMF_LABELS=k=v,k2=v2)
+  --max-memory-mb N      memory offered to model instances, 0 = the machine's (env SMMF_MAX_MEMORY_MB)
+
+Controller:
+  --controller-id ID     controller id (default: a random one; env SMMF_CONTROLLER_ID)
+  --lease-ttl SECONDS    a dead leader is replaced within about this long (default 3)
 `;
 
 const FLAG_OPTIONS = {
@@ -76,6 +94,10 @@ const FLAG_OPTIONS = {
   "queue-size": { type: "string" },
   "queue-timeout-ms": { type: "string" },
   "shutdown-grace-ms": { type: "string" },
+  "no-models": { type: "boolean" },
+  label: { type: "string", multiple: true },
+  "max-memory-mb": { type: "string" },
+  "controller-id": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -88,6 +110,10 @@ export async function main(argv: string[]): Promise<number> {
     return command ? 0 : 2;
   }
   if (command === "chat") return runChat(rest);
+  if (command === "model") return runModelCommand(rest);
+  if (command === "instance") return runInstanceCommand(rest);
+  if (command === "events") return runEvents(rest);
+  if (command === "worker" && rest[0] === "list") return runWorkerList(rest.slice(1));
   if (!Object.hasOwn(COMMANDS, command)) {
     process.stderr.write(`smmf: unknown command '${command}'\n\n${USAGE}`);
     return 2;

@@ -20,6 +20,10 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
     registry,
     logger,
     streamIntervalMs: config.streamIntervalMs,
+    labels: config.labels,
+    maxMemoryBytes: config.maxMemoryMb * 1024 * 1024,
+    modelDir: config.modelDir,
+    drainGraceMs: config.shutdownGraceMs,
     engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
   });
   try {
@@ -30,7 +34,8 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
     await registry.close();
     throw err;
   }
-  process.stdout.write(`SMMF worker ${running.worker.id} serving ${config.models.map((m) => m.name).join(", ")} at ${running.address}\n`);
+  const hosting = config.models.length > 0 ? config.models.map((m) => m.name).join(", ") : "no configured models (the controller places instances)";
+  process.stdout.write(`SMMF worker ${running.worker.id} serving ${hosting} at ${running.address}\n`);
   return untilStopped(logger, async () => {
     await running.drain(config.shutdownGraceMs);
     await registry.revoke();

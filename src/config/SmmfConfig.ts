@@ -55,4 +55,10 @@ export interface SmmfConfig {
   queueSize: number;
   /** Gateway: longest wait for a free instance before 503. */
   queueTimeoutMs: number;
+  /** Controller id; empty picks one. */
+  controllerId: string;
+  /** Worker: labels the controller's placement matches (`--label key=value`). */
+  labels: Record<string, string>;
+  /** Worker: memory offered to model instances, in MiB; 0 = the machine's. */
+  maxMemoryMb: number;
 }

@@ -31,6 +31,9 @@ export const DEFAULTS: SmmfConfig = {
   maxAttempts: 3,
   queueSize: 256,
   queueTimeoutMs: 30_000,
+  labels: {},
+  maxMemoryMb: 0,
+  controllerId: "",
 };
 
 /** Command-line flags, as parsed by the CLI. */
@@ -59,6 +62,10 @@ export interface ConfigFlags {
   "queue-size"?: string;
   "queue-timeout-ms"?: string;
   "shutdown-grace-ms"?: string;
+  label?: string[];
+  "max-memory-mb"?: string;
+  "no-models"?: boolean;
+  "controller-id"?: string;
 }
 
 const ENV: Record<string, keyof ConfigFlags> = {
@@ -83,6 +90,8 @@ const ENV: Record<string, keyof ConfigFlags> = {
   SMMF_QUEUE_SIZE: "queue-size",
   SMMF_QUEUE_TIMEOUT_MS: "queue-timeout-ms",
   SMMF_SHUTDOWN_GRACE_MS: "shutdown-grace-ms",
+  SMMF_MAX_MEMORY_MB: "max-memory-mb",
+  SMMF_CONTROLLER_ID: "controller-id",
 };
 
 function bad(message: string): SmmfError {
@@ -102,6 +111,18 @@ function parseModelPairs(pairs: string[], source: string): ModelConfig[] {
     if (eq <= 0 || eq === pair.length - 1) throw bad(`${source} takes name=path; got '${pair}'`);
     return { name: pair.slice(0, eq), file: pair.slice(eq + 1) };
   });
+}
+
+/** `key=value` pairs from --label flags or SMMF_LABELS. */
+export function parseLabels(pairs: string[], source: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    const key = pair.slice(0, eq);
+    if (eq <= 0 || !/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/.test(key)) throw bad(`${source} takes key=value (key: letters, digits, '.', '_', '/', '-'); got '${pair}'`);
+    labels[key] = pair.slice(eq + 1);
+  }
+  return labels;
 }
 
 function readConfigFile(path: string): Partial<SmmfConfig> {
@@ -146,6 +167,8 @@ const FILE_KEYS: Record<string, keyof SmmfConfig> = {
   "queue-size": "queueSize",
   "queue-timeout-ms": "queueTimeoutMs",
   "shutdown-grace-ms": "shutdownGraceMs",
+  "max-memory-mb": "maxMemoryMb",
+  "controller-id": "controllerId",
 };
 
 /** The file's scalar settings as flag strings, so they go through the same checks as flags. */
@@ -200,6 +223,9 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
   if (flags["queue-size"] !== undefined) config.queueSize = integer(source("queue-size"), flags["queue-size"], 0, 1_000_000);
   if (flags["queue-timeout-ms"] !== undefined) config.queueTimeoutMs = integer(source("queue-timeout-ms"), flags["queue-timeout-ms"], 0, 3_600_000);
   if (flags["shutdown-grace-ms"] !== undefined) config.shutdownGraceMs = integer(source("shutdown-grace-ms"), flags["shutdown-grace-ms"], 0, 3_600_000);
+  if (flags["controller-id"] !== undefined) config.controllerId = flags["controller-id"];
+  if (flags["max-memory-mb"] !== undefined) config.maxMemoryMb = integer(source("max-memory-mb"), flags["max-memory-mb"], 0, 1 << 30);
+  if (flags.label && flags.label.length > 0) config.labels = { ...config.labels, ...parseLabels(flags.label, source("label")) };
   if (flags.model && flags.model.length > 0) config.models = parseModelPairs(flags.model, source("model")).map((m) => ({ ...m, file: resolve(baseDir, m.file) }));
 }
 
@@ -219,6 +245,10 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
       if (typeof fromFile.modelPolicies !== "object" || fromFile.modelPolicies === null) throw bad(`'modelPolicies' in ${path} must be an object`);
       for (const [model, policy] of Object.entries(fromFile.modelPolicies)) config.modelPolicies[model] = policyName(`${path}: modelPolicies.${model}`, String(policy));
     }
+    if (fromFile.labels !== undefined) {
+      if (typeof fromFile.labels !== "object" || fromFile.labels === null || Array.isArray(fromFile.labels)) throw bad(`'labels' in ${path} must be an object`);
+      config.labels = parseLabels(Object.entries(fromFile.labels).map(([k, v]) => `${k}=${String(v)}`), `${path}: labels`);
+    }
     if (fromFile.models !== undefined) {
       if (!Array.isArray(fromFile.models)) throw bad(`'models' in ${path} must be an array`);
       config.models = fromFile.models;
@@ -226,11 +256,13 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   }
   const envFlags: ConfigFlags = {};
   for (const [name, flag] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== "") (envFlags as Record<string, string>)[flag] = env[name] as string;
+  if (env.SMMF_LABELS) envFlags.label = env.SMMF_LABELS.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_MODELS) envFlags.model = env.SMMF_MODELS.split(",").map((s) => s.trim()).filter(Boolean);
   const envName = Object.fromEntries(Object.entries(ENV).map(([k, v]) => [v, k]));
-  applyFlags(config, envFlags, (flag) => (flag === "model" ? "SMMF_MODELS" : envName[flag]), cwd);
+  applyFlags(config, envFlags, (flag) => (flag === "model" ? "SMMF_MODELS" : flag === "label" ? "SMMF_LABELS" : envName[flag]), cwd);
   applyFlags(config, flags, (flag) => `--${flag}`, cwd);
-  if (config.models.length === 0) config.models = [DEFAULT_MODEL];
+  if (flags["no-models"] || env.SMMF_NO_MODELS === "1") config.models = [];
+  else if (config.models.length === 0) config.models = [DEFAULT_MODEL];
   for (const [i, m] of config.models.entries()) {
     if (typeof m !== "object" || m === null || typeof m.name !== "string" || !m.name || typeof m.file !== "string" || !m.file) {
       throw bad(`models[${i}] needs a 'name' and a 'file'`);

@@ -1,20 +1,165 @@
 import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ControllerService, ListModelInstancesResponseSchema, ListModelsResponseSchema } from "../gen/smmf/v1/controller_pb.js";
+import {
+  ControllerService,
+  GetModelResponseSchema,
+  ListModelInstancesResponseSchema,
+  ListModelsResponseSchema,
+  ListWorkersResponseSchema,
+  RestartModelResponseSchema,
+  ScaleModelResponseSchema,
+  SetModelInstanceStateResponseSchema,
+  StartModelResponseSchema,
+  StopModelResponseSchema,
+  UpdateModelResponseSchema,
+  type WatchEventsResponse,
+} from "../gen/smmf/v1/controller_pb.js";
+import { InstanceState } from "../gen/smmf/v1/instance_pb.js";
+import { ModelRecordSchema, ModelSpecSchema, type ModelRecord } from "../gen/smmf/v1/model_pb.js";
+import { WorkerStatusSchema } from "../gen/smmf/v1/worker_pb.js";
+import { asConnectError } from "../errors/asConnectError.js";
+import { SmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
-import { listModels } from "./listModels.js";
+import { createAsyncQueue } from "../util/createAsyncQueue.js";
+import { checkPlacement } from "./checkPlacement.js";
+import { describeModels } from "./describeModels.js";
+import type { EventHub } from "./EventHub.js";
+import { modelNotFound } from "./modelNotFound.js";
+import type { ModelStore } from "./ModelStore.js";
+import type { StatusStore } from "./StatusStore.js";
+import { MAX_REPLICAS, validateModelSpec } from "./validateModelSpec.js";
+import type { WorkerServiceClients } from "./WorkerServiceClients.js";
 
-/** ControllerService over the registry: the models and instances that are running. */
-export function createControllerService(registry: Registry): ServiceImpl<typeof ControllerService> {
-  return {
-    async listModels() {
-      return create(ListModelsResponseSchema, {
-        models: listModels(registry.snapshot()).map((m) => ({ name: m.name, engines: m.engines, readyReplicas: m.readyReplicas, created: BigInt(m.created) })),
-      });
-    },
-    async listModelInstances(req) {
-      const instances = registry.snapshot().filter((i) => !req.model || i.model === req.model);
-      return create(ListModelInstancesResponseSchema, { instances });
-    },
-  };
+export const MODEL_RECORD_VERSION = 1;
+
+export interface ControllerServiceDeps {
+  registry: Registry;
+  store: ModelStore;
+  statuses: StatusStore;
+  events: EventHub;
+  clients: WorkerServiceClients;
 }
+
+async function rpc<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    throw asConnectError(err);
+  }
+}
+
+/** A generation newer than `previous`: milliseconds since the epoch, so that a model started again under an old name outranks its old instances. */
+function nextGeneration(previous = 0n): bigint {
+  const now = BigInt(Date.now());
+  return now > previous ? now : previous + 1n;
+}
+
+/** Whether two specs differ in more than their replica count. */
+function differsBeyondReplicas(a: ModelRecord["spec"], b: ModelRecord["spec"]): boolean {
+  const strip = (s: ModelRecord["spec"]) => JSON.stringify({ ...create(ModelSpecSchema, s), replicas: 0 }, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v));
+  return strip(a) !== strip(b);
+}
+
+/**
+ * ControllerService: reads come from the watched state (registry, desired models, statuses); changes are
+ * written to the desired state (checked first: valid, not a duplicate, placeable), where the leading
+ * controller picks them up. Instance states go straight to the worker hosting the instance.
+ */
+export function createControllerService(deps: ControllerServiceDeps) {
+  const { registry, store, statuses, events, clients } = deps;
+  const models = () => describeModels(store.list(), registry.snapshot(), statuses.list());
+  const liveInstances = (name: string) => registry.snapshot().filter((i) => i.model === name && i.managed && i.state !== InstanceState.DRAINING).length;
+
+  const service = {
+    listModels: () => rpc(async () => create(ListModelsResponseSchema, { models: models() })),
+    getModel: (req) =>
+      rpc(async () => {
+        const model = models().find((m) => m.name === req.name);
+        if (!model) throw new SmmfError("model_not_found", `The model '${req.name}' does not exist`, { param: "name" });
+        return create(GetModelResponseSchema, { model });
+      }),
+    listModelInstances: (req) => rpc(async () => create(ListModelInstancesResponseSchema, { instances: registry.snapshot().filter((i) => !req.model || i.model === req.model) })),
+    listWorkers: () =>
+      rpc(async () => {
+        const instances = registry.snapshot();
+        const workers = [...registry.workers()]
+          .sort((a, b) => a.workerId.localeCompare(b.workerId))
+          .map((worker) => create(WorkerStatusSchema, { worker, instances: instances.filter((i) => i.workerId === worker.workerId) }));
+        return create(ListWorkersResponseSchema, { workers });
+      }),
+    startModel: (req) =>
+      rpc(async () => {
+        const spec = validateModelSpec(req.spec);
+        spec.replicas ||= 1;
+        if (store.get(spec.name)) throw new SmmfError("already_exists", `The model '${spec.name}' is already started; use 'smmf model update', 'scale' or 'restart'`, { param: "name" });
+        const now = timestampNow();
+        const record = create(ModelRecordSchema, { version: MODEL_RECORD_VERSION, spec, generation: nextGeneration(), createdAt: now, updatedAt: now });
+        await checkPlacement(registry, clients, record, spec.replicas);
+        return create(StartModelResponseSchema, { model: await store.create(record) });
+      }),
+    stopModel: (req) =>
+      rpc(async () => {
+        await store.remove(req.name);
+        return create(StopModelResponseSchema, {});
+      }),
+    restartModel: (req) =>
+      rpc(async () => {
+        const model = await store.update(req.name, (current) => create(ModelRecordSchema, { ...current, generation: nextGeneration(current.generation), updatedAt: timestampNow() }));
+        return create(RestartModelResponseSchema, { model });
+      }),
+    scaleModel: (req) =>
+      rpc(async () => {
+        if (req.replicas > MAX_REPLICAS) throw new SmmfError("invalid_argument", `'replicas' must be at most ${MAX_REPLICAS}; got ${req.replicas}`, { param: "replicas" });
+        const current = store.get(req.name);
+        if (!current) throw modelNotFound(req.name);
+        await checkPlacement(registry, clients, current, req.replicas - liveInstances(req.name));
+        const model = await store.update(req.name, (record) => create(ModelRecordSchema, { ...record, spec: { ...record.spec!, replicas: req.replicas }, updatedAt: timestampNow() }));
+        return create(ScaleModelResponseSchema, { model });
+      }),
+    updateModel: (req) =>
+      rpc(async () => {
+        const spec = validateModelSpec(req.spec);
+        const current = store.get(spec.name);
+        if (!current) throw modelNotFound(spec.name);
+        const rolls = differsBeyondReplicas(current.spec, spec);
+        if (rolls) {
+          // A rolling update loads one new instance beside the old ones first.
+          await checkPlacement(registry, clients, create(ModelRecordSchema, { ...current, spec }), Math.max(1, spec.replicas - liveInstances(spec.name) + 1));
+        } else {
+          await checkPlacement(registry, clients, current, spec.replicas - liveInstances(spec.name));
+        }
+        const model = await store.update(spec.name, (record) =>
+          create(ModelRecordSchema, { ...record, spec, generation: rolls ? nextGeneration(record.generation) : record.generation, updatedAt: timestampNow() }),
+        );
+        return create(UpdateModelResponseSchema, { model });
+      }),
+    setModelInstanceState: (req) =>
+      rpc(async () => {
+        if (![InstanceState.ONLINE, InstanceState.OFFLINE, InstanceState.DRAINING].includes(req.state)) {
+          throw new SmmfError("invalid_argument", "'state' must be ONLINE, OFFLINE or DRAINING", { param: "state" });
+        }
+        const instance = registry.snapshot().find((i) => i.instanceId === req.instanceId);
+        if (!instance) throw new SmmfError("not_found", `no instance '${req.instanceId}'`, { param: "instance_id" });
+        const res = await clients.get(instance.address).setInstanceState({ instanceId: req.instanceId, state: req.state }, { timeoutMs: 30_000 });
+        return create(SetModelInstanceStateResponseSchema, { instance: res.instance });
+      }),
+    async *watchEvents(req, ctx) {
+      const queue = createAsyncQueue<WatchEventsResponse>();
+      const unsubscribe = events.subscribe((event) => {
+        if (!req.model || event.model === req.model) queue.push(event);
+      });
+      const onAbort = () => queue.end();
+      ctx.signal.addEventListener("abort", onAbort);
+      try {
+        yield* queue;
+      } finally {
+        ctx.signal.removeEventListener("abort", onAbort);
+        unsubscribe();
+      }
+    },
+  } satisfies ServiceImpl<typeof ControllerService>;
+  return service;
+}
+
+export type ControllerApi = ReturnType<typeof createControllerService>;

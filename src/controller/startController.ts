@@ -1,31 +1,93 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
+import { ControllerService, EventType } from "../gen/smmf/v1/controller_pb.js";
+import { toSmmfError } from "../errors/SmmfError.js";
+import { createControlRoutes } from "../gateway/createControlRoutes.js";
+import { sendJson, type AnyResponse } from "../gateway/sse.js";
 import { listenHttp } from "../net/listenHttp.js";
-import type { Registry } from "../registry/Registry.js";
+import type { EtcdRegistry } from "../registry/EtcdRegistry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { createControllerService } from "./createControllerService.js";
+import { createControlPlane } from "./createControlPlane.js";
+import { LeaderElection } from "./LeaderElection.js";
+import { startReconciling } from "./startReconciling.js";
 
 export interface ControllerOptions {
-  registry: Registry;
+  registry: EtcdRegistry;
   logger: Logger;
   host: string;
   port: number;
+  /** Controller id; default a random one. */
+  id?: string;
+  /** TTL of the leader's lease: a dead leader is replaced within about this long. */
+  leaseTtlSeconds: number;
+  maxBodyBytes?: number;
 }
 
-/** Serves ControllerService (gRPC, gRPC-Web, Connect) and /healthz on one port. */
-export async function startController(options: ControllerOptions): Promise<{ url: string; port: number; close(): Promise<void> }> {
+export interface RunningController {
+  readonly id: string;
+  readonly url: string;
+  readonly port: number;
+  readonly election: LeaderElection;
+  close(): Promise<void>;
+}
+
+/**
+ * A controller: ControllerService (gRPC, gRPC-Web, Connect), the same API as REST under /api/v1, and
+ * /healthz, on one port; it campaigns for leadership and, while it leads, runs the control loop.
+ */
+export async function startController(options: ControllerOptions): Promise<RunningController> {
+  const id = options.id || `controller-${randomUUID().slice(0, 8)}`;
+  const { logger, registry } = options;
+  const plane = createControlPlane(registry, logger);
+  const service = createControllerService(plane);
+  const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024);
+  let election: LeaderElection | undefined;
+  const fallback = (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): void => {
+    const path = (req.url ?? "/").split("?")[0];
+    void (async () => {
+      if (path === "/healthz") return sendJson(res, 200, { status: "ok", controller: id, leader: election?.isLeader ?? false, term: election?.term?.toString() ?? null });
+      if (path.startsWith("/api/v1/") && (await control(req, res, path))) return;
+      sendJson(res, 404, { error: { message: `Unknown route: ${req.method} ${path}`, type: "not_found_error", param: null, code: "not_found" } });
+    })().catch((err: unknown) => {
+      const error = toSmmfError(err);
+      if (error.code === "internal") logger.error("request failed", { path, error: String((err as Error)?.stack ?? err) });
+      if (!res.headersSent) sendJson(res, error.httpStatus, error.toOpenAiBody());
+      else if (!res.writableEnded) res.end();
+    });
+  };
   const handler = connectNodeAdapter({
     routes(r) {
-      r.service(ControllerService, createControllerService(options.registry));
+      r.service(ControllerService, service);
     },
-    fallback(req, res) {
-      const ok = req.url === "/healthz";
-      res.writeHead(ok ? 200 : 404, { "content-type": "application/json" });
-      res.end(JSON.stringify(ok ? { status: "ok" } : { error: { message: "not found", type: "not_found_error", param: null, code: "not_found" } }));
-    },
+    fallback: fallback as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
   const listener = await listenHttp(handler, options.host, options.port);
-  const url = `http://${options.host}:${listener.port}`;
-  options.logger.info("controller listening", { url });
-  return { url, port: listener.port, close: () => listener.close() };
+  const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
+  election = new LeaderElection({
+    client: registry.client,
+    controllerId: id,
+    address: url,
+    ttlSeconds: options.leaseTtlSeconds,
+    logger,
+    onElected(term, signal) {
+      plane.events.publish({ type: EventType.LEADER_ELECTED, message: `${id} leads (term ${term})` });
+      startReconciling(plane, id, term, signal, logger);
+    },
+  });
+  election.start();
+  logger.info("controller listening", { url, controller: id });
+  return {
+    id,
+    url,
+    port: listener.port,
+    election,
+    async close() {
+      await election.close();
+      await listener.close();
+      await plane.close();
+    },
+  };
 }

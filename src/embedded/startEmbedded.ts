@@ -7,6 +7,8 @@ import type { RouterOptions } from "../gateway/InferenceRouter.js";
 import { instanceSpecOf } from "../config/instanceSpecOf.js";
 import { MemoryRegistry } from "../registry/MemoryRegistry.js";
 import type { Logger } from "../telemetry/createLogger.js";
+import { createControlPlane } from "../controller/createControlPlane.js";
+import { startReconciling } from "../controller/startReconciling.js";
 import { startWorker, type RunningWorker } from "../worker/startWorker.js";
 
 export interface Embedded {
@@ -26,19 +28,33 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, routing?
     registry,
     logger,
     streamIntervalMs: config.streamIntervalMs,
+    labels: config.labels,
+    maxMemoryBytes: config.maxMemoryMb * 1024 * 1024,
+    modelDir: config.modelDir,
+    drainGraceMs: config.shutdownGraceMs,
     engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
   });
   try {
     for (const model of config.models) {
       await worker.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
     }
-    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing });
+    // The controller's desired state lives in memory here; its control loop leads alone (one term, no election).
+    const controlPlane = createControlPlane(registry, logger);
+    const leading = new AbortController();
+    startReconciling(controlPlane, "embedded", 1n, leading.signal, logger);
+    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane }).catch(async (err: unknown) => {
+      leading.abort();
+      await controlPlane.close();
+      throw err;
+    });
     return {
       gateway,
       worker,
       registry,
       async close(graceMs = 0) {
         await gateway.close(graceMs);
+        leading.abort();
+        await controlPlane.close();
         await worker.close();
         await registry.close();
       },

@@ -38,7 +38,9 @@ interface Slot {
   completion: LlamaCompletion;
 }
 
-const MAX_DEFAULT_CONTEXT = 4096;
+/** Context size when neither the spec nor the model says less. */
+export const MAX_DEFAULT_CONTEXT = 4096;
+export const DEFAULT_SEQUENCES = 4;
 
 /** Loads a GGUF model with node-llama-cpp and serves it as an EngineInstance. */
 export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Promise<EngineInstance> {
@@ -51,7 +53,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
   } catch (err) {
     throw new SmmfError("failed_precondition", `could not load the GGUF model ${options.modelPath}: ${(err as Error).message}`, { cause: err });
   }
-  const sequences = options.sequences || 4;
+  const sequences = options.sequences || DEFAULT_SEQUENCES;
   const contextSize = options.contextSize || Math.min(model.trainContextSize, MAX_DEFAULT_CONTEXT);
   const context = await model.createContext({ sequences, contextSize, threads });
   const slots: Slot[] = [];

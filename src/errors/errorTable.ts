@@ -6,6 +6,7 @@ export type ErrorCode =
   | "context_length_exceeded"
   | "model_not_found"
   | "not_found"
+  | "already_exists"
   | "method_not_allowed"
   | "payload_too_large"
   | "unsupported_media_type"
@@ -40,6 +41,7 @@ export const errorTable: Readonly<Record<ErrorCode, ErrorCodeInfo>> = {
   context_length_exceeded: { http: 400, type: "invalid_request_error", grpc: Code.InvalidArgument },
   model_not_found: { http: 404, type: "invalid_request_error", grpc: Code.NotFound },
   not_found: { http: 404, type: "not_found_error", grpc: Code.NotFound },
+  already_exists: { http: 409, type: "invalid_request_error", grpc: Code.AlreadyExists },
   method_not_allowed: { http: 405, type: "invalid_request_error", grpc: Code.Unimplemented },
   payload_too_large: { http: 413, type: "invalid_request_error", grpc: Code.InvalidArgument },
   unsupported_media_type: { http: 415, type: "invalid_request_error", grpc: Code.InvalidArgument },
@@ -58,6 +60,7 @@ export const codeFromGrpc: Readonly<Partial<Record<Code, ErrorCode>>> = {
   [Code.InvalidArgument]: "invalid_argument",
   [Code.DeadlineExceeded]: "deadline_exceeded",
   [Code.NotFound]: "not_found",
+  [Code.AlreadyExists]: "already_exists",
   [Code.ResourceExhausted]: "resource_exhausted",
   [Code.FailedPrecondition]: "failed_precondition",
   [Code.OutOfRange]: "invalid_argument",

@@ -2,7 +2,9 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { toJson } from "@bufbuild/protobuf";
+import type { ControllerApi } from "../controller/createControllerService.js";
 import { listModels, openAiModel } from "../controller/listModels.js";
+import { createControlRoutes } from "./createControlRoutes.js";
 import { InstanceSchema } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
@@ -21,6 +23,8 @@ export interface RestOptions {
   logger: Logger;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes: number;
+  /** The controller API, served as REST under /api/v1. */
+  controller: ControllerApi;
 }
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -36,6 +40,7 @@ function allow(req: Req, method: string): void {
 /** The OpenAI-compatible REST API and the health endpoints. */
 export function createRestHandler(options: RestOptions): (req: Req, res: AnyResponse) => void {
   const { router, registry, logger, maxBodyBytes } = options;
+  const control = createControlRoutes(options.controller, maxBodyBytes);
 
   async function handle(req: Req, res: AnyResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
@@ -83,6 +88,7 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
         }
       }
     }
+    if (path.startsWith("/api/v1/") && (await control(req, res, path))) return;
     if (path.startsWith("/v1/models/")) {
       allow(req, "GET");
       const name = decodeURIComponent(path.slice("/v1/models/".length));

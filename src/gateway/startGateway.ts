@@ -1,5 +1,6 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createControllerService } from "../controller/createControllerService.js";
+import { createControlPlane, type ControlPlane } from "../controller/createControlPlane.js";
 import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import { listenHttp, type HttpListener } from "../net/listenHttp.js";
@@ -16,6 +17,8 @@ export interface GatewayOptions {
   port: number;
   maxBodyBytes: number;
   routing?: Omit<RouterOptions, "logger">;
+  /** The desired state and events the controller API works on; default: made beside the registry. */
+  controlPlane?: ControlPlane;
 }
 
 export interface RunningGateway {
@@ -31,11 +34,13 @@ export interface RunningGateway {
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const router = new InferenceRouter(options.registry, { logger: options.logger, ...options.routing });
-  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes });
+  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger);
+  const controller = createControllerService(plane);
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller });
   const handler = connectNodeAdapter({
     routes(r) {
       r.service(InferenceService, createGatewayInferenceService(router));
-      r.service(ControllerService, createControllerService(options.registry));
+      r.service(ControllerService, controller);
     },
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
@@ -44,6 +49,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     listener = await listenHttp(handler, options.host, options.port);
   } catch (err) {
     router.close();
+    if (!options.controlPlane) await plane.close();
     throw err;
   }
   const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
@@ -55,6 +61,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     async close(graceMs = 0) {
       await listener.close(graceMs);
       router.close();
+      if (!options.controlPlane) await plane.close();
     },
   };
 }

@@ -1,9 +1,10 @@
-import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { toJsonString } from "@bufbuild/protobuf";
 import { circuitBreaker, ConsecutiveBreaker, handleWhen } from "cockatiel";
-import { Etcd3, isRecoverableError, type Lease, type Watcher } from "etcd3";
-import { InstanceSchema, type Instance } from "../gen/smmf/v1/instance_pb.js";
+import { Etcd3, isRecoverableError, type Lease } from "etcd3";
+import { InstanceSchema, WorkerInfoSchema, type Instance, type WorkerInfo } from "../gen/smmf/v1/instance_pb.js";
 import type { Logger } from "../telemetry/createLogger.js";
-import { INSTANCES_PREFIX, instanceKey } from "./instanceKey.js";
+import { INSTANCES_PREFIX, instanceKey, WORKERS_PREFIX, workerKey } from "./instanceKey.js";
+import { PrefixWatcher } from "./PrefixWatcher.js";
 import type { Registry } from "./Registry.js";
 
 export interface EtcdRegistryOptions {
@@ -15,28 +16,6 @@ export interface EtcdRegistryOptions {
 }
 
 const RESYNC_MIN_MS = 200;
-/** A watch that is not set up by then (etcd went away after the listing) is given up and the prefix listed again. */
-const WATCH_CREATE_TIMEOUT_MS = 5_000;
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`no answer from etcd within ${ms} ms`));
-      promise.then((late) => (late as { cancel?: () => Promise<void> } | undefined)?.cancel?.().catch(() => undefined), () => undefined);
-    }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
-}
-const RESYNC_MAX_MS = 5_000;
 
 function parseEndpoints(endpoints: string | string[]): string[] {
   const list = (Array.isArray(endpoints) ? endpoints : endpoints.split(",")).map((e) => e.trim()).filter(Boolean);
@@ -50,27 +29,21 @@ function parseEndpoints(endpoints: string | string[]): string[] {
  * watch or a reconnect, the prefix is listed again. While etcd is unreachable the last known set stays.
  */
 export class EtcdRegistry implements Registry {
-  private readonly client: Etcd3;
+  /** The etcd client, shared with the controller's stores. */
+  readonly client: Etcd3;
   private readonly ttl: number;
   private readonly retryMaxMs: number;
   private readonly logger: Logger;
-  // publishing
+  // publishing: key → the instance id (or worker id) and JSON value put under this process's lease
   private lease?: Lease;
-  private readonly own = new Map<string, Instance>();
+  private readonly own = new Map<string, { id: string; value: string }>();
   private republishing?: Promise<void>;
-  // discovery
-  private readonly known = new Map<string, Instance>();
-  private list: readonly Instance[] = [];
-  private readonly listeners = new Set<() => void>();
-  private watcher?: Watcher;
-  private watching = false;
-  private resyncTimer?: NodeJS.Timeout;
-  private resyncDelay = RESYNC_MIN_MS;
   private closed = false;
-  private readyPromise?: Promise<void>;
-  private markReady: () => void = () => undefined;
-  /** Counts of watch events and re-lists, for tests and metrics. */
-  readonly stats = { events: 0, relists: 0, leasesGranted: 0 };
+  // discovery
+  private readonly instances: PrefixWatcher<typeof InstanceSchema>;
+  private workersWatch?: PrefixWatcher<typeof WorkerInfoSchema>;
+  /** Counts of watch events and re-lists of the instances, and of leases granted, for tests and metrics. */
+  readonly stats: { leasesGranted: number; readonly events: number; readonly relists: number };
 
   constructor(options: EtcdRegistryOptions) {
     this.ttl = Math.max(1, Math.round(options.leaseTtlSeconds ?? 3));
@@ -84,26 +57,47 @@ export class EtcdRegistry implements Registry {
       },
     });
     this.logger = options.logger;
+    const instances = new PrefixWatcher({ client: this.client, prefix: INSTANCES_PREFIX, schema: InstanceSchema, logger: this.logger, what: "instance" });
+    this.instances = instances;
+    this.stats = {
+      leasesGranted: 0,
+      get events() {
+        return instances.stats.events;
+      },
+      get relists() {
+        return instances.stats.relists;
+      },
+    };
   }
 
   // ---- publishing -------------------------------------------------------------------------------
 
-  async register(instance: Instance): Promise<void> {
-    this.own.set(instance.instanceId, instance);
+  register(instance: Instance): Promise<void> {
+    return this.publish(instanceKey(instance.model, instance.instanceId), instance.instanceId, toJsonString(InstanceSchema, instance));
+  }
+
+  async unregister(instanceId: string): Promise<void> {
+    for (const [key, entry] of this.own) {
+      if (entry.id !== instanceId || !key.startsWith(INSTANCES_PREFIX)) continue;
+      this.own.delete(key);
+      await this.client.delete().key(key).exec();
+    }
+  }
+
+  registerWorker(worker: WorkerInfo): Promise<void> {
+    return this.publish(workerKey(worker.workerId), worker.workerId, toJsonString(WorkerInfoSchema, worker));
+  }
+
+  private async publish(key: string, id: string, value: string): Promise<void> {
+    const entry = { id, value };
+    this.own.set(key, entry);
     try {
-      await this.put(instance);
+      await this.put(key, entry);
     } catch (err) {
       // Keep trying in the background: the record must reach etcd once it is back.
       this.republish();
       throw err;
     }
-  }
-
-  async unregister(instanceId: string): Promise<void> {
-    const instance = this.own.get(instanceId);
-    if (!instance) return;
-    this.own.delete(instanceId);
-    await this.client.delete().key(instanceKey(instance.model, instanceId)).exec();
   }
 
   /** Revokes this process's lease: every key it published goes at once. */
@@ -128,12 +122,12 @@ export class EtcdRegistry implements Registry {
     return lease;
   }
 
-  private async put(instance: Instance): Promise<void> {
+  private async put(key: string, entry: { id: string; value: string }): Promise<void> {
     const lease = this.getLease();
     await lease.grant();
     // Unregistered (or replaced) while the lease was being granted: putting it now would leave a ghost key.
-    if (this.own.get(instance.instanceId) !== instance) return;
-    await lease.put(instanceKey(instance.model, instance.instanceId)).value(toJsonString(InstanceSchema, instance));
+    if (this.own.get(key) !== entry) return;
+    await lease.put(key).value(entry.value);
   }
 
   /** Puts every own key again under a new lease, retrying until etcd takes them. */
@@ -143,8 +137,8 @@ export class EtcdRegistry implements Registry {
       let delay = RESYNC_MIN_MS;
       while (!this.closed && this.own.size > 0) {
         try {
-          for (const instance of [...this.own.values()]) await this.put(instance);
-          this.logger.info("registered again in etcd", { instances: this.own.size });
+          for (const [key, entry] of [...this.own]) await this.put(key, entry);
+          this.logger.info("registered again in etcd", { keys: this.own.size });
           return;
         } catch (err) {
           this.logger.warn("etcd unreachable; will retry registering", { error: (err as Error).message, retryMs: delay });
@@ -160,99 +154,45 @@ export class EtcdRegistry implements Registry {
   // ---- discovery --------------------------------------------------------------------------------
 
   snapshot(): readonly Instance[] {
-    this.startWatching();
-    return this.list;
+    return this.instances.snapshot();
   }
 
   subscribe(listener: () => void): () => void {
-    this.startWatching();
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.instances.subscribe(listener);
+  }
+
+  /** The workers, watched once asked for. */
+  workers(): readonly WorkerInfo[] {
+    return this.workerWatcher().snapshot();
+  }
+
+  subscribeWorkers(listener: () => void): () => void {
+    return this.workerWatcher().subscribe(listener);
+  }
+
+  private workerWatcher(): PrefixWatcher<typeof WorkerInfoSchema> {
+    this.workersWatch ??= new PrefixWatcher({ client: this.client, prefix: WORKERS_PREFIX, schema: WorkerInfoSchema, logger: this.logger, what: "worker" });
+    return this.workersWatch;
   }
 
   /**
-   * Resolves once the prefix has been listed and is being watched (at the first try, or later once etcd is
-   * back); rejects when that has not happened within `timeoutMs`. Discovery goes on trying either way.
+   * Resolves once the instances have been listed and are being watched (at the first try, or later once
+   * etcd is back); rejects when that has not happened within `timeoutMs`. Discovery goes on trying either way.
    */
   ready(timeoutMs = 10_000): Promise<void> {
-    this.startWatching();
-    return withTimeout(this.readyPromise!, timeoutMs);
+    return this.instances.ready(timeoutMs);
   }
 
-  private startWatching(): void {
-    if (this.watching) return;
-    this.watching = true;
-    this.readyPromise = new Promise<void>((resolve) => (this.markReady = resolve));
-    this.resync().catch(() => undefined);
-  }
-
-  private async resync(): Promise<void> {
-    if (this.closed) return;
-    void this.watcher?.cancel().catch(() => undefined);
-    this.watcher = undefined;
-    try {
-      const res = await this.client.getAll().prefix(INSTANCES_PREFIX).exec();
-      this.stats.relists++;
-      this.known.clear();
-      for (const kv of res.kvs) this.apply(kv.key.toString(), kv.value.toString());
-      this.changed();
-      const revision = BigInt(res.header.revision);
-      const watcher = await withTimeout(this.client.watch().prefix(INSTANCES_PREFIX).startRevision(String(revision + 1n)).create(), WATCH_CREATE_TIMEOUT_MS);
-      if (this.closed) {
-        await watcher.cancel();
-        return;
-      }
-      this.watcher = watcher;
-      this.resyncDelay = RESYNC_MIN_MS;
-      watcher.on("put", (kv) => {
-        this.stats.events++;
-        this.apply(kv.key.toString(), kv.value.toString());
-        this.changed();
-      });
-      watcher.on("delete", (kv) => {
-        this.stats.events++;
-        if (this.known.delete(kv.key.toString())) this.changed();
-      });
-      // A broken stream, a compaction or etcd coming back (maybe empty): list again from scratch.
-      watcher.on("disconnected", () => this.scheduleResync());
-      watcher.on("error", () => this.scheduleResync());
-      this.markReady();
-    } catch (err) {
-      this.logger.warn("etcd unreachable; serving the last known instances", { error: (err as Error).message, retryMs: this.resyncDelay });
-      this.scheduleResync();
-      throw err;
-    }
-  }
-
-  private scheduleResync(): void {
-    if (this.resyncTimer || this.closed) return;
-    const delay = this.resyncDelay;
-    this.resyncDelay = Math.min(RESYNC_MAX_MS, this.resyncDelay * 2);
-    this.resyncTimer = setTimeout(() => {
-      this.resyncTimer = undefined;
-      this.resync().catch(() => undefined);
-    }, delay);
-  }
-
-  private apply(key: string, value: string): void {
-    try {
-      this.known.set(key, fromJsonString(InstanceSchema, value, { ignoreUnknownFields: true }));
-    } catch (err) {
-      this.logger.warn("ignoring an unreadable instance record", { key, error: (err as Error).message });
-    }
-  }
-
-  private changed(): void {
-    this.list = [...this.known.values()];
-    for (const listener of this.listeners) listener();
+  /** Like ready(), for the workers too. */
+  async workersReady(timeoutMs = 10_000): Promise<void> {
+    await this.workerWatcher().ready(timeoutMs);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.resyncTimer);
-    await this.watcher?.cancel().catch(() => undefined);
+    await this.instances.close();
+    await this.workersWatch?.close();
     this.lease?.release();
-    this.listeners.clear();
     this.client.close();
   }
 }

@@ -1,8 +1,13 @@
 import type { EngineInstance } from "../engines/Engine.js";
 import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 
-/** A model instance a worker hosts: its registry record and its engine. */
+/** A model instance a worker hosts: its registry record and, once loaded, its engine. */
 export interface HostedInstance {
   record: Instance;
-  engine: EngineInstance;
+  /** Undefined while the instance loads. */
+  engine?: EngineInstance;
+  /** Estimated memory it holds, in bytes. */
+  memoryBytes: number;
+  /** Set when it drains: resolves once it is unloaded. */
+  draining?: Promise<void>;
 }

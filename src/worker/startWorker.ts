@@ -19,6 +19,14 @@ export interface WorkerServerOptions {
   advertiseAddress?: string;
   registry?: Registry;
   engineDefaults?: EngineDefaults;
+  /** Labels the controller's placement matches against. */
+  labels?: Record<string, string>;
+  /** Memory offered to model instances, in bytes; default the machine's. */
+  maxMemoryBytes?: number;
+  /** Folder relative model sources are found in. */
+  modelDir?: string;
+  /** Longest an instance drained by the controller may take to finish its requests (ms). */
+  drainGraceMs?: number;
   /** Tokens produced within this many milliseconds of the last message go out together (0: every token at once). */
   streamIntervalMs?: number;
   logger: Logger;
@@ -41,11 +49,20 @@ const DRAIN_SETTLE_MS = 300;
 
 /** Starts a worker: InferenceService and WorkerService over gRPC (HTTP/2), Connect and gRPC-Web. */
 export async function startWorker(options: WorkerServerOptions): Promise<RunningWorker> {
-  const worker = new Worker({ id: options.id, registry: options.registry, engineDefaults: options.engineDefaults, logger: options.logger });
+  const worker = new Worker({
+    id: options.id,
+    registry: options.registry,
+    engineDefaults: options.engineDefaults,
+    logger: options.logger,
+    labels: options.labels,
+    maxMemoryBytes: options.maxMemoryBytes,
+    modelDir: options.modelDir,
+    drainGraceMs: options.drainGraceMs,
+  });
   const handler = connectNodeAdapter({
     routes(r) {
       r.service(InferenceService, createWorkerInferenceService(worker, options.logger, options.streamIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS));
-      r.service(WorkerService, createWorkerService(worker));
+      r.service(WorkerService, createWorkerService(worker, options.logger));
     },
   });
   const listener = await listenHttp(handler, options.host, options.port);

@@ -79,9 +79,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-/** Every key under /smmf/ with its value, through `etcdctl get --prefix /smmf/`; each value parsed as JSON. */
+/** Every instance key with its value, through `etcdctl get --prefix /smmf/v1/instances/`; each value parsed as JSON. */
 export async function registryEntries(etcd: TestEtcd): Promise<RegistryEntry[]> {
-  const out = await etcd.etcdctl("--dial-timeout=2s", "--command-timeout=5s", "get", "--prefix", "/smmf/");
+  const out = await etcd.etcdctl("--dial-timeout=2s", "--command-timeout=5s", "get", "--prefix", INSTANCES_PREFIX);
   const lines = out.split("\n");
   if (lines.at(-1) === "") lines.pop();
   if (lines.length % 2 !== 0) throw new Error(`etcdctl printed an odd number of lines (key/value pairs expected):\n${out}`);

@@ -2,17 +2,23 @@
 // @generated from file smmf/v1/controller.proto (package smmf.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Instance } from "./instance_pb.js";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Instance, InstanceState } from "./instance_pb.js";
 import { file_smmf_v1_instance } from "./instance_pb.js";
+import type { ModelRecord, ModelSpec } from "./model_pb.js";
+import { file_smmf_v1_model } from "./model_pb.js";
+import type { WorkerStatus } from "./worker_pb.js";
+import { file_smmf_v1_worker } from "./worker_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file smmf/v1/controller.proto.
  */
 export const file_smmf_v1_controller: GenFile = /*@__PURE__*/
-  fileDesc("ChhzbW1mL3YxL2NvbnRyb2xsZXIucHJvdG8SB3NtbWYudjEiEwoRTGlzdE1vZGVsc1JlcXVlc3QiTwoFTW9kZWwSDAoEbmFtZRgBIAEoCRIPCgdlbmdpbmVzGAIgAygJEhYKDnJlYWR5X3JlcGxpY2FzGAMgASgNEg8KB2NyZWF0ZWQYBCABKAMiNAoSTGlzdE1vZGVsc1Jlc3BvbnNlEh4KBm1vZGVscxgBIAMoCzIOLnNtbWYudjEuTW9kZWwiKgoZTGlzdE1vZGVsSW5zdGFuY2VzUmVxdWVzdBINCgVtb2RlbBgBIAEoCSJCChpMaXN0TW9kZWxJbnN0YW5jZXNSZXNwb25zZRIkCglpbnN0YW5jZXMYASADKAsyES5zbW1mLnYxLkluc3RhbmNlMrkBChFDb250cm9sbGVyU2VydmljZRJFCgpMaXN0TW9kZWxzEhouc21tZi52MS5MaXN0TW9kZWxzUmVxdWVzdBobLnNtbWYudjEuTGlzdE1vZGVsc1Jlc3BvbnNlEl0KEkxpc3RNb2RlbEluc3RhbmNlcxIiLnNtbWYudjEuTGlzdE1vZGVsSW5zdGFuY2VzUmVxdWVzdBojLnNtbWYudjEuTGlzdE1vZGVsSW5zdGFuY2VzUmVzcG9uc2ViBnByb3RvMw", [file_smmf_v1_instance]);
+  fileDesc("ChhzbW1mL3YxL2NvbnRyb2xsZXIucHJvdG8SB3NtbWYudjEiEwoRTGlzdE1vZGVsc1JlcXVlc3Qi+gEKBU1vZGVsEgwKBG5hbWUYASABKAkSDwoHZW5naW5lcxgCIAMoCRIWCg5yZWFkeV9yZXBsaWNhcxgDIAEoDRIPCgdjcmVhdGVkGAQgASgDEg8KB21hbmFnZWQYBSABKAgSGAoQZGVzaXJlZF9yZXBsaWNhcxgGIAEoDRIgCgRzcGVjGAcgASgLMhIuc21tZi52MS5Nb2RlbFNwZWMSEgoKZ2VuZXJhdGlvbhgIIAEoBBIkCglpbnN0YW5jZXMYCSADKAsyES5zbW1mLnYxLkluc3RhbmNlEg8KB21lc3NhZ2UYCiABKAkSEQoJaW5fZmxpZ2h0GAsgASgNIjQKEkxpc3RNb2RlbHNSZXNwb25zZRIeCgZtb2RlbHMYASADKAsyDi5zbW1mLnYxLk1vZGVsIh8KD0dldE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEEdldE1vZGVsUmVzcG9uc2USHQoFbW9kZWwYASABKAsyDi5zbW1mLnYxLk1vZGVsIioKGUxpc3RNb2RlbEluc3RhbmNlc1JlcXVlc3QSDQoFbW9kZWwYASABKAkiQgoaTGlzdE1vZGVsSW5zdGFuY2VzUmVzcG9uc2USJAoJaW5zdGFuY2VzGAEgAygLMhEuc21tZi52MS5JbnN0YW5jZSIUChJMaXN0V29ya2Vyc1JlcXVlc3QiPQoTTGlzdFdvcmtlcnNSZXNwb25zZRImCgd3b3JrZXJzGAEgAygLMhUuc21tZi52MS5Xb3JrZXJTdGF0dXMiNQoRU3RhcnRNb2RlbFJlcXVlc3QSIAoEc3BlYxgBIAEoCzISLnNtbWYudjEuTW9kZWxTcGVjIjkKElN0YXJ0TW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiIAoQU3RvcE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIhMKEVN0b3BNb2RlbFJlc3BvbnNlIiMKE1Jlc3RhcnRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRSZXN0YXJ0TW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiMwoRU2NhbGVNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCghyZXBsaWNhcxgCIAEoDSI5ChJTY2FsZU1vZGVsUmVzcG9uc2USIwoFbW9kZWwYASABKAsyFC5zbW1mLnYxLk1vZGVsUmVjb3JkIjYKElVwZGF0ZU1vZGVsUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc21tZi52MS5Nb2RlbFNwZWMiOgoTVXBkYXRlTW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiWgocU2V0TW9kZWxJbnN0YW5jZVN0YXRlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnNtbWYudjEuSW5zdGFuY2VTdGF0ZSJECh1TZXRNb2RlbEluc3RhbmNlU3RhdGVSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLnNtbWYudjEuSW5zdGFuY2UiIwoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJIqkBChNXYXRjaEV2ZW50c1Jlc3BvbnNlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBHR5cGUYAiABKA4yEi5zbW1mLnYxLkV2ZW50VHlwZRINCgVtb2RlbBgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIRCgl3b3JrZXJfaWQYBSABKAkSDwoHbWVzc2FnZRgGIAEoCSKJAQoQQ29udHJvbGxlckxlYWRlchIVCg1jb250cm9sbGVyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDAoEdGVybRgDIAEoAxIuCgplbGVjdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAUgASgNKvACCglFdmVudFR5cGUSGgoWRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhwKGEVWRU5UX1RZUEVfTU9ERUxfU1RBUlRFRBABEhwKGEVWRU5UX1RZUEVfTU9ERUxfVVBEQVRFRBACEhwKGEVWRU5UX1RZUEVfTU9ERUxfU1RPUFBFRBADEh0KGUVWRU5UX1RZUEVfSU5TVEFOQ0VfQURERUQQBBIlCiFFVkVOVF9UWVBFX0lOU1RBTkNFX1NUQVRFX0NIQU5HRUQQBRIfChtFVkVOVF9UWVBFX0lOU1RBTkNFX1JFTU9WRUQQBhIcChhFVkVOVF9UWVBFX1dPUktFUl9KT0lORUQQBxIaChZFVkVOVF9UWVBFX1dPUktFUl9MRUZUEAgSFQoRRVZFTlRfVFlQRV9BQ1RJT04QCRIWChJFVkVOVF9UWVBFX1dBUk5JTkcQChIdChlFVkVOVF9UWVBFX0xFQURFUl9FTEVDVEVEEAsy4QYKEUNvbnRyb2xsZXJTZXJ2aWNlEkUKCkxpc3RNb2RlbHMSGi5zbW1mLnYxLkxpc3RNb2RlbHNSZXF1ZXN0Ghsuc21tZi52MS5MaXN0TW9kZWxzUmVzcG9uc2USPwoIR2V0TW9kZWwSGC5zbW1mLnYxLkdldE1vZGVsUmVxdWVzdBoZLnNtbWYudjEuR2V0TW9kZWxSZXNwb25zZRJdChJMaXN0TW9kZWxJbnN0YW5jZXMSIi5zbW1mLnYxLkxpc3RNb2RlbEluc3RhbmNlc1JlcXVlc3QaIy5zbW1mLnYxLkxpc3RNb2RlbEluc3RhbmNlc1Jlc3BvbnNlEkgKC0xpc3RXb3JrZXJzEhsuc21tZi52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHC5zbW1mLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USRQoKU3RhcnRNb2RlbBIaLnNtbWYudjEuU3RhcnRNb2RlbFJlcXVlc3QaGy5zbW1mLnYxLlN0YXJ0TW9kZWxSZXNwb25zZRJCCglTdG9wTW9kZWwSGS5zbW1mLnYxLlN0b3BNb2RlbFJlcXVlc3QaGi5zbW1mLnYxLlN0b3BNb2RlbFJlc3BvbnNlEksKDFJlc3RhcnRNb2RlbBIcLnNtbWYudjEuUmVzdGFydE1vZGVsUmVxdWVzdBodLnNtbWYudjEuUmVzdGFydE1vZGVsUmVzcG9uc2USRQoKU2NhbGVNb2RlbBIaLnNtbWYudjEuU2NhbGVNb2RlbFJlcXVlc3QaGy5zbW1mLnYxLlNjYWxlTW9kZWxSZXNwb25zZRJICgtVcGRhdGVNb2RlbBIbLnNtbWYudjEuVXBkYXRlTW9kZWxSZXF1ZXN0Ghwuc21tZi52MS5VcGRhdGVNb2RlbFJlc3BvbnNlEmYKFVNldE1vZGVsSW5zdGFuY2VTdGF0ZRIlLnNtbWYudjEuU2V0TW9kZWxJbnN0YW5jZVN0YXRlUmVxdWVzdBomLnNtbWYudjEuU2V0TW9kZWxJbnN0YW5jZVN0YXRlUmVzcG9uc2USSgoLV2F0Y2hFdmVudHMSGy5zbW1mLnYxLldhdGNoRXZlbnRzUmVxdWVzdBocLnNtbWYudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_smmf_v1_instance, file_smmf_v1_model, file_smmf_v1_worker]);
 
 /**
  * @generated from message smmf.v1.ListModelsRequest
@@ -49,11 +55,52 @@ export type Model = Message<"smmf.v1.Model"> & {
   readyReplicas: number;
 
   /**
-   * Unix seconds when the first instance of the model appeared.
+   * Unix seconds when the model was started (or its first instance appeared).
    *
    * @generated from field: int64 created = 4;
    */
   created: bigint;
+
+  /**
+   * In the desired state (started through the controller); false for models only static worker configs serve.
+   *
+   * @generated from field: bool managed = 5;
+   */
+  managed: boolean;
+
+  /**
+   * @generated from field: uint32 desired_replicas = 6;
+   */
+  desiredReplicas: number;
+
+  /**
+   * @generated from field: smmf.v1.ModelSpec spec = 7;
+   */
+  spec?: ModelSpec;
+
+  /**
+   * @generated from field: uint64 generation = 8;
+   */
+  generation: bigint;
+
+  /**
+   * @generated from field: repeated smmf.v1.Instance instances = 9;
+   */
+  instances: Instance[];
+
+  /**
+   * Why the model is not where it should be, when known (e.g. "no worker has room").
+   *
+   * @generated from field: string message = 10;
+   */
+  message: string;
+
+  /**
+   * Requests running on its instances.
+   *
+   * @generated from field: uint32 in_flight = 11;
+   */
+  inFlight: number;
 };
 
 /**
@@ -81,6 +128,40 @@ export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PUR
   messageDesc(file_smmf_v1_controller, 2);
 
 /**
+ * @generated from message smmf.v1.GetModelRequest
+ */
+export type GetModelRequest = Message<"smmf.v1.GetModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message smmf.v1.GetModelRequest.
+ * Use `create(GetModelRequestSchema)` to create a new message.
+ */
+export const GetModelRequestSchema: GenMessage<GetModelRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 3);
+
+/**
+ * @generated from message smmf.v1.GetModelResponse
+ */
+export type GetModelResponse = Message<"smmf.v1.GetModelResponse"> & {
+  /**
+   * @generated from field: smmf.v1.Model model = 1;
+   */
+  model?: Model;
+};
+
+/**
+ * Describes the message smmf.v1.GetModelResponse.
+ * Use `create(GetModelResponseSchema)` to create a new message.
+ */
+export const GetModelResponseSchema: GenMessage<GetModelResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 4);
+
+/**
  * @generated from message smmf.v1.ListModelInstancesRequest
  */
 export type ListModelInstancesRequest = Message<"smmf.v1.ListModelInstancesRequest"> & {
@@ -97,7 +178,7 @@ export type ListModelInstancesRequest = Message<"smmf.v1.ListModelInstancesReque
  * Use `create(ListModelInstancesRequestSchema)` to create a new message.
  */
 export const ListModelInstancesRequestSchema: GenMessage<ListModelInstancesRequest> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_controller, 3);
+  messageDesc(file_smmf_v1_controller, 5);
 
 /**
  * @generated from message smmf.v1.ListModelInstancesResponse
@@ -114,10 +195,436 @@ export type ListModelInstancesResponse = Message<"smmf.v1.ListModelInstancesResp
  * Use `create(ListModelInstancesResponseSchema)` to create a new message.
  */
 export const ListModelInstancesResponseSchema: GenMessage<ListModelInstancesResponse> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_controller, 4);
+  messageDesc(file_smmf_v1_controller, 6);
 
 /**
- * ControllerService is the operators' view of the whole system.
+ * @generated from message smmf.v1.ListWorkersRequest
+ */
+export type ListWorkersRequest = Message<"smmf.v1.ListWorkersRequest"> & {
+};
+
+/**
+ * Describes the message smmf.v1.ListWorkersRequest.
+ * Use `create(ListWorkersRequestSchema)` to create a new message.
+ */
+export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 7);
+
+/**
+ * @generated from message smmf.v1.ListWorkersResponse
+ */
+export type ListWorkersResponse = Message<"smmf.v1.ListWorkersResponse"> & {
+  /**
+   * @generated from field: repeated smmf.v1.WorkerStatus workers = 1;
+   */
+  workers: WorkerStatus[];
+};
+
+/**
+ * Describes the message smmf.v1.ListWorkersResponse.
+ * Use `create(ListWorkersResponseSchema)` to create a new message.
+ */
+export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 8);
+
+/**
+ * @generated from message smmf.v1.StartModelRequest
+ */
+export type StartModelRequest = Message<"smmf.v1.StartModelRequest"> & {
+  /**
+   * @generated from field: smmf.v1.ModelSpec spec = 1;
+   */
+  spec?: ModelSpec;
+};
+
+/**
+ * Describes the message smmf.v1.StartModelRequest.
+ * Use `create(StartModelRequestSchema)` to create a new message.
+ */
+export const StartModelRequestSchema: GenMessage<StartModelRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 9);
+
+/**
+ * @generated from message smmf.v1.StartModelResponse
+ */
+export type StartModelResponse = Message<"smmf.v1.StartModelResponse"> & {
+  /**
+   * @generated from field: smmf.v1.ModelRecord model = 1;
+   */
+  model?: ModelRecord;
+};
+
+/**
+ * Describes the message smmf.v1.StartModelResponse.
+ * Use `create(StartModelResponseSchema)` to create a new message.
+ */
+export const StartModelResponseSchema: GenMessage<StartModelResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 10);
+
+/**
+ * @generated from message smmf.v1.StopModelRequest
+ */
+export type StopModelRequest = Message<"smmf.v1.StopModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message smmf.v1.StopModelRequest.
+ * Use `create(StopModelRequestSchema)` to create a new message.
+ */
+export const StopModelRequestSchema: GenMessage<StopModelRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 11);
+
+/**
+ * @generated from message smmf.v1.StopModelResponse
+ */
+export type StopModelResponse = Message<"smmf.v1.StopModelResponse"> & {
+};
+
+/**
+ * Describes the message smmf.v1.StopModelResponse.
+ * Use `create(StopModelResponseSchema)` to create a new message.
+ */
+export const StopModelResponseSchema: GenMessage<StopModelResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 12);
+
+/**
+ * @generated from message smmf.v1.RestartModelRequest
+ */
+export type RestartModelRequest = Message<"smmf.v1.RestartModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message smmf.v1.RestartModelRequest.
+ * Use `create(RestartModelRequestSchema)` to create a new message.
+ */
+export const RestartModelRequestSchema: GenMessage<RestartModelRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 13);
+
+/**
+ * @generated from message smmf.v1.RestartModelResponse
+ */
+export type RestartModelResponse = Message<"smmf.v1.RestartModelResponse"> & {
+  /**
+   * @generated from field: smmf.v1.ModelRecord model = 1;
+   */
+  model?: ModelRecord;
+};
+
+/**
+ * Describes the message smmf.v1.RestartModelResponse.
+ * Use `create(RestartModelResponseSchema)` to create a new message.
+ */
+export const RestartModelResponseSchema: GenMessage<RestartModelResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 14);
+
+/**
+ * @generated from message smmf.v1.ScaleModelRequest
+ */
+export type ScaleModelRequest = Message<"smmf.v1.ScaleModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: uint32 replicas = 2;
+   */
+  replicas: number;
+};
+
+/**
+ * Describes the message smmf.v1.ScaleModelRequest.
+ * Use `create(ScaleModelRequestSchema)` to create a new message.
+ */
+export const ScaleModelRequestSchema: GenMessage<ScaleModelRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 15);
+
+/**
+ * @generated from message smmf.v1.ScaleModelResponse
+ */
+export type ScaleModelResponse = Message<"smmf.v1.ScaleModelResponse"> & {
+  /**
+   * @generated from field: smmf.v1.ModelRecord model = 1;
+   */
+  model?: ModelRecord;
+};
+
+/**
+ * Describes the message smmf.v1.ScaleModelResponse.
+ * Use `create(ScaleModelResponseSchema)` to create a new message.
+ */
+export const ScaleModelResponseSchema: GenMessage<ScaleModelResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 16);
+
+/**
+ * @generated from message smmf.v1.UpdateModelRequest
+ */
+export type UpdateModelRequest = Message<"smmf.v1.UpdateModelRequest"> & {
+  /**
+   * The whole new spec; its name names the model.
+   *
+   * @generated from field: smmf.v1.ModelSpec spec = 1;
+   */
+  spec?: ModelSpec;
+};
+
+/**
+ * Describes the message smmf.v1.UpdateModelRequest.
+ * Use `create(UpdateModelRequestSchema)` to create a new message.
+ */
+export const UpdateModelRequestSchema: GenMessage<UpdateModelRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 17);
+
+/**
+ * @generated from message smmf.v1.UpdateModelResponse
+ */
+export type UpdateModelResponse = Message<"smmf.v1.UpdateModelResponse"> & {
+  /**
+   * @generated from field: smmf.v1.ModelRecord model = 1;
+   */
+  model?: ModelRecord;
+};
+
+/**
+ * Describes the message smmf.v1.UpdateModelResponse.
+ * Use `create(UpdateModelResponseSchema)` to create a new message.
+ */
+export const UpdateModelResponseSchema: GenMessage<UpdateModelResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 18);
+
+/**
+ * @generated from message smmf.v1.SetModelInstanceStateRequest
+ */
+export type SetModelInstanceStateRequest = Message<"smmf.v1.SetModelInstanceStateRequest"> & {
+  /**
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+
+  /**
+   * ONLINE, OFFLINE or DRAINING.
+   *
+   * @generated from field: smmf.v1.InstanceState state = 2;
+   */
+  state: InstanceState;
+};
+
+/**
+ * Describes the message smmf.v1.SetModelInstanceStateRequest.
+ * Use `create(SetModelInstanceStateRequestSchema)` to create a new message.
+ */
+export const SetModelInstanceStateRequestSchema: GenMessage<SetModelInstanceStateRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 19);
+
+/**
+ * @generated from message smmf.v1.SetModelInstanceStateResponse
+ */
+export type SetModelInstanceStateResponse = Message<"smmf.v1.SetModelInstanceStateResponse"> & {
+  /**
+   * @generated from field: smmf.v1.Instance instance = 1;
+   */
+  instance?: Instance;
+};
+
+/**
+ * Describes the message smmf.v1.SetModelInstanceStateResponse.
+ * Use `create(SetModelInstanceStateResponseSchema)` to create a new message.
+ */
+export const SetModelInstanceStateResponseSchema: GenMessage<SetModelInstanceStateResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 20);
+
+/**
+ * @generated from message smmf.v1.WatchEventsRequest
+ */
+export type WatchEventsRequest = Message<"smmf.v1.WatchEventsRequest"> & {
+  /**
+   * Only events of this model; empty for all.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+};
+
+/**
+ * Describes the message smmf.v1.WatchEventsRequest.
+ * Use `create(WatchEventsRequestSchema)` to create a new message.
+ */
+export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 21);
+
+/**
+ * @generated from message smmf.v1.WatchEventsResponse
+ */
+export type WatchEventsResponse = Message<"smmf.v1.WatchEventsResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp;
+
+  /**
+   * @generated from field: smmf.v1.EventType type = 2;
+   */
+  type: EventType;
+
+  /**
+   * @generated from field: string model = 3;
+   */
+  model: string;
+
+  /**
+   * @generated from field: string instance_id = 4;
+   */
+  instanceId: string;
+
+  /**
+   * @generated from field: string worker_id = 5;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string message = 6;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message smmf.v1.WatchEventsResponse.
+ * Use `create(WatchEventsResponseSchema)` to create a new message.
+ */
+export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 22);
+
+/**
+ * ControllerLeader is the leading controller, stored at /smmf/v1/controller/leader under its lease.
+ *
+ * @generated from message smmf.v1.ControllerLeader
+ */
+export type ControllerLeader = Message<"smmf.v1.ControllerLeader"> & {
+  /**
+   * @generated from field: string controller_id = 1;
+   */
+  controllerId: string;
+
+  /**
+   * Where its ControllerService listens.
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * Leadership term: the etcd revision that created this key. Workers refuse sessions of lower terms.
+   *
+   * @generated from field: int64 term = 3;
+   */
+  term: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp elected_at = 4;
+   */
+  electedAt?: Timestamp;
+
+  /**
+   * Schema version of this record.
+   *
+   * @generated from field: uint32 version = 5;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message smmf.v1.ControllerLeader.
+ * Use `create(ControllerLeaderSchema)` to create a new message.
+ */
+export const ControllerLeaderSchema: GenMessage<ControllerLeader> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 23);
+
+/**
+ * @generated from enum smmf.v1.EventType
+ */
+export enum EventType {
+  /**
+   * @generated from enum value: EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_MODEL_STARTED = 1;
+   */
+  MODEL_STARTED = 1,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_MODEL_UPDATED = 2;
+   */
+  MODEL_UPDATED = 2,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_MODEL_STOPPED = 3;
+   */
+  MODEL_STOPPED = 3,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_INSTANCE_ADDED = 4;
+   */
+  INSTANCE_ADDED = 4,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_INSTANCE_STATE_CHANGED = 5;
+   */
+  INSTANCE_STATE_CHANGED = 5,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_INSTANCE_REMOVED = 6;
+   */
+  INSTANCE_REMOVED = 6,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_WORKER_JOINED = 7;
+   */
+  WORKER_JOINED = 7,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_WORKER_LEFT = 8;
+   */
+  WORKER_LEFT = 8,
+
+  /**
+   * The leading controller loads or drains an instance.
+   *
+   * @generated from enum value: EVENT_TYPE_ACTION = 9;
+   */
+  ACTION = 9,
+
+  /**
+   * The leading controller could not do what the desired state asks (e.g. no room, a load failed).
+   *
+   * @generated from enum value: EVENT_TYPE_WARNING = 10;
+   */
+  WARNING = 10,
+
+  /**
+   * @generated from enum value: EVENT_TYPE_LEADER_ELECTED = 11;
+   */
+  LEADER_ELECTED = 11,
+}
+
+/**
+ * Describes the enum smmf.v1.EventType.
+ */
+export const EventTypeSchema: GenEnum<EventType> = /*@__PURE__*/
+  enumDesc(file_smmf_v1_controller, 0);
+
+/**
+ * ControllerService is the operators' view of the whole system, and how they change it.
+ * Changes are written to the desired state in etcd; the leading controller makes the workers follow.
  *
  * @generated from service smmf.v1.ControllerService
  */
@@ -131,12 +638,97 @@ export const ControllerService: GenService<{
     output: typeof ListModelsResponseSchema;
   },
   /**
+   * @generated from rpc smmf.v1.ControllerService.GetModel
+   */
+  getModel: {
+    methodKind: "unary";
+    input: typeof GetModelRequestSchema;
+    output: typeof GetModelResponseSchema;
+  },
+  /**
    * @generated from rpc smmf.v1.ControllerService.ListModelInstances
    */
   listModelInstances: {
     methodKind: "unary";
     input: typeof ListModelInstancesRequestSchema;
     output: typeof ListModelInstancesResponseSchema;
+  },
+  /**
+   * @generated from rpc smmf.v1.ControllerService.ListWorkers
+   */
+  listWorkers: {
+    methodKind: "unary";
+    input: typeof ListWorkersRequestSchema;
+    output: typeof ListWorkersResponseSchema;
+  },
+  /**
+   * Adds a model to the desired state (ALREADY_EXISTS when it is there; FAILED_PRECONDITION when no
+   * worker can hold it).
+   *
+   * @generated from rpc smmf.v1.ControllerService.StartModel
+   */
+  startModel: {
+    methodKind: "unary";
+    input: typeof StartModelRequestSchema;
+    output: typeof StartModelResponseSchema;
+  },
+  /**
+   * Removes a model from the desired state; its instances drain and unload.
+   *
+   * @generated from rpc smmf.v1.ControllerService.StopModel
+   */
+  stopModel: {
+    methodKind: "unary";
+    input: typeof StopModelRequestSchema;
+    output: typeof StopModelResponseSchema;
+  },
+  /**
+   * Replaces every instance, one at a time (a new one is online before an old one drains).
+   *
+   * @generated from rpc smmf.v1.ControllerService.RestartModel
+   */
+  restartModel: {
+    methodKind: "unary";
+    input: typeof RestartModelRequestSchema;
+    output: typeof RestartModelResponseSchema;
+  },
+  /**
+   * @generated from rpc smmf.v1.ControllerService.ScaleModel
+   */
+  scaleModel: {
+    methodKind: "unary";
+    input: typeof ScaleModelRequestSchema;
+    output: typeof ScaleModelResponseSchema;
+  },
+  /**
+   * Replaces the spec; when more than the replica count changed, the instances are replaced one at a time.
+   *
+   * @generated from rpc smmf.v1.ControllerService.UpdateModel
+   */
+  updateModel: {
+    methodKind: "unary";
+    input: typeof UpdateModelRequestSchema;
+    output: typeof UpdateModelResponseSchema;
+  },
+  /**
+   * Sets one instance online, offline (loaded, not routed to) or draining (finishes, unloads, is re-placed).
+   *
+   * @generated from rpc smmf.v1.ControllerService.SetModelInstanceState
+   */
+  setModelInstanceState: {
+    methodKind: "unary";
+    input: typeof SetModelInstanceStateRequestSchema;
+    output: typeof SetModelInstanceStateResponseSchema;
+  },
+  /**
+   * Events as they happen, from now on.
+   *
+   * @generated from rpc smmf.v1.ControllerService.WatchEvents
+   */
+  watchEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchEventsRequestSchema;
+    output: typeof WatchEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_smmf_v1_controller, 0);

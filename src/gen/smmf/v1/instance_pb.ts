@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/instance.proto.
  */
 export const file_smmf_v1_instance: GenFile = /*@__PURE__*/
-  fileDesc("ChZzbW1mL3YxL2luc3RhbmNlLnByb3RvEgdzbW1mLnYxIvABCgxJbnN0YW5jZVNwZWMSDQoFbW9kZWwYASABKAkSDgoGZW5naW5lGAIgASgJEg4KBnNvdXJjZRgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIqCglsbGFtYV9jcHAYBSABKAsyFy5zbW1mLnYxLkxsYW1hQ3BwUGFyYW1zEjEKBmxhYmVscxgGIAMoCzIhLnNtbWYudjEuSW5zdGFuY2VTcGVjLkxhYmVsc0VudHJ5Eg4KBndlaWdodBgHIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp0BCg5MbGFtYUNwcFBhcmFtcxIUCgxjb250ZXh0X3NpemUYASABKA0SEQoJc2VxdWVuY2VzGAIgASgNEg8KB3RocmVhZHMYAyABKA0SFwoKZ3B1X2xheWVycxgEIAEoDUgAiAEBEhIKCmVtYmVkZGluZ3MYBSABKAgSFQoNY2hhdF90ZW1wbGF0ZRgGIAEoCUINCgtfZ3B1X2xheWVycyKSAwoISW5zdGFuY2USEwoLaW5zdGFuY2VfaWQYASABKAkSDQoFbW9kZWwYAiABKAkSDgoGZW5naW5lGAMgASgJEhEKCXdvcmtlcl9pZBgEIAEoCRIPCgdhZGRyZXNzGAUgASgJEiUKBXN0YXRlGAYgASgOMhYuc21tZi52MS5JbnN0YW5jZVN0YXRlEhcKD21heF9jb25jdXJyZW5jeRgHIAEoDRIRCglpbl9mbGlnaHQYCCABKA0SFAoMY29udGV4dF9zaXplGAkgASgNEhYKDmVtYmVkZGluZ19zaXplGAogASgNEi0KBmxhYmVscxgLIAMoCzIdLnNtbWYudjEuSW5zdGFuY2UuTGFiZWxzRW50cnkSLgoKc3RhcnRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgNIAEoDRIOCgZ3ZWlnaHQYDiABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqfAQoNSW5zdGFuY2VTdGF0ZRIeChpJTlNUQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFklOU1RBTkNFX1NUQVRFX0xPQURJTkcQARIZChVJTlNUQU5DRV9TVEFURV9PTkxJTkUQAhIbChdJTlNUQU5DRV9TVEFURV9EUkFJTklORxADEhoKFklOU1RBTkNFX1NUQVRFX09GRkxJTkUQBGIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZzbW1mL3YxL2luc3RhbmNlLnByb3RvEgdzbW1mLnYxIpUCCgxJbnN0YW5jZVNwZWMSDQoFbW9kZWwYASABKAkSDgoGZW5naW5lGAIgASgJEg4KBnNvdXJjZRgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIqCglsbGFtYV9jcHAYBSABKAsyFy5zbW1mLnYxLkxsYW1hQ3BwUGFyYW1zEjEKBmxhYmVscxgGIAMoCzIhLnNtbWYudjEuSW5zdGFuY2VTcGVjLkxhYmVsc0VudHJ5Eg4KBndlaWdodBgHIAEoDRIPCgdtYW5hZ2VkGAggASgIEhIKCmdlbmVyYXRpb24YCSABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKdAQoOTGxhbWFDcHBQYXJhbXMSFAoMY29udGV4dF9zaXplGAEgASgNEhEKCXNlcXVlbmNlcxgCIAEoDRIPCgd0aHJlYWRzGAMgASgNEhcKCmdwdV9sYXllcnMYBCABKA1IAIgBARISCgplbWJlZGRpbmdzGAUgASgIEhUKDWNoYXRfdGVtcGxhdGUYBiABKAlCDQoLX2dwdV9sYXllcnMi3gMKCEluc3RhbmNlEhMKC2luc3RhbmNlX2lkGAEgASgJEg0KBW1vZGVsGAIgASgJEg4KBmVuZ2luZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDwoHYWRkcmVzcxgFIAEoCRIlCgVzdGF0ZRgGIAEoDjIWLnNtbWYudjEuSW5zdGFuY2VTdGF0ZRIXCg9tYXhfY29uY3VycmVuY3kYByABKA0SEQoJaW5fZmxpZ2h0GAggASgNEhQKDGNvbnRleHRfc2l6ZRgJIAEoDRIWCg5lbWJlZGRpbmdfc2l6ZRgKIAEoDRItCgZsYWJlbHMYCyADKAsyHS5zbW1mLnYxLkluc3RhbmNlLkxhYmVsc0VudHJ5Ei4KCnN0YXJ0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDSABKA0SDgoGd2VpZ2h0GA4gASgNEg8KB21hbmFnZWQYDyABKAgSEgoKZ2VuZXJhdGlvbhgQIAEoBBIUCgxtZW1vcnlfYnl0ZXMYESABKAQSDwoHbWVzc2FnZRgSIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsQCCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEi8KBmxhYmVscxgDIAMoCzIfLnNtbWYudjEuV29ya2VySW5mby5MYWJlbHNFbnRyeRIaChJtZW1vcnlfdG90YWxfYnl0ZXMYBCABKAQSGQoRbWVtb3J5X2ZyZWVfYnl0ZXMYBSABKAQSFgoOaW5zdGFuY2VfY291bnQYBiABKA0SEQoJaW5fZmxpZ2h0GAcgASgNEg8KB2VuZ2luZXMYCCADKAkSLgoKc3RhcnRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgKIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKp8BCg1JbnN0YW5jZVN0YXRlEh4KGklOU1RBTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWSU5TVEFOQ0VfU1RBVEVfTE9BRElORxABEhkKFUlOU1RBTkNFX1NUQVRFX09OTElORRACEhsKF0lOU1RBTkNFX1NUQVRFX0RSQUlOSU5HEAMSGgoWSU5TVEFOQ0VfU1RBVEVfT0ZGTElORRAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * InstanceSpec says what a worker should load.
@@ -64,6 +64,20 @@ export type InstanceSpec = Message<"smmf.v1.InstanceSpec"> & {
    * @generated from field: uint32 weight = 7;
    */
   weight: number;
+
+  /**
+   * Set by the controller: the instance belongs to the model of that name in the desired state.
+   *
+   * @generated from field: bool managed = 8;
+   */
+  managed: boolean;
+
+  /**
+   * The model generation (ModelRecord.generation) the instance was made for; 0 when unmanaged.
+   *
+   * @generated from field: uint64 generation = 9;
+   */
+  generation: bigint;
 };
 
 /**
@@ -210,6 +224,34 @@ export type Instance = Message<"smmf.v1.Instance"> & {
    * @generated from field: uint32 weight = 14;
    */
   weight: number;
+
+  /**
+   * Loaded by the controller for a model of the desired state (see ModelRecord).
+   *
+   * @generated from field: bool managed = 15;
+   */
+  managed: boolean;
+
+  /**
+   * The model generation it was made for; older than the model's means a rolling restart replaces it.
+   *
+   * @generated from field: uint64 generation = 16;
+   */
+  generation: bigint;
+
+  /**
+   * Estimated memory the instance holds (weights and context), in bytes.
+   *
+   * @generated from field: uint64 memory_bytes = 17;
+   */
+  memoryBytes: bigint;
+
+  /**
+   * Why the instance is not serving (e.g. the load error), when it is not.
+   *
+   * @generated from field: string message = 18;
+   */
+  message: string;
 };
 
 /**
@@ -218,6 +260,80 @@ export type Instance = Message<"smmf.v1.Instance"> & {
  */
 export const InstanceSchema: GenMessage<Instance> = /*@__PURE__*/
   messageDesc(file_smmf_v1_instance, 2);
+
+/**
+ * WorkerInfo is one worker, as it publishes itself under /smmf/v1/workers/<worker_id> (bound to its lease).
+ *
+ * @generated from message smmf.v1.WorkerInfo
+ */
+export type WorkerInfo = Message<"smmf.v1.WorkerInfo"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * gRPC address of the worker.
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * @generated from field: map<string, string> labels = 3;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * Memory the worker offers to model instances (its --max-memory, else the machine's), in bytes.
+   *
+   * @generated from field: uint64 memory_total_bytes = 4;
+   */
+  memoryTotalBytes: bigint;
+
+  /**
+   * What is left of it: total minus the estimates of hosted instances, at most the machine's free memory.
+   *
+   * @generated from field: uint64 memory_free_bytes = 5;
+   */
+  memoryFreeBytes: bigint;
+
+  /**
+   * @generated from field: uint32 instance_count = 6;
+   */
+  instanceCount: number;
+
+  /**
+   * @generated from field: uint32 in_flight = 7;
+   */
+  inFlight: number;
+
+  /**
+   * Engines this worker can run, e.g. "llama.cpp".
+   *
+   * @generated from field: repeated string engines = 8;
+   */
+  engines: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 9;
+   */
+  startedAt?: Timestamp;
+
+  /**
+   * Schema version of this record.
+   *
+   * @generated from field: uint32 version = 10;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message smmf.v1.WorkerInfo.
+ * Use `create(WorkerInfoSchema)` to create a new message.
+ */
+export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_instance, 3);
 
 /**
  * @generated from enum smmf.v1.InstanceState

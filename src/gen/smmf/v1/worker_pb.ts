@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Instance, InstanceSpec } from "./instance_pb.js";
+import type { Instance, InstanceSpec, InstanceState, WorkerInfo } from "./instance_pb.js";
 import { file_smmf_v1_instance } from "./instance_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/worker.proto.
  */
 export const file_smmf_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRzbW1mL3YxL3dvcmtlci5wcm90bxIHc21tZi52MSIWChRMaXN0SW5zdGFuY2VzUmVxdWVzdCI9ChVMaXN0SW5zdGFuY2VzUmVzcG9uc2USJAoJaW5zdGFuY2VzGAEgAygLMhEuc21tZi52MS5JbnN0YW5jZSI6ChNMb2FkSW5zdGFuY2VSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5zbW1mLnYxLkluc3RhbmNlU3BlYyI7ChRMb2FkSW5zdGFuY2VSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLnNtbWYudjEuSW5zdGFuY2UiLAoVVW5sb2FkSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJIhgKFlVubG9hZEluc3RhbmNlUmVzcG9uc2UiDwoNSGVhbHRoUmVxdWVzdCK5AQoOSGVhbHRoUmVzcG9uc2USLgoGc3RhdHVzGAEgASgOMh4uc21tZi52MS5IZWFsdGhSZXNwb25zZS5TdGF0dXMSEQoJd29ya2VyX2lkGAIgASgJEhYKDmluc3RhbmNlX2NvdW50GAMgASgNIkwKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABISCg5TVEFUVVNfU0VSVklORxABEhYKElNUQVRVU19OT1RfU0VSVklORxACMroCCg1Xb3JrZXJTZXJ2aWNlEk4KDUxpc3RJbnN0YW5jZXMSHS5zbW1mLnYxLkxpc3RJbnN0YW5jZXNSZXF1ZXN0Gh4uc21tZi52MS5MaXN0SW5zdGFuY2VzUmVzcG9uc2USSwoMTG9hZEluc3RhbmNlEhwuc21tZi52MS5Mb2FkSW5zdGFuY2VSZXF1ZXN0Gh0uc21tZi52MS5Mb2FkSW5zdGFuY2VSZXNwb25zZRJRCg5VbmxvYWRJbnN0YW5jZRIeLnNtbWYudjEuVW5sb2FkSW5zdGFuY2VSZXF1ZXN0Gh8uc21tZi52MS5VbmxvYWRJbnN0YW5jZVJlc3BvbnNlEjkKBkhlYWx0aBIWLnNtbWYudjEuSGVhbHRoUmVxdWVzdBoXLnNtbWYudjEuSGVhbHRoUmVzcG9uc2ViBnByb3RvMw", [file_smmf_v1_instance]);
+  fileDesc("ChRzbW1mL3YxL3dvcmtlci5wcm90bxIHc21tZi52MSIWChRMaXN0SW5zdGFuY2VzUmVxdWVzdCI9ChVMaXN0SW5zdGFuY2VzUmVzcG9uc2USJAoJaW5zdGFuY2VzGAEgAygLMhEuc21tZi52MS5JbnN0YW5jZSI6ChNMb2FkSW5zdGFuY2VSZXF1ZXN0EiMKBHNwZWMYASABKAsyFS5zbW1mLnYxLkluc3RhbmNlU3BlYyI7ChRMb2FkSW5zdGFuY2VSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLnNtbWYudjEuSW5zdGFuY2UiOwoVVW5sb2FkSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEg0KBWRyYWluGAIgASgIIhgKFlVubG9hZEluc3RhbmNlUmVzcG9uc2UiVQoXU2V0SW5zdGFuY2VTdGF0ZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSJQoFc3RhdGUYAiABKA4yFi5zbW1mLnYxLkluc3RhbmNlU3RhdGUiPwoYU2V0SW5zdGFuY2VTdGF0ZVJlc3BvbnNlEiMKCGluc3RhbmNlGAEgASgLMhEuc21tZi52MS5JbnN0YW5jZSI+ChdFc3RpbWF0ZUluc3RhbmNlUmVxdWVzdBIjCgRzcGVjGAEgASgLMhUuc21tZi52MS5JbnN0YW5jZVNwZWMiMAoYRXN0aW1hdGVJbnN0YW5jZVJlc3BvbnNlEhQKDG1lbW9yeV9ieXRlcxgBIAEoBCIPCg1IZWFsdGhSZXF1ZXN0IrkBCg5IZWFsdGhSZXNwb25zZRIuCgZzdGF0dXMYASABKA4yHi5zbW1mLnYxLkhlYWx0aFJlc3BvbnNlLlN0YXR1cxIRCgl3b3JrZXJfaWQYAiABKAkSFgoOaW5zdGFuY2VfY291bnQYAyABKA0iTAoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhIKDlNUQVRVU19TRVJWSU5HEAESFgoSU1RBVFVTX05PVF9TRVJWSU5HEAIi7AEKDlNlc3Npb25SZXF1ZXN0EhIKCmNvbW1hbmRfaWQYASABKAQSJAoEb3BlbhgCIAEoCzIULnNtbWYudjEuU2Vzc2lvbk9wZW5IABIsCgRsb2FkGAMgASgLMhwuc21tZi52MS5Mb2FkSW5zdGFuY2VSZXF1ZXN0SAASMAoGdW5sb2FkGAQgASgLMh4uc21tZi52MS5VbmxvYWRJbnN0YW5jZVJlcXVlc3RIABI1CglzZXRfc3RhdGUYBSABKAsyIC5zbW1mLnYxLlNldEluc3RhbmNlU3RhdGVSZXF1ZXN0SABCCQoHY29tbWFuZCIyCgtTZXNzaW9uT3BlbhIVCg1jb250cm9sbGVyX2lkGAEgASgJEgwKBHRlcm0YAiABKAMibQoPU2Vzc2lvblJlc3BvbnNlEicKBnN0YXR1cxgBIAEoCzIVLnNtbWYudjEuV29ya2VyU3RhdHVzSAASKAoGcmVzdWx0GAIgASgLMhYuc21tZi52MS5Db21tYW5kUmVzdWx0SABCBwoFZXZlbnQiWQoMV29ya2VyU3RhdHVzEiMKBndvcmtlchgBIAEoCzITLnNtbWYudjEuV29ya2VySW5mbxIkCglpbnN0YW5jZXMYAiADKAsyES5zbW1mLnYxLkluc3RhbmNlIn8KDUNvbW1hbmRSZXN1bHQSEgoKY29tbWFuZF9pZBgBIAEoBBIKCgJvaxgCIAEoCBISCgplcnJvcl9jb2RlGAMgASgJEhUKDWVycm9yX21lc3NhZ2UYBCABKAkSIwoIaW5zdGFuY2UYBSABKAsyES5zbW1mLnYxLkluc3RhbmNlMq4ECg1Xb3JrZXJTZXJ2aWNlEk4KDUxpc3RJbnN0YW5jZXMSHS5zbW1mLnYxLkxpc3RJbnN0YW5jZXNSZXF1ZXN0Gh4uc21tZi52MS5MaXN0SW5zdGFuY2VzUmVzcG9uc2USSwoMTG9hZEluc3RhbmNlEhwuc21tZi52MS5Mb2FkSW5zdGFuY2VSZXF1ZXN0Gh0uc21tZi52MS5Mb2FkSW5zdGFuY2VSZXNwb25zZRJRCg5VbmxvYWRJbnN0YW5jZRIeLnNtbWYudjEuVW5sb2FkSW5zdGFuY2VSZXF1ZXN0Gh8uc21tZi52MS5VbmxvYWRJbnN0YW5jZVJlc3BvbnNlElcKEFNldEluc3RhbmNlU3RhdGUSIC5zbW1mLnYxLlNldEluc3RhbmNlU3RhdGVSZXF1ZXN0GiEuc21tZi52MS5TZXRJbnN0YW5jZVN0YXRlUmVzcG9uc2USVwoQRXN0aW1hdGVJbnN0YW5jZRIgLnNtbWYudjEuRXN0aW1hdGVJbnN0YW5jZVJlcXVlc3QaIS5zbW1mLnYxLkVzdGltYXRlSW5zdGFuY2VSZXNwb25zZRI5CgZIZWFsdGgSFi5zbW1mLnYxLkhlYWx0aFJlcXVlc3QaFy5zbW1mLnYxLkhlYWx0aFJlc3BvbnNlEkAKB1Nlc3Npb24SFy5zbW1mLnYxLlNlc3Npb25SZXF1ZXN0Ghguc21tZi52MS5TZXNzaW9uUmVzcG9uc2UoATABYgZwcm90bzM", [file_smmf_v1_instance]);
 
 /**
  * @generated from message smmf.v1.ListInstancesRequest
@@ -86,6 +86,13 @@ export type UnloadInstanceRequest = Message<"smmf.v1.UnloadInstanceRequest"> & {
    * @generated from field: string instance_id = 1;
    */
   instanceId: string;
+
+  /**
+   * Stop routing to it and let requests in flight finish first.
+   *
+   * @generated from field: bool drain = 2;
+   */
+  drain: boolean;
 };
 
 /**
@@ -109,6 +116,83 @@ export const UnloadInstanceResponseSchema: GenMessage<UnloadInstanceResponse> = 
   messageDesc(file_smmf_v1_worker, 5);
 
 /**
+ * @generated from message smmf.v1.SetInstanceStateRequest
+ */
+export type SetInstanceStateRequest = Message<"smmf.v1.SetInstanceStateRequest"> & {
+  /**
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+
+  /**
+   * ONLINE, OFFLINE or DRAINING.
+   *
+   * @generated from field: smmf.v1.InstanceState state = 2;
+   */
+  state: InstanceState;
+};
+
+/**
+ * Describes the message smmf.v1.SetInstanceStateRequest.
+ * Use `create(SetInstanceStateRequestSchema)` to create a new message.
+ */
+export const SetInstanceStateRequestSchema: GenMessage<SetInstanceStateRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 6);
+
+/**
+ * @generated from message smmf.v1.SetInstanceStateResponse
+ */
+export type SetInstanceStateResponse = Message<"smmf.v1.SetInstanceStateResponse"> & {
+  /**
+   * @generated from field: smmf.v1.Instance instance = 1;
+   */
+  instance?: Instance;
+};
+
+/**
+ * Describes the message smmf.v1.SetInstanceStateResponse.
+ * Use `create(SetInstanceStateResponseSchema)` to create a new message.
+ */
+export const SetInstanceStateResponseSchema: GenMessage<SetInstanceStateResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 7);
+
+/**
+ * @generated from message smmf.v1.EstimateInstanceRequest
+ */
+export type EstimateInstanceRequest = Message<"smmf.v1.EstimateInstanceRequest"> & {
+  /**
+   * @generated from field: smmf.v1.InstanceSpec spec = 1;
+   */
+  spec?: InstanceSpec;
+};
+
+/**
+ * Describes the message smmf.v1.EstimateInstanceRequest.
+ * Use `create(EstimateInstanceRequestSchema)` to create a new message.
+ */
+export const EstimateInstanceRequestSchema: GenMessage<EstimateInstanceRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 8);
+
+/**
+ * @generated from message smmf.v1.EstimateInstanceResponse
+ */
+export type EstimateInstanceResponse = Message<"smmf.v1.EstimateInstanceResponse"> & {
+  /**
+   * Weights and context, in bytes.
+   *
+   * @generated from field: uint64 memory_bytes = 1;
+   */
+  memoryBytes: bigint;
+};
+
+/**
+ * Describes the message smmf.v1.EstimateInstanceResponse.
+ * Use `create(EstimateInstanceResponseSchema)` to create a new message.
+ */
+export const EstimateInstanceResponseSchema: GenMessage<EstimateInstanceResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 9);
+
+/**
  * @generated from message smmf.v1.HealthRequest
  */
 export type HealthRequest = Message<"smmf.v1.HealthRequest"> & {
@@ -119,7 +203,7 @@ export type HealthRequest = Message<"smmf.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_worker, 6);
+  messageDesc(file_smmf_v1_worker, 10);
 
 /**
  * @generated from message smmf.v1.HealthResponse
@@ -146,7 +230,7 @@ export type HealthResponse = Message<"smmf.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_worker, 7);
+  messageDesc(file_smmf_v1_worker, 11);
 
 /**
  * @generated from enum smmf.v1.HealthResponse.Status
@@ -172,7 +256,173 @@ export enum HealthResponse_Status {
  * Describes the enum smmf.v1.HealthResponse.Status.
  */
 export const HealthResponse_StatusSchema: GenEnum<HealthResponse_Status> = /*@__PURE__*/
-  enumDesc(file_smmf_v1_worker, 7, 0);
+  enumDesc(file_smmf_v1_worker, 11, 0);
+
+/**
+ * @generated from message smmf.v1.SessionRequest
+ */
+export type SessionRequest = Message<"smmf.v1.SessionRequest"> & {
+  /**
+   * Set by the controller on commands; echoed in their results.
+   *
+   * @generated from field: uint64 command_id = 1;
+   */
+  commandId: bigint;
+
+  /**
+   * @generated from oneof smmf.v1.SessionRequest.command
+   */
+  command: {
+    /**
+     * @generated from field: smmf.v1.SessionOpen open = 2;
+     */
+    value: SessionOpen;
+    case: "open";
+  } | {
+    /**
+     * @generated from field: smmf.v1.LoadInstanceRequest load = 3;
+     */
+    value: LoadInstanceRequest;
+    case: "load";
+  } | {
+    /**
+     * @generated from field: smmf.v1.UnloadInstanceRequest unload = 4;
+     */
+    value: UnloadInstanceRequest;
+    case: "unload";
+  } | {
+    /**
+     * @generated from field: smmf.v1.SetInstanceStateRequest set_state = 5;
+     */
+    value: SetInstanceStateRequest;
+    case: "setState";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message smmf.v1.SessionRequest.
+ * Use `create(SessionRequestSchema)` to create a new message.
+ */
+export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 12);
+
+/**
+ * @generated from message smmf.v1.SessionOpen
+ */
+export type SessionOpen = Message<"smmf.v1.SessionOpen"> & {
+  /**
+   * @generated from field: string controller_id = 1;
+   */
+  controllerId: string;
+
+  /**
+   * Leadership term (the etcd revision of the leader's election key): higher terms depose lower ones.
+   *
+   * @generated from field: int64 term = 2;
+   */
+  term: bigint;
+};
+
+/**
+ * Describes the message smmf.v1.SessionOpen.
+ * Use `create(SessionOpenSchema)` to create a new message.
+ */
+export const SessionOpenSchema: GenMessage<SessionOpen> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 13);
+
+/**
+ * @generated from message smmf.v1.SessionResponse
+ */
+export type SessionResponse = Message<"smmf.v1.SessionResponse"> & {
+  /**
+   * @generated from oneof smmf.v1.SessionResponse.event
+   */
+  event: {
+    /**
+     * @generated from field: smmf.v1.WorkerStatus status = 1;
+     */
+    value: WorkerStatus;
+    case: "status";
+  } | {
+    /**
+     * @generated from field: smmf.v1.CommandResult result = 2;
+     */
+    value: CommandResult;
+    case: "result";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message smmf.v1.SessionResponse.
+ * Use `create(SessionResponseSchema)` to create a new message.
+ */
+export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 14);
+
+/**
+ * WorkerStatus is a worker and everything it hosts, loading instances included.
+ *
+ * @generated from message smmf.v1.WorkerStatus
+ */
+export type WorkerStatus = Message<"smmf.v1.WorkerStatus"> & {
+  /**
+   * @generated from field: smmf.v1.WorkerInfo worker = 1;
+   */
+  worker?: WorkerInfo;
+
+  /**
+   * @generated from field: repeated smmf.v1.Instance instances = 2;
+   */
+  instances: Instance[];
+};
+
+/**
+ * Describes the message smmf.v1.WorkerStatus.
+ * Use `create(WorkerStatusSchema)` to create a new message.
+ */
+export const WorkerStatusSchema: GenMessage<WorkerStatus> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 15);
+
+/**
+ * @generated from message smmf.v1.CommandResult
+ */
+export type CommandResult = Message<"smmf.v1.CommandResult"> & {
+  /**
+   * @generated from field: uint64 command_id = 1;
+   */
+  commandId: bigint;
+
+  /**
+   * @generated from field: bool ok = 2;
+   */
+  ok: boolean;
+
+  /**
+   * SMMF error code (e.g. "failed_precondition") and message when not ok.
+   *
+   * @generated from field: string error_code = 3;
+   */
+  errorCode: string;
+
+  /**
+   * @generated from field: string error_message = 4;
+   */
+  errorMessage: string;
+
+  /**
+   * The instance a load or set_state produced.
+   *
+   * @generated from field: smmf.v1.Instance instance = 5;
+   */
+  instance?: Instance;
+};
+
+/**
+ * Describes the message smmf.v1.CommandResult.
+ * Use `create(CommandResultSchema)` to create a new message.
+ */
+export const CommandResultSchema: GenMessage<CommandResult> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_worker, 16);
 
 /**
  * WorkerService manages the model instances one worker hosts.
@@ -205,12 +455,45 @@ export const WorkerService: GenService<{
     output: typeof UnloadInstanceResponseSchema;
   },
   /**
+   * Sets an instance online (routed to), offline (kept loaded, not routed to) or draining (finish, then unload).
+   *
+   * @generated from rpc smmf.v1.WorkerService.SetInstanceState
+   */
+  setInstanceState: {
+    methodKind: "unary";
+    input: typeof SetInstanceStateRequestSchema;
+    output: typeof SetInstanceStateResponseSchema;
+  },
+  /**
+   * How much memory an instance of this spec would need here, without loading it.
+   *
+   * @generated from rpc smmf.v1.WorkerService.EstimateInstance
+   */
+  estimateInstance: {
+    methodKind: "unary";
+    input: typeof EstimateInstanceRequestSchema;
+    output: typeof EstimateInstanceResponseSchema;
+  },
+  /**
    * @generated from rpc smmf.v1.WorkerService.Health
    */
   health: {
     methodKind: "unary";
     input: typeof HealthRequestSchema;
     output: typeof HealthResponseSchema;
+  },
+  /**
+   * The leading controller's session: commands one way, the worker's state the other.
+   * The first request must be `open`; the worker answers with its status at once, after every change of
+   * its instances, and every few seconds. A session of an older controller term than one the worker has
+   * seen is refused (FAILED_PRECONDITION), so a deposed leader cannot act.
+   *
+   * @generated from rpc smmf.v1.WorkerService.Session
+   */
+  session: {
+    methodKind: "bidi_streaming";
+    input: typeof SessionRequestSchema;
+    output: typeof SessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_smmf_v1_worker, 0);

@@ -1,0 +1,35 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
+import { toSmmfError } from "../errors/SmmfError.js";
+import type { ErrorCode } from "../errors/errorTable.js";
+
+export type ControllerClient = Client<typeof ControllerService>;
+
+/** Exit codes of the admin commands. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, refused: 4 } as const;
+
+export const EXIT_CODES_HELP = "Exit codes: 0 done, 1 the server failed or could not be reached, 2 bad usage or invalid arguments, 3 unknown model, instance or worker, 4 refused (already exists, no room, not allowed now).";
+
+/** The ControllerService of a gateway or controller (Connect protocol over HTTP/1.1, so any SMMF port will do). */
+export function adminClient(url: string | undefined): ControllerClient {
+  const baseUrl = (url ?? process.env.SMMF_URL ?? "http://127.0.0.1:8000").replace(/\/+$/, "");
+  return createClient(ControllerService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
+}
+
+const BY_CODE: Partial<Record<ErrorCode, number>> = {
+  invalid_argument: EXIT.usage,
+  model_not_found: EXIT.notFound,
+  not_found: EXIT.notFound,
+  already_exists: EXIT.refused,
+  failed_precondition: EXIT.refused,
+  resource_exhausted: EXIT.refused,
+};
+
+/** Prints the error (one line, `smmf <command>: message`) and returns its exit code. */
+export function reportError(command: string, err: unknown): number {
+  const error = toSmmfError(err);
+  const message = error.code === "internal" ? `internal error (${(err as Error)?.message ?? String(err)})` : error.message;
+  process.stderr.write(`smmf ${command}: ${message}\n`);
+  return BY_CODE[error.code] ?? EXIT.failed;
+}

@@ -1,0 +1,64 @@
+import { create } from "@bufbuild/protobuf";
+import { LlamaCppParamsSchema } from "../gen/smmf/v1/instance_pb.js";
+import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
+import { parseLabels } from "../config/loadConfig.js";
+import { SmmfError } from "../errors/SmmfError.js";
+
+/** Flags that set a model's spec (start, update). */
+export const SPEC_FLAG_OPTIONS = {
+  source: { type: "string" },
+  engine: { type: "string" },
+  replicas: { type: "string" },
+  "context-size": { type: "string" },
+  sequences: { type: "string" },
+  threads: { type: "string" },
+  "gpu-layers": { type: "string" },
+  embeddings: { type: "string" },
+  "chat-template": { type: "string" },
+  placement: { type: "string", multiple: true },
+  label: { type: "string", multiple: true },
+  weight: { type: "string" },
+} as const;
+
+export const SPEC_FLAGS_HELP = `  --source PATH          GGUF file as the workers see it: relative to their --model-dir, absolute, or file://
+  --replicas N           instances wanted (default 1)
+  --context-size N       context tokens per sequence (0 = the model's, at most 4096)
+  --sequences N          concurrent generations per instance (default 4)
+  --threads N            CPU threads per instance (0 = the worker's default)
+  --gpu-layers N         layers offloaded to a GPU (default: automatic)
+  --embeddings on|off    serve embeddings too (default on)
+  --chat-template auto|fallback
+  --placement KEY=VALUE  only on workers with this label; repeatable
+  --label KEY=VALUE      label each instance; repeatable
+  --weight N             weight of each instance for weighted load balancing`;
+
+export type SpecFlags = { [K in keyof typeof SPEC_FLAG_OPTIONS]?: (typeof SPEC_FLAG_OPTIONS)[K] extends { multiple: true } ? string[] : string };
+
+function count(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new SmmfError("invalid_argument", `--${flag} must be a whole number; got '${value}'`);
+  return Number(value);
+}
+
+/** `base` (the current spec, or an empty one) with the flags that were given applied. */
+export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
+  const spec = create(ModelSpecSchema, base);
+  const params = create(LlamaCppParamsSchema, spec.llamaCpp ?? { embeddings: true });
+  if (flags.source !== undefined) spec.source = flags.source;
+  if (flags.engine !== undefined) spec.engine = flags.engine;
+  spec.replicas = count("replicas", flags.replicas) ?? spec.replicas;
+  spec.weight = count("weight", flags.weight) ?? spec.weight;
+  params.contextSize = count("context-size", flags["context-size"]) ?? params.contextSize;
+  params.sequences = count("sequences", flags.sequences) ?? params.sequences;
+  params.threads = count("threads", flags.threads) ?? params.threads;
+  params.gpuLayers = count("gpu-layers", flags["gpu-layers"]) ?? params.gpuLayers;
+  if (flags.embeddings !== undefined) {
+    if (flags.embeddings !== "on" && flags.embeddings !== "off") throw new SmmfError("invalid_argument", "--embeddings must be on or off");
+    params.embeddings = flags.embeddings === "on";
+  }
+  if (flags["chat-template"] !== undefined) params.chatTemplate = flags["chat-template"];
+  if (flags.placement) spec.placement = parseLabels(flags.placement, "--placement");
+  if (flags.label) spec.labels = parseLabels(flags.label, "--label");
+  spec.llamaCpp = params;
+  return spec;
+}

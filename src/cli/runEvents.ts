@@ -1,0 +1,48 @@
+import { parseArgs } from "node:util";
+import { toJson } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { EventType, WatchEventsResponseSchema } from "../gen/smmf/v1/controller_pb.js";
+import { adminClient, EXIT, EXIT_CODES_HELP, reportError } from "./adminClient.js";
+
+export const EVENTS_USAGE = `Usage: smmf events [--model NAME] [flags]
+
+Prints controller events as they happen (models started, updated, stopped; instances added, changing state,
+removed; workers joining and leaving; warnings; leader elections) until interrupted.
+
+Flags:
+  --url URL       a gateway or controller (default http://127.0.0.1:8000; env SMMF_URL)
+  --model NAME    only this model's events
+  --json          one JSON object per line
+
+${EXIT_CODES_HELP}
+`;
+
+/** `smmf events`: the controller's event stream. */
+export async function runEvents(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: false, options: { url: { type: "string" }, model: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+  } catch (err) {
+    process.stderr.write(`smmf events: ${(err as Error).message}\n\n${EVENTS_USAGE}`);
+    return EXIT.usage;
+  }
+  if (parsed.values.help) {
+    process.stdout.write(EVENTS_USAGE);
+    return EXIT.ok;
+  }
+  try {
+    for await (const event of adminClient(parsed.values.url).watchEvents({ model: parsed.values.model ?? "" }, { timeoutMs: 0 })) {
+      if (parsed.values.json) {
+        process.stdout.write(`${JSON.stringify(toJson(WatchEventsResponseSchema, event))}\n`);
+        continue;
+      }
+      const when = event.time ? timestampDate(event.time).toISOString() : "";
+      const type = (EventType[event.type] ?? String(event.type)).toLowerCase();
+      const subject = [event.model, event.instanceId, event.workerId].filter(Boolean).join(" ");
+      process.stdout.write(`${when}  ${type}  ${subject}${event.message ? `  ${event.message}` : ""}\n`);
+    }
+    return EXIT.ok;
+  } catch (err) {
+    return reportError("events", err);
+  }
+}

@@ -1,0 +1,19 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { WorkerService } from "../gen/smmf/v1/worker_pb.js";
+
+export type WorkerServiceClient = Client<typeof WorkerService>;
+
+/** WorkerService clients (gRPC over HTTP/2, one connection per worker address), made on first use. */
+export class WorkerServiceClients {
+  private readonly clients = new Map<string, WorkerServiceClient>();
+
+  get(address: string): WorkerServiceClient {
+    let client = this.clients.get(address);
+    if (!client) {
+      client = createClient(WorkerService, createGrpcTransport({ baseUrl: address, idleConnectionTimeoutMs: 60_000 }));
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+}

@@ -1,0 +1,37 @@
+import { EtcdRegistry } from "../registry/EtcdRegistry.js";
+import type { Registry } from "../registry/Registry.js";
+import type { Logger } from "../telemetry/createLogger.js";
+import type { ControllerServiceDeps } from "./createControllerService.js";
+import { EtcdModelStore } from "./EtcdModelStore.js";
+import { EtcdStatusStore } from "./EtcdStatusStore.js";
+import { EventHub } from "./EventHub.js";
+import { MemoryModelStore } from "./MemoryModelStore.js";
+import { MemoryStatusStore } from "./MemoryStatusStore.js";
+import { publishStateEvents } from "./publishStateEvents.js";
+import { WorkerServiceClients } from "./WorkerServiceClients.js";
+
+/** What the controller API and the control loop work on. */
+export interface ControlPlane extends ControllerServiceDeps {
+  close(): Promise<void>;
+}
+
+/** The desired state, statuses and events beside a registry: in etcd with an etcd registry, else in memory. */
+export function createControlPlane(registry: Registry, logger: Logger): ControlPlane {
+  const etcd = registry instanceof EtcdRegistry ? registry.client : undefined;
+  const store = etcd ? new EtcdModelStore(etcd, logger) : new MemoryModelStore();
+  const statuses = etcd ? new EtcdStatusStore(etcd, logger) : new MemoryStatusStore();
+  const events = new EventHub();
+  const stopEvents = publishStateEvents(events, registry, store, statuses);
+  return {
+    registry,
+    store,
+    statuses,
+    events,
+    clients: new WorkerServiceClients(),
+    async close() {
+      stopEvents();
+      await store.close();
+      await statuses.close();
+    },
+  };
+}

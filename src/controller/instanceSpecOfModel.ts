@@ -1,0 +1,19 @@
+import { create } from "@bufbuild/protobuf";
+import { InstanceSpecSchema, type InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
+import type { ModelRecord } from "../gen/smmf/v1/model_pb.js";
+
+/** What a worker loads for one instance of a model of the desired state. */
+export function instanceSpecOfModel(record: ModelRecord, instanceId = ""): InstanceSpec {
+  const spec = record.spec!;
+  return create(InstanceSpecSchema, {
+    model: spec.name,
+    engine: spec.engine || "llama.cpp",
+    source: spec.source,
+    instanceId,
+    llamaCpp: spec.llamaCpp,
+    labels: spec.labels,
+    weight: spec.weight,
+    managed: true,
+    generation: record.generation,
+  });
+}

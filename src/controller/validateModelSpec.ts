@@ -1,0 +1,53 @@
+import { create } from "@bufbuild/protobuf";
+import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
+import { SmmfError } from "../errors/SmmfError.js";
+import { validateModelName } from "../worker/validateModelName.js";
+
+export const MAX_REPLICAS = 1000;
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
+
+function bad(param: string, message: string): SmmfError {
+  return new SmmfError("invalid_argument", message, { param });
+}
+
+function checkRange(param: string, value: number, max: number): void {
+  if (value > max) throw bad(param, `'${param}' must be at most ${max}; got ${value}`);
+}
+
+function checkLabels(param: string, labels: Record<string, string>): void {
+  for (const [key, value] of Object.entries(labels)) {
+    if (!LABEL_KEY.test(key)) throw bad(param, `label key '${key.slice(0, 70)}' in '${param}' is invalid: use letters, digits, '.', '_', '/', '-' (at most 63)`);
+    if (value.length > 256) throw bad(param, `the value of label '${key}' in '${param}' is longer than 256 characters`);
+  }
+}
+
+/** Checks a model spec and fills in defaults (engine llama.cpp, chat template auto); returns the completed spec. */
+export function validateModelSpec(input: ModelSpec | undefined): ModelSpec {
+  if (!input) throw bad("spec", "'spec' is required");
+  const spec = create(ModelSpecSchema, input);
+  try {
+    validateModelName(spec.name);
+  } catch (err) {
+    throw bad("name", (err as SmmfError).message.replace("'model' is required", "'name' is required"));
+  }
+  spec.engine ||= "llama.cpp";
+  if (spec.engine !== "llama.cpp") throw bad("engine", `unknown engine '${spec.engine.slice(0, 64)}'; known engines: llama.cpp`);
+  if (!spec.source) throw bad("source", "'source' is required: a GGUF file path (relative to the workers' model directory, or absolute) or a file:// URI");
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec.source) && !spec.source.startsWith("file://")) {
+    throw bad("source", `'source' must be a file path or a file:// URI; ${spec.source.split(":")[0]}: sources are not supported`);
+  }
+  checkRange("replicas", spec.replicas, MAX_REPLICAS);
+  checkRange("weight", spec.weight, 1000);
+  const p = spec.llamaCpp;
+  if (p) {
+    checkRange("context_size", p.contextSize, 1 << 20);
+    checkRange("sequences", p.sequences, 256);
+    checkRange("threads", p.threads, 1024);
+    if (p.gpuLayers !== undefined) checkRange("gpu_layers", p.gpuLayers, 100_000);
+    p.chatTemplate ||= "auto";
+    if (p.chatTemplate !== "auto" && p.chatTemplate !== "fallback") throw bad("chat_template", "'chat_template' must be 'auto' or 'fallback'");
+  }
+  checkLabels("placement", spec.placement);
+  checkLabels("labels", spec.labels);
+  return spec;
+}
