@@ -147,7 +147,12 @@ export class Reconciler {
     return observed;
   }
 
-  private candidates(model: string, observed: readonly Instance[]): PlacementCandidate[] {
+  /**
+   * Workers with a session that may take an instance of `model`, with their free memory (less loads sent but
+   * not yet reported) and how many live instances of the model of `generation` they hold (older ones are on
+   * their way out, so a rolling update spreads the new ones).
+   */
+  private candidates(model: string, observed: readonly Instance[], generation = 0n): PlacementCandidate[] {
     const now = Date.now();
     return this.options.sessions.statuses().flatMap((status) => {
       const worker = status.worker!;
@@ -157,7 +162,7 @@ export class Reconciler {
       for (const [id, action] of this.pending) {
         if (action.kind === "load" && action.workerId === worker.workerId && !reported.has(id)) free -= action.memoryBytes ?? 0;
       }
-      const modelInstances = observed.filter((i) => i.workerId === worker.workerId && i.state !== InstanceState.DRAINING).length;
+      const modelInstances = observed.filter((i) => i.workerId === worker.workerId && i.state !== InstanceState.DRAINING && i.generation >= generation).length;
       return [{ workerId: worker.workerId, labels: worker.labels, freeBytes: free, modelInstances }];
     });
   }
@@ -180,7 +185,7 @@ export class Reconciler {
     } catch (err) {
       return this.fail(name, `cannot estimate the memory an instance needs: ${toSmmfError(err).message}`);
     }
-    const candidates = this.candidates(name, instances);
+    const candidates = this.candidates(name, instances, record.generation);
     for (let i = 0; i < plan.load; i++) {
       const placed = placeInstance(candidates, needBytes, record.spec!.placement);
       if ("reason" in placed) return this.fail(name, `cannot place ${plan.load - i} instance(s): ${placed.reason}`);

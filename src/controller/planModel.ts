@@ -10,12 +10,15 @@ export interface ModelPlan {
   converged: boolean;
 }
 
-/** Which instance goes first when some must: loading ones, then offline, then those sharing a worker most. */
-function drainOrder(instances: Instance[]): Instance[] {
+/**
+ * Which of `candidates` goes first when some must: loading ones, then offline, then those on the worker
+ * with the most live instances of the model (so that the rest stay spread), then the newest.
+ */
+function drainOrder(candidates: Instance[], live: Instance[]): Instance[] {
   const perWorker = new Map<string, number>();
-  for (const i of instances) perWorker.set(i.workerId, (perWorker.get(i.workerId) ?? 0) + 1);
+  for (const i of live) perWorker.set(i.workerId, (perWorker.get(i.workerId) ?? 0) + 1);
   const rank = (i: Instance) => (i.state === InstanceState.LOADING ? 0 : i.state === InstanceState.OFFLINE ? 1 : 2);
-  return [...instances].sort((a, b) => rank(a) - rank(b) || perWorker.get(b.workerId)! - perWorker.get(a.workerId)! || Number(b.startedAt?.seconds ?? 0n) - Number(a.startedAt?.seconds ?? 0n));
+  return [...candidates].sort((a, b) => rank(a) - rank(b) || perWorker.get(b.workerId)! - perWorker.get(a.workerId)! || Number(b.startedAt?.seconds ?? 0n) - Number(a.startedAt?.seconds ?? 0n));
 }
 
 /**
@@ -35,10 +38,10 @@ export function planModel(record: ModelRecord | undefined, instances: readonly I
   if (live.length < replicas) return { load: replicas - live.length, drain: [], converged: false };
   if (outdated.length > 0) {
     if (loading.length > 0) return { load: 0, drain: [], converged: false };
-    if (live.length > replicas) return { load: 0, drain: drainOrder(outdated).slice(0, live.length - replicas), converged: false };
+    if (live.length > replicas) return { load: 0, drain: drainOrder(outdated, live).slice(0, live.length - replicas), converged: false };
     return { load: 1, drain: [], converged: false };
   }
-  if (live.length > replicas) return { load: 0, drain: drainOrder(live).slice(0, live.length - replicas), converged: false };
+  if (live.length > replicas) return { load: 0, drain: drainOrder(live, live).slice(0, live.length - replicas), converged: false };
   const converged = instances.length === replicas && live.every((i) => i.state === InstanceState.ONLINE);
   return { load: 0, drain: [], converged };
 }
