@@ -2,15 +2,6 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config/loadConfig.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { createLogger } from "../telemetry/createLogger.js";
-import { runChat } from "./runChat.js";
-import { runController } from "./runController.js";
-import { runEvents } from "./runEvents.js";
-import { runInstanceCommand } from "./runInstanceCommand.js";
-import { runModelCommand } from "./runModelCommand.js";
-import { runWorkerList } from "./runWorkerList.js";
-import { runGateway } from "./runGateway.js";
-import { runServe } from "./runServe.js";
-import { runWorker } from "./runWorker.js";
 
 const USAGE = `Usage: smmf <command> [flags]
 
@@ -101,7 +92,13 @@ const FLAG_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-const COMMANDS = { serve: runServe, worker: runWorker, gateway: runGateway, controller: runController };
+// Each command's module is imported only when it runs: a short admin command starts fast.
+const COMMANDS = {
+  serve: async () => (await import("./runServe.js")).runServe,
+  worker: async () => (await import("./runWorker.js")).runWorker,
+  gateway: async () => (await import("./runGateway.js")).runGateway,
+  controller: async () => (await import("./runController.js")).runController,
+};
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -109,11 +106,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command ? 0 : 2;
   }
-  if (command === "chat") return runChat(rest);
-  if (command === "model") return runModelCommand(rest);
-  if (command === "instance") return runInstanceCommand(rest);
-  if (command === "events") return runEvents(rest);
-  if (command === "worker" && rest[0] === "list") return runWorkerList(rest.slice(1));
+  if (command === "chat") return (await import("./runChat.js")).runChat(rest);
+  if (command === "model") return (await import("./runModelCommand.js")).runModelCommand(rest);
+  if (command === "instance") return (await import("./runInstanceCommand.js")).runInstanceCommand(rest);
+  if (command === "events") return (await import("./runEvents.js")).runEvents(rest);
+  if (command === "worker" && rest[0] === "list") return (await import("./runWorkerList.js")).runWorkerList(rest.slice(1));
   if (!Object.hasOwn(COMMANDS, command)) {
     process.stderr.write(`smmf: unknown command '${command}'\n\n${USAGE}`);
     return 2;
@@ -132,7 +129,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const config = loadConfig(values);
     const logger = createLogger(config.logLevel, `smmf-${command}`);
-    return await COMMANDS[command as keyof typeof COMMANDS](config, logger);
+    const run = await COMMANDS[command as keyof typeof COMMANDS]();
+    return await run(config, logger);
   } catch (err) {
     if (err instanceof SmmfError && err.code !== "internal") {
       process.stderr.write(`smmf: ${err.message}\n`);

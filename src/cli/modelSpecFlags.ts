@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { LlamaCppParamsSchema } from "../gen/smmf/v1/instance_pb.js";
 import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
 import { parseLabels } from "../config/loadConfig.js";
@@ -42,8 +42,8 @@ function count(flag: string, value: string | undefined): number | undefined {
 
 /** `base` (the current spec, or an empty one) with the flags that were given applied. */
 export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
-  const spec = create(ModelSpecSchema, base);
-  const params = create(LlamaCppParamsSchema, spec.llamaCpp ?? { embeddings: true });
+  const spec = clone(ModelSpecSchema, base);
+  const params = spec.llamaCpp ?? create(LlamaCppParamsSchema, { embeddings: true });
   if (flags.source !== undefined) spec.source = flags.source;
   if (flags.engine !== undefined) spec.engine = flags.engine;
   spec.replicas = count("replicas", flags.replicas) ?? spec.replicas;

@@ -38,7 +38,19 @@ export function planModel(record: ModelRecord | undefined, instances: readonly I
   if (live.length < replicas) return { load: replicas - live.length, drain: [], converged: false };
   if (outdated.length > 0) {
     if (loading.length > 0) return { load: 0, drain: [], converged: false };
-    if (live.length > replicas) return { load: 0, drain: drainOrder(outdated, live).slice(0, live.length - replicas), converged: false };
+    if (live.length > replicas) {
+      // Never below the replica count of online instances: an online old one goes only when enough others are online.
+      let online = live.filter((i) => i.state === InstanceState.ONLINE).length;
+      const drain: Instance[] = [];
+      for (const victim of drainOrder(outdated, live).slice(0, live.length - replicas)) {
+        if (victim.state === InstanceState.ONLINE) {
+          if (online - 1 < replicas) break;
+          online--;
+        }
+        drain.push(victim);
+      }
+      return { load: 0, drain, converged: false };
+    }
     return { load: 1, drain: [], converged: false };
   }
   if (live.length > replicas) return { load: 0, drain: drainOrder(live, live).slice(0, live.length - replicas), converged: false };

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { clone } from "@bufbuild/protobuf";
 import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { validateModelName } from "../worker/validateModelName.js";
@@ -24,7 +24,7 @@ function checkLabels(param: string, labels: Record<string, string>): void {
 /** Checks a model spec and fills in defaults (engine llama.cpp, chat template auto); returns the completed spec. */
 export function validateModelSpec(input: ModelSpec | undefined): ModelSpec {
   if (!input) throw bad("spec", "'spec' is required");
-  const spec = create(ModelSpecSchema, input);
+  const spec = clone(ModelSpecSchema, input);
   try {
     validateModelName(spec.name);
   } catch (err) {

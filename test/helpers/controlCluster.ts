@@ -157,3 +157,23 @@ export function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
     });
   });
 }
+
+/** Starts `node bin/smmf.js ...args` that runs until killed (e.g. `smmf events`); collects its stdout. */
+export function startCliStream(args: string[]): { stdout(): string; stop(): Promise<void> } {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SMMF_")) env[k] = v;
+  const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  trackChild(child);
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+  child.stderr.resume();
+  return {
+    stdout: () => out,
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once("exit", () => r());
+        child.kill("SIGKILL");
+      }),
+  };
+}
