@@ -18,7 +18,7 @@ import {
 import { InstanceState } from "../gen/smmf/v1/instance_pb.js";
 import { ModelRecordSchema, ModelSpecSchema, type ModelRecord } from "../gen/smmf/v1/model_pb.js";
 import { WorkerStatusSchema } from "../gen/smmf/v1/worker_pb.js";
-import { asConnectError } from "../errors/asConnectError.js";
+import { rpc } from "../errors/rpc.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
 import { createAsyncQueue } from "../util/createAsyncQueue.js";
@@ -41,13 +41,6 @@ export interface ControllerServiceDeps {
   clients: WorkerServiceClients;
 }
 
-async function rpc<T>(body: () => Promise<T>): Promise<T> {
-  try {
-    return await body();
-  } catch (err) {
-    throw asConnectError(err);
-  }
-}
 
 /** A generation newer than `previous`: milliseconds since the epoch, so that a model started again under an old name outranks its old instances. */
 function nextGeneration(previous = 0n): bigint {

@@ -1,3 +1,5 @@
+import { mib } from "../util/mib.js";
+
 export interface PlacementCandidate {
   workerId: string;
   labels: Record<string, string>;
@@ -9,8 +11,6 @@ export interface PlacementCandidate {
 
 export type Placement = { workerId: string } | { reason: string };
 
-const MIB = 1024 * 1024;
-const mib = (bytes: number) => `${Math.ceil(bytes / MIB)} MiB`;
 
 export function matchesLabels(labels: Record<string, string>, wanted: Record<string, string>): boolean {
   return Object.entries(wanted).every(([k, v]) => labels[k] === v);

@@ -9,12 +9,12 @@ import { SmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import type { HostedInstance } from "./HostedInstance.js";
+import { mib } from "../util/mib.js";
 import { resolveSource } from "./resolveSource.js";
 import { validateModelName } from "./validateModelName.js";
 
 export const INSTANCE_RECORD_VERSION = 1;
 export const WORKER_RECORD_VERSION = 1;
-const MIB = 1024 * 1024;
 
 export interface WorkerOptions {
   id?: string;
@@ -31,10 +31,6 @@ export interface WorkerOptions {
   drainSettleMs?: number;
   /** Longest an instance may drain before it is unloaded anyway (ms). */
   drainGraceMs?: number;
-}
-
-function mib(bytes: number): string {
-  return `${Math.ceil(bytes / MIB)} MiB`;
 }
 
 /** Hosts named model instances and publishes them, and itself, in a registry. */

@@ -11,18 +11,12 @@ import {
   WorkerService,
 } from "../gen/smmf/v1/worker_pb.js";
 import { asConnectError } from "../errors/asConnectError.js";
+import { rpc } from "../errors/rpc.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { runWorkerSession } from "./runWorkerSession.js";
 import type { Worker } from "./Worker.js";
 
-async function rpc<T>(body: () => Promise<T>): Promise<T> {
-  try {
-    return await body();
-  } catch (err) {
-    throw asConnectError(err);
-  }
-}
 
 /** WorkerService: the worker's instances (list, load, unload, state, estimate), its health, and controller sessions. */
 export function createWorkerService(worker: Worker, logger: Logger, statusIntervalMs?: number): ServiceImpl<typeof WorkerService> {

@@ -135,10 +135,15 @@ export interface CliResult {
   stderr: string;
 }
 
+/** This process's environment without SMMF_* variables. */
+function cliEnv(): Record<string, string> {
+  const env = cliEnv();
+  return env;
+}
+
 /** Runs `node bin/smmf.js ...args` to its end (at most `timeoutMs`), without SMMF_* variables from this process. */
 export function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SMMF_")) env[k] = v;
+  const env = cliEnv();
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, env, stdio: ["ignore", "pipe", "pipe"] });
     trackChild(child);
@@ -160,8 +165,7 @@ export function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
 
 /** Starts `node bin/smmf.js ...args` that runs until killed (e.g. `smmf events`); collects its stdout. */
 export function startCliStream(args: string[]): { stdout(): string; stop(): Promise<void> } {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SMMF_")) env[k] = v;
+  const env = cliEnv();
   const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   trackChild(child);
   let out = "";
