@@ -46,6 +46,9 @@ Worker (and serve):
   --lease-ttl SECONDS    TTL of the worker's etcd lease (default 3; env SMMF_LEASE_TTL)
   --model-dir DIR        folder with GGUF files (default ./models; env SMMF_MODEL_DIR)
   --model NAME=PATH      serve a GGUF file under NAME; repeatable (default stories260K=stories260K.gguf; env SMMF_MODELS)
+  --proxy NAME=PRESET[@URL]  serve NAME from an OpenAI-compatible upstream: openai, azure, vllm, tgi,
+                         llama-server, ollama or openai-compatible; repeatable (env SMMF_PROXIES);
+                         more settings (API key variable, timeouts, ...) in the config file's "models"
   --threads N            CPU threads per instance, 0 = from the cores (env SMMF_THREADS)
   --sequences N          concurrent generations per instance (default 4; env SMMF_SEQUENCES)
   --context-size N       context tokens per sequence, 0 = the model's, at most 4096 (env SMMF_CONTEXT_SIZE)
@@ -89,6 +92,7 @@ const FLAG_OPTIONS = {
   label: { type: "string", multiple: true },
   "max-memory-mb": { type: "string" },
   "controller-id": { type: "string" },
+  proxy: { type: "string", multiple: true },
   help: { type: "boolean", short: "h" },
 } as const;
 

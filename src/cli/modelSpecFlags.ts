@@ -1,5 +1,5 @@
 import { clone, create } from "@bufbuild/protobuf";
-import { LlamaCppParamsSchema } from "../gen/smmf/v1/instance_pb.js";
+import { LlamaCppParamsSchema, ProxyParamsSchema } from "../gen/smmf/v1/instance_pb.js";
 import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
 import { parseLabels } from "../config/loadConfig.js";
 import { SmmfError } from "../errors/SmmfError.js";
@@ -18,6 +18,15 @@ export const SPEC_FLAG_OPTIONS = {
   placement: { type: "string", multiple: true },
   label: { type: "string", multiple: true },
   weight: { type: "string" },
+  "base-url": { type: "string" },
+  "upstream-model": { type: "string" },
+  "api-key-env": { type: "string" },
+  "api-key-file": { type: "string" },
+  header: { type: "string", multiple: true },
+  "max-concurrency": { type: "string" },
+  "connect-timeout-ms": { type: "string" },
+  "read-timeout-ms": { type: "string" },
+  "api-version": { type: "string" },
 } as const;
 
 export const SPEC_FLAGS_HELP = `  --source PATH          GGUF file as the workers see it: relative to their --model-dir, absolute, or file://
@@ -30,7 +39,16 @@ export const SPEC_FLAGS_HELP = `  --source PATH          GGUF file as the worker
   --chat-template auto|fallback
   --placement KEY=VALUE  only on workers with this label; repeatable
   --label KEY=VALUE      label each instance; repeatable
-  --weight N             weight of each instance for weighted load balancing`;
+  --weight N             weight of each instance for weighted load balancing
+  --engine NAME          llama.cpp (default), or an OpenAI-compatible upstream: openai, azure, vllm, tgi,
+                         llama-server, ollama, openai-compatible. Upstream settings:
+  --base-url URL         API root (default: the preset's; required for azure and openai-compatible)
+  --upstream-model NAME  the model's name upstream (default: NAME)
+  --api-key-env VAR      environment variable on the workers holding the API key
+  --api-key-file PATH    file on the workers holding the API key
+  --header KEY=VALUE     extra request header (not credentials); repeatable
+  --max-concurrency N    requests sent upstream at once per instance (default 16)
+  --connect-timeout-ms N, --read-timeout-ms N, --api-version V (azure)`;
 
 export type SpecFlags = { [K in keyof typeof SPEC_FLAG_OPTIONS]?: (typeof SPEC_FLAG_OPTIONS)[K] extends { multiple: true } ? string[] : string };
 
@@ -43,22 +61,37 @@ function count(flag: string, value: string | undefined): number | undefined {
 /** `base` (the current spec, or an empty one) with the flags that were given applied. */
 export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
   const spec = clone(ModelSpecSchema, base);
-  const params = spec.llamaCpp ?? create(LlamaCppParamsSchema, { embeddings: true });
   if (flags.source !== undefined) spec.source = flags.source;
   if (flags.engine !== undefined) spec.engine = flags.engine;
   spec.replicas = count("replicas", flags.replicas) ?? spec.replicas;
   spec.weight = count("weight", flags.weight) ?? spec.weight;
+  if (flags.embeddings !== undefined && flags.embeddings !== "on" && flags.embeddings !== "off") throw new SmmfError("invalid_argument", "--embeddings must be on or off");
+  if (flags.placement) spec.placement = parseLabels(flags.placement, "--placement");
+  if (flags.label) spec.labels = parseLabels(flags.label, "--label");
+  if (spec.engine && spec.engine !== "llama.cpp") {
+    const proxy = spec.proxy ?? create(ProxyParamsSchema);
+    if (flags["base-url"] !== undefined) proxy.baseUrl = flags["base-url"];
+    if (flags["upstream-model"] !== undefined) proxy.upstreamModel = flags["upstream-model"];
+    if (flags["api-key-env"] !== undefined) proxy.apiKeyEnv = flags["api-key-env"];
+    if (flags["api-key-file"] !== undefined) proxy.apiKeyFile = flags["api-key-file"];
+    if (flags["api-version"] !== undefined) proxy.apiVersion = flags["api-version"];
+    if (flags.header) proxy.headers = parseLabels(flags.header, "--header");
+    proxy.maxConcurrency = count("max-concurrency", flags["max-concurrency"]) ?? proxy.maxConcurrency;
+    proxy.connectTimeoutMs = count("connect-timeout-ms", flags["connect-timeout-ms"]) ?? proxy.connectTimeoutMs;
+    proxy.readTimeoutMs = count("read-timeout-ms", flags["read-timeout-ms"]) ?? proxy.readTimeoutMs;
+    proxy.contextSize = count("context-size", flags["context-size"]) ?? proxy.contextSize;
+    if (flags.embeddings !== undefined) proxy.embeddings = flags.embeddings === "on";
+    spec.proxy = proxy;
+    spec.llamaCpp = undefined;
+    return spec;
+  }
+  const params = spec.llamaCpp ?? create(LlamaCppParamsSchema, { embeddings: true });
   params.contextSize = count("context-size", flags["context-size"]) ?? params.contextSize;
   params.sequences = count("sequences", flags.sequences) ?? params.sequences;
   params.threads = count("threads", flags.threads) ?? params.threads;
   params.gpuLayers = count("gpu-layers", flags["gpu-layers"]) ?? params.gpuLayers;
-  if (flags.embeddings !== undefined) {
-    if (flags.embeddings !== "on" && flags.embeddings !== "off") throw new SmmfError("invalid_argument", "--embeddings must be on or off");
-    params.embeddings = flags.embeddings === "on";
-  }
+  if (flags.embeddings !== undefined) params.embeddings = flags.embeddings === "on";
   if (flags["chat-template"] !== undefined) params.chatTemplate = flags["chat-template"];
-  if (flags.placement) spec.placement = parseLabels(flags.placement, "--placement");
-  if (flags.label) spec.labels = parseLabels(flags.label, "--label");
   spec.llamaCpp = params;
   return spec;
 }

@@ -12,6 +12,7 @@ export const MODEL_USAGE = `Usage: smmf model <list|start|stop|restart|scale|upd
 
   smmf model list                       models: desired and ready replicas, engine, source, state
   smmf model start NAME --source PATH   add a model to the desired state (placed on workers with room)
+  smmf model start NAME --engine vllm --base-url http://gpu1:8000/v1   the same, served by an upstream
   smmf model stop NAME                  remove it; its instances drain and unload
   smmf model restart NAME               replace its instances one at a time
   smmf model scale NAME REPLICAS        change its replica count
@@ -59,7 +60,7 @@ function modelRows(models: Model[]): string[][] {
     m.managed ? String(m.desiredReplicas) : "-",
     String(m.readyReplicas),
     m.engines.join(",") || "-",
-    m.managed ? sourceOf(m) : "(static)",
+    m.managed ? sourceOf(m) || m.spec?.proxy?.baseUrl || "(preset default)" : "(static)",
     String(m.inFlight),
     m.message || (m.managed ? (isSettled(m) ? "ready" : "converging") : "ready"),
   ]);
@@ -112,7 +113,7 @@ export async function runModelCommand(args: string[]): Promise<number> {
         return EXIT.ok;
       }
       case "start": {
-        if (!values.source) return usage("'start' needs --source PATH");
+        if (!values.source && (values.engine ?? "llama.cpp") === "llama.cpp") return usage("'start' needs --source PATH (or --engine for an upstream)");
         const spec = applySpecFlags(create(ModelSpecSchema, { name, replicas: 1 }), specFlags);
         const { model } = await client.startModel({ spec });
         if (values.wait) await waitSettled(client, name, timeout);

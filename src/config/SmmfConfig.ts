@@ -4,8 +4,26 @@ import type { LogLevel } from "../telemetry/createLogger.js";
 export interface ModelConfig {
   /** Name clients ask for. */
   name: string;
-  /** GGUF file; a relative path is looked up in `modelDir`. */
+  /** "llama.cpp" (default), or an OpenAI-compatible upstream preset: openai, azure, vllm, tgi, llama-server, ollama, openai-compatible. */
+  engine?: string;
+  /** llama.cpp: the GGUF file; a relative path is looked up in `modelDir`. */
   file: string;
+  /** Upstream engines: API root (default: the preset's). */
+  baseUrl?: string;
+  /** Upstream engines: the model's name upstream (default: `name`). */
+  upstreamModel?: string;
+  /** Upstream engines: environment variable holding the API key (default: the preset's). */
+  apiKeyEnv?: string;
+  /** Upstream engines: file holding the API key. */
+  apiKeyFile?: string;
+  /** Upstream engines: extra request headers (not credentials). */
+  headers?: Record<string, string>;
+  connectTimeoutMs?: number;
+  readTimeoutMs?: number;
+  /** Upstream engines: requests sent upstream at once (default 16). */
+  maxConcurrency?: number;
+  /** Azure: api-version. */
+  apiVersion?: string;
   contextSize?: number;
   sequences?: number;
   threads?: number;

@@ -18,6 +18,7 @@ export function missingModelMessage(name: string, path: string): string {
 /** Fails with failed_precondition and that message when a configured model's file is missing. */
 export function assertModelFiles(config: SmmfConfig): void {
   for (const model of config.models) {
+    if (model.engine && model.engine !== "llama.cpp") continue; // an upstream: no file here
     const path = modelPath(config, model);
     if (!existsSync(path)) throw new SmmfError("failed_precondition", missingModelMessage(model.name, path));
   }

@@ -5,6 +5,26 @@ import type { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
 
 /** The InstanceSpec a configured model is loaded with. */
 export function instanceSpecOf(config: SmmfConfig, model: ModelConfig): MessageInitShape<typeof InstanceSpecSchema> {
+  if (model.engine && model.engine !== "llama.cpp") {
+    return {
+      model: model.name,
+      engine: model.engine,
+      weight: model.weight ?? 0,
+      proxy: {
+        baseUrl: model.baseUrl ?? "",
+        upstreamModel: model.upstreamModel ?? "",
+        apiKeyEnv: model.apiKeyEnv ?? "",
+        apiKeyFile: model.apiKeyFile ?? "",
+        headers: model.headers ?? {},
+        connectTimeoutMs: model.connectTimeoutMs ?? 0,
+        readTimeoutMs: model.readTimeoutMs ?? 0,
+        maxConcurrency: model.maxConcurrency ?? 0,
+        apiVersion: model.apiVersion ?? "",
+        embeddings: model.embeddings ?? false,
+        contextSize: model.contextSize ?? 0,
+      },
+    };
+  }
   return {
     model: model.name,
     engine: "llama.cpp",

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { SmmfError } from "../errors/SmmfError.js";
 import { DEFAULT_STREAM_INTERVAL_MS } from "../worker/startWorker.js";
+import { ENGINE_NAMES } from "../engines/proxyPresets.js";
 import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";
 
 export const DEFAULT_MODEL: ModelConfig = { name: "stories260K", file: "stories260K.gguf" };
@@ -66,6 +67,7 @@ export interface ConfigFlags {
   "max-memory-mb"?: string;
   "no-models"?: boolean;
   "controller-id"?: string;
+  proxy?: string[];
 }
 
 const ENV: Record<string, keyof ConfigFlags> = {
@@ -102,6 +104,15 @@ function integer(name: string, value: string | number, min: number, max: number)
   const n = typeof value === "number" ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw bad(`${name} must be an integer from ${min} to ${max}; got '${value}'`);
   return n;
+}
+
+/** `name=preset[@url]` pairs from --proxy flags or SMMF_PROXIES: a model served by an OpenAI-compatible upstream. */
+function parseProxyPairs(pairs: string[], source: string): ModelConfig[] {
+  return pairs.map((pair) => {
+    const m = /^([^=]+)=([a-z.-]+)(?:@(.+))?$/.exec(pair);
+    if (!m) throw bad(`${source} takes name=preset or name=preset@url (presets: ${ENGINE_NAMES.filter((e) => e !== "llama.cpp").join(", ")}); got '${pair}'`);
+    return { name: m[1], engine: m[2], file: "", ...(m[3] ? { baseUrl: m[3] } : {}) };
+  });
 }
 
 /** `name=path` pairs from --model flags or SMMF_MODELS. */
@@ -226,7 +237,9 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
   if (flags["controller-id"] !== undefined) config.controllerId = flags["controller-id"];
   if (flags["max-memory-mb"] !== undefined) config.maxMemoryMb = integer(source("max-memory-mb"), flags["max-memory-mb"], 0, 1 << 30);
   if (flags.label && flags.label.length > 0) config.labels = { ...config.labels, ...parseLabels(flags.label, source("label")) };
-  if (flags.model && flags.model.length > 0) config.models = parseModelPairs(flags.model, source("model")).map((m) => ({ ...m, file: resolve(baseDir, m.file) }));
+  const fromModels = flags.model?.length ? parseModelPairs(flags.model, source("model")).map((m) => ({ ...m, file: resolve(baseDir, m.file) })) : [];
+  const fromProxies = flags.proxy?.length ? parseProxyPairs(flags.proxy, source("proxy")) : [];
+  if (fromModels.length + fromProxies.length > 0) config.models = [...fromModels, ...fromProxies];
 }
 
 /**
@@ -257,16 +270,18 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const envFlags: ConfigFlags = {};
   for (const [name, flag] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== "") (envFlags as Record<string, string>)[flag] = env[name] as string;
   if (env.SMMF_LABELS) envFlags.label = env.SMMF_LABELS.split(",").map((s) => s.trim()).filter(Boolean);
+  if (env.SMMF_PROXIES) envFlags.proxy = env.SMMF_PROXIES.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_MODELS) envFlags.model = env.SMMF_MODELS.split(",").map((s) => s.trim()).filter(Boolean);
   const envName = Object.fromEntries(Object.entries(ENV).map(([k, v]) => [v, k]));
-  applyFlags(config, envFlags, (flag) => (flag === "model" ? "SMMF_MODELS" : flag === "label" ? "SMMF_LABELS" : envName[flag]), cwd);
+  applyFlags(config, envFlags, (flag) => ({ model: "SMMF_MODELS", label: "SMMF_LABELS", proxy: "SMMF_PROXIES" })[flag] ?? envName[flag], cwd);
   applyFlags(config, flags, (flag) => `--${flag}`, cwd);
   if (flags["no-models"] || env.SMMF_NO_MODELS === "1") config.models = [];
   else if (config.models.length === 0) config.models = [DEFAULT_MODEL];
   for (const [i, m] of config.models.entries()) {
-    if (typeof m !== "object" || m === null || typeof m.name !== "string" || !m.name || typeof m.file !== "string" || !m.file) {
-      throw bad(`models[${i}] needs a 'name' and a 'file'`);
-    }
+    if (typeof m !== "object" || m === null || typeof m.name !== "string" || !m.name) throw bad(`models[${i}] needs a 'name'`);
+    const engine = m.engine ?? "llama.cpp";
+    if (!ENGINE_NAMES.includes(engine)) throw bad(`models[${i}] ('${m.name}'): unknown engine '${engine}'; known engines: ${ENGINE_NAMES.join(", ")}`);
+    if (engine === "llama.cpp" && (typeof m.file !== "string" || !m.file)) throw bad(`models[${i}] ('${m.name}') needs a 'file' (a GGUF file)`);
   }
   return config;
 }

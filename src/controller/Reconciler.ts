@@ -154,9 +154,10 @@ export class Reconciler {
    */
   private candidates(model: string, observed: readonly Instance[], generation = 0n): PlacementCandidate[] {
     const now = Date.now();
+    const engine = this.options.store.get(model)?.spec?.engine || "llama.cpp";
     return this.options.sessions.statuses().flatMap((status) => {
       const worker = status.worker!;
-      if ((this.failedOn.get(`${model}|${worker.workerId}`) ?? 0) > now) return [];
+      if ((this.failedOn.get(`${model}|${worker.workerId}`) ?? 0) > now || !worker.engines.includes(engine)) return [];
       const reported = new Set(status.instances.map((i) => i.instanceId));
       let free = Number(worker.memoryFreeBytes);
       for (const [id, action] of this.pending) {
@@ -201,7 +202,8 @@ export class Reconciler {
     const key = `${record.spec!.name}@${record.generation}`;
     const known = this.estimates.get(key);
     if (known !== undefined) return known;
-    const status = this.options.sessions.statuses().find((s) => matchesLabels(s.worker!.labels, record.spec!.placement));
+    const engine = record.spec!.engine || "llama.cpp";
+    const status = this.options.sessions.statuses().find((s) => matchesLabels(s.worker!.labels, record.spec!.placement) && s.worker!.engines.includes(engine));
     if (!status) {
       const placed = placeInstance(this.candidates(record.spec!.name, instances), 0, record.spec!.placement);
       throw new SmmfError("unavailable", "reason" in placed ? placed.reason : "no worker to ask");

@@ -17,7 +17,12 @@ export async function checkPlacement(registry: Registry, clients: WorkerServiceC
   const workers = registry.workers();
   const refuse = (why: string) => new SmmfError("failed_precondition", `cannot place ${count} instance(s) of '${spec.name}': ${why}`);
   if (workers.length === 0) throw refuse("no worker is registered (start one with 'smmf worker --etcd ... --no-models')");
-  const matching = workers.filter((w) => matchesLabels(w.labels, spec.placement));
+  const engine = spec.engine || "llama.cpp";
+  const capable = workers.filter((w) => w.engines.includes(engine));
+  if (capable.length === 0) {
+    throw refuse(`no worker runs the engine ${engine}${engine === "llama.cpp" ? " (it needs node-llama-cpp, an optional dependency, installed on the worker)" : ""}`);
+  }
+  const matching = capable.filter((w) => matchesLabels(w.labels, spec.placement));
   if (matching.length === 0) {
     const wanted = Object.entries(spec.placement).map(([k, v]) => `${k}=${v}`).join(",");
     throw refuse(`no worker has the labels ${wanted} (workers: ${workers.map((w) => w.workerId).join(", ")})`);

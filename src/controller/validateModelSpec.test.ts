@@ -51,9 +51,9 @@ describe("validateModelSpec", () => {
   });
 
   it("refuses an unknown engine", () => {
-    const err = rejection({ engine: "vllm" });
+    const err = rejection({ engine: "tensorrt" });
     expect(err).toMatchObject({ code: "invalid_argument", param: "engine" });
-    expect(err.message).toContain("'vllm'");
+    expect(err.message).toContain("'tensorrt'");
   });
 
   it("requires a source", () => {

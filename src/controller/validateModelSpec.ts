@@ -1,6 +1,8 @@
 import { clone } from "@bufbuild/protobuf";
 import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
+import { checkProxyParams } from "../engines/checkProxyParams.js";
+import { ENGINE_NAMES } from "../engines/proxyPresets.js";
 import { validateModelName } from "../worker/validateModelName.js";
 
 export const MAX_REPLICAS = 1000;
@@ -31,10 +33,15 @@ export function validateModelSpec(input: ModelSpec | undefined): ModelSpec {
     throw bad("name", (err as SmmfError).message.replace("'model' is required", "'name' is required"));
   }
   spec.engine ||= "llama.cpp";
-  if (spec.engine !== "llama.cpp") throw bad("engine", `unknown engine '${spec.engine.slice(0, 64)}'; known engines: llama.cpp`);
-  if (!spec.source) throw bad("source", "'source' is required: a GGUF file path (relative to the workers' model directory, or absolute) or a file:// URI");
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec.source) && !spec.source.startsWith("file://")) {
-    throw bad("source", `'source' must be a file path or a file:// URI; ${spec.source.split(":")[0]}: sources are not supported`);
+  if (!ENGINE_NAMES.includes(spec.engine)) throw bad("engine", `unknown engine '${spec.engine.slice(0, 64)}'; known engines: ${ENGINE_NAMES.join(", ")}`);
+  if (spec.engine === "llama.cpp") {
+    if (!spec.source) throw bad("source", "'source' is required: a GGUF file path (relative to the workers' model directory, or absolute) or a file:// URI");
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec.source) && !spec.source.startsWith("file://")) {
+      throw bad("source", `'source' must be a file path or a file:// URI; ${spec.source.split(":")[0]}: sources are not supported`);
+    }
+  } else {
+    checkProxyParams(spec);
+    checkRange("max_concurrency", spec.proxy?.maxConcurrency ?? 0, 10_000);
   }
   checkRange("replicas", spec.replicas, MAX_REPLICAS);
   checkRange("weight", spec.weight, 1000);

@@ -1,6 +1,8 @@
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { EngineDefaults } from "./loadEngine.js";
+import { ENGINE_NAMES, isProxyEngine } from "./proxyPresets.js";
+import { checkProxyParams } from "./checkProxyParams.js";
 
 /**
  * Estimated memory an instance of `spec` needs (weights plus contexts, all devices together), in bytes,
@@ -13,6 +15,9 @@ export async function estimateMemory(spec: InstanceSpec, defaults: EngineDefault
       return estimateLlamaCppMemory(spec, defaults);
     }
     default:
-      throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: llama.cpp`, { param: "engine" });
+      if (!isProxyEngine(spec.engine)) throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: ${ENGINE_NAMES.join(", ")}`, { param: "engine" });
+      // An upstream holds its model elsewhere: here only buffers and sockets.
+      checkProxyParams(spec);
+      return 0;
   }
 }

@@ -1,10 +1,13 @@
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { EngineInstance } from "./Engine.js";
+import { ENGINE_NAMES, isProxyEngine } from "./proxyPresets.js";
 
 export interface EngineDefaults {
   threads?: number;
   gpu?: "auto" | false;
+  /** The worker loading it, for messages. */
+  workerId?: string;
 }
 
 /** Creates the engine an InstanceSpec names; engine modules are imported only when used. */
@@ -29,7 +32,10 @@ export async function loadEngine(spec: InstanceSpec, defaults: EngineDefaults): 
         chatTemplate,
       });
     }
-    default:
-      throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: llama.cpp`, { param: "engine" });
+    default: {
+      if (!isProxyEngine(spec.engine)) throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: ${ENGINE_NAMES.join(", ")}`, { param: "engine" });
+      const { createProxyEngine } = await import("./createProxyEngine.js");
+      return createProxyEngine(spec, defaults.workerId ?? "");
+    }
   }
 }

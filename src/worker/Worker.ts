@@ -3,6 +3,7 @@ import { freemem, totalmem } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { InstanceSchema, InstanceState, WorkerInfoSchema, type Instance, type InstanceSpec, type WorkerInfo } from "../gen/smmf/v1/instance_pb.js";
+import { availableEngines } from "../engines/availableEngines.js";
 import { estimateMemory } from "../engines/estimateMemory.js";
 import { loadEngine, type EngineDefaults } from "../engines/loadEngine.js";
 import { SmmfError } from "../errors/SmmfError.js";
@@ -55,7 +56,7 @@ export class Worker {
   constructor(options: WorkerOptions) {
     this.id = options.id || `worker-${randomUUID().slice(0, 8)}`;
     this.registry = options.registry;
-    this.engineDefaults = options.engineDefaults ?? {};
+    this.engineDefaults = { ...options.engineDefaults, workerId: this.id };
     this.logger = options.logger;
     this.labels = { ...options.labels };
     this.options = options;
@@ -255,7 +256,7 @@ export class Worker {
       memoryFreeBytes: BigInt(free),
       instanceCount: this.instances.size,
       inFlight: this.inFlight(),
-      engines: ["llama.cpp"],
+      engines: availableEngines(),
       startedAt: this.startedAt,
       version: WORKER_RECORD_VERSION,
     });

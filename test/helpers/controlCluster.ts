@@ -137,7 +137,8 @@ export interface CliResult {
 
 /** This process's environment without SMMF_* variables. */
 function cliEnv(): Record<string, string> {
-  const env = cliEnv();
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("SMMF_")) env[k] = v;
   return env;
 }
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/instance.proto.
  */
 export const file_smmf_v1_instance: GenFile = /*@__PURE__*/
-  fileDesc("ChZzbW1mL3YxL2luc3RhbmNlLnByb3RvEgdzbW1mLnYxIpUCCgxJbnN0YW5jZVNwZWMSDQoFbW9kZWwYASABKAkSDgoGZW5naW5lGAIgASgJEg4KBnNvdXJjZRgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIqCglsbGFtYV9jcHAYBSABKAsyFy5zbW1mLnYxLkxsYW1hQ3BwUGFyYW1zEjEKBmxhYmVscxgGIAMoCzIhLnNtbWYudjEuSW5zdGFuY2VTcGVjLkxhYmVsc0VudHJ5Eg4KBndlaWdodBgHIAEoDRIPCgdtYW5hZ2VkGAggASgIEhIKCmdlbmVyYXRpb24YCSABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKdAQoOTGxhbWFDcHBQYXJhbXMSFAoMY29udGV4dF9zaXplGAEgASgNEhEKCXNlcXVlbmNlcxgCIAEoDRIPCgd0aHJlYWRzGAMgASgNEhcKCmdwdV9sYXllcnMYBCABKA1IAIgBARISCgplbWJlZGRpbmdzGAUgASgIEhUKDWNoYXRfdGVtcGxhdGUYBiABKAlCDQoLX2dwdV9sYXllcnMi3gMKCEluc3RhbmNlEhMKC2luc3RhbmNlX2lkGAEgASgJEg0KBW1vZGVsGAIgASgJEg4KBmVuZ2luZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDwoHYWRkcmVzcxgFIAEoCRIlCgVzdGF0ZRgGIAEoDjIWLnNtbWYudjEuSW5zdGFuY2VTdGF0ZRIXCg9tYXhfY29uY3VycmVuY3kYByABKA0SEQoJaW5fZmxpZ2h0GAggASgNEhQKDGNvbnRleHRfc2l6ZRgJIAEoDRIWCg5lbWJlZGRpbmdfc2l6ZRgKIAEoDRItCgZsYWJlbHMYCyADKAsyHS5zbW1mLnYxLkluc3RhbmNlLkxhYmVsc0VudHJ5Ei4KCnN0YXJ0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YDSABKA0SDgoGd2VpZ2h0GA4gASgNEg8KB21hbmFnZWQYDyABKAgSEgoKZ2VuZXJhdGlvbhgQIAEoBBIUCgxtZW1vcnlfYnl0ZXMYESABKAQSDwoHbWVzc2FnZRgSIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsQCCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEi8KBmxhYmVscxgDIAMoCzIfLnNtbWYudjEuV29ya2VySW5mby5MYWJlbHNFbnRyeRIaChJtZW1vcnlfdG90YWxfYnl0ZXMYBCABKAQSGQoRbWVtb3J5X2ZyZWVfYnl0ZXMYBSABKAQSFgoOaW5zdGFuY2VfY291bnQYBiABKA0SEQoJaW5fZmxpZ2h0GAcgASgNEg8KB2VuZ2luZXMYCCADKAkSLgoKc3RhcnRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgKIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKp8BCg1JbnN0YW5jZVN0YXRlEh4KGklOU1RBTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWSU5TVEFOQ0VfU1RBVEVfTE9BRElORxABEhkKFUlOU1RBTkNFX1NUQVRFX09OTElORRACEhsKF0lOU1RBTkNFX1NUQVRFX0RSQUlOSU5HEAMSGgoWSU5TVEFOQ0VfU1RBVEVfT0ZGTElORRAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChZzbW1mL3YxL2luc3RhbmNlLnByb3RvEgdzbW1mLnYxIroCCgxJbnN0YW5jZVNwZWMSDQoFbW9kZWwYASABKAkSDgoGZW5naW5lGAIgASgJEg4KBnNvdXJjZRgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIqCglsbGFtYV9jcHAYBSABKAsyFy5zbW1mLnYxLkxsYW1hQ3BwUGFyYW1zEjEKBmxhYmVscxgGIAMoCzIhLnNtbWYudjEuSW5zdGFuY2VTcGVjLkxhYmVsc0VudHJ5Eg4KBndlaWdodBgHIAEoDRIPCgdtYW5hZ2VkGAggASgIEhIKCmdlbmVyYXRpb24YCSABKAQSIwoFcHJveHkYCiABKAsyFC5zbW1mLnYxLlByb3h5UGFyYW1zGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0wIKC1Byb3h5UGFyYW1zEhAKCGJhc2VfdXJsGAEgASgJEhYKDnVwc3RyZWFtX21vZGVsGAIgASgJEhMKC2FwaV9rZXlfZW52GAMgASgJEhQKDGFwaV9rZXlfZmlsZRgEIAEoCRIyCgdoZWFkZXJzGAUgAygLMiEuc21tZi52MS5Qcm94eVBhcmFtcy5IZWFkZXJzRW50cnkSGgoSY29ubmVjdF90aW1lb3V0X21zGAYgASgNEhcKD3JlYWRfdGltZW91dF9tcxgHIAEoDRIXCg9tYXhfY29uY3VycmVuY3kYCCABKA0SEwoLYXBpX3ZlcnNpb24YCSABKAkSEgoKZW1iZWRkaW5ncxgKIAEoCBIUCgxjb250ZXh0X3NpemUYCyABKA0aLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinQEKDkxsYW1hQ3BwUGFyYW1zEhQKDGNvbnRleHRfc2l6ZRgBIAEoDRIRCglzZXF1ZW5jZXMYAiABKA0SDwoHdGhyZWFkcxgDIAEoDRIXCgpncHVfbGF5ZXJzGAQgASgNSACIAQESEgoKZW1iZWRkaW5ncxgFIAEoCBIVCg1jaGF0X3RlbXBsYXRlGAYgASgJQg0KC19ncHVfbGF5ZXJzIt4DCghJbnN0YW5jZRITCgtpbnN0YW5jZV9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCRIOCgZlbmdpbmUYAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEg8KB2FkZHJlc3MYBSABKAkSJQoFc3RhdGUYBiABKA4yFi5zbW1mLnYxLkluc3RhbmNlU3RhdGUSFwoPbWF4X2NvbmN1cnJlbmN5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRIUCgxjb250ZXh0X3NpemUYCSABKA0SFgoOZW1iZWRkaW5nX3NpemUYCiABKA0SLQoGbGFiZWxzGAsgAygLMh0uc21tZi52MS5JbnN0YW5jZS5MYWJlbHNFbnRyeRIuCgpzdGFydGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGA0gASgNEg4KBndlaWdodBgOIAEoDRIPCgdtYW5hZ2VkGA8gASgIEhIKCmdlbmVyYXRpb24YECABKAQSFAoMbWVtb3J5X2J5dGVzGBEgASgEEg8KB21lc3NhZ2UYEiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLEAgoKV29ya2VySW5mbxIRCgl3b3JrZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIvCgZsYWJlbHMYAyADKAsyHy5zbW1mLnYxLldvcmtlckluZm8uTGFiZWxzRW50cnkSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAQgASgEEhkKEW1lbW9yeV9mcmVlX2J5dGVzGAUgASgEEhYKDmluc3RhbmNlX2NvdW50GAYgASgNEhEKCWluX2ZsaWdodBgHIAEoDRIPCgdlbmdpbmVzGAggAygJEi4KCnN0YXJ0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCiABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqfAQoNSW5zdGFuY2VTdGF0ZRIeChpJTlNUQU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFklOU1RBTkNFX1NUQVRFX0xPQURJTkcQARIZChVJTlNUQU5DRV9TVEFURV9PTkxJTkUQAhIbChdJTlNUQU5DRV9TVEFURV9EUkFJTklORxADEhoKFklOU1RBTkNFX1NUQVRFX09GRkxJTkUQBGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * InstanceSpec says what a worker should load.
@@ -28,14 +28,15 @@ export type InstanceSpec = Message<"smmf.v1.InstanceSpec"> & {
   model: string;
 
   /**
-   * Engine: "llama.cpp".
+   * Engine: "llama.cpp", or an OpenAI-compatible upstream by its preset: "openai", "azure", "vllm", "tgi",
+   * "llama-server", "ollama" or "openai-compatible".
    *
    * @generated from field: string engine = 2;
    */
   engine: string;
 
   /**
-   * Model source: a GGUF file path for llama.cpp.
+   * Model source: a GGUF file path for llama.cpp (unused by upstream engines).
    *
    * @generated from field: string source = 3;
    */
@@ -78,6 +79,13 @@ export type InstanceSpec = Message<"smmf.v1.InstanceSpec"> & {
    * @generated from field: uint64 generation = 9;
    */
   generation: bigint;
+
+  /**
+   * Settings of an OpenAI-compatible upstream engine.
+   *
+   * @generated from field: smmf.v1.ProxyParams proxy = 10;
+   */
+  proxy?: ProxyParams;
 };
 
 /**
@@ -86,6 +94,100 @@ export type InstanceSpec = Message<"smmf.v1.InstanceSpec"> & {
  */
 export const InstanceSpecSchema: GenMessage<InstanceSpec> = /*@__PURE__*/
   messageDesc(file_smmf_v1_instance, 0);
+
+/**
+ * ProxyParams: an OpenAI-compatible upstream server as a model instance. Holds no secret: the API key is read
+ * on the worker from an environment variable or a file.
+ *
+ * @generated from message smmf.v1.ProxyParams
+ */
+export type ProxyParams = Message<"smmf.v1.ProxyParams"> & {
+  /**
+   * API root, e.g. "http://gpu1:8000/v1"; empty = the preset's default (required for "azure", where it is the
+   * deployment URL https://RESOURCE.openai.azure.com/openai/deployments/DEPLOYMENT, and "openai-compatible").
+   *
+   * @generated from field: string base_url = 1;
+   */
+  baseUrl: string;
+
+  /**
+   * Model name upstream; empty = the SMMF model name.
+   *
+   * @generated from field: string upstream_model = 2;
+   */
+  upstreamModel: string;
+
+  /**
+   * Environment variable on the worker that holds the API key; empty = the preset's (OPENAI_API_KEY,
+   * AZURE_OPENAI_API_KEY), else no key.
+   *
+   * @generated from field: string api_key_env = 3;
+   */
+  apiKeyEnv: string;
+
+  /**
+   * File on the worker that holds the API key (wins over api_key_env).
+   *
+   * @generated from field: string api_key_file = 4;
+   */
+  apiKeyFile: string;
+
+  /**
+   * Extra request headers (not for credentials).
+   *
+   * @generated from field: map<string, string> headers = 5;
+   */
+  headers: { [key: string]: string };
+
+  /**
+   * Longest wait for a connection, in ms; 0 = 5000.
+   *
+   * @generated from field: uint32 connect_timeout_ms = 6;
+   */
+  connectTimeoutMs: number;
+
+  /**
+   * Longest wait for the next bytes of a response, in ms; 0 = 60000.
+   *
+   * @generated from field: uint32 read_timeout_ms = 7;
+   */
+  readTimeoutMs: number;
+
+  /**
+   * Requests sent upstream at once; 0 = 16. More wait in a bounded queue.
+   *
+   * @generated from field: uint32 max_concurrency = 8;
+   */
+  maxConcurrency: number;
+
+  /**
+   * Azure: the api-version query parameter; empty = "2024-10-21".
+   *
+   * @generated from field: string api_version = 9;
+   */
+  apiVersion: string;
+
+  /**
+   * The upstream serves embeddings (probed once at load for their length).
+   *
+   * @generated from field: bool embeddings = 10;
+   */
+  embeddings: boolean;
+
+  /**
+   * Context length of the upstream model, for the record; 0 = unknown.
+   *
+   * @generated from field: uint32 context_size = 11;
+   */
+  contextSize: number;
+};
+
+/**
+ * Describes the message smmf.v1.ProxyParams.
+ * Use `create(ProxyParamsSchema)` to create a new message.
+ */
+export const ProxyParamsSchema: GenMessage<ProxyParams> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_instance, 1);
 
 /**
  * @generated from message smmf.v1.LlamaCppParams
@@ -139,7 +241,7 @@ export type LlamaCppParams = Message<"smmf.v1.LlamaCppParams"> & {
  * Use `create(LlamaCppParamsSchema)` to create a new message.
  */
 export const LlamaCppParamsSchema: GenMessage<LlamaCppParams> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_instance, 1);
+  messageDesc(file_smmf_v1_instance, 2);
 
 /**
  * Instance is one model instance hosted on a worker.
@@ -259,7 +361,7 @@ export type Instance = Message<"smmf.v1.Instance"> & {
  * Use `create(InstanceSchema)` to create a new message.
  */
 export const InstanceSchema: GenMessage<Instance> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_instance, 2);
+  messageDesc(file_smmf_v1_instance, 3);
 
 /**
  * WorkerInfo is one worker, as it publishes itself under /smmf/v1/workers/<worker_id> (bound to its lease).
@@ -333,7 +435,7 @@ export type WorkerInfo = Message<"smmf.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_instance, 3);
+  messageDesc(file_smmf_v1_instance, 4);
 
 /**
  * @generated from enum smmf.v1.InstanceState

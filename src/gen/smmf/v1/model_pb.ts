@@ -6,7 +6,7 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { LlamaCppParams } from "./instance_pb.js";
+import type { LlamaCppParams, ProxyParams } from "./instance_pb.js";
 import { file_smmf_v1_instance } from "./instance_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/model.proto.
  */
 export const file_smmf_v1_model: GenFile = /*@__PURE__*/
-  fileDesc("ChNzbW1mL3YxL21vZGVsLnByb3RvEgdzbW1mLnYxIs4CCglNb2RlbFNwZWMSDAoEbmFtZRgBIAEoCRIOCgZlbmdpbmUYAiABKAkSDgoGc291cmNlGAMgASgJEioKCWxsYW1hX2NwcBgEIAEoCzIXLnNtbWYudjEuTGxhbWFDcHBQYXJhbXMSEAoIcmVwbGljYXMYBSABKA0SNAoJcGxhY2VtZW50GAYgAygLMiEuc21tZi52MS5Nb2RlbFNwZWMuUGxhY2VtZW50RW50cnkSLgoGbGFiZWxzGAcgAygLMh4uc21tZi52MS5Nb2RlbFNwZWMuTGFiZWxzRW50cnkSDgoGd2VpZ2h0GAggASgNGjAKDlBsYWNlbWVudEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK0AQoLTW9kZWxSZWNvcmQSDwoHdmVyc2lvbhgBIAEoDRIgCgRzcGVjGAIgASgLMhIuc21tZi52MS5Nb2RlbFNwZWMSEgoKZ2VuZXJhdGlvbhgDIAEoBBIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKAAQoLTW9kZWxTdGF0dXMSDwoHdmVyc2lvbhgBIAEoDRIMCgRuYW1lGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSEQoJY29udmVyZ2VkGAQgASgIEi4KCnVwZGF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_timestamp, file_smmf_v1_instance]);
+  fileDesc("ChNzbW1mL3YxL21vZGVsLnByb3RvEgdzbW1mLnYxIvMCCglNb2RlbFNwZWMSDAoEbmFtZRgBIAEoCRIOCgZlbmdpbmUYAiABKAkSDgoGc291cmNlGAMgASgJEioKCWxsYW1hX2NwcBgEIAEoCzIXLnNtbWYudjEuTGxhbWFDcHBQYXJhbXMSEAoIcmVwbGljYXMYBSABKA0SNAoJcGxhY2VtZW50GAYgAygLMiEuc21tZi52MS5Nb2RlbFNwZWMuUGxhY2VtZW50RW50cnkSLgoGbGFiZWxzGAcgAygLMh4uc21tZi52MS5Nb2RlbFNwZWMuTGFiZWxzRW50cnkSDgoGd2VpZ2h0GAggASgNEiMKBXByb3h5GAkgASgLMhQuc21tZi52MS5Qcm94eVBhcmFtcxowCg5QbGFjZW1lbnRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEitAEKC01vZGVsUmVjb3JkEg8KB3ZlcnNpb24YASABKA0SIAoEc3BlYxgCIAEoCzISLnNtbWYudjEuTW9kZWxTcGVjEhIKCmdlbmVyYXRpb24YAyABKAQSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigAEKC01vZGVsU3RhdHVzEg8KB3ZlcnNpb24YASABKA0SDAoEbmFtZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhEKCWNvbnZlcmdlZBgEIAEoCBIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcGIGcHJvdG8z", [file_google_protobuf_timestamp, file_smmf_v1_instance]);
 
 /**
  * ModelSpec is what an operator asks for: a model, on an engine, with so many replicas, placed so.
@@ -30,15 +30,16 @@ export type ModelSpec = Message<"smmf.v1.ModelSpec"> & {
   name: string;
 
   /**
-   * Engine: "llama.cpp".
+   * Engine: "llama.cpp", or an OpenAI-compatible upstream preset ("openai", "azure", "vllm", "tgi",
+   * "llama-server", "ollama", "openai-compatible").
    *
    * @generated from field: string engine = 2;
    */
   engine: string;
 
   /**
-   * Model source as the workers see it: a GGUF file path (relative to a worker's model directory, or
-   * absolute) or a file:// URI.
+   * Model source as the workers see it, for llama.cpp: a GGUF file path (relative to a worker's model
+   * directory, or absolute) or a file:// URI. Unused by upstream engines.
    *
    * @generated from field: string source = 3;
    */
@@ -76,6 +77,13 @@ export type ModelSpec = Message<"smmf.v1.ModelSpec"> & {
    * @generated from field: uint32 weight = 8;
    */
   weight: number;
+
+  /**
+   * Upstream settings, for an OpenAI-compatible engine.
+   *
+   * @generated from field: smmf.v1.ProxyParams proxy = 9;
+   */
+  proxy?: ProxyParams;
 };
 
 /**

@@ -1,0 +1,212 @@
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
+import { SmmfError } from "../errors/SmmfError.js";
+import type { EngineInstance, FinishReason, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
+import { checkProxyParams } from "./checkProxyParams.js";
+import { PROXY_PRESETS } from "./proxyPresets.js";
+import { readApiKey } from "./readApiKey.js";
+import { SequencePool } from "./SequencePool.js";
+import { redact, upstreamError } from "./upstreamError.js";
+import { readBody, readSseData, upstreamRequest } from "./upstreamRequest.js";
+
+export const PROXY_DEFAULTS = { connectTimeoutMs: 5_000, readTimeoutMs: 60_000, maxConcurrency: 16 } as const;
+
+/** A rough token count for text an upstream did not count (about four characters a token). */
+export function estimateTokens(text: string): number {
+  return Math.ceil(text.length / 4);
+}
+
+function inputTokens(input: GenerationInput): number {
+  return input.kind === "prompt" ? estimateTokens(input.prompt) : input.messages.reduce((n, m) => n + 4 + estimateTokens(m.content), 2);
+}
+
+interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+}
+
+interface StreamChunk {
+  choices?: { delta?: { content?: string | null }; text?: string; finish_reason?: string | null }[];
+  usage?: Usage | null;
+  error?: unknown;
+}
+
+function finishReasonOf(upstream: string | null | undefined): FinishReason {
+  return upstream === "length" ? "length" : "stop";
+}
+
+/**
+ * An OpenAI-compatible upstream (vLLM, TGI, llama-server, Ollama, OpenAI, Azure OpenAI, ...) as an engine
+ * instance: chat and completions are streamed from the upstream (usage from `stream_options.include_usage`
+ * where the upstream gives it, else counted), embeddings are passed through. At most `max_concurrency`
+ * requests go upstream at once; more wait in a bounded queue. Upstream failures become SMMF errors (see
+ * upstreamError); a malformed, truncated or stalled stream ends with `unavailable`, never a hang. The API key
+ * is read here, on the worker, and appears nowhere else: it is removed from every message.
+ */
+export async function createProxyEngine(spec: InstanceSpec, workerId: string): Promise<EngineInstance> {
+  checkProxyParams(spec);
+  const presetName = spec.engine;
+  const preset = PROXY_PRESETS[presetName];
+  const p = spec.proxy;
+  const base = new URL(p?.baseUrl || preset.baseUrl);
+  const upstream = `${base.protocol}//${base.host}`;
+  const key = readApiKey(p?.apiKeyFile ?? "", p?.apiKeyEnv || preset.apiKeyEnv, preset.keyRequired, workerId);
+  const secrets = key ? [key] : [];
+  const headers: Record<string, string> = { ...p?.headers };
+  if (key) {
+    if (preset.auth === "api-key") headers["api-key"] = key;
+    else headers.authorization = `Bearer ${key}`;
+  }
+  const upstreamModel = p?.upstreamModel || spec.model;
+  const maxConcurrency = p?.maxConcurrency || PROXY_DEFAULTS.maxConcurrency;
+  const connectTimeoutMs = p?.connectTimeoutMs || PROXY_DEFAULTS.connectTimeoutMs;
+  const readTimeoutMs = p?.readTimeoutMs || PROXY_DEFAULTS.readTimeoutMs;
+  const apiVersion = preset.apiVersion ? p?.apiVersion || preset.apiVersion : "";
+  const agent = base.protocol === "https:" ? new HttpsAgent({ keepAlive: true, maxSockets: maxConcurrency }) : new HttpAgent({ keepAlive: true, maxSockets: maxConcurrency });
+  const pool = new SequencePool(Array.from({ length: maxConcurrency }, (_, i) => i), 256);
+
+  function endpoint(path: string): URL {
+    const url = new URL(base.href.replace(/\/+$/, "") + path);
+    for (const [k, v] of base.searchParams) url.searchParams.set(k, v);
+    if (apiVersion) url.searchParams.set("api-version", apiVersion);
+    return url;
+  }
+
+  async function post(path: string, body: object, signal: AbortSignal) {
+    const res = await upstreamRequest({ url: endpoint(path), headers, body: JSON.stringify(body), agent, connectTimeoutMs, readTimeoutMs, signal, upstream });
+    if (res.statusCode !== 200) {
+      const text = await readBody(res, upstream, 1 << 20).catch(() => "");
+      throw upstreamError(res.statusCode ?? 502, text, res.headers["retry-after"] as string | undefined, secrets, upstream);
+    }
+    return res;
+  }
+
+  function requestBody(input: GenerationInput, sampling: SamplingOptions): object {
+    const body: Record<string, unknown> = { model: upstreamModel, stream: true, stream_options: { include_usage: true } };
+    if (input.kind === "chat") {
+      const messages: { role: string; content: string }[] = input.messages.map((m) => ({ role: m.role, content: m.content }));
+      if (input.continuation) {
+        messages.push({ role: "assistant", content: input.continuation });
+        if (preset.continueFinalMessage) Object.assign(body, { continue_final_message: true, add_generation_prompt: false });
+      }
+      body.messages = messages;
+    } else {
+      body.prompt = input.prompt + (input.continuation ?? "");
+    }
+    if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
+    if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
+    if (sampling.topP !== undefined) body.top_p = sampling.topP;
+    if (sampling.topK !== undefined && preset.topK) body.top_k = sampling.topK;
+    if (sampling.seed !== undefined) body.seed = sampling.seed;
+    if (sampling.stop?.length) body.stop = sampling.stop;
+    if (sampling.frequencyPenalty) body.frequency_penalty = sampling.frequencyPenalty;
+    if (sampling.presencePenalty) body.presence_penalty = sampling.presencePenalty;
+    return body;
+  }
+
+  function malformed(data: string): SmmfError {
+    return new SmmfError("unavailable", `upstream ${upstream} sent malformed stream data: ${redact(data.slice(0, 120), secrets)}`);
+  }
+
+  async function* generate(input: GenerationInput, sampling: SamplingOptions, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    const started = performance.now();
+    const slot = await pool.acquire(signal);
+    const estimatedPrompt = inputTokens(input);
+    let res: Awaited<ReturnType<typeof post>> | undefined;
+    try {
+      res = await post(input.kind === "chat" ? "/chat/completions" : "/completions", requestBody(input, sampling), signal);
+      yield { type: "started", promptTokens: estimatedPrompt };
+      let deltas = 0;
+      let finish: string | null | undefined;
+      let usage: Usage | undefined;
+      let done = false;
+      for await (const data of readSseData(res, upstream)) {
+        if (data === "[DONE]") {
+          done = true;
+          break;
+        }
+        let chunk: StreamChunk;
+        try {
+          chunk = JSON.parse(data) as StreamChunk;
+        } catch {
+          throw malformed(data);
+        }
+        if (typeof chunk !== "object" || chunk === null) throw malformed(data);
+        if (chunk.error !== undefined) {
+          const text = redact(typeof chunk.error === "string" ? chunk.error : String((chunk.error as { message?: unknown }).message ?? "error"), secrets);
+          throw new SmmfError("unavailable", `upstream ${upstream} failed during the stream: ${text.slice(0, 300)}`);
+        }
+        if (chunk.usage) usage = chunk.usage;
+        const choice = chunk.choices?.[0];
+        if (!choice) continue;
+        const text = input.kind === "chat" ? choice.delta?.content : choice.text;
+        if (text !== undefined && text !== null && typeof text !== "string") throw malformed(data);
+        if (text) {
+          deltas++;
+          yield { type: "delta", text, tokenCount: 1 };
+        }
+        if (choice.finish_reason) finish = choice.finish_reason;
+      }
+      if (!done && !finish) throw new SmmfError("unavailable", `upstream ${upstream} ended the stream before it finished`);
+      if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+      yield {
+        type: "done",
+        finishReason: finishReasonOf(finish),
+        promptTokens: usage?.prompt_tokens ?? estimatedPrompt,
+        completionTokens: usage?.completion_tokens ?? deltas,
+        engineTimeMs: performance.now() - started,
+      };
+    } finally {
+      if (res && !res.complete) res.destroy();
+      pool.release(slot);
+    }
+  }
+
+  async function embed(inputs: string[], signal: AbortSignal): Promise<{ vectors: Float32Array[]; promptTokens: number }> {
+    const slot = await pool.acquire(signal);
+    try {
+      const res = await post("/embeddings", { model: upstreamModel, input: inputs, encoding_format: "float" }, signal);
+      const text = await readBody(res, upstream);
+      let parsed: { data?: { index?: number; embedding?: unknown }[]; usage?: Usage };
+      try {
+        parsed = JSON.parse(text) as typeof parsed;
+      } catch {
+        throw malformed(text);
+      }
+      const data = [...(parsed.data ?? [])].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
+      if (data.length !== inputs.length || !data.every((d) => Array.isArray(d.embedding) && d.embedding.every((x) => typeof x === "number"))) {
+        throw new SmmfError("unavailable", `upstream ${upstream} answered embeddings in an unexpected shape`);
+      }
+      return {
+        vectors: data.map((d) => Float32Array.from(d.embedding as number[])),
+        promptTokens: parsed.usage?.prompt_tokens ?? inputs.reduce((n, t) => n + estimateTokens(t), 0),
+      };
+    } finally {
+      pool.release(slot);
+    }
+  }
+
+  let embeddingSize = 0;
+  if (p?.embeddings) {
+    // One probe at load gives the vector length for the record (and proves the route works).
+    const probe = await embed(["ping"], AbortSignal.timeout(connectTimeoutMs + readTimeoutMs)).catch((err: unknown) => {
+      throw new SmmfError("failed_precondition", `upstream ${upstream} did not serve embeddings for '${upstreamModel}': ${redact((err as Error).message, secrets)}`, { param: "embeddings" });
+    });
+    embeddingSize = probe.vectors[0].length;
+  }
+
+  return {
+    info: { engine: presetName, contextSize: p?.contextSize ?? 0, embeddingSize, maxConcurrency },
+    inFlight: () => pool.inUse(),
+    generate,
+    embed,
+    async countTokens(input) {
+      return inputTokens(input);
+    },
+    async close() {
+      pool.rejectAll(new SmmfError("unavailable", "the instance is shutting down"));
+      agent.destroy();
+    },
+  };
+}
