@@ -27,7 +27,7 @@ interface Usage {
 }
 
 interface StreamChunk {
-  choices?: { delta?: { content?: string | null }; text?: string; finish_reason?: string | null }[];
+  choices?: { delta?: { content?: string | null; role?: string }; text?: string; finish_reason?: string | null }[];
   usage?: Usage | null;
   error?: unknown;
 }
@@ -116,7 +116,8 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
     let res: Awaited<ReturnType<typeof post>> | undefined;
     try {
       res = await post(input.kind === "chat" ? "/chat/completions" : "/completions", requestBody(input, sampling), signal);
-      yield { type: "started", promptTokens: estimatedPrompt };
+      // The prompt's token count is the upstream's to tell, with the usage at the end: 0 here means not known yet.
+      yield { type: "started", promptTokens: 0 };
       let deltas = 0;
       let finish: string | null | undefined;
       let usage: Usage | undefined;
@@ -142,7 +143,10 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
         if (!choice) continue;
         const text = input.kind === "chat" ? choice.delta?.content : choice.text;
         if (text !== undefined && text !== null && typeof text !== "string") throw malformed(data);
-        if (text) {
+        // One chunk is one token. An empty chunk is a token too (a character spread over several tokens),
+        // unless it only opens the message (a role) or only closes it (a finish reason).
+        const opening = input.kind === "chat" && choice.delta?.role !== undefined;
+        if (text || (text === "" && !opening && !choice.finish_reason)) {
           deltas++;
           yield { type: "delta", text, tokenCount: 1 };
         }

@@ -201,6 +201,21 @@ export class InferenceRouter {
     };
   }
 
+  /**
+   * acquire(), for a retry: when no other instance is left to try, the caller gets the error that made it
+   * retry (a 429 with its Retry-After stays a 429) rather than "no instance available".
+   */
+  private async acquireAgain(model: string, signal: AbortSignal, tried: Set<string>, needsEmbeddings: boolean, lastError: unknown, sentTokens: number) {
+    try {
+      return await this.acquire(model, signal, tried, needsEmbeddings);
+    } catch (err) {
+      if (lastError === undefined || signal.aborted) throw err;
+      const last = toSmmfError(lastError);
+      if (sentTokens > 0) throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${last.message}`);
+      throw last;
+    }
+  }
+
   /** After a failure: whether to try again (counting it), or not. */
   private shouldRetry(err: unknown, instance: Instance, attempt: number): boolean {
     const { retry, healthFailure } = isRetryable(err);
@@ -221,6 +236,7 @@ export class InferenceRouter {
     let sentTokens = 0;
     let sentText = "";
     let promptTokens = 0;
+    let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
       const maxTokens = start.params?.maxTokens;
       if (maxTokens !== undefined && sentTokens >= maxTokens) {
@@ -230,7 +246,7 @@ export class InferenceRouter {
         });
         return;
       }
-      const { instance, release } = await this.acquire(start.model, signal, tried);
+      const { instance, release } = await this.acquireAgain(start.model, signal, tried, false, lastError, sentTokens);
       tried.add(instance.instanceId);
       if (attempt === 1) onInstance?.(instance);
       const request = create(GenerateRequestSchema, {
@@ -272,6 +288,7 @@ export class InferenceRouter {
           if (sentTokens > 0) throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${toSmmfError(err).message}`);
           throw toSmmfError(err);
         }
+        lastError = err;
         if (sentTokens > 0) {
           this.stats.failovers++;
           this.logger.warn("instance failed mid-stream; continuing on another", { instance: instance.instanceId, tokens: sentTokens });
@@ -303,8 +320,9 @@ export class InferenceRouter {
   private async unary<T>(model: string, signal: AbortSignal, needsEmbeddings: boolean, call: (instance: Instance) => Promise<T>): Promise<T> {
     this.budget.recordRequest();
     const tried = new Set<string>();
+    let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
-      const { instance, release } = await this.acquire(model, signal, tried, needsEmbeddings);
+      const { instance, release } = await this.acquireAgain(model, signal, tried, needsEmbeddings, lastError, 0);
       tried.add(instance.instanceId);
       try {
         const result = await call(instance);
@@ -313,6 +331,7 @@ export class InferenceRouter {
       } catch (err) {
         if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
         if (!this.shouldRetry(err, instance, attempt)) throw toSmmfError(err);
+        lastError = err;
       } finally {
         release();
       }

@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
+
+// Gateway A serves "relay" through an OpenAI-compatible upstream engine whose upstream is gateway B, a
+// second SMMF serving the llama.cpp model: a real OpenAI-compatible server over HTTP.
+let upstream: TestServer;
+let relay: TestServer;
+
+beforeAll(async () => {
+  upstream = await startTestServer();
+  relay = await startTestServer({
+    models: [{ name: "relay", engine: "openai-compatible", file: "", baseUrl: `${upstream.url}/v1`, upstreamModel: "stories260K", embeddings: true, maxConcurrency: 4 }],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await relay?.close();
+  await upstream?.close();
+});
+
+describe("OpenAI-compatible upstream engine, relaying to a second SMMF gateway", () => {
+  it("registers the upstream instance with its preset as engine and the probed embedding length", async () => {
+    const [instance] = relay.embedded.registry.snapshot();
+    expect(instance).toMatchObject({ model: "relay", engine: "openai-compatible", maxConcurrency: 4, embeddingSize: 64 });
+    const models = await relay.openai.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(["relay"]);
+  });
+
+  it("answers a chat completion like the upstream does, with the upstream's usage", async () => {
+    const request = { messages: [{ role: "user" as const, content: "Tell me a story" }], max_tokens: 12, temperature: 0 };
+    const direct = await upstream.openai.chat.completions.create({ model: "stories260K", ...request });
+    const { data, response } = await relay.openai.chat.completions.create({ model: "relay", ...request }).withResponse();
+    expect(data.model).toBe("relay");
+    expect(data.choices[0].message.content).toBe(direct.choices[0].message.content);
+    expect(data.choices[0].finish_reason).toBe("length");
+    expect(data.usage).toEqual(direct.usage);
+    expect(response.headers.get("x-smmf-instance")).toMatch(/^relay-/);
+  });
+
+  it("streams a chat completion chunk by chunk, with usage at the end", async () => {
+    const request = { messages: [{ role: "user" as const, content: "Once upon a time" }], max_tokens: 10, temperature: 0 };
+    const direct = await upstream.openai.chat.completions.create({ model: "stories260K", ...request });
+    const stream = await relay.openai.chat.completions.create({ model: "relay", ...request, stream: true, stream_options: { include_usage: true } });
+    let text = "";
+    let contentChunks = 0;
+    let usage;
+    for await (const chunk of stream) {
+      const piece = chunk.choices[0]?.delta?.content;
+      if (piece !== undefined && piece !== null && !chunk.choices[0].finish_reason && !chunk.choices[0].delta.role) {
+        text += piece;
+        contentChunks++;
+      }
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(text).toBe(direct.choices[0].message.content);
+    expect(usage).toEqual(direct.usage);
+    expect(contentChunks).toBe(direct.usage!.completion_tokens);
+  });
+
+  it("completes a prompt, streaming and not, consistently", async () => {
+    const request = { prompt: "The little dog", max_tokens: 8, temperature: 0 };
+    const direct = await upstream.openai.completions.create({ model: "stories260K", ...request });
+    const plain = await relay.openai.completions.create({ model: "relay", ...request });
+    expect(plain.choices[0].text).toBe(direct.choices[0].text);
+    expect(plain.usage).toEqual(direct.usage);
+    let streamed = "";
+    let usage;
+    for await (const chunk of await relay.openai.completions.create({ model: "relay", ...request, stream: true, stream_options: { include_usage: true } })) {
+      streamed += chunk.choices[0]?.text ?? "";
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(streamed).toBe(direct.choices[0].text);
+    expect(usage).toEqual(direct.usage);
+  });
+
+  it("passes embeddings through, vectors and usage", async () => {
+    const input = ["a little cat", "a big dog"];
+    const direct = await upstream.openai.embeddings.create({ model: "stories260K", input });
+    const relayed = await relay.openai.embeddings.create({ model: "relay", input });
+    expect(relayed.data.map((d) => d.index)).toEqual([0, 1]);
+    for (const [i, d] of relayed.data.entries()) {
+      expect(d.embedding).toHaveLength(64);
+      d.embedding.forEach((x, j) => expect(x).toBeCloseTo(direct.data[i].embedding[j], 5));
+    }
+    expect(relayed.usage).toEqual(direct.usage);
+  });
+
+  it("maps upstream refusals onto SMMF errors: an over-long request is the client's error, with the upstream's message", async () => {
+    const err = (await relay.openai.completions.create({ model: "relay", prompt: "Once", max_tokens: 100_000 }).catch((e: unknown) => e)) as { status: number; code: string; message: string };
+    expect(err).toMatchObject({ status: 400, code: "context_length_exceeded" });
+    expect(err.message).toMatch(/maximum context length is \d+ tokens/);
+  });
+
+  it("cancels the upstream generation when the client goes away", async () => {
+    const abort = new AbortController();
+    const stream = await relay.openai.completions.create({ model: "relay", prompt: "Once", max_tokens: 2000, stream: true }, { signal: abort.signal });
+    let n = 0;
+    try {
+      for await (const _ of stream) if (++n === 3) abort.abort();
+    } catch {
+      // the SDK may end the loop or throw when aborted
+    }
+    expect(n).toBeLessThan(50);
+    await expect.poll(() => upstream.embedded.worker.worker.inFlight(), { timeout: 5_000 }).toBe(0);
+    await expect.poll(() => relay.embedded.worker.worker.inFlight(), { timeout: 5_000 }).toBe(0);
+  });
+});
