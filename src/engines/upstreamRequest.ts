@@ -52,10 +52,14 @@ export function upstreamRequest(r: UpstreamRequest): Promise<IncomingMessage> {
       connectTimer = setTimeout(() => req.destroy(new SmmfError("unavailable", `upstream ${r.upstream} did not accept a connection within ${r.connectTimeoutMs} ms`)), r.connectTimeoutMs);
       socket.once("connect", () => clearTimeout(connectTimer));
     });
-    req.setTimeout(r.readTimeoutMs, () => req.destroy(new SmmfError("unavailable", `upstream ${r.upstream} sent nothing for ${r.readTimeoutMs} ms`)));
+    const stalled = () => new SmmfError("unavailable", `upstream ${r.upstream} sent nothing for ${r.readTimeoutMs} ms`);
+    req.setTimeout(r.readTimeoutMs, () => req.destroy(stalled()));
     req.once("error", fail);
     req.once("response", (res) => {
       clearTimeout(connectTimer);
+      // From here the body's reader hears of a stall as such (not as a reset).
+      req.setTimeout(0);
+      res.setTimeout(r.readTimeoutMs, () => res.destroy(stalled()));
       res.once("close", () => r.signal.removeEventListener("abort", onAbort));
       // Errors while the body is read (a reset, a stall) reach the reader as SMMF errors.
       res.once("error", () => undefined);

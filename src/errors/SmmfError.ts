@@ -4,6 +4,7 @@ import { codeFromGrpc, errorTable, isErrorCode, type ErrorCode } from "./errorTa
 /** Metadata key that carries the SMMF error code (and param) across gRPC hops. */
 const CODE_HEADER = "smmf-error-code";
 const PARAM_HEADER = "smmf-error-param";
+const RETRY_AFTER_HEADER = "smmf-retry-after";
 /** Node errors that mean the other side went away mid-response. */
 const PEER_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_HTTP2_STREAM_ERROR", "ERR_STREAM_WRITE_AFTER_END", "ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE"]);
 
@@ -35,6 +36,7 @@ export class SmmfError extends Error {
   toConnectError(): ConnectError {
     const metadata = new Headers({ [CODE_HEADER]: this.code });
     if (this.param) metadata.set(PARAM_HEADER, this.param);
+    if (this.retryAfterSeconds !== undefined) metadata.set(RETRY_AFTER_HEADER, String(this.retryAfterSeconds));
     return new ConnectError(this.message, errorTable[this.code].grpc, metadata);
   }
 }
@@ -45,7 +47,9 @@ export function toSmmfError(err: unknown): SmmfError {
   if (err instanceof ConnectError) {
     const code = err.metadata.get(CODE_HEADER);
     const param = err.metadata.get(PARAM_HEADER);
-    if (code && isErrorCode(code)) return new SmmfError(code, err.rawMessage, { param, cause: err });
+    const retryAfter = err.metadata.get(RETRY_AFTER_HEADER);
+    const retryAfterSeconds = retryAfter && /^\d+$/.test(retryAfter) ? Number(retryAfter) : undefined;
+    if (code && isErrorCode(code)) return new SmmfError(code, err.rawMessage, { param, cause: err, retryAfterSeconds });
     const mapped = codeFromGrpc[err.code] ?? "internal";
     const message = mapped === "internal" ? "internal error" : mapped === "unavailable" ? `upstream unavailable: ${err.rawMessage}` : err.rawMessage;
     return new SmmfError(mapped, message, { cause: err });
