@@ -2,7 +2,7 @@ import type { SmmfConfig } from "../config/SmmfConfig.js";
 import { startGateway } from "../gateway/startGateway.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { requireEtcd } from "./requireEtcd.js";
-import { routingOptions } from "./routingOptions.js";
+import { routingOptions } from "../gateway/routingOptions.js";
 import { untilStopped } from "./untilStopped.js";
 
 /** `smmf gateway`: the REST and gRPC front door, discovering instances in etcd. */

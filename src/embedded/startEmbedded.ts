@@ -9,6 +9,7 @@ import { MemoryRegistry } from "../registry/MemoryRegistry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { createControlPlane } from "../controller/createControlPlane.js";
 import { startReconciling } from "../controller/startReconciling.js";
+import { routingOptions } from "../gateway/routingOptions.js";
 import { startWorker, type RunningWorker } from "../worker/startWorker.js";
 
 export interface Embedded {
@@ -19,7 +20,7 @@ export interface Embedded {
 }
 
 /** Gateway, in-memory registry and one worker in one process, the worker serving the configured models. */
-export async function startEmbedded(config: SmmfConfig, logger: Logger, routing?: Omit<RouterOptions, "logger">): Promise<Embedded> {
+export async function startEmbedded(config: SmmfConfig, logger: Logger, routing: Omit<RouterOptions, "logger"> = routingOptions(config)): Promise<Embedded> {
   assertModelFiles(config);
   const registry = new MemoryRegistry();
   const worker = await startWorker({

@@ -34,6 +34,8 @@ export interface StartSmmfOptions {
   env?: Record<string, string>;
   /** How long to wait for readyPattern (default 30 s). */
   timeoutMs?: number;
+  /** Another installation of SMMF to run (its folder, holding bin/smmf.js); default this project. */
+  root?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,8 +168,9 @@ export async function startSmmf(args: string[], options: StartSmmfOptions = {}):
   }
   Object.assign(env, options.env ?? {});
 
-  const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], {
-    cwd: projectRoot,
+  const root = options.root ?? projectRoot;
+  const child = spawn(process.execPath, [resolve(root, "bin/smmf.js"), ...args], {
+    cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -143,10 +143,10 @@ function cliEnv(): Record<string, string> {
 }
 
 /** Runs `node bin/smmf.js ...args` to its end (at most `timeoutMs`), without SMMF_* variables from this process. */
-export function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
+export function runCli(args: string[], timeoutMs = 60_000, root = projectRoot): Promise<CliResult> {
   const env = cliEnv();
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [resolve(root, "bin/smmf.js"), ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     trackChild(child);
     let stdout = "";
     let stderr = "";

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
+import { testModelPath } from "../helpers/testModel.js";
 
 // Gateway A serves "relay" through an OpenAI-compatible upstream engine whose upstream is gateway B, a
 // second SMMF serving the llama.cpp model: a real OpenAI-compatible server over HTTP.
@@ -9,7 +10,13 @@ let relay: TestServer;
 beforeAll(async () => {
   upstream = await startTestServer();
   relay = await startTestServer({
-    models: [{ name: "relay", engine: "openai-compatible", file: "", baseUrl: `${upstream.url}/v1`, upstreamModel: "stories260K", embeddings: true, maxConcurrency: 4 }],
+    models: [
+      { name: "relay", engine: "openai-compatible", file: "", baseUrl: `${upstream.url}/v1`, upstreamModel: "stories260K", embeddings: true, maxConcurrency: 4 },
+      // One model name, two engines: local llama.cpp first (weight 3), the upstream as overflow (weight 1).
+      { name: "both", file: testModelPath(), weight: 3, sequences: 2 },
+      { name: "both", engine: "vllm", file: "", baseUrl: `${upstream.url}/v1`, upstreamModel: "stories260K", weight: 1 },
+    ],
+    modelPolicies: { both: "weighted" },
   });
 }, 60_000);
 
@@ -20,10 +27,10 @@ afterAll(async () => {
 
 describe("OpenAI-compatible upstream engine, relaying to a second SMMF gateway", () => {
   it("registers the upstream instance with its preset as engine and the probed embedding length", async () => {
-    const [instance] = relay.embedded.registry.snapshot();
+    const instance = relay.embedded.registry.snapshot().find((i) => i.model === "relay");
     expect(instance).toMatchObject({ model: "relay", engine: "openai-compatible", maxConcurrency: 4, embeddingSize: 64 });
     const models = await relay.openai.models.list();
-    expect(models.data.map((m) => m.id)).toEqual(["relay"]);
+    expect(models.data.map((m) => m.id).sort()).toEqual(["both", "relay"]);
   });
 
   it("answers a chat completion like the upstream does, with the upstream's usage", async () => {
@@ -103,5 +110,19 @@ describe("OpenAI-compatible upstream engine, relaying to a second SMMF gateway",
     expect(n).toBeLessThan(50);
     await expect.poll(() => upstream.embedded.worker.worker.inFlight(), { timeout: 5_000 }).toBe(0);
     await expect.poll(() => relay.embedded.worker.worker.inFlight(), { timeout: 5_000 }).toBe(0);
+  });
+
+  it("serves one model name from a llama.cpp instance and an upstream instance at once, by their weights", async () => {
+    const engines = new Map(relay.embedded.registry.snapshot().filter((i) => i.model === "both").map((i) => [i.instanceId, i.engine]));
+    expect([...engines.values()].sort()).toEqual(["llama.cpp", "vllm"]);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 40; i++) {
+      const { data, response } = await relay.openai.completions.create({ model: "both", prompt: "Once", max_tokens: 2, temperature: 0 }).withResponse();
+      expect(data.usage?.completion_tokens).toBe(2);
+      const engine = engines.get(response.headers.get("x-smmf-instance") ?? "") ?? "?";
+      counts.set(engine, (counts.get(engine) ?? 0) + 1);
+    }
+    expect(counts.get("vllm")).toBeGreaterThan(0);
+    expect(counts.get("llama.cpp")).toBeGreaterThan(counts.get("vllm")!);
   });
 });

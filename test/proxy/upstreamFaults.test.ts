@@ -133,7 +133,7 @@ describe("OpenAI-compatible upstream engine: faults", () => {
     mode = "429";
     hits = 0;
     for (let i = 0; i < 6; i++) expect((await openai.completions.create({ model: "mixed", prompt: "Once", max_tokens: 3 })).usage?.completion_tokens).toBe(3);
-    expect(hits).toBeGreaterThanOrEqual(1);
+    expect(hits).toBeGreaterThanOrEqual(2); // round-robin: every other request meets the 429 first
     const err = await errorOf(openai.completions.create({ model: "solo", prompt: "Hi", max_tokens: 8 }));
     expect(err).toMatchObject({ status: 429, code: "resource_exhausted" });
     expect(err.headers?.get("retry-after")).toBe("7");

@@ -1,5 +1,5 @@
 import type { SmmfConfig } from "../config/SmmfConfig.js";
-import type { RouterOptions } from "../gateway/InferenceRouter.js";
+import type { RouterOptions } from "./InferenceRouter.js";
 
 /** The gateway's routing settings from the configuration. */
 export function routingOptions(config: SmmfConfig): Omit<RouterOptions, "logger"> {

@@ -1,0 +1,113 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
+import { api, runCli, testSource } from "../helpers/controlCluster.js";
+import { killAll, waitFor } from "../helpers/distCluster.js";
+import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
+import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
+import { projectRoot } from "../helpers/testModel.js";
+
+// An installation without optional and dev dependencies (no node-llama-cpp) runs a gateway, a controller and
+// a worker that serves models from OpenAI-compatible upstreams; the upstream here is an SMMF with the model.
+// The API key is given to the worker only, in its environment; it must not show anywhere else.
+const KEY = `sk-lite-${randomBytes(12).toString("hex")}`;
+let lite: string;
+let etcd: TestEtcd;
+let upstream: TestServer;
+let echo: Server;
+let echoUrl: string;
+let procs: SmmfProcess[] = [];
+let gatewayUrl: string;
+
+const run = promisify(execFile);
+
+beforeAll(async () => {
+  lite = mkdtempSync(join(tmpdir(), "smmf-lite-"));
+  for (const entry of ["package.json", "package-lock.json", "tsconfig.json", "bin", "src"]) cpSync(join(projectRoot, entry), join(lite, entry), { recursive: true });
+  await run("npm", ["ci", "--omit=optional", "--omit=dev", "--prefer-offline", "--no-audit", "--no-fund"], { cwd: lite, timeout: 240_000 });
+  // An upstream that puts the caller's credentials in its error messages.
+  echo = createServer((req, res) => {
+    req.resume();
+    res.writeHead(400, { "content-type": "application/json" });
+    res.end(JSON.stringify({ error: { message: `rejected ${req.headers.authorization}` } }));
+  });
+  await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
+  echoUrl = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/v1`;
+  [etcd, upstream] = await Promise.all([startEtcd(), startTestServer()]);
+  const [gatewayPort, controllerPort] = [await freePort(), await freePort()];
+  const common = ["--etcd", etcd.endpoints, "--log-level", "debug", "--lease-ttl", "2"];
+  procs = await Promise.all([
+    startSmmf(["worker", ...common, "--no-models", "--worker-id", "lite-w"], { root: lite, env: { LITE_KEY: KEY }, timeoutMs: 60_000 }),
+    startSmmf(["gateway", ...common, "--port", String(gatewayPort)], { root: lite, timeoutMs: 60_000 }),
+    startSmmf(["controller", ...common, "--port", String(controllerPort)], { root: lite, timeoutMs: 60_000 }),
+  ]);
+  gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+}, 300_000);
+
+afterAll(async () => {
+  await killAll(...procs);
+  await upstream?.close();
+  await etcd?.close();
+  await new Promise((r) => echo?.close(r));
+  if (lite) rmSync(lite, { recursive: true, force: true });
+});
+
+describe("a light install (npm ci --omit=optional --omit=dev)", () => {
+  it("has no node-llama-cpp, and its worker offers the upstream engines only", async () => {
+    expect(existsSync(join(lite, "node_modules", "node-llama-cpp"))).toBe(false);
+    expect(existsSync(join(lite, "node_modules", "vitest"))).toBe(false);
+    const workers = await waitFor("the worker registered", async () => (await api(gatewayUrl, "GET", "/api/v1/workers")).body.data?.[0], 10_000);
+    expect(workers.worker.engines).not.toContain("llama.cpp");
+    expect(workers.worker.engines).toEqual(expect.arrayContaining(["openai", "azure", "vllm", "tgi", "llama-server", "ollama", "openai-compatible"]));
+  });
+
+  it("starts an upstream model through the controller and serves requests", async () => {
+    const started = await runCli(
+      ["model", "start", "lite-model", "--engine", "openai-compatible", "--base-url", `${upstream.url}/v1`, "--upstream-model", "stories260K", "--api-key-env", "LITE_KEY", "--wait", `--url=${gatewayUrl}`, "--json"],
+      60_000,
+      lite,
+    );
+    expect(started.code, started.stderr).toBe(0);
+    expect(JSON.parse(started.stdout).spec).toMatchObject({ engine: "openai-compatible", proxy: { apiKeyEnv: "LITE_KEY", upstreamModel: "stories260K" } });
+    const openai = new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: "unused", maxRetries: 0 });
+    const chat = await openai.chat.completions.create({ model: "lite-model", messages: [{ role: "user", content: "Hello" }], max_tokens: 5 });
+    expect(chat.usage?.completion_tokens).toBe(5);
+    let streamed = 0;
+    for await (const chunk of await openai.completions.create({ model: "lite-model", prompt: "Once", max_tokens: 6, stream: true })) if (chunk.choices[0]?.text) streamed++;
+    expect(streamed).toBeGreaterThan(0);
+  });
+
+  it("refuses a llama.cpp model: no worker runs that engine here", async () => {
+    const r = await runCli(["model", "start", "local", "--source", testSource(), `--url=${gatewayUrl}`], 60_000, lite);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/no worker runs the engine llama\.cpp \(it needs node-llama-cpp/);
+  });
+
+  it("never shows the API key: not in etcd, not in the CLI's JSON, not in error bodies, not in any log line", async () => {
+    const started = await runCli(["model", "start", "echo", "--engine", "openai-compatible", "--base-url", echoUrl, "--api-key-env", "LITE_KEY", "--wait", `--url=${gatewayUrl}`], 60_000, lite);
+    expect(started.code, started.stderr).toBe(0);
+    const res = await fetch(`${gatewayUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "echo", messages: [{ role: "user", content: "hi" }] }) });
+    const body = await res.text();
+    expect(res.status).toBe(400);
+    expect(body).toContain("rejected Bearer [redacted]");
+
+    const everything = [
+      body,
+      await etcd.etcdctl("get", "--prefix", "/smmf/"),
+      (await runCli(["model", "list", "--json", `--url=${gatewayUrl}`], 60_000, lite)).stdout,
+      (await runCli(["instance", "list", "--json", `--url=${gatewayUrl}`], 60_000, lite)).stdout,
+      (await runCli(["worker", "list", "--json", `--url=${gatewayUrl}`], 60_000, lite)).stdout,
+      ...procs.flatMap((p) => [p.stdout(), p.stderr()]),
+    ];
+    expect(everything[1]).toContain("LITE_KEY"); // the variable's name is stored, its value is not
+    for (const text of everything) expect(text).not.toContain(KEY.slice(8));
+  });
+});
