@@ -19,6 +19,7 @@ Operating (through a gateway or controller, --url; each has --help and --json):
   instance list|online|offline|drain             model instances
   worker list                                    workers: memory, instances, labels
   events                                         what happens, as it happens
+  requests list|show|tail|feedback               a gateway's request log
 
 Each flag can also be set in smmf.config.json or by an SMMF_* environment variable; flags win.
 
@@ -58,6 +59,15 @@ Worker (and serve):
   --label KEY=VALUE      a label placement can ask for; repeatable (env SMMF_LABELS=k=v,k2=v2)
   --max-memory-mb N      memory offered to model instances, 0 = the machine's (env SMMF_MAX_MEMORY_MB)
 
+Observability:
+  --observability on|off metrics per request, traces and the request log (default on; env SMMF_OBSERVABILITY)
+  --otlp-endpoint URL    send traces to an OTLP/HTTP collector, e.g. http://127.0.0.1:4318
+                         (env SMMF_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT)
+  --request-log on|off   gateway: keep the request log (default on; env SMMF_REQUEST_LOG)
+  --request-log-capture full|truncated|off  prompts and outputs kept (default truncated: 2000 characters)
+  --request-log-retention-days N  (default 7)     --request-log-max-rows N  (default 100000)
+  --data-dir DIR         the request log's folder (default ./data; env SMMF_DATA_DIR)
+
 Controller:
   --controller-id ID     controller id (default: a random one; env SMMF_CONTROLLER_ID)
   --lease-ttl SECONDS    a dead leader is replaced within about this long (default 3)
@@ -93,6 +103,13 @@ const FLAG_OPTIONS = {
   "max-memory-mb": { type: "string" },
   "controller-id": { type: "string" },
   proxy: { type: "string", multiple: true },
+  observability: { type: "string" },
+  "otlp-endpoint": { type: "string" },
+  "request-log": { type: "string" },
+  "request-log-capture": { type: "string" },
+  "request-log-retention-days": { type: "string" },
+  "request-log-max-rows": { type: "string" },
+  "data-dir": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -114,6 +131,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "model") return (await import("./runModelCommand.js")).runModelCommand(rest);
   if (command === "instance") return (await import("./runInstanceCommand.js")).runInstanceCommand(rest);
   if (command === "events") return (await import("./runEvents.js")).runEvents(rest);
+  if (command === "requests") return (await import("./runRequestsCommand.js")).runRequestsCommand(rest);
   if (command === "worker" && rest[0] === "list") return (await import("./runWorkerList.js")).runWorkerList(rest.slice(1));
   if (!Object.hasOwn(COMMANDS, command)) {
     process.stderr.write(`smmf: unknown command '${command}'\n\n${USAGE}`);

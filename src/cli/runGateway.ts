@@ -4,16 +4,20 @@ import type { Logger } from "../telemetry/createLogger.js";
 import { requireEtcd } from "./requireEtcd.js";
 import { routingOptions } from "../gateway/routingOptions.js";
 import { untilStopped } from "./untilStopped.js";
+import { createTelemetry } from "../telemetry/createTelemetry.js";
 
 /** `smmf gateway`: the REST and gRPC front door, discovering instances in etcd. */
 export async function runGateway(config: SmmfConfig, logger: Logger): Promise<number> {
   const registry = requireEtcd(config, logger, "gateway");
   // Start serving even when etcd is not reachable yet: discovery keeps trying in the background.
   await registry.ready(3_000).catch(() => undefined);
-  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config) });
+  const telemetry = await createTelemetry(config, "smmf-gateway", logger, { requestLog: true });
+  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config), telemetry });
   process.stdout.write(`SMMF gateway serving at ${gateway.url}/v1\n`);
   return untilStopped(logger, async () => {
     await gateway.close(config.shutdownGraceMs);
     await registry.close();
+    telemetry.requestLog?.close();
+    await telemetry.tracing.shutdown();
   });
 }

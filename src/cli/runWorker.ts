@@ -7,12 +7,15 @@ import { startWorker } from "../worker/startWorker.js";
 import { instanceSpecOf } from "../config/instanceSpecOf.js";
 import { requireEtcd } from "./requireEtcd.js";
 import { untilStopped } from "./untilStopped.js";
+import { createTelemetry } from "../telemetry/createTelemetry.js";
 
 /** `smmf worker`: hosts the configured models and registers them in etcd; SIGTERM drains it. */
 export async function runWorker(config: SmmfConfig, logger: Logger): Promise<number> {
   assertModelFiles(config);
   const registry = requireEtcd(config, logger, "worker");
+  const telemetry = await createTelemetry(config, "smmf-worker", logger);
   const running = await startWorker({
+    telemetry,
     id: config.workerId || undefined,
     host: config.workerHost,
     port: config.workerPort,
@@ -40,5 +43,6 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
     await running.drain(config.shutdownGraceMs);
     await registry.revoke();
     await registry.close();
+    await telemetry.tracing.shutdown();
   });
 }

@@ -73,6 +73,18 @@ export interface SmmfConfig {
   queueSize: number;
   /** Gateway: longest wait for a free instance before 503. */
   queueTimeoutMs: number;
+  /** "off": no metrics per request, no traces, no request log (process metrics stay). */
+  observability: "on" | "off";
+  /** OTLP/HTTP collector endpoint for traces (e.g. http://127.0.0.1:4318); empty: no traces. */
+  otlpEndpoint: string;
+  /** Gateway: keep a request log. */
+  requestLog: "on" | "off";
+  /** How much of prompts and outputs the request log keeps. */
+  requestLogCapture: "full" | "truncated" | "off";
+  requestLogRetentionDays: number;
+  requestLogMaxRows: number;
+  /** Folder for SMMF's own files (the request log's SQLite database). */
+  dataDir: string;
   /** Controller id; empty picks one. */
   controllerId: string;
   /** Worker: labels the controller's placement matches (`--label key=value`). */

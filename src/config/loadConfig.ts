@@ -35,6 +35,13 @@ export const DEFAULTS: SmmfConfig = {
   labels: {},
   maxMemoryMb: 0,
   controllerId: "",
+  observability: "on",
+  otlpEndpoint: "",
+  requestLog: "on",
+  requestLogCapture: "truncated",
+  requestLogRetentionDays: 7,
+  requestLogMaxRows: 100_000,
+  dataDir: "data",
 };
 
 /** Command-line flags, as parsed by the CLI. */
@@ -68,6 +75,13 @@ export interface ConfigFlags {
   "no-models"?: boolean;
   "controller-id"?: string;
   proxy?: string[];
+  observability?: string;
+  "otlp-endpoint"?: string;
+  "request-log"?: string;
+  "request-log-capture"?: string;
+  "request-log-retention-days"?: string;
+  "request-log-max-rows"?: string;
+  "data-dir"?: string;
 }
 
 const ENV: Record<string, keyof ConfigFlags> = {
@@ -94,6 +108,14 @@ const ENV: Record<string, keyof ConfigFlags> = {
   SMMF_SHUTDOWN_GRACE_MS: "shutdown-grace-ms",
   SMMF_MAX_MEMORY_MB: "max-memory-mb",
   SMMF_CONTROLLER_ID: "controller-id",
+  SMMF_OBSERVABILITY: "observability",
+  OTEL_EXPORTER_OTLP_ENDPOINT: "otlp-endpoint",
+  SMMF_OTLP_ENDPOINT: "otlp-endpoint",
+  SMMF_REQUEST_LOG: "request-log",
+  SMMF_REQUEST_LOG_CAPTURE: "request-log-capture",
+  SMMF_REQUEST_LOG_RETENTION_DAYS: "request-log-retention-days",
+  SMMF_REQUEST_LOG_MAX_ROWS: "request-log-max-rows",
+  SMMF_DATA_DIR: "data-dir",
 };
 
 function bad(message: string): SmmfError {
@@ -180,6 +202,13 @@ const FILE_KEYS: Record<string, keyof SmmfConfig> = {
   "shutdown-grace-ms": "shutdownGraceMs",
   "max-memory-mb": "maxMemoryMb",
   "controller-id": "controllerId",
+  observability: "observability",
+  "otlp-endpoint": "otlpEndpoint",
+  "request-log": "requestLog",
+  "request-log-capture": "requestLogCapture",
+  "request-log-retention-days": "requestLogRetentionDays",
+  "request-log-max-rows": "requestLogMaxRows",
+  "data-dir": "dataDir",
 };
 
 /** The file's scalar settings as flag strings, so they go through the same checks as flags. */
@@ -235,6 +264,19 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
   if (flags["queue-timeout-ms"] !== undefined) config.queueTimeoutMs = integer(source("queue-timeout-ms"), flags["queue-timeout-ms"], 0, 3_600_000);
   if (flags["shutdown-grace-ms"] !== undefined) config.shutdownGraceMs = integer(source("shutdown-grace-ms"), flags["shutdown-grace-ms"], 0, 3_600_000);
   if (flags["controller-id"] !== undefined) config.controllerId = flags["controller-id"];
+  const oneOf = <T extends string>(flag: keyof ConfigFlags, values: readonly T[]): T | undefined => {
+    const value = flags[flag] as string | undefined;
+    if (value === undefined) return undefined;
+    if (!(values as readonly string[]).includes(value)) throw bad(`${source(flag)} must be ${values.join(", ")}; got '${value}'`);
+    return value as T;
+  };
+  config.observability = oneOf("observability", ["on", "off"] as const) ?? config.observability;
+  config.requestLog = oneOf("request-log", ["on", "off"] as const) ?? config.requestLog;
+  config.requestLogCapture = oneOf("request-log-capture", ["full", "truncated", "off"] as const) ?? config.requestLogCapture;
+  if (flags["otlp-endpoint"] !== undefined) config.otlpEndpoint = flags["otlp-endpoint"];
+  if (flags["request-log-retention-days"] !== undefined) config.requestLogRetentionDays = integer(source("request-log-retention-days"), flags["request-log-retention-days"], 0, 36_500);
+  if (flags["request-log-max-rows"] !== undefined) config.requestLogMaxRows = integer(source("request-log-max-rows"), flags["request-log-max-rows"], 0, 1_000_000_000);
+  if (flags["data-dir"] !== undefined) config.dataDir = resolve(baseDir, flags["data-dir"]);
   if (flags["max-memory-mb"] !== undefined) config.maxMemoryMb = integer(source("max-memory-mb"), flags["max-memory-mb"], 0, 1 << 30);
   if (flags.label && flags.label.length > 0) config.labels = { ...config.labels, ...parseLabels(flags.label, source("label")) };
   const fromModels = flags.model?.length ? parseModelPairs(flags.model, source("model")).map((m) => ({ ...m, file: resolve(baseDir, m.file) })) : [];
@@ -247,7 +289,7 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
  * ./smmf.config.json), environment variables (SMMF_*), then command-line flags.
  */
 export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): SmmfConfig {
-  const config: SmmfConfig = { ...DEFAULTS, modelDir: resolve(cwd, DEFAULTS.modelDir), modelPolicies: {} };
+  const config: SmmfConfig = { ...DEFAULTS, modelDir: resolve(cwd, DEFAULTS.modelDir), dataDir: resolve(cwd, DEFAULTS.dataDir), modelPolicies: {} };
   const file = flags.config ?? env.SMMF_CONFIG ?? (existsSync(resolve(cwd, DEFAULT_CONFIG_FILE)) ? DEFAULT_CONFIG_FILE : undefined);
   if (file) {
     const path = resolve(cwd, file);

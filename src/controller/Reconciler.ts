@@ -6,6 +6,7 @@ import { ModelStatusSchema, type ModelRecord } from "../gen/smmf/v1/model_pb.js"
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
+import type { Metrics } from "../telemetry/Metrics.js";
 import { instanceSpecOfModel } from "./instanceSpecOfModel.js";
 import type { ModelStore } from "./ModelStore.js";
 import { matchesLabels, placeInstance, type PlacementCandidate } from "./placeInstance.js";
@@ -23,6 +24,7 @@ export interface ReconcilerOptions {
   logger: Logger;
   /** How often to look again when nothing changed (ms). */
   intervalMs?: number;
+  metrics?: Metrics;
 }
 
 interface PendingAction {
@@ -105,6 +107,7 @@ export class Reconciler {
 
   private async pass(): Promise<void> {
     const { store, registry, sessions } = this.options;
+    this.options.metrics?.reconcilePasses.inc();
     sessions.sync(registry.workers());
     const observed = this.observe();
     const byModel = new Map<string, Instance[]>();
@@ -219,6 +222,7 @@ export class Reconciler {
     const instanceId = `${name}-${randomUUID().slice(0, 8)}`;
     const instance = create(InstanceSchema, { instanceId, model: name, workerId, state: InstanceState.LOADING, managed: true, generation: record.generation, startedAt: timestampNow() });
     this.pending.set(instanceId, { kind: "load", model: name, workerId, since: Date.now(), instance, memoryBytes });
+    this.options.metrics?.controllerActions.inc({ action: "load" });
     this.options.logger.info("loading an instance", { model: name, instance: instanceId, worker: workerId, generation: String(record.generation) });
     this.options.sessions.send(workerId, { case: "load", value: { spec: instanceSpecOfModel(record, instanceId) } }).then(
       (result) => {
@@ -235,6 +239,7 @@ export class Reconciler {
   }
 
   private loadFailed(model: string, workerId: string, why: string): void {
+    this.options.metrics?.controllerActions.inc({ action: "load_failed" });
     this.failedOn.set(`${model}|${workerId}`, Date.now() + FAILED_WORKER_MS);
     void this.fail(model, `loading an instance on worker ${workerId} failed: ${why}`);
   }
@@ -243,6 +248,7 @@ export class Reconciler {
     const id = instance.instanceId;
     if (this.pending.has(id)) return;
     this.pending.set(id, { kind: "drain", model: instance.model, workerId: instance.workerId, since: Date.now() });
+    this.options.metrics?.controllerActions.inc({ action: "drain" });
     this.options.logger.info("draining an instance", { model: instance.model, instance: id, worker: instance.workerId });
     this.options.sessions.send(instance.workerId, { case: "unload", value: { instanceId: id, drain: true } }).then(
       (result) => {

@@ -9,6 +9,8 @@ import { sendJson, type AnyResponse } from "../gateway/sse.js";
 import { listenHttp } from "../net/listenHttp.js";
 import type { EtcdRegistry } from "../registry/EtcdRegistry.js";
 import type { Logger } from "../telemetry/createLogger.js";
+import { collectRegistryMetrics } from "../telemetry/collectRegistryMetrics.js";
+import { Metrics } from "../telemetry/Metrics.js";
 import { createControllerService } from "./createControllerService.js";
 import { createControlPlane } from "./createControlPlane.js";
 import { LeaderElection } from "./LeaderElection.js";
@@ -24,6 +26,7 @@ export interface ControllerOptions {
   /** TTL of the leader's lease: a dead leader is replaced within about this long. */
   leaseTtlSeconds: number;
   maxBodyBytes?: number;
+  metrics?: Metrics;
 }
 
 export interface RunningController {
@@ -42,12 +45,20 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const id = options.id || `controller-${randomUUID().slice(0, 8)}`;
   const { logger, registry } = options;
   const plane = createControlPlane(registry, logger);
+  const metrics = options.metrics ?? new Metrics();
+  metrics.leader.set(0);
+  const stopCollecting = collectRegistryMetrics(metrics, registry);
   const service = createControllerService(plane);
   const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024);
   let election: LeaderElection | undefined;
   const fallback = (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): void => {
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
+      if (path === "/metrics") {
+        const text = await metrics.render();
+        res.writeHead(200, { "content-type": metrics.contentType });
+        return void res.end(text);
+      }
       if (path === "/healthz") return sendJson(res, 200, { status: "ok", controller: id, leader: election?.isLeader ?? false, term: election?.term?.toString() ?? null });
       if (path.startsWith("/api/v1/") && (await control(req, res, path))) return;
       sendJson(res, 404, { error: { message: `Unknown route: ${req.method} ${path}`, type: "not_found_error", param: null, code: "not_found" } });
@@ -74,7 +85,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     logger,
     onElected(term, signal) {
       plane.events.publish({ type: EventType.LEADER_ELECTED, message: `${id} leads (term ${term})` });
-      startReconciling(plane, id, term, signal, logger);
+      startReconciling(plane, id, term, signal, logger, metrics);
     },
   });
   election.start();
@@ -88,6 +99,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       await election.close();
       await listener.close();
       await plane.close();
+      stopCollecting();
     },
   };
 }

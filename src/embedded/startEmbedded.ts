@@ -10,20 +10,36 @@ import type { Logger } from "../telemetry/createLogger.js";
 import { createControlPlane } from "../controller/createControlPlane.js";
 import { startReconciling } from "../controller/startReconciling.js";
 import { routingOptions } from "../gateway/routingOptions.js";
+import { createTelemetry } from "../telemetry/createTelemetry.js";
+import type { Telemetry } from "../telemetry/Telemetry.js";
 import { startWorker, type RunningWorker } from "../worker/startWorker.js";
 
 export interface Embedded {
   gateway: RunningGateway;
   worker: RunningWorker;
   registry: MemoryRegistry;
+  telemetry: Telemetry;
   close(graceMs?: number): Promise<void>;
 }
 
+export interface EmbeddedOptions {
+  routing?: Omit<RouterOptions, "logger">;
+  /** Default: from the settings (metrics; traces with an OTLP endpoint; the request log). */
+  telemetry?: Telemetry;
+}
+
 /** Gateway, in-memory registry and one worker in one process, the worker serving the configured models. */
-export async function startEmbedded(config: SmmfConfig, logger: Logger, routing: Omit<RouterOptions, "logger"> = routingOptions(config)): Promise<Embedded> {
+export async function startEmbedded(config: SmmfConfig, logger: Logger, options: EmbeddedOptions = {}): Promise<Embedded> {
+  const routing = options.routing ?? routingOptions(config);
   assertModelFiles(config);
   const registry = new MemoryRegistry();
+  const telemetry = options.telemetry ?? (await createTelemetry(config, "smmf", logger, { requestLog: true }));
+  const closeTelemetry = async () => {
+    telemetry.requestLog?.close();
+    await telemetry.tracing.shutdown();
+  };
   const worker = await startWorker({
+    telemetry,
     host: config.workerHost,
     port: config.workerPort,
     registry,
@@ -42,8 +58,8 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, routing:
     // The controller's desired state lives in memory here; its control loop leads alone (one term, no election).
     const controlPlane = createControlPlane(registry, logger);
     const leading = new AbortController();
-    startReconciling(controlPlane, "embedded", 1n, leading.signal, logger);
-    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane }).catch(async (err: unknown) => {
+    startReconciling(controlPlane, "embedded", 1n, leading.signal, logger, telemetry.metrics);
+    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry }).catch(async (err: unknown) => {
       leading.abort();
       await controlPlane.close();
       throw err;
@@ -52,16 +68,19 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, routing:
       gateway,
       worker,
       registry,
+      telemetry,
       async close(graceMs = 0) {
         await gateway.close(graceMs);
         leading.abort();
         await controlPlane.close();
         await worker.close();
         await registry.close();
+        await closeTelemetry();
       },
     };
   } catch (err) {
     await worker.close();
+    await closeTelemetry();
     throw err;
   }
 }

@@ -64,12 +64,12 @@ export class GrpcChannel {
   }
 
   /** Sends one request message and yields the response messages; throws ConnectError on a non-OK status. */
-  async *call(path: string, request: Uint8Array, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  async *call(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<Uint8Array> {
     if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
     let stream: http2.ClientHttp2Stream;
     try {
       const session = this.connect();
-      stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, { endStream: false });
+      stream = session.request({ ...metadata, ":method": "POST", ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, { endStream: false });
     } catch (err) {
       throw new ConnectError(`cannot reach ${this.address}: ${(err as Error).message}`, Code.Unavailable);
     }

@@ -39,6 +39,14 @@ export interface RouterOptions {
   queueTimeoutMs?: number;
   ejection?: EjectionOptions;
   retryBudget?: RetryBudget;
+  /** Hears of retries, failovers and ejections (metrics). */
+  observer?: RouterObserver;
+}
+
+export interface RouterObserver {
+  /** A request is sent again, to another instance; `midStream` when its stream had begun (a failover). */
+  retried(model: string, midStream: boolean): void;
+  ejected(model: string, instanceId: string): void;
 }
 
 export interface RouterStats {
@@ -55,9 +63,9 @@ const EMBED = "/smmf.v1.InferenceService/Embed";
 const COUNT_TOKENS = "/smmf.v1.InferenceService/CountTokens";
 
 /** A unary call over a channel: one message each way. */
-async function unaryCall<O extends DescMessage>(channel: GrpcChannel, path: string, request: Uint8Array, output: O, signal: AbortSignal): Promise<MessageShape<O>> {
+async function unaryCall<O extends DescMessage>(channel: GrpcChannel, path: string, request: Uint8Array, output: O, signal: AbortSignal, metadata?: Record<string, string>): Promise<MessageShape<O>> {
   let result: MessageShape<O> | undefined;
-  for await (const bytes of channel.call(path, request, signal)) result = fromBinary(output, bytes);
+  for await (const bytes of channel.call(path, request, signal, metadata)) result = fromBinary(output, bytes);
   if (!result) throw new SmmfError("unavailable", "the worker sent no answer");
   return result;
 }
@@ -95,6 +103,10 @@ export class InferenceRouter {
   constructor(private readonly registry: Registry, private readonly options: RouterOptions) {
     this.logger = options.logger;
     this.health = new InstanceHealth(options.ejection ?? DEFAULT_EJECTION);
+    this.health.onEjected = (instanceId) => {
+      const model = this.registry.snapshot().find((i) => i.instanceId === instanceId)?.model;
+      if (model) options.observer?.ejected(model, instanceId);
+    };
     this.budget = options.retryBudget ?? new RetryBudget();
     this.clients = new WorkerClients((address) => this.connectionLost(address));
     this.unsubscribe = registry.subscribe(() => this.registryChanged());
@@ -230,7 +242,7 @@ export class InferenceRouter {
    * replaced by another; after it, another instance continues from the prompt plus the text already sent,
    * so the caller sees one stream, with usage counting what it received.
    */
-  async *generate(start: GenerateStart, signal: AbortSignal, onInstance?: (instance: Instance) => void): AsyncGenerator<GenerateResponse> {
+  async *generate(start: GenerateStart, signal: AbortSignal, onInstance?: (instance: Instance, attempt: number) => void, metadata?: Record<string, string>): AsyncGenerator<GenerateResponse> {
     this.budget.recordRequest();
     const tried = new Set<string>();
     let sentTokens = 0;
@@ -248,7 +260,7 @@ export class InferenceRouter {
       }
       const { instance, release } = await this.acquireAgain(start.model, signal, tried, false, lastError, sentTokens);
       tried.add(instance.instanceId);
-      if (attempt === 1) onInstance?.(instance);
+      onInstance?.(instance, attempt);
       const request = create(GenerateRequestSchema, {
         kind: {
           case: "start",
@@ -261,7 +273,7 @@ export class InferenceRouter {
         },
       });
       try {
-        for await (const bytes of this.clients.get(instance.address).call(GENERATE, toBinary(GenerateRequestSchema, request), signal)) {
+        for await (const bytes of this.clients.get(instance.address).call(GENERATE, toBinary(GenerateRequestSchema, request), signal, metadata)) {
           const res = fromBinary(GenerateResponseSchema, bytes);
           if (res.kind.case === "delta") {
             const delta = res.kind.value;
@@ -289,6 +301,7 @@ export class InferenceRouter {
           throw toSmmfError(err);
         }
         lastError = err;
+        this.options.observer?.retried(instance.model, sentTokens > 0);
         if (sentTokens > 0) {
           this.stats.failovers++;
           this.logger.warn("instance failed mid-stream; continuing on another", { instance: instance.instanceId, tokens: sentTokens });
@@ -305,10 +318,11 @@ export class InferenceRouter {
     return params;
   }
 
-  async embed(req: EmbedRequest, signal: AbortSignal): Promise<EmbedResponse> {
-    return this.unary(req.model, signal, true, (instance) =>
-      unaryCall(this.clients.get(instance.address), EMBED, toBinary(EmbedRequestSchema, { ...req, instanceId: instance.instanceId }), EmbedResponseSchema, signal),
-    );
+  async embed(req: EmbedRequest, signal: AbortSignal, onInstance?: (instance: Instance, attempt: number) => void, metadata?: Record<string, string>): Promise<EmbedResponse> {
+    return this.unary(req.model, signal, true, (instance, attempt) => {
+      onInstance?.(instance, attempt);
+      return unaryCall(this.clients.get(instance.address), EMBED, toBinary(EmbedRequestSchema, { ...req, instanceId: instance.instanceId }), EmbedResponseSchema, signal, metadata);
+    });
   }
 
   async countTokens(req: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse> {
@@ -317,7 +331,7 @@ export class InferenceRouter {
     );
   }
 
-  private async unary<T>(model: string, signal: AbortSignal, needsEmbeddings: boolean, call: (instance: Instance) => Promise<T>): Promise<T> {
+  private async unary<T>(model: string, signal: AbortSignal, needsEmbeddings: boolean, call: (instance: Instance, attempt: number) => Promise<T>): Promise<T> {
     this.budget.recordRequest();
     const tried = new Set<string>();
     let lastError: unknown;
@@ -325,17 +339,31 @@ export class InferenceRouter {
       const { instance, release } = await this.acquireAgain(model, signal, tried, needsEmbeddings, lastError, 0);
       tried.add(instance.instanceId);
       try {
-        const result = await call(instance);
+        const result = await call(instance, attempt);
         this.health.recordSuccess(instance.instanceId);
         return result;
       } catch (err) {
         if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
         if (!this.shouldRetry(err, instance, attempt)) throw toSmmfError(err);
+        this.options.observer?.retried(model, false);
         lastError = err;
       } finally {
         release();
       }
     }
+  }
+
+  /** Requests in flight on instances and waiting for one, by model (for metrics). */
+  loadByModel(): Map<string, { inFlight: number; queued: number }> {
+    const out = new Map<string, { inFlight: number; queued: number }>();
+    const entry = (model: string) => {
+      let e = out.get(model);
+      if (!e) out.set(model, (e = { inFlight: 0, queued: 0 }));
+      return e;
+    };
+    for (const instance of this.registry.snapshot()) entry(instance.model).inFlight += this.inFlight.get(instance.instanceId) ?? 0;
+    for (const [model, waiting] of this.waiters) entry(model).queued += waiting.length;
+    return out;
   }
 
   close(): void {

@@ -19,6 +19,8 @@ export class InstanceHealth {
   private readonly records = new Map<string, Record>();
   /** Ejections so far, for metrics and tests. */
   ejectionCount = 0;
+  /** Hears of each ejection. */
+  onEjected: (instanceId: string) => void = () => undefined;
 
   constructor(private readonly options: EjectionOptions = DEFAULT_EJECTION, private readonly now: () => number = Date.now) {}
 
@@ -47,6 +49,7 @@ export class InstanceHealth {
     const ms = Math.min(this.options.maxMs, this.options.baseMs * 2 ** r.ejections);
     r.ejections++;
     r.failures = 0;
+    this.onEjected(instanceId);
     r.until = this.now() + ms;
     this.ejectionCount++;
   }

@@ -5,6 +5,9 @@ import { toJson } from "@bufbuild/protobuf";
 import type { ControllerApi } from "../controller/createControllerService.js";
 import { listModels, openAiModel } from "../controller/listModels.js";
 import { createControlRoutes } from "./createControlRoutes.js";
+import { createRequestLogRoutes } from "./createRequestLogRoutes.js";
+import { RequestObservation, type ObservedEndpoint, type RequestDescription } from "./RequestObservation.js";
+import type { Telemetry } from "../telemetry/Telemetry.js";
 import { InstanceSchema } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
@@ -25,6 +28,16 @@ export interface RestOptions {
   maxBodyBytes: number;
   /** The controller API, served as REST under /api/v1. */
   controller: ControllerApi;
+  telemetry: Telemetry;
+}
+
+/** The sampling and limit fields of a body, as the request log keeps them. */
+const PARAM_FIELDS = ["max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "frequency_penalty", "presence_penalty", "stream", "encoding_format", "dimensions"];
+
+function describeBody(body: Record<string, unknown>): RequestDescription {
+  const params: Record<string, unknown> = {};
+  for (const field of PARAM_FIELDS) if (body[field] !== undefined) params[field] = body[field];
+  return { model: typeof body.model === "string" ? body.model.slice(0, 256) : "", stream: body.stream === true, params, prompt: body.messages ?? body.prompt ?? body.input };
 }
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -39,8 +52,32 @@ function allow(req: Req, method: string): void {
 
 /** The OpenAI-compatible REST API and the health endpoints. */
 export function createRestHandler(options: RestOptions): (req: Req, res: AnyResponse) => void {
-  const { router, registry, logger, maxBodyBytes } = options;
+  const { router, registry, logger, maxBodyBytes, telemetry } = options;
   const control = createControlRoutes(options.controller, maxBodyBytes);
+  const requestLogRoutes = createRequestLogRoutes(telemetry, maxBodyBytes);
+  const isKnownModel = (model: string) => registry.snapshot().some((i) => i.model === model);
+
+  /** Runs an inference endpoint under an observation that ends with the status answered, errors included. */
+  async function observed(endpoint: ObservedEndpoint, prefix: string, req: Req, res: AnyResponse, body: (obs: RequestObservation, id: string) => Promise<void>): Promise<void> {
+    allow(req, "POST");
+    const id = requestIdFor(prefix);
+    const obs = new RequestObservation(telemetry, endpoint, id, req.headers, isKnownModel);
+    // Every answer, errors included, names its request: the id to look it up by and give feedback on.
+    res.setHeader("x-request-id", id);
+    try {
+      await body(obs, id);
+    } catch (err) {
+      const error = toSmmfError(err);
+      obs.end(error.httpStatus, { error });
+      throw err;
+    }
+  }
+
+  async function readDescribed(req: Req, obs: RequestObservation): Promise<Record<string, unknown>> {
+    const body = await readJsonBody(req, maxBodyBytes);
+    obs.describe(describeBody(body));
+    return body;
+  }
 
   async function handle(req: Req, res: AnyResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
@@ -61,33 +98,38 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
       case "/v1/models":
         allow(req, "GET");
         return sendJson(res, 200, { object: "list", data: listModels(registry.snapshot()).map(openAiModel) });
-      case "/v1/chat/completions": {
-        allow(req, "POST");
-        const id = requestIdFor("chatcmpl");
-        const request = parseChatRequest(await readJsonBody(req, maxBodyBytes), id);
-        return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()));
-      }
-      case "/v1/completions": {
-        allow(req, "POST");
-        const id = requestIdFor("cmpl");
-        const request = parseCompletionRequest(await readJsonBody(req, maxBodyBytes), id);
-        return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()));
-      }
-      case "/v1/embeddings": {
-        allow(req, "POST");
-        const id = requestIdFor("emb");
-        const request = parseEmbeddingsRequest(await readJsonBody(req, maxBodyBytes), id);
-        const abort = new AbortController();
-        const onClose = () => abort.abort();
-        res.once("close", onClose);
-        try {
-          const result = await router.embed(request.request, abort.signal);
-          return sendJson(res, 200, embeddingsResponse(request, result), { "x-request-id": id, "x-smmf-instance": result.instanceId });
-        } finally {
-          res.off("close", onClose);
-        }
+      case "/v1/chat/completions":
+        return observed("chat_completions", "chatcmpl", req, res, async (obs, id) => {
+          const request = parseChatRequest(await readDescribed(req, obs), id);
+          return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()), obs);
+        });
+      case "/v1/completions":
+        return observed("completions", "cmpl", req, res, async (obs, id) => {
+          const request = parseCompletionRequest(await readDescribed(req, obs), id);
+          return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()), obs);
+        });
+      case "/v1/embeddings":
+        return observed("embeddings", "emb", req, res, async (obs, id) => {
+          const request = parseEmbeddingsRequest(await readDescribed(req, obs), id);
+          const abort = new AbortController();
+          const onClose = () => abort.abort();
+          res.once("close", onClose);
+          try {
+            const result = await router.embed(request.request, abort.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
+            sendJson(res, 200, embeddingsResponse(request, result), { "x-request-id": id, "x-smmf-instance": result.instanceId });
+            obs.end(200, { usage: { promptTokens: result.usage?.promptTokens ?? 0, completionTokens: 0 } });
+          } finally {
+            res.off("close", onClose);
+          }
+        });
+      case "/metrics": {
+        allow(req, "GET");
+        const text = await telemetry.metrics.render();
+        res.writeHead(200, { "content-type": telemetry.metrics.contentType, "content-length": String(Buffer.byteLength(text)) });
+        return void res.end(text);
       }
     }
+    if (path.startsWith("/api/v1/requests") && (await requestLogRoutes(req, res, path))) return;
     if (path.startsWith("/api/v1/") && (await control(req, res, path))) return;
     if (path.startsWith("/v1/models/")) {
       allow(req, "GET");

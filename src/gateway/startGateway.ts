@@ -6,6 +6,8 @@ import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import { listenHttp, type HttpListener } from "../net/listenHttp.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
+import { collectRegistryMetrics } from "../telemetry/collectRegistryMetrics.js";
+import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { createGatewayInferenceService } from "./createGatewayInferenceService.js";
 import { createRestHandler } from "./createRestHandler.js";
 import { InferenceRouter, type RouterOptions } from "./InferenceRouter.js";
@@ -19,6 +21,8 @@ export interface GatewayOptions {
   routing?: Omit<RouterOptions, "logger">;
   /** The desired state and events the controller API works on; default: made beside the registry. */
   controlPlane?: ControlPlane;
+  /** Metrics, traces and the request log; default: metrics only, nothing per request. */
+  telemetry?: Telemetry;
 }
 
 export interface RunningGateway {
@@ -33,10 +37,32 @@ export interface RunningGateway {
  * gRPC-Web and Connect, on one port (HTTP/1.1 and HTTP/2).
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
-  const router = new InferenceRouter(options.registry, { logger: options.logger, ...options.routing });
+  const telemetry = options.telemetry ?? disabledTelemetry();
+  const { metrics } = telemetry;
+  const router = new InferenceRouter(options.registry, {
+    logger: options.logger,
+    ...options.routing,
+    observer: telemetry.enabled
+      ? {
+          retried: (model, midStream) => (midStream ? metrics.failovers : metrics.retries).inc({ model }),
+          ejected: (model, instance) => metrics.ejections.inc({ model, instance }),
+        }
+      : undefined,
+  });
+  const stopCollecting = [
+    metrics.onCollect(() => {
+      metrics.inFlight.reset();
+      metrics.queued.reset();
+      for (const [model, load] of router.loadByModel()) {
+        metrics.inFlight.set({ model }, load.inFlight);
+        metrics.queued.set({ model }, load.queued);
+      }
+    }),
+    collectRegistryMetrics(metrics, options.registry),
+  ];
   const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger);
   const controller = createControllerService(plane);
-  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller });
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry });
   const handler = connectNodeAdapter({
     routes(r) {
       r.service(InferenceService, createGatewayInferenceService(router));
@@ -49,6 +75,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     listener = await listenHttp(handler, options.host, options.port);
   } catch (err) {
     router.close();
+    stopCollecting.forEach((stop) => stop());
     if (!options.controlPlane) await plane.close();
     throw err;
   }
@@ -61,6 +88,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     async close(graceMs = 0) {
       await listener.close(graceMs);
       router.close();
+      stopCollecting.forEach((stop) => stop());
       if (!options.controlPlane) await plane.close();
     },
   };

@@ -2,6 +2,7 @@ import type { GenerateResponse, GenerateStart } from "../gen/smmf/v1/inference_p
 import { FinishReason } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
+import type { RequestObservation } from "./RequestObservation.js";
 import { sendJson, startSse, writeSse, type AnyResponse } from "./sse.js";
 
 export interface Usage {
@@ -44,7 +45,7 @@ function incomplete(): SmmfError {
  * first token get a plain HTTP error (thrown to the caller); later ones end the stream with an error event.
  * A client that goes away cancels the generation.
  */
-export async function streamGeneration(router: InferenceRouter, res: AnyResponse, req: GenerationRequest, format: CompletionFormat): Promise<void> {
+export async function streamGeneration(router: InferenceRouter, res: AnyResponse, req: GenerationRequest, format: CompletionFormat, obs: RequestObservation): Promise<void> {
   const abort = new AbortController();
   const onClose = () => abort.abort();
   res.once("close", onClose);
@@ -52,7 +53,11 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
   try {
     const started = performance.now();
     let instanceId = "";
-    responses = router.generate(req.start, abort.signal, (instance) => (instanceId = instance.instanceId));
+    const onInstance = (instance: Parameters<RequestObservation["attempt"]>[0], attempt: number) => {
+      instanceId = instance.instanceId;
+      obs.attempt(instance, attempt);
+    };
+    responses = router.generate(req.start, abort.signal, onInstance, obs.traceHeaders());
     const first = await responses.next();
     if (first.done) throw incomplete();
     const headers: Record<string, string> = { "x-request-id": req.requestId, "x-smmf-instance": instanceId };
@@ -60,11 +65,16 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
       let text = "";
       for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
         const kind = r.value.kind;
-        if (kind.case === "delta") text += kind.value.pieces.join("");
-        else if (kind.case === "done") {
+        if (kind.case === "delta") {
+          text += kind.value.pieces.join("");
+          obs.delta(kind.value.pieces);
+        } else if (kind.case === "done") {
           // What the gateway hop added: end to end here, less the worker's own time.
           if (kind.value.workerTimeMs > 0) headers["x-smmf-overhead-ms"] = (performance.now() - started - kind.value.workerTimeMs).toFixed(3);
-          return sendJson(res, 200, format.whole(text, FINISH_NAMES[kind.value.finishReason] ?? "stop", usageOf(kind.value)), headers);
+          const finish = FINISH_NAMES[kind.value.finishReason] ?? "stop";
+          const usage = usageOf(kind.value);
+          sendJson(res, 200, format.whole(text, finish, usage), headers);
+          return obs.end(200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }, finishReason: finish });
         }
       }
       throw incomplete();
@@ -76,19 +86,26 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
       for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
         const kind = r.value.kind;
         if (kind.case === "delta") {
+          obs.delta(kind.value.pieces);
           // One chunk per token, as OpenAI streams (so counting chunks counts tokens), in one write.
           await writeSse(res, kind.value.pieces.map((piece) => format.chunk(piece)));
         } else if (kind.case === "done") {
-          await writeSse(res, format.closing(FINISH_NAMES[kind.value.finishReason] ?? "stop"));
-          if (req.includeUsage) await writeSse(res, format.usageChunk(usageOf(kind.value)));
+          const finish = FINISH_NAMES[kind.value.finishReason] ?? "stop";
+          const usage = usageOf(kind.value);
+          await writeSse(res, format.closing(finish));
+          if (req.includeUsage) await writeSse(res, format.usageChunk(usage));
           await writeSse(res, "[DONE]");
-          return void res.end();
+          res.end();
+          return obs.end(abort.signal.aborted ? 499 : 200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }, finishReason: finish });
         }
       }
       throw incomplete();
     } catch (err) {
-      if (abort.signal.aborted) return;
-      await writeSse(res, toSmmfError(err).toOpenAiBody());
+      if (abort.signal.aborted) return obs.end(499, { error: new SmmfError("cancelled", "the client went away") });
+      const error = toSmmfError(err);
+      // The HTTP status was 200 already; the request counts with its error's status.
+      obs.end(error.httpStatus, { error });
+      await writeSse(res, error.toOpenAiBody());
       await writeSse(res, "[DONE]");
       res.end();
     }

@@ -153,6 +153,11 @@ export class EtcdRegistry implements Registry {
 
   // ---- discovery --------------------------------------------------------------------------------
 
+  /** Whether the instances are being watched now (false while etcd is unreachable). */
+  get watching(): boolean {
+    return this.instances.watching;
+  }
+
   snapshot(): readonly Instance[] {
     return this.instances.snapshot();
   }

@@ -42,6 +42,11 @@ export class PrefixWatcher<Desc extends DescMessage> {
     this.options = options;
   }
 
+  /** Whether the prefix is being watched now (false while etcd is unreachable). */
+  get watching(): boolean {
+    return this.watcher !== undefined;
+  }
+
   /** The current values, from memory: no round trip. */
   snapshot(): readonly MessageShape<Desc>[] {
     this.start();
@@ -106,8 +111,15 @@ export class PrefixWatcher<Desc extends DescMessage> {
         if (this.known.delete(kv.key.toString())) this.changed();
       });
       // A broken stream, a compaction or etcd coming back (maybe empty): list again from scratch.
-      watcher.on("disconnected", () => this.scheduleResync());
-      watcher.on("error", () => this.scheduleResync());
+      const lost = () => {
+        if (this.watcher === watcher) {
+          this.watcher = undefined;
+          void watcher.cancel().catch(() => undefined);
+        }
+        this.scheduleResync();
+      };
+      watcher.on("disconnected", lost);
+      watcher.on("error", lost);
       this.markReady();
     } catch (err) {
       this.options.logger.warn(`etcd unreachable; keeping the last known ${this.options.what}s`, { error: (err as Error).message, retryMs: this.resyncDelay });

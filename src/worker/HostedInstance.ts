@@ -11,3 +11,6 @@ export interface HostedInstance {
   /** Set when it drains: resolves once it is unloaded. */
   draining?: Promise<void>;
 }
+
+/** A hosted instance that is loaded: it has its engine. */
+export type ResolvedInstance = HostedInstance & { engine: EngineInstance };

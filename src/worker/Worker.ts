@@ -9,7 +9,7 @@ import { loadEngine, type EngineDefaults } from "../engines/loadEngine.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
-import type { HostedInstance } from "./HostedInstance.js";
+import type { HostedInstance, ResolvedInstance } from "./HostedInstance.js";
 import { mib } from "../util/mib.js";
 import { resolveSource } from "./resolveSource.js";
 import { validateModelName } from "./validateModelName.js";
@@ -208,7 +208,7 @@ export class Worker {
   }
 
   /** The instance to run a request on: the named one, or the least busy online instance of the model. */
-  resolve(model: string, instanceId?: string): HostedInstance & { engine: NonNullable<HostedInstance["engine"]> } {
+  resolve(model: string, instanceId?: string): ResolvedInstance {
     if (instanceId) {
       const hosted = this.instances.get(instanceId);
       if (hosted && hosted.record.model !== model) {
@@ -216,9 +216,9 @@ export class Worker {
       }
       // Gone (unloaded after a drain) or not loaded yet: unavailable, so that a gateway tries another instance.
       if (!hosted?.engine) throw new SmmfError("unavailable", `instance '${instanceId}' is not serving on this worker`);
-      return hosted as HostedInstance & { engine: NonNullable<HostedInstance["engine"]> };
+      return hosted as ResolvedInstance;
     }
-    let best: (HostedInstance & { engine: NonNullable<HostedInstance["engine"]> }) | undefined;
+    let best: ResolvedInstance | undefined;
     for (const hosted of this.instances.values()) {
       if (hosted.record.model !== model || hosted.record.state !== InstanceState.ONLINE || !hosted.engine) continue;
       if (!best || hosted.engine.inFlight() < best.engine.inFlight()) best = hosted as typeof best;

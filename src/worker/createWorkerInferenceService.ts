@@ -13,6 +13,9 @@ import { asConnectError } from "../errors/asConnectError.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { linkSignals } from "../util/linkSignals.js";
+import { SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
+import type { ResolvedInstance } from "./HostedInstance.js";
 import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart, parseInput } from "./parseGenerateStart.js";
 import type { Worker } from "./Worker.js";
@@ -68,11 +71,42 @@ export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent
   }
 }
 
+/**
+ * Engine events, observed: the engine's span (child of the worker's) ends with the generation; metrics count
+ * the generation, its tokens and its duration by model, instance and engine.
+ */
+async function* observedEngine(events: AsyncIterable<GenerationEvent>, telemetry: Telemetry, hosted: ResolvedInstance, parent: Context): AsyncGenerator<GenerationEvent> {
+  const { tracing, metrics } = telemetry;
+  const { model, instanceId, engine } = hosted.record;
+  const span = tracing.enabled ? tracing.tracer.startSpan(`engine ${engine}`, { kind: SpanKind.INTERNAL, attributes: { "smmf.engine": engine, "gen_ai.request.model": model } }, parent) : undefined;
+  const started = performance.now();
+  let finish = "error";
+  try {
+    for await (const event of events) {
+      if (event.type === "done") {
+        finish = event.finishReason;
+        metrics.workerTokens.inc({ model, engine, type: "prompt" }, event.promptTokens);
+        metrics.workerTokens.inc({ model, engine, type: "completion" }, event.completionTokens);
+        span?.setAttributes({ "gen_ai.usage.input_tokens": event.promptTokens, "gen_ai.usage.output_tokens": event.completionTokens, "gen_ai.response.finish_reasons": [event.finishReason] });
+      }
+      yield event;
+    }
+  } catch (err) {
+    span?.setStatus({ code: SpanStatusCode.ERROR, message: toSmmfError(err).message });
+    throw err;
+  } finally {
+    metrics.generations.inc({ model, instance: instanceId, engine, finish_reason: finish });
+    metrics.generationDuration.observe({ model, engine }, (performance.now() - started) / 1000);
+    span?.end();
+  }
+}
+
 /** InferenceService as a worker serves it: runs each call on one of its own instances. */
-export function createWorkerInferenceService(worker: Worker, logger: Logger, streamIntervalMs = 0): ServiceImpl<typeof InferenceService> {
+export function createWorkerInferenceService(worker: Worker, logger: Logger, streamIntervalMs = 0, telemetry: Telemetry = disabledTelemetry()): ServiceImpl<typeof InferenceService> {
   return {
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
+      let span: Span | undefined;
       try {
         const iterator = requests[Symbol.asyncIterator]();
         const start = await readGenerateStart(iterator);
@@ -80,12 +114,23 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
         const { input, sampling } = parseGenerateStart(start);
         const hosted = worker.resolve(start.model, start.instanceId);
         watchForCancel(iterator, () => abort.abort());
-        yield* toGenerateResponses(hosted.engine.generate(input, sampling, abort.signal), hosted.record.instanceId, streamIntervalMs, startedAt);
+        let events = hosted.engine.generate(input, sampling, abort.signal);
+        if (telemetry.enabled) {
+          const { tracing } = telemetry;
+          const parent = tracing.extract(ctx.requestHeader);
+          span = tracing.enabled
+            ? tracing.tracer.startSpan(`generate ${start.model}`, { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": start.model, "smmf.instance.id": hosted.record.instanceId, "smmf.worker.id": worker.id } }, parent)
+            : undefined;
+          events = observedEngine(events, telemetry, hosted, span ? trace.setSpan(parent, span) : parent);
+        }
+        yield* toGenerateResponses(events, hosted.record.instanceId, streamIntervalMs, startedAt);
       } catch (err) {
         const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });
+        span?.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
         throw asConnectError(e);
       } finally {
+        span?.end();
         abort.abort();
       }
     },

@@ -5,6 +5,7 @@ import type { EngineDefaults } from "../engines/loadEngine.js";
 import { listenHttp } from "../net/listenHttp.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
+import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { createWorkerInferenceService } from "./createWorkerInferenceService.js";
 import { createWorkerService } from "./createWorkerService.js";
 import { Worker } from "./Worker.js";
@@ -27,6 +28,8 @@ export interface WorkerServerOptions {
   modelDir?: string;
   /** Longest an instance drained by the controller may take to finish its requests (ms). */
   drainGraceMs?: number;
+  /** Metrics and traces; default: metrics only, nothing per request. */
+  telemetry?: Telemetry;
   /** Tokens produced within this many milliseconds of the last message go out together (0: every token at once). */
   streamIntervalMs?: number;
   logger: Logger;
@@ -59,9 +62,29 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     modelDir: options.modelDir,
     drainGraceMs: options.drainGraceMs,
   });
+  const telemetry = options.telemetry ?? disabledTelemetry();
+  const { metrics } = telemetry;
+  const stopCollecting = metrics.onCollect(() => {
+    metrics.workerInFlight.reset();
+    for (const i of worker.list()) metrics.workerInFlight.set({ model: i.model, instance: i.instanceId, engine: i.engine }, i.inFlight);
+  });
   const handler = connectNodeAdapter({
+    fallback(req, res) {
+      // GET /metrics (Prometheus) and /healthz beside the gRPC services.
+      void (async () => {
+        const path = (req.url ?? "/").split("?")[0];
+        if (path === "/metrics") {
+          const text = await metrics.render();
+          res.writeHead(200, { "content-type": metrics.contentType });
+          return void res.end(text);
+        }
+        const ok = path === "/healthz";
+        res.writeHead(ok ? 200 : 404, { "content-type": "application/json" });
+        res.end(JSON.stringify(ok ? { status: "ok", worker: worker.id } : { error: { message: `Unknown route: ${path}`, type: "not_found_error", param: null, code: "not_found" } }));
+      })();
+    },
     routes(r) {
-      r.service(InferenceService, createWorkerInferenceService(worker, options.logger, options.streamIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS));
+      r.service(InferenceService, createWorkerInferenceService(worker, options.logger, options.streamIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS, telemetry));
       r.service(WorkerService, createWorkerService(worker, options.logger));
     },
   });
@@ -81,10 +104,12 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
       while (worker.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       await listener.close(Math.max(0, deadline - Date.now()));
       await worker.close();
+      stopCollecting();
     },
     async close(graceMs = 0) {
       await listener.close(graceMs);
       await worker.close();
+      stopCollecting();
     },
   };
 }

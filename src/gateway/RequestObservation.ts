@@ -1,0 +1,168 @@
+import type { IncomingHttpHeaders } from "node:http";
+import { SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import type { Instance } from "../gen/smmf/v1/instance_pb.js";
+import type { SmmfError } from "../errors/SmmfError.js";
+import { TRUNCATED_CHARS, type Telemetry } from "../telemetry/Telemetry.js";
+
+/** The REST endpoints observed, and their GenAI operation names. */
+export const OPERATIONS = { chat_completions: "chat", completions: "text_completion", embeddings: "embeddings" } as const;
+export type ObservedEndpoint = keyof typeof OPERATIONS;
+
+export interface RequestDescription {
+  model: string;
+  stream?: boolean;
+  /** Parameters as sent (sampling, limits). */
+  params?: Record<string, unknown>;
+  /** The prompt: text, or chat messages / inputs (kept as JSON). */
+  prompt?: unknown;
+}
+
+export interface RequestOutcome {
+  error?: SmmfError;
+  usage?: { promptTokens: number; completionTokens: number };
+  finishReason?: string;
+}
+
+/**
+ * What one REST inference request did, told to metrics, the trace and the request log as it goes: the
+ * gateway's span (parent: the client's `traceparent`, if any) carries the GenAI attributes; tokens are
+ * counted as they stream (the first one's time is the TTFT); at the end one request-log entry is queued.
+ * With telemetry off it does nothing.
+ */
+export class RequestObservation {
+  private readonly started = performance.now();
+  private readonly time = Date.now();
+  private readonly span?: Span;
+  private readonly context?: Context;
+  private model = "";
+  private modelLabel = "unknown";
+  private stream = false;
+  private params: Record<string, unknown> = {};
+  private prompt: string | null = null;
+  private instance?: Instance;
+  private attempts = 0;
+  private firstTokenAt?: number;
+  private tokens = 0;
+  private output = "";
+  private ended = false;
+
+  constructor(
+    private readonly telemetry: Telemetry,
+    readonly endpoint: ObservedEndpoint,
+    readonly id: string,
+    headers: IncomingHttpHeaders,
+    private readonly isKnownModel: (model: string) => boolean,
+  ) {
+    if (!telemetry.enabled) return;
+    const { tracing } = telemetry;
+    if (tracing.enabled) {
+      const parent = tracing.extract(headers);
+      this.span = tracing.tracer.startSpan(OPERATIONS[endpoint], { kind: SpanKind.SERVER, attributes: { "gen_ai.operation.name": OPERATIONS[endpoint], "gen_ai.response.id": id } }, parent);
+      this.context = trace.setSpan(parent, this.span);
+    }
+  }
+
+  /** What was asked for (from the body, valid or not). */
+  describe(d: RequestDescription): void {
+    if (!this.telemetry.enabled) return;
+    this.model = d.model;
+    this.modelLabel = d.model && this.isKnownModel(d.model) ? d.model : "unknown";
+    this.stream = d.stream ?? false;
+    this.params = d.params ?? {};
+    if (d.prompt !== undefined && this.telemetry.capture !== "off") this.prompt = this.capped(typeof d.prompt === "string" ? d.prompt : JSON.stringify(d.prompt));
+    if (this.span) {
+      this.span.updateName(`${OPERATIONS[this.endpoint]} ${d.model}`);
+      this.span.setAttribute("gen_ai.request.model", d.model);
+      const p = this.params;
+      const numeric: [string, unknown][] = [
+        ["gen_ai.request.max_tokens", p.max_tokens ?? p.max_completion_tokens],
+        ["gen_ai.request.temperature", p.temperature],
+        ["gen_ai.request.top_p", p.top_p],
+        ["gen_ai.request.top_k", p.top_k],
+        ["gen_ai.request.seed", p.seed],
+        ["gen_ai.request.frequency_penalty", p.frequency_penalty],
+        ["gen_ai.request.presence_penalty", p.presence_penalty],
+      ];
+      for (const [key, value] of numeric) if (typeof value === "number") this.span.setAttribute(key, value);
+    }
+  }
+
+  /** An instance takes the request (attempt 1, or a retry). */
+  attempt(instance: Instance, attempt: number): void {
+    this.instance = instance;
+    this.attempts = attempt;
+  }
+
+  /** Trace-context headers for the call to the worker. */
+  traceHeaders(): Record<string, string> | undefined {
+    return this.context ? this.telemetry.tracing.inject(this.context) : undefined;
+  }
+
+  /** Tokens sent to the client. */
+  delta(pieces: readonly string[]): void {
+    if (!this.telemetry.enabled || pieces.length === 0) return;
+    if (this.firstTokenAt === undefined) {
+      this.firstTokenAt = performance.now();
+      this.telemetry.metrics.timeToFirstToken.observe({ model: this.modelLabel }, (this.firstTokenAt - this.started) / 1000);
+    }
+    this.tokens += pieces.length;
+    if (this.telemetry.capture !== "off" && (this.telemetry.capture === "full" || this.output.length < TRUNCATED_CHARS)) this.output += pieces.join("");
+  }
+
+  /** The request is over: answered with `status` (499 when the client went away). Only the first call counts. */
+  end(status: number, outcome: RequestOutcome = {}): void {
+    if (!this.telemetry.enabled || this.ended) return;
+    this.ended = true;
+    const { metrics, requestLog, capture } = this.telemetry;
+    const seconds = (performance.now() - this.started) / 1000;
+    const labels = { endpoint: this.endpoint, model: this.modelLabel };
+    metrics.requests.inc({ ...labels, status: String(status) });
+    metrics.requestDuration.observe(labels, seconds);
+    const usage = outcome.usage;
+    if (usage) {
+      metrics.promptTokens.inc({ model: this.modelLabel }, usage.promptTokens);
+      if (usage.completionTokens > 0) metrics.completionTokens.inc({ model: this.modelLabel }, usage.completionTokens);
+    }
+    if (this.firstTokenAt !== undefined && this.tokens > 1) {
+      metrics.interTokenLatency.observe({ model: this.modelLabel }, (performance.now() - this.firstTokenAt) / 1000 / (this.tokens - 1));
+    }
+    const retries = Math.max(0, this.attempts - 1);
+    if (this.span) {
+      const span = this.span;
+      if (this.instance) span.setAttributes({ "smmf.instance.id": this.instance.instanceId, "smmf.worker.id": this.instance.workerId, "smmf.engine": this.instance.engine, "server.address": this.instance.address });
+      span.setAttributes({ "smmf.retries": retries, "http.response.status_code": status });
+      if (usage) span.setAttributes({ "gen_ai.usage.input_tokens": usage.promptTokens, "gen_ai.usage.output_tokens": usage.completionTokens });
+      if (outcome.finishReason) span.setAttribute("gen_ai.response.finish_reasons", [outcome.finishReason]);
+      if (outcome.error) {
+        span.setAttribute("error.type", outcome.error.code);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
+      }
+      span.end();
+    }
+    requestLog?.record({
+      id: this.id,
+      time: this.time,
+      endpoint: this.endpoint,
+      model: this.model,
+      instance: this.instance?.instanceId ?? null,
+      engine: this.instance?.engine ?? null,
+      stream: this.stream,
+      params: this.params,
+      prompt: capture === "off" ? null : this.prompt,
+      output: capture === "off" || this.endpoint === "embeddings" ? null : this.capped(this.output),
+      status,
+      errorCode: outcome.error?.code ?? null,
+      errorMessage: outcome.error?.message ?? null,
+      latencyMs: seconds * 1000,
+      ttftMs: this.firstTokenAt === undefined ? null : this.firstTokenAt - this.started,
+      promptTokens: usage?.promptTokens ?? null,
+      completionTokens: usage ? usage.completionTokens : null,
+      retries,
+      traceId: this.span?.spanContext().traceId ?? null,
+    });
+  }
+
+  private capped(text: string): string {
+    return this.telemetry.capture === "truncated" && text.length > TRUNCATED_CHARS ? text.slice(0, TRUNCATED_CHARS) : text;
+  }
+}

@@ -1,0 +1,84 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** Latency buckets (seconds) from 5 ms to 2 min: request durations and times to first token. */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** Inter-token latency buckets (seconds): 0.5 ms to 1 s. */
+const TOKEN_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/** Something whose numbers are read at scrape time (a registry, a router). */
+export type Collector = () => void;
+
+/**
+ * The Prometheus metrics of one process (gateway, worker and controller parts; the embedded mode has all
+ * three), named by Prometheus conventions: `smmf_` prefix, base units, `_total` counters. Label values are
+ * bounded: model names that exist, instance ids, engines, endpoints, status codes — never prompt text or
+ * request ids. Process metrics (CPU, memory, event loop, GC) come from prom-client's defaults.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly collectors: Collector[] = [];
+
+  // gateway
+  readonly requests = new Counter({ name: "smmf_gateway_requests_total", help: "Requests answered by the gateway, by endpoint, model and HTTP status.", labelNames: ["endpoint", "model", "status"], registers: [this.registry] });
+  readonly requestDuration = new Histogram({ name: "smmf_gateway_request_duration_seconds", help: "End-to-end request latency at the gateway.", labelNames: ["endpoint", "model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly timeToFirstToken = new Histogram({ name: "smmf_gateway_time_to_first_token_seconds", help: "Time from a generation request's arrival to its first token.", labelNames: ["model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly interTokenLatency = new Histogram({ name: "smmf_gateway_inter_token_latency_seconds", help: "Mean time between tokens after the first, one observation per request.", labelNames: ["model"], buckets: TOKEN_BUCKETS, registers: [this.registry] });
+  readonly promptTokens = new Counter({ name: "smmf_gateway_prompt_tokens_total", help: "Prompt (input) tokens of answered requests.", labelNames: ["model"], registers: [this.registry] });
+  readonly completionTokens = new Counter({ name: "smmf_gateway_completion_tokens_total", help: "Completion (output) tokens sent to clients.", labelNames: ["model"], registers: [this.registry] });
+  readonly inFlight = new Gauge({ name: "smmf_gateway_requests_in_flight", help: "Requests running on instances, from this gateway.", labelNames: ["model"], registers: [this.registry] });
+  readonly queued = new Gauge({ name: "smmf_gateway_requests_queued", help: "Requests waiting for a free instance.", labelNames: ["model"], registers: [this.registry] });
+  readonly retries = new Counter({ name: "smmf_gateway_retries_total", help: "Requests sent again to another instance before their first token.", labelNames: ["model"], registers: [this.registry] });
+  readonly failovers = new Counter({ name: "smmf_gateway_failovers_total", help: "Streams continued on another instance after their first token.", labelNames: ["model"], registers: [this.registry] });
+  readonly ejections = new Counter({ name: "smmf_gateway_ejections_total", help: "Instances taken out of routing for failing.", labelNames: ["model", "instance"], registers: [this.registry] });
+  readonly feedback = new Counter({ name: "smmf_feedback_total", help: "User feedback on requests, by model and sign of the score.", labelNames: ["model", "sentiment"], registers: [this.registry] });
+  readonly requestLogDropped = new Counter({ name: "smmf_request_log_dropped_total", help: "Request-log records not written (the log failed or its queue was full).", registers: [this.registry] });
+
+  // registry and instances
+  readonly instances = new Gauge({ name: "smmf_instances", help: "Model instances known from the registry, by model, engine and state.", labelNames: ["model", "engine", "state"], registers: [this.registry] });
+  readonly watchEvents = new Counter({ name: "smmf_registry_watch_events_total", help: "etcd watch events received, by prefix.", labelNames: ["prefix"], registers: [this.registry] });
+  readonly relists = new Counter({ name: "smmf_registry_relists_total", help: "Full listings of an etcd prefix (at start, after compaction or reconnection).", labelNames: ["prefix"], registers: [this.registry] });
+  readonly etcdUp = new Gauge({ name: "smmf_etcd_up", help: "1 while the registry watches etcd, 0 while it cannot reach it.", registers: [this.registry] });
+
+  // worker
+  readonly generations = new Counter({ name: "smmf_worker_generations_total", help: "Generations run by the worker's instances, by finish reason.", labelNames: ["model", "instance", "engine", "finish_reason"], registers: [this.registry] });
+  readonly generationDuration = new Histogram({ name: "smmf_worker_generation_duration_seconds", help: "Time a generation took on the worker.", labelNames: ["model", "engine"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly workerTokens = new Counter({ name: "smmf_worker_tokens_total", help: "Tokens processed by the worker's instances.", labelNames: ["model", "engine", "type"], registers: [this.registry] });
+  readonly workerInFlight = new Gauge({ name: "smmf_worker_in_flight", help: "Generations running on each instance.", labelNames: ["model", "instance", "engine"], registers: [this.registry] });
+
+  // controller
+  readonly leader = new Gauge({ name: "smmf_controller_leader", help: "1 while this controller leads.", registers: [this.registry] });
+  readonly reconcilePasses = new Counter({ name: "smmf_controller_reconcile_passes_total", help: "Passes of the control loop.", registers: [this.registry] });
+  readonly controllerActions = new Counter({ name: "smmf_controller_actions_total", help: "Loads and drains the controller ordered, and failed loads.", labelNames: ["action"], registers: [this.registry] });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Runs `collector` before every scrape (it sets gauges from live state). */
+  onCollect(collector: Collector): () => void {
+    this.collectors.push(collector);
+    return () => {
+      const i = this.collectors.indexOf(collector);
+      if (i >= 0) this.collectors.splice(i, 1);
+    };
+  }
+
+  /** The exposition in Prometheus text format. */
+  async render(): Promise<string> {
+    for (const collect of this.collectors) collect();
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** A counter that mirrors a monotonic number read elsewhere: adds what it grew by since the last scrape. */
+export function mirror(counter: Counter<string>, labels: Record<string, string>): (value: number) => void {
+  let last = 0;
+  return (value) => {
+    if (value > last) counter.inc(labels, value - last);
+    last = value;
+  };
+}

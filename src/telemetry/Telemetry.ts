@@ -1,0 +1,24 @@
+import { Metrics } from "./Metrics.js";
+import type { RequestLog } from "./RequestLog.js";
+import { Tracing } from "./Tracing.js";
+
+/** How much of prompts and outputs the request log keeps. */
+export type CaptureMode = "full" | "truncated" | "off";
+
+/** Characters of a prompt or an output kept with capture "truncated". */
+export const TRUNCATED_CHARS = 2_000;
+
+/** The observability of one process: metrics, tracing and the request log, on or off together. */
+export interface Telemetry {
+  /** Off: nothing is recorded per request (metrics endpoints still answer, with process metrics only). */
+  enabled: boolean;
+  metrics: Metrics;
+  tracing: Tracing;
+  requestLog?: RequestLog;
+  capture: CaptureMode;
+}
+
+/** Telemetry that records nothing per request (tests, `observability: off`). */
+export function disabledTelemetry(metrics = new Metrics()): Telemetry {
+  return { enabled: false, metrics, tracing: new Tracing({ serviceName: "smmf" }), capture: "off" };
+}
