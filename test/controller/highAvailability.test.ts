@@ -11,6 +11,7 @@ import {
   type ControllerProc,
 } from "../helpers/controlCluster.js";
 import { killAll, sleep, waitFor, type DistGateway } from "../helpers/distCluster.js";
+import { promSamples, promValue } from "../helpers/promSamples.js";
 import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
 
 // Two controllers (lease TTL 2 s) over two bare workers and a gateway.
@@ -48,6 +49,10 @@ describe("controller: high availability", () => {
     expect(await healthOf(c2)).toMatchObject({ leader: false, term: null });
     const leader = await leaderRecord(etcd);
     expect(leader).toMatchObject({ controllerId: "ha-c1", address: c1.url, version: 1 });
+    // Each controller says on /metrics whether it leads.
+    const leaderGauge = async (c: ControllerProc) => promValue(promSamples(await (await fetch(`${c.url}/metrics`)).text()), "smmf_controller_leader");
+    expect(await leaderGauge(c1)).toBe(1);
+    expect(await leaderGauge(c2)).toBe(0);
     expect(BigInt(leader!.term)).toBeGreaterThan(0n);
 
     const res = await api(gateway.root, "POST", "/api/v1/models", { name: MODEL, source: testSource(), replicas: 2, llamaCpp: { sequences: 1, contextSize: 128 } });

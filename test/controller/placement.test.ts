@@ -2,6 +2,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, getModel, startApiGateway, startBareWorker, startControllerProc, testSource, waitSettled, type BareWorker, type ControllerProc } from "../helpers/controlCluster.js";
 import { killAll, waitFor, type DistGateway } from "../helpers/distCluster.js";
+import { promSamples, promValue } from "../helpers/promSamples.js";
 import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
 
 // Two bare workers (labelled zone=a and zone=b, 64 MiB offered each), one controller, one gateway.
@@ -48,6 +49,7 @@ describe("controller: placement and serving", () => {
     expect(model.readyReplicas).toBe(2);
 
     const openai = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 });
+    const generations = async (w: BareWorker) => promValue(promSamples(await (await fetch(`${w.address}/metrics`)).text()), "smmf_worker_generations_total", { model: "pl-model" });
     await waitFor("the gateway to route to both instances", async () => {
       const seen = new Set<string>();
       for (let i = 0; i < 12; i++) {
@@ -56,6 +58,13 @@ describe("controller: placement and serving", () => {
       }
       return seen.size === 2 ? seen : undefined;
     }, 15_000);
+    // Each worker counts the generations it ran on /metrics; the controller counts its loads.
+    expect(await generations(workerA)).toBeGreaterThan(0);
+    expect(await generations(workerB)).toBeGreaterThan(0);
+    const controllerMetrics = promSamples(await (await fetch(`${controller.url}/metrics`)).text());
+    expect(promValue(controllerMetrics, "smmf_controller_actions_total", { action: "load" })).toBe(2);
+    expect(promValue(controllerMetrics, "smmf_controller_leader")).toBe(1);
+    expect(promValue(controllerMetrics, "smmf_etcd_up")).toBe(1);
   });
 
   it("places by labels: a model asking for zone=a lands only on the zone=a worker", async () => {

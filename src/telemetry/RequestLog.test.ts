@@ -1,0 +1,98 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createLogger } from "./createLogger.js";
+import { RequestLog, type RequestEntry } from "./RequestLog.js";
+
+let dir: string;
+const logger = createLogger("silent");
+
+function entry(id: string, time: number, overrides: Partial<RequestEntry> = {}): RequestEntry {
+  return {
+    id,
+    time,
+    endpoint: "completions",
+    model: "m",
+    instance: "m-1",
+    engine: "llama.cpp",
+    stream: false,
+    params: { max_tokens: 3 },
+    prompt: "p",
+    output: "o",
+    status: 200,
+    errorCode: null,
+    errorMessage: null,
+    latencyMs: 12.5,
+    ttftMs: 3,
+    promptTokens: 2,
+    completionTokens: 3,
+    retries: 0,
+    traceId: null,
+    ...overrides,
+  };
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "smmf-rl-"));
+});
+
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("RequestLog", () => {
+  it("keeps entries across a reopen of the same file", async () => {
+    const path = join(dir, "sub", "requests.db");
+    const log = await RequestLog.open({ path, retentionDays: 7, maxRows: 100, logger });
+    log.record(entry("a", Date.now()));
+    log.close();
+    const again = await RequestLog.open({ path, retentionDays: 7, maxRows: 100, logger });
+    expect(again.get("a")).toMatchObject({ id: "a", params: { max_tokens: 3 }, stream: false, feedback: null });
+    again.close();
+  });
+
+  it("deletes entries older than the retention and beyond the row limit, oldest first", async () => {
+    const log = await RequestLog.open({ path: join(dir, "r.db"), retentionDays: 1, maxRows: 3, logger });
+    const now = Date.now();
+    log.record(entry("old", now - 2 * 86_400_000));
+    for (let i = 0; i < 5; i++) log.record(entry(`new-${i}`, now - 1000 + i));
+    expect(log.prune()).toBe(3);
+    expect(log.query({ limit: 10 }).data.map((e) => e.id)).toEqual(["new-4", "new-3", "new-2"]);
+    log.close();
+  });
+
+  it("pages newest first with a cursor, also across entries of the same millisecond", async () => {
+    const log = await RequestLog.open({ path: join(dir, "p.db"), retentionDays: 7, maxRows: 100, logger });
+    const t = Date.now();
+    for (const id of ["a", "b", "c", "d", "e"]) log.record(entry(id, t));
+    const pages: string[][] = [];
+    let before: string | undefined;
+    for (;;) {
+      const page = log.query({ limit: 2, before });
+      pages.push(page.data.map((e) => e.id));
+      if (!page.next) break;
+      before = page.next;
+    }
+    expect(pages).toEqual([["e", "d"], ["c", "b"], ["a"]]);
+    log.close();
+  });
+
+  it("stores feedback, and says when there is no such request", async () => {
+    const log = await RequestLog.open({ path: join(dir, "f.db"), retentionDays: 7, maxRows: 100, logger });
+    log.record(entry("x", Date.now()));
+    expect(log.setFeedback("x", { score: -1, comment: "too short", label: null })?.feedback).toMatchObject({ score: -1, comment: "too short", label: null });
+    expect(log.setFeedback("y", { score: 1, comment: null, label: null })).toBeUndefined();
+    log.close();
+  });
+
+  it("a log that cannot open drops entries (counted) and answers queries with unavailable", async () => {
+    let dropped = 0;
+    const log = await RequestLog.open({ path: "/dev/null/x/requests.db", retentionDays: 7, maxRows: 100, logger, onDropped: (n) => (dropped += n) });
+    expect(log.available).toBe(false);
+    log.record(entry("a", Date.now()));
+    expect(dropped).toBe(1);
+    expect(() => log.query({ limit: 1 })).toThrow(expect.objectContaining({ code: "unavailable" }));
+    log.close();
+  });
+});
