@@ -13,6 +13,7 @@ import { GenerateRequestSchema, InferenceService, type GenerateRequest } from ".
 import { DEFAULTS } from "../src/config/loadConfig.js";
 import { benchModelPath } from "./benchModel.js";
 import { benchDistributed } from "./distributed.js";
+import { benchObservability } from "./observability.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
@@ -237,5 +238,6 @@ for (const concurrency of [1, 8]) {
   console.log(`decode tokens/s per stream:          (b)/(a) = ${(decode("b") / decode("a")).toFixed(3)}   (c)/(a) = ${(decode("c") / decode("a")).toFixed(3)}`);
 }
 console.log("\ntarget: (c)/(a) >= 0.95 at concurrency 1");
+if (process.env.BENCH_OBSERVABILITY !== "0") await benchObservability(modelPath);
 if (process.env.BENCH_DISTRIBUTED !== "0") await benchDistributed(modelPath);
 process.exit(0);

@@ -29,7 +29,8 @@ export class Tracing {
     if (!exporter && options.otlpEndpoint) exporter = createOtlpExporter(options.otlpEndpoint);
     this.enabled = exporter !== undefined;
     if (exporter) {
-      const processor = options.exporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter);
+      // Small batches often: serializing a large batch at once would hold the event loop for milliseconds.
+      const processor = options.exporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500, maxExportBatchSize: 64, maxQueueSize: 4096 });
       this.provider = new BasicTracerProvider({ resource: resourceFromAttributes({ "service.name": options.serviceName }), spanProcessors: [processor] });
       this.tracer = this.provider.getTracer("smmf");
     } else {
@@ -53,8 +54,9 @@ export class Tracing {
     return carrier;
   }
 
+  /** Exports what is left; a collector that is gone by then loses those spans, nothing else. */
   async shutdown(): Promise<void> {
-    await this.provider?.shutdown();
+    await this.provider?.shutdown().catch(() => undefined);
   }
 }
 
