@@ -109,7 +109,8 @@ export async function benchObservability(modelPath: string): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "smmf-bench-obs-"));
   const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
   const servers = {
-    on: await serve(modelPath, ["--observability", "on", "--otlp-endpoint", sinkUrl, "--request-log", "on", "--request-log-capture", "full", "--data-dir", dataDir]),
+    // BENCH_OBS_ON_FLAGS replaces the "on" side's flags (e.g. "--request-log off" to measure traces alone).
+    on: await serve(modelPath, process.env.BENCH_OBS_ON_FLAGS?.split(" ").filter(Boolean) ?? ["--observability", "on", "--otlp-endpoint", sinkUrl, "--request-log", "on", "--request-log-capture", "full", "--data-dir", dataDir]),
     off: await serve(modelPath, ["--observability", "off"]),
   };
   const tallies: Record<"on" | "off", Tally> = { on: { tokens: 0, ms: 0, overhead: [] }, off: { tokens: 0, ms: 0, overhead: [] } };

@@ -28,7 +28,7 @@ const invalid = (fn: () => unknown): SmmfError => expectInvalid(fn);
 describe("loadConfig", () => {
   it("gives the defaults with no file, env or flags", () => {
     const config = loadConfig({}, {}, dir);
-    expect(config).toEqual({ ...DEFAULTS, modelDir: join(dir, "models"), models: [DEFAULT_MODEL] });
+    expect(config).toEqual({ ...DEFAULTS, modelDir: join(dir, "models"), dataDir: join(dir, "data"), models: [DEFAULT_MODEL] });
     expect(config.port).toBe(8000);
     expect(config.host).toBe("127.0.0.1");
   });
@@ -315,5 +315,34 @@ describe("loadConfig", () => {
       expect(invalid(() => loadConfig({ model: [pair] }, {}, dir)).message).toContain("--model");
       expect(invalid(() => loadConfig({}, { SMMF_MODELS: pair }, dir)).message).toContain("SMMF_MODELS");
     });
+  });
+});
+
+describe("loadConfig: observability, upstream models and worker settings", () => {
+  let d: string;
+  beforeEach(() => {
+    d = mkdtempSync(join(tmpdir(), "smmf-cfg2-"));
+  });
+  afterEach(() => rmSync(d, { recursive: true, force: true }));
+
+  it("reads observability settings from flags and env, OTEL_EXPORTER_OTLP_ENDPOINT included", () => {
+    const config = loadConfig({ "request-log-capture": "off", "data-dir": "logs" }, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel:4318", SMMF_REQUEST_LOG_MAX_ROWS: "50" }, d);
+    expect(config).toMatchObject({ otlpEndpoint: "http://otel:4318", requestLogCapture: "off", requestLogMaxRows: 50, dataDir: join(d, "logs"), observability: "on", requestLog: "on" });
+    expect(() => loadConfig({ observability: "maybe" }, {}, d)).toThrow(/--observability must be on, off/);
+  });
+
+  it("takes upstream models from --proxy name=preset[@url], and refuses unknown presets", () => {
+    const config = loadConfig({ proxy: ["llama3=ollama", "qwen=vllm@http://gpu1:8000/v1"] }, {}, d);
+    expect(config.models).toEqual([
+      { name: "llama3", engine: "ollama", file: "" },
+      { name: "qwen", engine: "vllm", file: "", baseUrl: "http://gpu1:8000/v1" },
+    ]);
+    expect(() => loadConfig({ proxy: ["x=tensorrt"] }, {}, d)).toThrow(/unknown engine 'tensorrt'/);
+  });
+
+  it("reads worker labels, memory and --no-models", () => {
+    const config = loadConfig({ label: ["zone=a", "gpu=h100"], "max-memory-mb": "512", "no-models": true }, { SMMF_LABELS: "rack=3" }, d);
+    expect(config).toMatchObject({ labels: { rack: "3", zone: "a", gpu: "h100" }, maxMemoryMb: 512, models: [] });
+    expect(() => loadConfig({ label: ["bad label=x"] }, {}, d)).toThrow(/--label takes key=value/);
   });
 });
