@@ -46,11 +46,26 @@ export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, 
  * `intervalMs` of the last message are sent together in one delta (one piece per token), which keeps the
  * per-message cost of gRPC and SSE off fast models' token rate while adding at most `intervalMs` of delay.
  */
-export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent>, instanceId: string, intervalMs: number, startedAt = performance.now()): AsyncGenerator<GenerateResponse> {
+export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent>, instanceId: string, intervalMs: number, startedAt = performance.now(), observer?: GenerationObserver): AsyncGenerator<GenerateResponse> {
+  let outcome: { err?: unknown } | undefined;
+  try {
+    yield* batchedResponses(events, instanceId, intervalMs, startedAt, observer);
+    outcome = {};
+  } catch (err) {
+    outcome = { err };
+    throw err;
+  } finally {
+    // Neither finished nor failed: the caller stopped reading (the request was cancelled).
+    observer?.end(outcome ? outcome.err : new SmmfError("cancelled", "request cancelled"));
+  }
+}
+
+async function* batchedResponses(events: AsyncIterable<GenerationEvent>, instanceId: string, intervalMs: number, startedAt: number, observer?: GenerationObserver): AsyncGenerator<GenerateResponse> {
   let pieces: string[] = [];
   let lastSent = -Infinity;
   let promptTokens = 0;
   for await (const event of events) {
+    observer?.event(event);
     if (event.type === "started") {
       promptTokens = event.promptTokens;
     } else if (event.type === "delta") {
@@ -71,34 +86,38 @@ export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent
   }
 }
 
+/** Hears a generation's events on the worker (metrics, the engine's span) without another stream layer. */
+interface GenerationObserver {
+  event(event: GenerationEvent): void;
+  /** Called once at the end, with the error when it failed. */
+  end(err?: unknown): void;
+}
+
 /**
- * Engine events, observed: the engine's span (child of the worker's) ends with the generation; metrics count
- * the generation, its tokens and its duration by model, instance and engine.
+ * The engine's part of a generation, observed: its span (a child of the worker's) ends with the generation;
+ * metrics count the generation, its tokens and its duration by model, instance and engine.
  */
-async function* observedEngine(events: AsyncIterable<GenerationEvent>, telemetry: Telemetry, hosted: ResolvedInstance, parent: Context): AsyncGenerator<GenerationEvent> {
+function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: Context): GenerationObserver {
   const { tracing, metrics } = telemetry;
   const { model, instanceId, engine } = hosted.record;
   const span = tracing.enabled ? tracing.tracer.startSpan(`engine ${engine}`, { kind: SpanKind.INTERNAL, attributes: { "smmf.engine": engine, "gen_ai.request.model": model } }, parent) : undefined;
   const started = performance.now();
   let finish = "error";
-  try {
-    for await (const event of events) {
-      if (event.type === "done") {
-        finish = event.finishReason;
-        metrics.workerTokens.inc({ model, engine, type: "prompt" }, event.promptTokens);
-        metrics.workerTokens.inc({ model, engine, type: "completion" }, event.completionTokens);
-        span?.setAttributes({ "gen_ai.usage.input_tokens": event.promptTokens, "gen_ai.usage.output_tokens": event.completionTokens, "gen_ai.response.finish_reasons": [event.finishReason] });
-      }
-      yield event;
-    }
-  } catch (err) {
-    span?.setStatus({ code: SpanStatusCode.ERROR, message: toSmmfError(err).message });
-    throw err;
-  } finally {
-    metrics.generations.inc({ model, instance: instanceId, engine, finish_reason: finish });
-    metrics.generationDuration.observe({ model, engine }, (performance.now() - started) / 1000);
-    span?.end();
-  }
+  return {
+    event(event) {
+      if (event.type !== "done") return;
+      finish = event.finishReason;
+      metrics.workerTokens.inc({ model, engine, type: "prompt" }, event.promptTokens);
+      metrics.workerTokens.inc({ model, engine, type: "completion" }, event.completionTokens);
+      span?.setAttributes({ "gen_ai.usage.input_tokens": event.promptTokens, "gen_ai.usage.output_tokens": event.completionTokens, "gen_ai.response.finish_reasons": [event.finishReason] });
+    },
+    end(err) {
+      if (err !== undefined) span?.setStatus({ code: SpanStatusCode.ERROR, message: toSmmfError(err).message });
+      metrics.generations.inc({ model, instance: instanceId, engine, finish_reason: finish });
+      metrics.generationDuration.observe({ model, engine }, (performance.now() - started) / 1000);
+      span?.end();
+    },
+  };
 }
 
 /** InferenceService as a worker serves it: runs each call on one of its own instances. */
@@ -114,16 +133,17 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
         const { input, sampling } = parseGenerateStart(start);
         const hosted = worker.resolve(start.model, start.instanceId);
         watchForCancel(iterator, () => abort.abort());
-        let events = hosted.engine.generate(input, sampling, abort.signal);
+        const events = hosted.engine.generate(input, sampling, abort.signal);
+        let observer: GenerationObserver | undefined;
         if (telemetry.enabled) {
           const { tracing } = telemetry;
           const parent = tracing.extract(ctx.requestHeader);
           span = tracing.enabled
             ? tracing.tracer.startSpan(`generate ${start.model}`, { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": start.model, "smmf.instance.id": hosted.record.instanceId, "smmf.worker.id": worker.id } }, parent)
             : undefined;
-          events = observedEngine(events, telemetry, hosted, span ? trace.setSpan(parent, span) : parent);
+          observer = observeEngine(telemetry, hosted, span ? trace.setSpan(parent, span) : parent);
         }
-        yield* toGenerateResponses(events, hosted.record.instanceId, streamIntervalMs, startedAt);
+        yield* toGenerateResponses(events, hosted.record.instanceId, streamIntervalMs, startedAt, observer);
       } catch (err) {
         const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });
