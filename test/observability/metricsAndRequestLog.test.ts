@@ -4,7 +4,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import parsePrometheus, { type ParsedFamily } from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../helpers/controlCluster.js";
+import { runCli, startCliStream } from "../helpers/controlCluster.js";
 import { promSamples, promValue, type PromSample } from "../helpers/promSamples.js";
 import { waitFor } from "../helpers/distCluster.js";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
@@ -217,6 +217,20 @@ describe("request log", () => {
     expect(JSON.parse(fb.stdout).feedback).toMatchObject({ score: 0.5, label: "ok" });
     const unknown = await runCli(["requests", "show", "nope", url]);
     expect(unknown.code).toBe(3);
+  });
+
+  it("`smmf requests tail` prints requests as they finish", async () => {
+    const tail = startCliStream(["requests", "tail", `--url=${server.url}`, "--json"]);
+    try {
+      await new Promise((r) => setTimeout(r, 1_500));
+      const { response } = await server.openai.completions.create({ model: MODEL, prompt: "Tail me", max_tokens: 2 }).withResponse();
+      const id = response.headers.get("x-request-id")!;
+      const line = await waitFor("the new request in the tail", () => tail.stdout().split("\n").find((l) => l.includes(id)), 10_000);
+      expect(JSON.parse(line)).toMatchObject({ id, status: 200, completionTokens: 2 });
+      expect(tail.stdout()).not.toContain(ids.c1); // only requests from after it started
+    } finally {
+      await tail.stop();
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import { DEFAULTS } from "../../src/config/loadConfig.js";
 import type { ModelConfig } from "../../src/config/SmmfConfig.js";
 import { startEmbedded, type Embedded } from "../../src/embedded/startEmbedded.js";
 import { createLogger } from "../../src/telemetry/createLogger.js";
+import { promSamples, promValue } from "../helpers/promSamples.js";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
 
 // A loopback upstream the test controls (fault by fault), beside a good upstream (a second SMMF), behind
@@ -134,6 +135,9 @@ describe("OpenAI-compatible upstream engine: faults", () => {
     hits = 0;
     for (let i = 0; i < 6; i++) expect((await openai.completions.create({ model: "mixed", prompt: "Once", max_tokens: 3 })).usage?.completion_tokens).toBe(3);
     expect(hits).toBeGreaterThanOrEqual(2); // round-robin: every other request meets the 429 first
+    // Each of those was a retry, counted on /metrics.
+    const text = await (await fetch(`${gateway.gateway.url}/metrics`)).text();
+    expect(promValue(promSamples(text), "smmf_gateway_retries_total", { model: "mixed" })).toBe(hits);
     const err = await errorOf(openai.completions.create({ model: "solo", prompt: "Hi", max_tokens: 8 }));
     expect(err).toMatchObject({ status: 429, code: "resource_exhausted" });
     expect(err.headers?.get("retry-after")).toBe("7");
