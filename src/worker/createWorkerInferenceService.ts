@@ -97,7 +97,7 @@ interface GenerationObserver {
  * The engine's part of a generation, observed: its span (a child of the worker's) ends with the generation;
  * metrics count the generation, its tokens and its duration by model, instance and engine.
  */
-function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: Context): GenerationObserver {
+function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: Context, signal: AbortSignal): GenerationObserver {
   const { tracing, metrics } = telemetry;
   const { model, instanceId, engine } = hosted.record;
   const span = tracing.enabled ? tracing.tracer.startSpan(`engine ${engine}`, { kind: SpanKind.INTERNAL, attributes: { "smmf.engine": engine, "gen_ai.request.model": model } }, parent) : undefined;
@@ -112,7 +112,12 @@ function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: C
       span?.setAttributes({ "gen_ai.usage.input_tokens": event.promptTokens, "gen_ai.usage.output_tokens": event.completionTokens, "gen_ai.response.finish_reasons": [event.finishReason] });
     },
     end(err) {
-      if (err !== undefined) span?.setStatus({ code: SpanStatusCode.ERROR, message: toSmmfError(err).message });
+      if (err !== undefined) {
+        const error = toSmmfError(err);
+        // Stopped before its done event could be read (the caller went away): a cancellation all the same.
+        if (finish === "error" && (error.code === "cancelled" || signal.aborted)) finish = "cancelled";
+        else span?.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+      }
       metrics.generations.inc({ model, instance: instanceId, engine, finish_reason: finish });
       metrics.generationDuration.observe({ model, engine }, (performance.now() - started) / 1000);
       span?.end();
@@ -141,7 +146,7 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
           span = tracing.enabled
             ? tracing.tracer.startSpan(`generate ${start.model}`, { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": start.model, "smmf.instance.id": hosted.record.instanceId, "smmf.worker.id": worker.id } }, parent)
             : undefined;
-          observer = observeEngine(telemetry, hosted, span ? trace.setSpan(parent, span) : parent);
+          observer = observeEngine(telemetry, hosted, span ? trace.setSpan(parent, span) : parent, abort.signal);
         }
         yield* toGenerateResponses(events, hosted.record.instanceId, streamIntervalMs, startedAt, observer);
       } catch (err) {
