@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { assertModelFiles } from "../config/assertModelFiles.js";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
@@ -26,6 +27,7 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
     labels: config.labels,
     maxMemoryBytes: config.maxMemoryMb * 1024 * 1024,
     modelDir: config.modelDir,
+    downloadDir: resolve(config.dataDir, "model-cache"),
     drainGraceMs: config.shutdownGraceMs,
     engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
   });

@@ -31,7 +31,9 @@ export async function checkPlacement(registry: Registry, clients: WorkerServiceC
   let lastError: SmmfError | undefined;
   for (const worker of matching) {
     try {
-      const res = await clients.get(worker.address).estimateInstance({ spec: instanceSpecOfModel(record) }, { timeoutMs: 30_000 });
+      // A URL source is downloaded by the worker to estimate it (and is then cached for the load): give it time.
+      const timeoutMs = /^https?:\/\//i.test(spec.source) ? 600_000 : 30_000;
+      const res = await clients.get(worker.address).estimateInstance({ spec: instanceSpecOfModel(record) }, { timeoutMs });
       needBytes = Number(res.memoryBytes);
       break;
     } catch (err) {

@@ -60,11 +60,12 @@ describe("validateModelSpec", () => {
     expect(rejection({ source: "" })).toMatchObject({ code: "invalid_argument", param: "source" });
   });
 
-  it("refuses http:// and other URL sources but accepts file:// URIs and paths", () => {
-    const err = rejection({ source: "http://example.com/m.gguf" });
+  it("accepts paths, file:// URIs and http(s) URLs without credentials, and refuses other schemes", () => {
+    const err = rejection({ source: "s3://bucket/m.gguf" });
     expect(err).toMatchObject({ code: "invalid_argument", param: "source" });
-    expect(err.message).toContain("http: sources are not supported");
-    expect(rejection({ source: "s3://bucket/m.gguf" })).toMatchObject({ param: "source" });
+    expect(err.message).toContain("s3: sources are not supported");
+    expect(rejection({ source: "https://user:pw@example.com/m.gguf" }).message).toContain("must not carry credentials");
+    expect(validateModelSpec(spec({ source: "https://example.com/m.gguf" })).source).toBe("https://example.com/m.gguf");
     expect(validateModelSpec(spec({ source: "file:///models/m.gguf" })).source).toBe("file:///models/m.gguf");
     expect(validateModelSpec(spec({ source: "/models/m.gguf" })).source).toBe("/models/m.gguf");
   });

@@ -36,8 +36,18 @@ export function validateModelSpec(input: ModelSpec | undefined): ModelSpec {
   if (!ENGINE_NAMES.includes(spec.engine)) throw bad("engine", `unknown engine '${spec.engine.slice(0, 64)}'; known engines: ${ENGINE_NAMES.join(", ")}`);
   if (spec.engine === "llama.cpp") {
     if (!spec.source) throw bad("source", "'source' is required: a GGUF file path (relative to the workers' model directory, or absolute) or a file:// URI");
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec.source) && !spec.source.startsWith("file://")) {
-      throw bad("source", `'source' must be a file path or a file:// URI; ${spec.source.split(":")[0]}: sources are not supported`);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec.source) && !/^(file|https?):\/\//i.test(spec.source)) {
+      throw bad("source", `'source' must be a file path, a file:// URI or an http(s) URL; ${spec.source.split(":")[0]}: sources are not supported`);
+    }
+    if (/^https?:\/\//i.test(spec.source)) {
+      let url: URL;
+      try {
+        url = new URL(spec.source);
+      } catch {
+        throw bad("source", "'source' is not a valid URL");
+      }
+      // The source is stored in etcd and shown to operators: it must carry no secret.
+      if (url.username || url.password) throw bad("source", "'source' must not carry credentials");
     }
   } else {
     checkProxyParams(spec);

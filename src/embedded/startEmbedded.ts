@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
 import { assertModelFiles } from "../config/assertModelFiles.js";
@@ -48,6 +49,7 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
     labels: config.labels,
     maxMemoryBytes: config.maxMemoryMb * 1024 * 1024,
     modelDir: config.modelDir,
+    downloadDir: resolve(config.dataDir, "model-cache"),
     drainGraceMs: config.shutdownGraceMs,
     engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
   });

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { freemem, totalmem } from "node:os";
+import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { InstanceSchema, InstanceState, WorkerInfoSchema, type Instance, type InstanceSpec, type WorkerInfo } from "../gen/smmf/v1/instance_pb.js";
@@ -11,6 +12,7 @@ import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import type { HostedInstance, ResolvedInstance } from "./HostedInstance.js";
 import { mib } from "../util/mib.js";
+import { fetchModelFile, isRemoteSource } from "./fetchModelFile.js";
 import { resolveSource } from "./resolveSource.js";
 import { validateModelName } from "./validateModelName.js";
 
@@ -28,6 +30,8 @@ export interface WorkerOptions {
   maxMemoryBytes?: number;
   /** Folder relative model sources are found in. */
   modelDir?: string;
+  /** Folder GGUF files downloaded from http(s) sources are kept in; default: `.download-cache` in the model folder. */
+  downloadDir?: string;
   /** After marking an instance draining, how long to keep taking requests already on their way (ms). */
   drainSettleMs?: number;
   /** Longest an instance may drain before it is unloaded anyway (ms). */
@@ -75,22 +79,25 @@ export class Worker {
   }
 
   /** The spec with its source resolved to a local file. */
-  private resolved(spec: InstanceSpec): InstanceSpec {
+  /** The spec with its source as a local file: a path as it is, an http(s) URL downloaded (once) into the download folder. */
+  private async resolved(spec: InstanceSpec): Promise<InstanceSpec> {
     if ((spec.engine || "llama.cpp") !== "llama.cpp") return spec;
-    return { ...spec, source: resolveSource(spec.source, this.options.modelDir ?? ".", this.id) };
+    const modelDir = this.options.modelDir ?? ".";
+    if (isRemoteSource(spec.source)) return { ...spec, source: await fetchModelFile(spec.source, this.options.downloadDir ?? join(modelDir, ".download-cache"), this.id) };
+    return { ...spec, source: resolveSource(spec.source, modelDir, this.id) };
   }
 
   /** Estimated memory an instance of `spec` would need here, in bytes. */
   async estimate(spec: InstanceSpec): Promise<number> {
     validateModelName(spec.model);
-    return estimateMemory(this.resolved(spec), this.engineDefaults);
+    return estimateMemory(await this.resolved(spec), this.engineDefaults);
   }
 
   async load(spec: InstanceSpec): Promise<Instance> {
     validateModelName(spec.model);
     const instanceId = spec.instanceId || `${spec.model}-${randomUUID().slice(0, 8)}`;
     if (this.instances.has(instanceId)) throw new SmmfError("failed_precondition", `instance '${instanceId}' is already loaded`, { param: "instance_id" });
-    const resolved = this.resolved(spec);
+    const resolved = await this.resolved(spec);
     // Instances the controller places must fit; a statically configured one is loaded as asked, and counted.
     const memoryBytes = spec.managed
       ? await estimateMemory(resolved, this.engineDefaults)

@@ -17,7 +17,7 @@ export function resolveSource(source: string, modelDir: string, workerId: string
       throw new SmmfError("invalid_argument", `'source' is not a valid file URI: ${(err as Error).message}`, { param: "source" });
     }
   } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {
-    throw new SmmfError("invalid_argument", `'source' must be a file path or a file:// URI; ${source.split(":")[0]}: sources are not supported`, { param: "source" });
+    throw new SmmfError("invalid_argument", `'source' must be a file path, a file:// URI or an http(s) URL; ${source.split(":")[0]}: sources are not supported`, { param: "source" });
   } else {
     path = isAbsolute(source) ? source : resolve(modelDir, source);
   }

@@ -26,6 +26,8 @@ export interface WorkerServerOptions {
   maxMemoryBytes?: number;
   /** Folder relative model sources are found in. */
   modelDir?: string;
+  /** Folder GGUF files downloaded from http(s) sources are kept in. */
+  downloadDir?: string;
   /** Longest an instance drained by the controller may take to finish its requests (ms). */
   drainGraceMs?: number;
   /** Metrics and traces; default: metrics only, nothing per request. */
@@ -60,6 +62,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     labels: options.labels,
     maxMemoryBytes: options.maxMemoryBytes,
     modelDir: options.modelDir,
+    downloadDir: options.downloadDir,
     drainGraceMs: options.drainGraceMs,
   });
   const telemetry = options.telemetry ?? disabledTelemetry();

@@ -1,9 +1,13 @@
+import { createReadStream } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, getModel, startApiGateway, startBareWorker, startControllerProc, testSource, waitSettled, type BareWorker, type ControllerProc } from "../helpers/controlCluster.js";
 import { killAll, waitFor, type DistGateway } from "../helpers/distCluster.js";
 import { promSamples, promValue } from "../helpers/promSamples.js";
 import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
+import { testModelPath } from "../helpers/testModel.js";
 
 // Two bare workers (labelled zone=a and zone=b, 64 MiB offered each), one controller, one gateway.
 let etcd: TestEtcd;
@@ -129,6 +133,38 @@ describe("controller: placement and serving", () => {
     expect(Date.now() - started).toBeLessThan(15_000);
     const workers = (await api(gateway.root, "GET", "/api/v1/workers")).body.data.map((w: { worker: { workerId: string } }) => w.worker.workerId);
     expect(workers).toEqual(["pl-a"]);
+  });
+
+  it("starts a model from an http(s) URL: the worker downloads the GGUF file once and serves it", async () => {
+    let downloads = 0;
+    const files = createServer((req, res) => {
+      if (req.url !== "/models/stories260K.gguf") {
+        res.writeHead(404);
+        return void res.end();
+      }
+      downloads++;
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      createReadStream(testModelPath()).pipe(res);
+    });
+    await new Promise<void>((r) => files.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(files.address() as AddressInfo).port}/models`;
+    try {
+      const missing = await api(gateway.root, "POST", "/api/v1/models", { name: "pl-url", ...SPEC, replicas: 1, source: `${base}/nope.gguf` });
+      expect(missing.status).toBe(400);
+      expect(missing.body.error).toMatchObject({ code: "failed_precondition", param: "source" });
+      expect(missing.body.error.message).toMatch(/cannot download .*nope\.gguf: HTTP 404/);
+      const started = await api(gateway.root, "POST", "/api/v1/models", { name: "pl-url", ...SPEC, replicas: 1, source: `${base}/stories260K.gguf` });
+      expect(started.status, JSON.stringify(started.body)).toBe(201);
+      await waitSettled(gateway.root, "pl-url", 1);
+      const openai = new OpenAI({ baseURL: gateway.baseURL, apiKey: "unused", maxRetries: 0 });
+      expect((await openai.completions.create({ model: "pl-url", prompt: "Once", max_tokens: 3 })).usage?.completion_tokens).toBe(3);
+      // Estimated and loaded from the worker's cache: one download (two at most, when the estimate and the load fell on different workers).
+      expect(downloads).toBeGreaterThanOrEqual(1);
+      expect(downloads).toBeLessThanOrEqual(2);
+      expect((await api(gateway.root, "DELETE", "/api/v1/models/pl-url")).status).toBe(200);
+    } finally {
+      files.close();
+    }
   });
 
   it("stops a model: its instances go away, then requests for it get 404", async () => {

@@ -1,5 +1,7 @@
 import { spawn } from "node:child_process";
-import { basename, dirname, resolve } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, resolve } from "node:path";
 import { freePort, startSmmf, trackChild, type SmmfProcess } from "./childProcess.js";
 import { startDistGateway, waitFor, type DistGateway } from "./distCluster.js";
 import type { TestEtcd } from "./startEtcd.js";
@@ -26,7 +28,9 @@ export interface BareWorkerOptions {
 
 /** `smmf worker --no-models` on the test etcd, its model directory the test model's folder. */
 export async function startBareWorker(etcd: TestEtcd, workerId: string, options: BareWorkerOptions = {}): Promise<BareWorker> {
-  const args = ["worker", "--etcd", etcd.endpoints, "--no-models", "--model-dir", dirname(testModelPath()), "--gpu", "off", "--threads", "1"];
+  // Its own data folder: downloads (http sources) land there, never in the shared model folder.
+  const dataDir = mkdtempSync(join(tmpdir(), `smmf-${workerId}-`));
+  const args = ["worker", "--etcd", etcd.endpoints, "--no-models", "--model-dir", dirname(testModelPath()), "--data-dir", dataDir, "--gpu", "off", "--threads", "1"];
   args.push("--lease-ttl", String(options.leaseTtl ?? 2), "--log-level", "warn", "--worker-id", workerId, "--shutdown-grace-ms", "5000");
   for (const label of options.labels ?? []) args.push("--label", label);
   if (options.maxMemoryMb !== undefined) args.push("--max-memory-mb", String(options.maxMemoryMb));
