@@ -14,7 +14,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? 5);
 const STREAM_REQUESTS = 16;
 const STREAM_TOKENS = 128;
-const SMALL_REQUESTS = 60;
+const SMALL_REQUESTS = Number(process.env.BENCH_OBS_SMALL ?? 150);
 
 interface Server {
   port: number;
