@@ -4,8 +4,14 @@ import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 import type { SmmfError } from "../errors/SmmfError.js";
 import { TRUNCATED_CHARS, type Telemetry } from "../telemetry/Telemetry.js";
 
-/** The REST endpoints observed, and their GenAI operation names. */
-export const OPERATIONS = { chat_completions: "chat", completions: "text_completion", embeddings: "embeddings" } as const;
+/** The endpoints observed (REST, and the gateway's gRPC InferenceService), and their GenAI operation names. */
+export const OPERATIONS = {
+  chat_completions: "chat",
+  completions: "text_completion",
+  embeddings: "embeddings",
+  grpc_generate: "generate_content",
+  grpc_embed: "embeddings",
+} as const;
 export type ObservedEndpoint = keyof typeof OPERATIONS;
 
 export interface RequestDescription {
@@ -149,7 +155,7 @@ export class RequestObservation {
       stream: this.stream,
       params: this.params,
       prompt: capture === "off" ? null : this.prompt,
-      output: capture === "off" || this.endpoint === "embeddings" ? null : this.capped(this.output),
+      output: capture === "off" || OPERATIONS[this.endpoint] === "embeddings" ? null : this.capped(this.output),
       status,
       errorCode: outcome.error?.code ?? null,
       errorMessage: outcome.error?.message ?? null,

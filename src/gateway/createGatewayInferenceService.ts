@@ -1,33 +1,73 @@
+import { randomUUID } from "node:crypto";
+import { toJson } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
+import { InferenceService, SamplingParamsSchema } from "../gen/smmf/v1/inference_pb.js";
+import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 import { asConnectError } from "../errors/asConnectError.js";
+import { toSmmfError } from "../errors/SmmfError.js";
+import type { Registry } from "../registry/Registry.js";
+import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { linkSignals } from "../util/linkSignals.js";
 import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
+import { RequestObservation, type ObservedEndpoint } from "./RequestObservation.js";
 
-/** InferenceService as the gateway serves it: each call goes to an instance of the requested model. */
-export function createGatewayInferenceService(router: InferenceRouter): ServiceImpl<typeof InferenceService> {
+/**
+ * InferenceService as the gateway serves it: each call goes to an instance of the requested model. Generate
+ * and Embed calls are observed like REST requests (metrics, trace, request log; endpoints `grpc_generate`
+ * and `grpc_embed`; their status is the HTTP status of their SMMF code).
+ */
+export function createGatewayInferenceService(router: InferenceRouter, registry?: Registry, telemetry: Telemetry = disabledTelemetry()): ServiceImpl<typeof InferenceService> {
+  const isKnownModel = (model: string) => registry?.snapshot().some((i) => i.model === model) ?? false;
+  const observe = (endpoint: ObservedEndpoint, requestId: string, headers: Headers) => {
+    const id = requestId || `grpc-${randomUUID().replaceAll("-", "")}`;
+    return new RequestObservation(telemetry, endpoint, id, Object.fromEntries(headers), isKnownModel);
+  };
   return {
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
+      let obs: RequestObservation | undefined;
       try {
         const iterator = requests[Symbol.asyncIterator]();
         const start = await readGenerateStart(iterator);
+        obs = observe("grpc_generate", start.requestId, ctx.requestHeader);
+        ctx.responseHeader.set("x-request-id", obs.id);
+        const input = start.input.case === "chat" ? start.input.value.messages.map((m) => ({ role: m.role, content: m.content })) : start.input.value;
+        obs.describe({ model: start.model, stream: true, params: start.params ? (toJson(SamplingParamsSchema, start.params) as Record<string, unknown>) : {}, prompt: input });
         parseGenerateStart(start);
         watchForCancel(iterator, () => abort.abort());
-        yield* router.generate(start, abort.signal);
+        const observation = obs;
+        for await (const res of router.generate(start, abort.signal, (instance: Instance, attempt: number) => observation.attempt(instance, attempt), obs.traceHeaders())) {
+          if (res.kind.case === "delta") observation.delta(res.kind.value.pieces);
+          else if (res.kind.case === "done") {
+            const usage = res.kind.value.usage;
+            observation.end(200, { usage: usage && { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } });
+          }
+          yield res;
+        }
       } catch (err) {
-        throw asConnectError(err);
+        const error = ctx.signal.aborted ? toSmmfError(new DOMException("cancelled", "AbortError")) : toSmmfError(err);
+        obs?.end(error.httpStatus, { error });
+        throw asConnectError(error);
       } finally {
+        // A caller that stopped reading: a cancellation.
+        if (abort.signal.aborted || ctx.signal.aborted) obs?.end(499, { error: toSmmfError(new DOMException("cancelled", "AbortError")) });
         abort.abort();
       }
     },
     async embed(req, ctx) {
+      const obs = observe("grpc_embed", req.requestId, ctx.requestHeader);
+      ctx.responseHeader.set("x-request-id", obs.id);
+      obs.describe({ model: req.model, params: {}, prompt: req.inputs });
       try {
-        return await router.embed(req, ctx.signal);
+        const res = await router.embed(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
+        obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
+        return res;
       } catch (err) {
-        throw asConnectError(err);
+        const error = toSmmfError(err);
+        obs.end(error.httpStatus, { error });
+        throw asConnectError(error);
       }
     },
     async countTokens(req, ctx) {

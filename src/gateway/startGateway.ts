@@ -65,7 +65,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry });
   const handler = connectNodeAdapter({
     routes(r) {
-      r.service(InferenceService, createGatewayInferenceService(router));
+      r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry));
       r.service(ControllerService, controller);
     },
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
