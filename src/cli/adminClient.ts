@@ -11,10 +11,14 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, refused: 4 } as c
 
 export const EXIT_CODES_HELP = "Exit codes: 0 done, 1 the server failed or could not be reached, 2 bad usage or invalid arguments, 3 unknown model, instance or worker, 4 refused (already exists, no room, not allowed now).";
 
+/** The SMMF server a command talks to: --url, else SMMF_URL, else the local default; without a trailing slash. */
+export function serverUrl(flag: string | undefined): string {
+  return (flag ?? process.env.SMMF_URL ?? "http://127.0.0.1:8000").replace(/\/+$/, "");
+}
+
 /** The ControllerService of a gateway or controller (Connect protocol over HTTP/1.1, so any SMMF port will do). */
 export function adminClient(url: string | undefined): ControllerClient {
-  const baseUrl = (url ?? process.env.SMMF_URL ?? "http://127.0.0.1:8000").replace(/\/+$/, "");
-  return createClient(ControllerService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
+  return createClient(ControllerService, createConnectTransport({ baseUrl: serverUrl(url), httpVersion: "1.1" }));
 }
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {

@@ -1,5 +1,6 @@
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
+import { parseCommandArgs } from "./parseCommandArgs.js";
+import { serverUrl } from "./adminClient.js";
 import { readSse } from "./readSse.js";
 
 export const CHAT_USAGE = `Usage: smmf chat MODEL [flags]
@@ -22,28 +23,15 @@ interface Turn {
 
 /** `smmf chat MODEL`: an interactive streaming chat in the terminal (stdin → gateway → stdout). */
 export async function runChat(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { url: { type: "string" }, system: { type: "string" }, "max-tokens": { type: "string" }, temperature: { type: "string" }, help: { type: "boolean", short: "h" } },
-    });
-  } catch (err) {
-    process.stderr.write(`smmf chat: ${(err as Error).message}\n\n${CHAT_USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs("chat", CHAT_USAGE, args, { url: { type: "string" }, system: { type: "string" }, "max-tokens": { type: "string" }, temperature: { type: "string" } });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(CHAT_USAGE);
-    return 0;
-  }
   if (positionals.length !== 1) {
     process.stderr.write(`smmf chat: name one model\n\n${CHAT_USAGE}`);
     return 2;
   }
   const model = positionals[0];
-  const url = (values.url ?? process.env.SMMF_URL ?? "http://127.0.0.1:8000").replace(/\/+$/, "");
+  const url = serverUrl(values.url);
   const maxTokens = Number(values["max-tokens"] ?? 256);
   const temperature = values.temperature === undefined ? undefined : Number(values.temperature);
   if (!Number.isInteger(maxTokens) || maxTokens < 1 || (temperature !== undefined && !(temperature >= 0 && temperature <= 2))) {

@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseCommandArgs } from "./parseCommandArgs.js";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { EventType, WatchEventsResponseSchema } from "../gen/smmf/v1/controller_pb.js";
@@ -19,16 +19,11 @@ ${EXIT_CODES_HELP}
 
 /** `smmf events`: the controller's event stream. */
 export async function runEvents(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: false, options: { url: { type: "string" }, model: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
-  } catch (err) {
-    process.stderr.write(`smmf events: ${(err as Error).message}\n\n${EVENTS_USAGE}`);
+  const parsed = parseCommandArgs("events", EVENTS_USAGE, args, { url: { type: "string" }, model: { type: "string" }, json: { type: "boolean" } });
+  if (typeof parsed === "number") return parsed;
+  if (parsed.positionals.length > 0) {
+    process.stderr.write(`smmf events: unexpected argument '${parsed.positionals[0]}'\n\n${EVENTS_USAGE}`);
     return EXIT.usage;
-  }
-  if (parsed.values.help) {
-    process.stdout.write(EVENTS_USAGE);
-    return EXIT.ok;
   }
   try {
     for await (const event of adminClient(parsed.values.url).watchEvents({ model: parsed.values.model ?? "" }, { timeoutMs: 0 })) {

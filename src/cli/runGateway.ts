@@ -5,6 +5,7 @@ import { requireEtcd } from "./requireEtcd.js";
 import { routingOptions } from "../gateway/routingOptions.js";
 import { untilStopped } from "./untilStopped.js";
 import { createTelemetry } from "../telemetry/createTelemetry.js";
+import { closeTelemetry } from "../telemetry/Telemetry.js";
 
 /** `smmf gateway`: the REST and gRPC front door, discovering instances in etcd. */
 export async function runGateway(config: SmmfConfig, logger: Logger): Promise<number> {
@@ -17,7 +18,6 @@ export async function runGateway(config: SmmfConfig, logger: Logger): Promise<nu
   return untilStopped(logger, async () => {
     await gateway.close(config.shutdownGraceMs);
     await registry.close();
-    telemetry.requestLog?.close();
-    await telemetry.tracing.shutdown();
+    await closeTelemetry(telemetry);
   });
 }

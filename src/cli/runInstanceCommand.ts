@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseCommandArgs } from "./parseCommandArgs.js";
 import { toJson } from "@bufbuild/protobuf";
 import { InstanceSchema, InstanceState, type Instance } from "../gen/smmf/v1/instance_pb.js";
 import { adminClient, EXIT, EXIT_CODES_HELP, reportError } from "./adminClient.js";
@@ -32,18 +32,9 @@ function rows(instances: Instance[]): string[][] {
 
 /** `smmf instance ...`: list model instances and set their state, through a gateway or controller. */
 export async function runInstanceCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, options: { url: { type: "string" }, json: { type: "boolean" }, model: { type: "string" }, help: { type: "boolean", short: "h" } } });
-  } catch (err) {
-    process.stderr.write(`smmf instance: ${(err as Error).message}\n\n${INSTANCE_USAGE}`);
-    return EXIT.usage;
-  }
+  const parsed = parseCommandArgs("instance", INSTANCE_USAGE, args, { url: { type: "string" }, json: { type: "boolean" }, model: { type: "string" } });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(INSTANCE_USAGE);
-    return EXIT.ok;
-  }
   const [sub, id, ...extra] = positionals;
   const usage = (why: string) => {
     process.stderr.write(`smmf instance: ${why}\n\n${INSTANCE_USAGE}`);

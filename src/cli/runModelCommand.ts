@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseCommandArgs } from "./parseCommandArgs.js";
 import { create, toJson } from "@bufbuild/protobuf";
 import { ModelSchema, type Model } from "../gen/smmf/v1/controller_pb.js";
 import { InstanceState } from "../gen/smmf/v1/instance_pb.js";
@@ -73,23 +73,10 @@ function printRecord(record: ModelRecord, json: boolean, what: string): void {
 
 /** `smmf model ...`: the desired state of models, through a gateway or controller. */
 export async function runModelCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { ...SPEC_FLAG_OPTIONS, url: { type: "string" }, json: { type: "boolean" }, wait: { type: "boolean" }, timeout: { type: "string" }, help: { type: "boolean", short: "h" } },
-    });
-  } catch (err) {
-    process.stderr.write(`smmf model: ${(err as Error).message}\n\n${MODEL_USAGE}`);
-    return EXIT.usage;
-  }
+  const parsed = parseCommandArgs("model", MODEL_USAGE, args, { ...SPEC_FLAG_OPTIONS, url: { type: "string" }, json: { type: "boolean" }, wait: { type: "boolean" }, timeout: { type: "string" } });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   const [sub, name] = positionals;
-  if (values.help) {
-    process.stdout.write(MODEL_USAGE);
-    return EXIT.ok;
-  }
   const usage = (why: string) => {
     process.stderr.write(`smmf model: ${why}\n\n${MODEL_USAGE}`);
     return EXIT.usage;

@@ -1,7 +1,7 @@
-import { parseArgs } from "node:util";
+import { parseCommandArgs } from "./parseCommandArgs.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { LoggedRequest } from "../telemetry/RequestLog.js";
-import { EXIT, EXIT_CODES_HELP, reportError } from "./adminClient.js";
+import { EXIT, EXIT_CODES_HELP, reportError, serverUrl } from "./adminClient.js";
 import { formatTable } from "./formatTable.js";
 
 export const REQUESTS_USAGE = `Usage: smmf requests <list|show|tail|feedback> [ID] [flags]
@@ -67,34 +67,20 @@ function show(r: LoggedRequest): string {
 
 /** `smmf requests ...`: a gateway's request log. */
 export async function runRequestsCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        url: { type: "string" },
-        model: { type: "string" },
-        status: { type: "string" },
-        since: { type: "string" },
-        until: { type: "string" },
-        limit: { type: "string" },
-        score: { type: "string" },
-        comment: { type: "string" },
-        label: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (err) {
-    process.stderr.write(`smmf requests: ${(err as Error).message}\n\n${REQUESTS_USAGE}`);
-    return EXIT.usage;
-  }
+  const parsed = parseCommandArgs("requests", REQUESTS_USAGE, args, {
+    url: { type: "string" },
+    model: { type: "string" },
+    status: { type: "string" },
+    since: { type: "string" },
+    until: { type: "string" },
+    limit: { type: "string" },
+    score: { type: "string" },
+    comment: { type: "string" },
+    label: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(REQUESTS_USAGE);
-    return EXIT.ok;
-  }
   const [sub, id, extra] = positionals;
   const usage = (why: string) => {
     process.stderr.write(`smmf requests: ${why}\n\n${REQUESTS_USAGE}`);
@@ -102,7 +88,7 @@ export async function runRequestsCommand(args: string[]): Promise<number> {
   };
   if (!sub) return usage("name a subcommand");
   if (extra !== undefined || ((sub === "list" || sub === "tail") && id !== undefined)) return usage(`unexpected argument '${extra ?? id}'`);
-  const url = (values.url ?? process.env.SMMF_URL ?? "http://127.0.0.1:8000").replace(/\/+$/, "");
+  const url = serverUrl(values.url);
   const filters = new URLSearchParams();
   if (values.model) filters.set("model", values.model);
   if (values.status) filters.set("status", values.status);

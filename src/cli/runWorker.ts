@@ -1,14 +1,15 @@
-import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { assertModelFiles } from "../config/assertModelFiles.js";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
 import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { startWorker } from "../worker/startWorker.js";
+import { workerSettingsOf } from "../worker/workerSettingsOf.js";
 import { instanceSpecOf } from "../config/instanceSpecOf.js";
 import { requireEtcd } from "./requireEtcd.js";
 import { untilStopped } from "./untilStopped.js";
 import { createTelemetry } from "../telemetry/createTelemetry.js";
+import { closeTelemetry } from "../telemetry/Telemetry.js";
 
 /** `smmf worker`: hosts the configured models and registers them in etcd; SIGTERM drains it. */
 export async function runWorker(config: SmmfConfig, logger: Logger): Promise<number> {
@@ -16,20 +17,12 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
   const registry = requireEtcd(config, logger, "worker");
   const telemetry = await createTelemetry(config, "smmf-worker", logger);
   const running = await startWorker({
+    ...workerSettingsOf(config),
     telemetry,
     id: config.workerId || undefined,
-    host: config.workerHost,
-    port: config.workerPort,
     advertiseAddress: config.advertiseAddress || undefined,
     registry,
     logger,
-    streamIntervalMs: config.streamIntervalMs,
-    labels: config.labels,
-    maxMemoryBytes: config.maxMemoryMb * 1024 * 1024,
-    modelDir: config.modelDir,
-    downloadDir: resolve(config.dataDir, "model-cache"),
-    drainGraceMs: config.shutdownGraceMs,
-    engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
   });
   try {
     for (const model of config.models) await running.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
@@ -45,6 +38,6 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
     await running.drain(config.shutdownGraceMs);
     await registry.revoke();
     await registry.close();
-    await telemetry.tracing.shutdown();
+    await closeTelemetry(telemetry);
   });
 }

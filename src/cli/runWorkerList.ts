@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { parseCommandArgs } from "./parseCommandArgs.js";
 import { toJson } from "@bufbuild/protobuf";
 import { WorkerStatusSchema } from "../gen/smmf/v1/worker_pb.js";
 import { adminClient, EXIT, EXIT_CODES_HELP, reportError } from "./adminClient.js";
@@ -20,16 +20,11 @@ const mib = (bytes: bigint) => `${(bytes / 1048576n).toString()}`;
 
 /** `smmf worker list`. */
 export async function runWorkerList(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: false, options: { url: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
-  } catch (err) {
-    process.stderr.write(`smmf worker list: ${(err as Error).message}\n\n${WORKER_LIST_USAGE}`);
+  const parsed = parseCommandArgs("worker list", WORKER_LIST_USAGE, args, { url: { type: "string" }, json: { type: "boolean" } });
+  if (typeof parsed === "number") return parsed;
+  if (parsed.positionals.length > 0) {
+    process.stderr.write(`smmf worker list: unexpected argument '${parsed.positionals[0]}'\n\n${WORKER_LIST_USAGE}`);
     return EXIT.usage;
-  }
-  if (parsed.values.help) {
-    process.stdout.write(WORKER_LIST_USAGE);
-    return EXIT.ok;
   }
   try {
     const { workers } = await adminClient(parsed.values.url).listWorkers({});

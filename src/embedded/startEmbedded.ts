@@ -1,4 +1,3 @@
-import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
 import { assertModelFiles } from "../config/assertModelFiles.js";
@@ -12,8 +11,9 @@ import { createControlPlane } from "../controller/createControlPlane.js";
 import { startReconciling } from "../controller/startReconciling.js";
 import { routingOptions } from "../gateway/routingOptions.js";
 import { createTelemetry } from "../telemetry/createTelemetry.js";
-import type { Telemetry } from "../telemetry/Telemetry.js";
+import { closeTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { startWorker, type RunningWorker } from "../worker/startWorker.js";
+import { workerSettingsOf } from "../worker/workerSettingsOf.js";
 
 export interface Embedded {
   gateway: RunningGateway;
@@ -35,24 +35,7 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
   assertModelFiles(config);
   const registry = new MemoryRegistry();
   const telemetry = options.telemetry ?? (await createTelemetry(config, "smmf", logger, { requestLog: true }));
-  const closeTelemetry = async () => {
-    telemetry.requestLog?.close();
-    await telemetry.tracing.shutdown();
-  };
-  const worker = await startWorker({
-    telemetry,
-    host: config.workerHost,
-    port: config.workerPort,
-    registry,
-    logger,
-    streamIntervalMs: config.streamIntervalMs,
-    labels: config.labels,
-    maxMemoryBytes: config.maxMemoryMb * 1024 * 1024,
-    modelDir: config.modelDir,
-    downloadDir: resolve(config.dataDir, "model-cache"),
-    drainGraceMs: config.shutdownGraceMs,
-    engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
-  });
+  const worker = await startWorker({ ...workerSettingsOf(config), telemetry, registry, logger });
   try {
     for (const model of config.models) {
       await worker.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
@@ -77,12 +60,12 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
         await controlPlane.close();
         await worker.close();
         await registry.close();
-        await closeTelemetry();
+        await closeTelemetry(telemetry);
       },
     };
   } catch (err) {
     await worker.close();
-    await closeTelemetry();
+    await closeTelemetry(telemetry);
     throw err;
   }
 }

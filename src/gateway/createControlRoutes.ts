@@ -19,6 +19,7 @@ import { InstanceSchema, InstanceState } from "../gen/smmf/v1/instance_pb.js";
 import { ModelRecordSchema, ModelSpecSchema } from "../gen/smmf/v1/model_pb.js";
 import { WorkerStatusSchema } from "../gen/smmf/v1/worker_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
+import { allowMethods } from "./allowMethods.js";
 import { readJsonBody } from "./readJsonBody.js";
 import { sendJson, startSse, writeSse, type AnyResponse } from "./sse.js";
 
@@ -44,10 +45,6 @@ function reply(res: AnyResponse, status: number, body: unknown): true {
   return true;
 }
 
-function allow(req: Req, ...methods: string[]): void {
-  if (!methods.includes(req.method ?? "")) throw new SmmfError("method_not_allowed", `Method ${req.method} is not allowed here; use ${methods.join(" or ")}.`);
-}
-
 /**
  * The controller API as REST under /api/v1 (JSON bodies are the protobuf messages in proto3 JSON form):
  * models (list, start, get, update, stop, restart, scale), workers, instance states, and events as
@@ -64,7 +61,7 @@ export function createControlRoutes(service: Service, maxBodyBytes: number): (re
       const [collection, id, action] = segments;
       if (collection === "models") {
         if (id === undefined || id === "") {
-          allow(req, "GET", "POST");
+          allowMethods(req, "GET", "POST");
           if (req.method === "GET") {
             const { models } = await service.listModels();
             return reply(res, 200, { object: "list", data: models.map((m) => json(ModelSchema, m)) });
@@ -74,7 +71,7 @@ export function createControlRoutes(service: Service, maxBodyBytes: number): (re
           return reply(res, 201, json(ModelRecordSchema, model!));
         }
         if (action === undefined) {
-          allow(req, "GET", "PUT", "DELETE");
+          allowMethods(req, "GET", "PUT", "DELETE");
           if (req.method === "GET") return reply(res, 200, json(ModelSchema, (await service.getModel(create(GetModelRequestSchema, { name: id }))).model!));
           if (req.method === "DELETE") {
             await service.stopModel(create(StopModelRequestSchema, { name: id }));
@@ -86,11 +83,11 @@ export function createControlRoutes(service: Service, maxBodyBytes: number): (re
           return reply(res, 200, json(ModelRecordSchema, (await service.updateModel(create(UpdateModelRequestSchema, { spec }))).model!));
         }
         if (action === "restart") {
-          allow(req, "POST");
+          allowMethods(req, "POST");
           return reply(res, 200, json(ModelRecordSchema, (await service.restartModel(create(RestartModelRequestSchema, { name: id }))).model!));
         }
         if (action === "scale") {
-          allow(req, "POST");
+          allowMethods(req, "POST");
           const body = await readJsonBody(req, maxBodyBytes);
           const replicas = body.replicas;
           if (typeof replicas !== "number" || !Number.isInteger(replicas) || replicas < 0) throw new SmmfError("invalid_argument", "'replicas' must be a whole number, 0 or more", { param: "replicas" });
@@ -99,17 +96,17 @@ export function createControlRoutes(service: Service, maxBodyBytes: number): (re
         return false;
       }
       if (collection === "workers" && id === undefined) {
-        allow(req, "GET");
+        allowMethods(req, "GET");
         const { workers } = await service.listWorkers();
         return reply(res, 200, { object: "list", data: workers.map((w) => json(WorkerStatusSchema, w)) });
       }
       if (collection === "instances" && id && action !== undefined && Object.hasOwn(STATES, action)) {
-        allow(req, "POST");
+        allowMethods(req, "POST");
         const { instance } = await service.setModelInstanceState(create(SetModelInstanceStateRequestSchema, { instanceId: id, state: STATES[action] }));
         return reply(res, 200, json(InstanceSchema, instance!));
       }
       if (collection === "events" && id === undefined) {
-        allow(req, "GET");
+        allowMethods(req, "GET");
         const model = new URL(req.url ?? "/", "http://x").searchParams.get("model") ?? "";
         startSse(res, {});
         for await (const event of service.watchEvents(create(WatchEventsRequestSchema, { model }), ctx)) {

@@ -4,7 +4,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { InferenceService, SamplingParamsSchema } from "../gen/smmf/v1/inference_pb.js";
 import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 import { asConnectError } from "../errors/asConnectError.js";
-import { toSmmfError } from "../errors/SmmfError.js";
+import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
 import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { linkSignals } from "../util/linkSignals.js";
@@ -12,6 +12,8 @@ import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import { RequestObservation, type ObservedEndpoint } from "./RequestObservation.js";
+
+const cancelled = () => new SmmfError("cancelled", "request cancelled");
 
 /**
  * InferenceService as the gateway serves it: each call goes to an instance of the requested model. Generate
@@ -47,12 +49,12 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
           yield res;
         }
       } catch (err) {
-        const error = ctx.signal.aborted ? toSmmfError(new DOMException("cancelled", "AbortError")) : toSmmfError(err);
+        const error = ctx.signal.aborted ? cancelled() : toSmmfError(err);
         obs?.end(error.httpStatus, { error });
         throw asConnectError(error);
       } finally {
         // A caller that stopped reading: a cancellation.
-        if (abort.signal.aborted || ctx.signal.aborted) obs?.end(499, { error: toSmmfError(new DOMException("cancelled", "AbortError")) });
+        if (abort.signal.aborted || ctx.signal.aborted) obs?.end(499, { error: cancelled() });
         abort.abort();
       }
     },

@@ -3,6 +3,7 @@ import type { Http2ServerRequest } from "node:http2";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Telemetry } from "../telemetry/Telemetry.js";
 import type { RequestLog } from "../telemetry/RequestLog.js";
+import { allowMethods } from "./allowMethods.js";
 import { readJsonBody } from "./readJsonBody.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 
@@ -38,7 +39,7 @@ export function createRequestLogRoutes(telemetry: Telemetry, maxBodyBytes: numbe
     if (parts[0] !== "requests") return false;
     const [, id, action] = parts;
     if (id === undefined || id === "") {
-      if (req.method !== "GET") throw new SmmfError("method_not_allowed", `Method ${req.method} is not allowed here; use GET.`);
+      allowMethods(req, "GET");
       const q = new URL(req.url ?? "/", "http://x").searchParams;
       const limitText = q.get("limit") ?? "50";
       if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > MAX_LIMIT) throw bad("limit", `'limit' must be a whole number from 1 to ${MAX_LIMIT}`);
@@ -56,14 +57,14 @@ export function createRequestLogRoutes(telemetry: Telemetry, maxBodyBytes: numbe
       return true;
     }
     if (action === undefined) {
-      if (req.method !== "GET") throw new SmmfError("method_not_allowed", `Method ${req.method} is not allowed here; use GET.`);
+      allowMethods(req, "GET");
       const entry = log(telemetry).get(id);
       if (!entry) throw new SmmfError("not_found", `no request '${id}' in the request log`, { param: "id" });
       sendJson(res, 200, entry);
       return true;
     }
     if (action === "feedback") {
-      if (req.method !== "POST") throw new SmmfError("method_not_allowed", `Method ${req.method} is not allowed here; use POST.`);
+      allowMethods(req, "POST");
       const body = await readJsonBody(req, maxBodyBytes);
       const { score, comment, label } = body;
       if (typeof score !== "number" || !Number.isFinite(score) || score < -100 || score > 100) throw bad("score", "'score' must be a number from -100 to 100 (e.g. 1 and -1 for thumbs up and down)");

@@ -4,6 +4,7 @@ import type { Http2ServerRequest } from "node:http2";
 import { toJson } from "@bufbuild/protobuf";
 import type { ControllerApi } from "../controller/createControllerService.js";
 import { listModels, openAiModel } from "../controller/listModels.js";
+import { allowMethods } from "./allowMethods.js";
 import { createControlRoutes } from "./createControlRoutes.js";
 import { createRequestLogRoutes } from "./createRequestLogRoutes.js";
 import { RequestObservation, type ObservedEndpoint, type RequestDescription } from "./RequestObservation.js";
@@ -46,10 +47,6 @@ function requestIdFor(prefix: string): string {
   return `${prefix}-${randomUUID().replaceAll("-", "")}`;
 }
 
-function allow(req: Req, method: string): void {
-  if (req.method !== method) throw new SmmfError("method_not_allowed", `Method ${req.method} is not allowed here; use ${method}.`);
-}
-
 /** The OpenAI-compatible REST API and the health endpoints. */
 export function createRestHandler(options: RestOptions): (req: Req, res: AnyResponse) => void {
   const { router, registry, logger, maxBodyBytes, telemetry } = options;
@@ -59,7 +56,7 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
 
   /** Runs an inference endpoint under an observation that ends with the status answered, errors included. */
   async function observed(endpoint: ObservedEndpoint, prefix: string, req: Req, res: AnyResponse, body: (obs: RequestObservation, id: string) => Promise<void>): Promise<void> {
-    allow(req, "POST");
+    allowMethods(req, "POST");
     const id = requestIdFor(prefix);
     const obs = new RequestObservation(telemetry, endpoint, id, req.headers, isKnownModel);
     // Every answer, errors included, names its request: the id to look it up by and give feedback on.
@@ -75,7 +72,7 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
 
   async function readDescribed(req: Req, obs: RequestObservation): Promise<Record<string, unknown>> {
     const body = await readJsonBody(req, maxBodyBytes);
-    obs.describe(describeBody(body));
+    if (telemetry.enabled) obs.describe(describeBody(body));
     return body;
   }
 
@@ -91,12 +88,12 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
       }
       case "/api/v1/instances": {
         // The registry as this gateway sees it, with whether each instance can be picked now.
-        allow(req, "GET");
+        allowMethods(req, "GET");
         const data = registry.snapshot().map((i) => ({ ...(toJson(InstanceSchema, i) as object), pickable: router.isPickable(i), gatewayInFlight: router.inFlightOf(i.instanceId) }));
         return sendJson(res, 200, { object: "list", data });
       }
       case "/v1/models":
-        allow(req, "GET");
+        allowMethods(req, "GET");
         return sendJson(res, 200, { object: "list", data: listModels(registry.snapshot()).map(openAiModel) });
       case "/v1/chat/completions":
         return observed("chat_completions", "chatcmpl", req, res, async (obs, id) => {
@@ -123,7 +120,7 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
           }
         });
       case "/metrics": {
-        allow(req, "GET");
+        allowMethods(req, "GET");
         const text = await telemetry.metrics.render();
         res.writeHead(200, { "content-type": telemetry.metrics.contentType, "content-length": String(Buffer.byteLength(text)) });
         return void res.end(text);
@@ -132,7 +129,7 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
     if (path.startsWith("/api/v1/requests") && (await requestLogRoutes(req, res, path))) return;
     if (path.startsWith("/api/v1/") && (await control(req, res, path))) return;
     if (path.startsWith("/v1/models/")) {
-      allow(req, "GET");
+      allowMethods(req, "GET");
       const name = decodeURIComponent(path.slice("/v1/models/".length));
       const model = listModels(registry.snapshot()).find((m) => m.name === name);
       if (!model) throw new SmmfError("model_not_found", `The model '${name}' does not exist`, { param: "model" });

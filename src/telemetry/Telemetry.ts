@@ -22,3 +22,9 @@ export interface Telemetry {
 export function disabledTelemetry(metrics = new Metrics()): Telemetry {
   return { enabled: false, metrics, tracing: new Tracing({ serviceName: "smmf" }), capture: "off" };
 }
+
+/** Writes what the request log holds and exports the spans left, then closes both. */
+export async function closeTelemetry(telemetry: Telemetry): Promise<void> {
+  telemetry.requestLog?.close();
+  await telemetry.tracing.shutdown();
+}
