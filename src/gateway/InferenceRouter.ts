@@ -63,6 +63,28 @@ const EMBED = "/smmf.v1.InferenceService/Embed";
 const COUNT_TOKENS = "/smmf.v1.InferenceService/CountTokens";
 
 /** A unary call over a channel: one message each way. */
+/** How long a finished generation's stream may take to end (its trailers) before it is reset. */
+const END_OF_CALL_MS = 10_000;
+
+/**
+ * Reads the rest of a call whose last message is in: the worker's trailers end the stream. Resetting it
+ * instead (RST_STREAM on every call) looks like a "rapid reset" attack to HTTP/2 servers, which then close
+ * the whole connection (GOAWAY, INTERNAL_ERROR) and fail every call on it.
+ */
+function readToEnd(messages: AsyncGenerator<Uint8Array>, call: AbortController): void {
+  const timer = setTimeout(() => call.abort(), END_OF_CALL_MS);
+  timer.unref();
+  void (async () => {
+    try {
+      while (!(await messages.next()).done);
+    } catch {
+      // The answer is complete; how its stream ended no longer matters.
+    } finally {
+      clearTimeout(timer);
+    }
+  })();
+}
+
 async function unaryCall<O extends DescMessage>(channel: GrpcChannel, path: string, request: Uint8Array, output: O, signal: AbortSignal, metadata?: Record<string, string>): Promise<MessageShape<O>> {
   let result: MessageShape<O> | undefined;
   for await (const bytes of channel.call(path, request, signal, metadata)) result = fromBinary(output, bytes);
@@ -272,9 +294,17 @@ export class InferenceRouter {
           },
         },
       });
+      // The call has its own signal: once the done message is in, the caller's may fire (its request is over)
+      // without resetting a stream that is about to end by itself.
+      const call = new AbortController();
+      const cancel = () => call.abort();
+      signal.addEventListener("abort", cancel, { once: true });
+      if (signal.aborted) call.abort();
+      const messages = this.clients.get(instance.address).call(GENERATE, toBinary(GenerateRequestSchema, request), call.signal, metadata);
+      let finished = false;
       try {
-        for await (const bytes of this.clients.get(instance.address).call(GENERATE, toBinary(GenerateRequestSchema, request), signal, metadata)) {
-          const res = fromBinary(GenerateResponseSchema, bytes);
+        for (let next = await messages.next(); !next.done; next = await messages.next()) {
+          const res = fromBinary(GenerateResponseSchema, next.value);
           if (res.kind.case === "delta") {
             const delta = res.kind.value;
             if (promptTokens === 0) promptTokens = delta.promptTokens;
@@ -289,6 +319,9 @@ export class InferenceRouter {
               done.usage = { $typeName: "smmf.v1.Usage", promptTokens: promptTokens || (done.usage?.promptTokens ?? 0), completionTokens: sentTokens };
             }
             release(); // before handing over the end: the caller may not resume this generator
+            finished = true;
+            signal.removeEventListener("abort", cancel);
+            readToEnd(messages, call);
             yield res;
             return;
           }
@@ -308,6 +341,11 @@ export class InferenceRouter {
         }
       } finally {
         release();
+        if (!finished) {
+          signal.removeEventListener("abort", cancel);
+          // Stopped early (cancelled, or failed): the channel resets the stream so the worker stops at once.
+          await messages.return(undefined);
+        }
       }
     }
   }
