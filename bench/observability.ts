@@ -1,7 +1,9 @@
 // Observability fully on (metrics, traces exported over OTLP/HTTP to a local sink, the request log in SQLite)
-// versus off (`--observability off`), side by side in one run: two `smmf serve` processes, the same model and
-// settings, taking turns round by round. Reports streaming throughput and the gateway hop overhead
-// (x-smmf-overhead-ms) p50/p99 of each, and their ratios.
+// versus off (`--observability off`), side by side in one run: `smmf serve` processes with the same model and
+// settings, taking turns. A second "off" server is the control: how far two identical servers differ on this
+// machine (the resolution of the comparison). Reports streaming throughput, the gateway hop overhead
+// (x-smmf-overhead-ms) and the client's end-to-end latency of small requests, with the on/off ratios and 90%
+// bootstrap intervals of the percentile ratios.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
@@ -12,9 +14,12 @@ import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? 5);
-const STREAM_REQUESTS = 16;
+const STREAM_REQUESTS = 32;
 const STREAM_TOKENS = 128;
-const SMALL_REQUESTS = Number(process.env.BENCH_OBS_SMALL ?? 150);
+/** Small requests per side and round. */
+const SMALL_REQUESTS = Number(process.env.BENCH_OBS_SMALL ?? 1000);
+const SIDES = ["on", "off", "control"] as const;
+type Side = (typeof SIDES)[number];
 
 interface Server {
   port: number;
@@ -47,7 +52,8 @@ async function serve(modelPath: string, extra: string[]): Promise<Server> {
   return { port, child, agent: new http.Agent({ keepAlive: true, maxSockets: 16 }) };
 }
 
-function post(s: Server, body: object): Promise<{ text: string; overheadMs: number | null }> {
+function post(s: Server, body: object): Promise<{ text: string; overheadMs: number | null; ms: number }> {
+  const started = performance.now();
   return new Promise((ok, fail) => {
     const req = http.request({ host: "127.0.0.1", port: s.port, path: "/v1/completions", method: "POST", agent: s.agent, headers: { "content-type": "application/json" } }, (res) => {
       let text = "";
@@ -56,7 +62,7 @@ function post(s: Server, body: object): Promise<{ text: string; overheadMs: numb
       res.on("end", () => {
         if (res.statusCode !== 200) return fail(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
         const overhead = res.headers["x-smmf-overhead-ms"];
-        ok({ text, overheadMs: typeof overhead === "string" ? Number(overhead) : null });
+        ok({ text, overheadMs: typeof overhead === "string" ? Number(overhead) : null, ms: performance.now() - started });
       });
     });
     req.on("error", fail);
@@ -68,7 +74,11 @@ interface Tally {
   tokens: number;
   ms: number;
   overhead: number[];
+  /** End to end, as the client saw it. */
+  latency: number[];
 }
+
+const tally = (): Tally => ({ tokens: 0, ms: 0, overhead: [], latency: [] });
 
 async function streamingPhase(s: Server, tally: Tally): Promise<void> {
   const started = performance.now();
@@ -83,16 +93,31 @@ async function streamingPhase(s: Server, tally: Tally): Promise<void> {
   tally.ms += performance.now() - started;
 }
 
-async function overheadPhase(s: Server, tally: Tally): Promise<void> {
+/**
+ * Small requests one at a time, taking turns request by request between the servers (in a random order each
+ * turn), so that the machine's noise falls on every side alike.
+ */
+async function overheadPhase(servers: Record<Side, Server>, tallies: Record<Side, Tally>): Promise<void> {
   for (let i = 0; i < SMALL_REQUESTS; i++) {
-    const { overheadMs } = await post(s, { model: "stories260K", prompt: "Once", max_tokens: 2 });
-    if (overheadMs !== null) tally.overhead.push(overheadMs);
+    const turn = [...SIDES].sort(() => Math.random() - 0.5);
+    for (const key of turn) {
+      const { overheadMs, ms } = await post(servers[key], { model: "stories260K", prompt: "Once", max_tokens: 2 });
+      if (overheadMs !== null) tallies[key].overhead.push(overheadMs);
+      tallies[key].latency.push(ms);
+    }
   }
 }
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** percentile(a, p) / percentile(b, p) with its 90% bootstrap interval (how far the ratio itself is noise). */
+function percentileRatio(a: number[], b: number[], p: number, resamples = 1000): string {
+  const draw = (v: number[]) => Array.from({ length: v.length }, () => v[Math.floor(Math.random() * v.length)]);
+  const ratios = Array.from({ length: resamples }, () => percentile(draw(a), p) / percentile(draw(b), p)).sort((x, y) => x - y);
+  return `${(percentile(a, p) / percentile(b, p)).toFixed(3)} (${ratios[Math.floor(resamples * 0.05)].toFixed(2)}–${ratios[Math.floor(resamples * 0.95)].toFixed(2)})`;
 }
 
 export async function benchObservability(modelPath: string): Promise<void> {
@@ -108,19 +133,20 @@ export async function benchObservability(modelPath: string): Promise<void> {
   await new Promise<void>((r) => sink.listen(0, "127.0.0.1", r));
   const dataDir = mkdtempSync(join(tmpdir(), "smmf-bench-obs-"));
   const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
-  const servers = {
-    // BENCH_OBS_ON_FLAGS replaces the "on" side's flags (e.g. "--request-log off" to measure traces alone).
-    on: await serve(modelPath, process.env.BENCH_OBS_ON_FLAGS?.split(" ").filter(Boolean) ?? ["--observability", "on", "--otlp-endpoint", sinkUrl, "--request-log", "on", "--request-log-capture", "full", "--data-dir", dataDir]),
+  const servers: Record<Side, Server> = {
+    // BENCH_OBS_ON_FLAGS replaces the "on" side's flags ({sink}: the OTLP sink's URL, {data}: a data folder),
+    // e.g. "--otlp-endpoint {sink} --request-log off" to measure traces alone.
+    on: await serve(modelPath, process.env.BENCH_OBS_ON_FLAGS?.replaceAll("{sink}", sinkUrl).replaceAll("{data}", dataDir).split(" ").filter(Boolean) ?? ["--observability", "on", "--otlp-endpoint", sinkUrl, "--request-log", "on", "--request-log-capture", "full", "--data-dir", dataDir]),
     off: await serve(modelPath, ["--observability", "off"]),
+    control: await serve(modelPath, ["--observability", "off"]),
   };
-  const tallies: Record<"on" | "off", Tally> = { on: { tokens: 0, ms: 0, overhead: [] }, off: { tokens: 0, ms: 0, overhead: [] } };
-  console.log(`\nObservability on (metrics, traces over OTLP/HTTP, request log in SQLite) vs off: ${ROUNDS} rounds of ${STREAM_REQUESTS} streams × ${STREAM_TOKENS} tokens at concurrency 8, and ${SMALL_REQUESTS} 2-token requests one at a time`);
+  const tallies: Record<Side, Tally> = { on: tally(), off: tally(), control: tally() };
+  console.log(`\nObservability on (metrics, traces over OTLP/HTTP, request log in SQLite) vs off, and a second "off" server as the control: ${ROUNDS} rounds of ${STREAM_REQUESTS} streams × ${STREAM_TOKENS} tokens at concurrency 8 per side, and ${SMALL_REQUESTS} 2-token requests per side one at a time, the servers taking turns`);
   try {
-    for (const s of Object.values(servers)) await streamingPhase(s, { tokens: 0, ms: 0, overhead: [] }); // warm-up
+    for (const s of Object.values(servers)) await streamingPhase(s, tally()); // warm-up
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const);
-      for (const key of order) await streamingPhase(servers[key], tallies[key]);
-      for (const key of order) await overheadPhase(servers[key], tallies[key]);
+      for (const key of [...SIDES].sort(() => Math.random() - 0.5)) await streamingPhase(servers[key], tallies[key]);
+      await overheadPhase(servers, tallies);
     }
   } finally {
     for (const s of Object.values(servers)) {
@@ -132,11 +158,18 @@ export async function benchObservability(modelPath: string): Promise<void> {
     sink.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
-  const rate = (k: "on" | "off") => tallies[k].tokens / (tallies[k].ms / 1000);
-  console.log("observability   tokens/s  overhead p50 ms  overhead p99 ms");
-  for (const k of ["on", "off"] as const) {
-    console.log(`${k.padEnd(14)}${rate(k).toFixed(0).padStart(10)}${percentile(tallies[k].overhead, 50).toFixed(2).padStart(17)}${percentile(tallies[k].overhead, 99).toFixed(2).padStart(17)}`);
+  const rate = (k: Side) => tallies[k].tokens / (tallies[k].ms / 1000);
+  const cols = (values: (string | number)[]) => values.map((v, i) => (i === 0 ? String(v).padEnd(12) : String(v).padStart(13))).join("");
+  console.log(cols(["server", "tokens/s", "overhead p50", "overhead p99", "latency p50", "latency p99"]));
+  for (const k of SIDES) {
+    const t = tallies[k];
+    console.log(cols([k, rate(k).toFixed(0), ...[percentile(t.overhead, 50), percentile(t.overhead, 99), percentile(t.latency, 50), percentile(t.latency, 99)].map((v) => `${v.toFixed(2)} ms`)]));
   }
-  console.log(`on/off: throughput ${(rate("on") / rate("off")).toFixed(3)}, overhead p99 ${(percentile(tallies.on.overhead, 99) / percentile(tallies.off.overhead, 99)).toFixed(3)} (${spans} OTLP export requests received)`);
-  console.log("target: throughput and overhead p99 within 5% of each other");
+  console.log("ratios (90% bootstrap interval)   throughput  overhead p50       overhead p99       latency p99");
+  for (const [a, b] of [["on", "off"], ["control", "off"]] as const) {
+    const [x, y] = [tallies[a], tallies[b]];
+    console.log(`${`${a}/off`.padEnd(34)}${(rate(a) / rate(b)).toFixed(3).padEnd(12)}${percentileRatio(x.overhead, y.overhead, 50).padEnd(19)}${percentileRatio(x.overhead, y.overhead, 99).padEnd(19)}${percentileRatio(x.latency, y.latency, 99)}`);
+  }
+  console.log(`${tallies.on.overhead.length} small requests per side; ${spans} OTLP export requests received from the "on" server`);
+  console.log("target: on/off throughput and overhead p99 within 5% of each other (control/off shows what two identical servers differ by here)");
 }

@@ -107,10 +107,8 @@ export class RequestObservation {
   /** Tokens sent to the client. */
   delta(pieces: readonly string[]): void {
     if (!this.telemetry.enabled || pieces.length === 0) return;
-    if (this.firstTokenAt === undefined) {
-      this.firstTokenAt = performance.now();
-      this.telemetry.metrics.timeToFirstToken.observe({ model: this.modelLabel }, (this.firstTokenAt - this.started) / 1000);
-    }
+    // Only the time is taken here; metrics are told at the end, after the answer has gone out.
+    this.firstTokenAt ??= performance.now();
     this.tokens += pieces.length;
     if (this.telemetry.capture !== "off" && (this.telemetry.capture === "full" || this.output.length < TRUNCATED_CHARS)) this.output += pieces.join("");
   }
@@ -129,6 +127,7 @@ export class RequestObservation {
       metrics.promptTokens.inc({ model: this.modelLabel }, usage.promptTokens);
       if (usage.completionTokens > 0) metrics.completionTokens.inc({ model: this.modelLabel }, usage.completionTokens);
     }
+    if (this.firstTokenAt !== undefined) metrics.timeToFirstToken.observe({ model: this.modelLabel }, (this.firstTokenAt - this.started) / 1000);
     if (this.firstTokenAt !== undefined && this.tokens > 1) {
       metrics.interTokenLatency.observe({ model: this.modelLabel }, (performance.now() - this.firstTokenAt) / 1000 / (this.tokens - 1));
     }

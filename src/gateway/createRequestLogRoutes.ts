@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Telemetry } from "../telemetry/Telemetry.js";
-import type { RequestLog } from "../telemetry/RequestLog.js";
+import type { RequestLogAccess } from "../telemetry/TelemetryThread.js";
 import { allowMethods } from "./allowMethods.js";
 import { readJsonBody } from "./readJsonBody.js";
 import { sendJson, type AnyResponse } from "./sse.js";
@@ -23,7 +23,7 @@ function parseTime(param: string, value: string): number {
   return ms;
 }
 
-function log(telemetry: Telemetry): RequestLog {
+function log(telemetry: Telemetry): RequestLogAccess {
   if (!telemetry.requestLog) throw new SmmfError("unavailable", "the request log is off on this gateway (requestLog: off, or observability: off)");
   return telemetry.requestLog;
 }
@@ -45,7 +45,7 @@ export function createRequestLogRoutes(telemetry: Telemetry, maxBodyBytes: numbe
       if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > MAX_LIMIT) throw bad("limit", `'limit' must be a whole number from 1 to ${MAX_LIMIT}`);
       const statusText = q.get("status");
       if (statusText !== null && !/^\d{3}$/.test(statusText)) throw bad("status", "'status' must be an HTTP status code, e.g. 200 or 429");
-      const page = log(telemetry).query({
+      const page = await log(telemetry).query({
         model: q.get("model") ?? undefined,
         status: statusText === null ? undefined : Number(statusText),
         since: q.has("since") ? parseTime("since", q.get("since")!) : undefined,
@@ -58,7 +58,7 @@ export function createRequestLogRoutes(telemetry: Telemetry, maxBodyBytes: numbe
     }
     if (action === undefined) {
       allowMethods(req, "GET");
-      const entry = log(telemetry).get(id);
+      const entry = await log(telemetry).get(id);
       if (!entry) throw new SmmfError("not_found", `no request '${id}' in the request log`, { param: "id" });
       sendJson(res, 200, entry);
       return true;
@@ -70,7 +70,7 @@ export function createRequestLogRoutes(telemetry: Telemetry, maxBodyBytes: numbe
       if (typeof score !== "number" || !Number.isFinite(score) || score < -100 || score > 100) throw bad("score", "'score' must be a number from -100 to 100 (e.g. 1 and -1 for thumbs up and down)");
       if (comment !== undefined && (typeof comment !== "string" || comment.length > 4000)) throw bad("comment", "'comment' must be a string of at most 4000 characters");
       if (label !== undefined && (typeof label !== "string" || label.length > 100)) throw bad("label", "'label' must be a string of at most 100 characters");
-      const entry = log(telemetry).setFeedback(id, { score, comment: (comment as string | undefined) ?? null, label: (label as string | undefined) ?? null });
+      const entry = await log(telemetry).setFeedback(id, { score, comment: (comment as string | undefined) ?? null, label: (label as string | undefined) ?? null });
       if (!entry) throw new SmmfError("not_found", `no request '${id}' in the request log`, { param: "id" });
       // Only answered requests name a model that exists: others count as "unknown" (labels stay bounded).
       telemetry.metrics.feedback.inc({ model: entry.status === 200 ? entry.model : "unknown", sentiment: score > 0 ? "positive" : score < 0 ? "negative" : "neutral" });

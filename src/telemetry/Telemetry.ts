@@ -1,5 +1,5 @@
 import { Metrics } from "./Metrics.js";
-import type { RequestLog } from "./RequestLog.js";
+import type { RequestLogAccess, TelemetryThread } from "./TelemetryThread.js";
 import { Tracing } from "./Tracing.js";
 
 /** How much of prompts and outputs the request log keeps. */
@@ -14,8 +14,10 @@ export interface Telemetry {
   enabled: boolean;
   metrics: Metrics;
   tracing: Tracing;
-  requestLog?: RequestLog;
+  requestLog?: RequestLogAccess;
   capture: CaptureMode;
+  /** Exports spans and keeps the request log, off the serving thread. */
+  thread?: TelemetryThread;
 }
 
 /** Telemetry that records nothing per request (tests, `observability: off`). */
@@ -25,6 +27,6 @@ export function disabledTelemetry(metrics = new Metrics()): Telemetry {
 
 /** Writes what the request log holds and exports the spans left, then closes both. */
 export async function closeTelemetry(telemetry: Telemetry): Promise<void> {
-  telemetry.requestLog?.close();
   await telemetry.tracing.shutdown();
+  await telemetry.thread?.close();
 }

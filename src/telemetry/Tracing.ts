@@ -1,20 +1,20 @@
 import { defaultTextMapGetter, defaultTextMapSetter, ROOT_CONTEXT, trace, type Context, type Tracer } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 
 export interface TracingOptions {
   /** `service.name` of the spans, e.g. "smmf-gateway". */
   serviceName: string;
-  /** OTLP/HTTP endpoint of a collector (e.g. http://collector:4318); spans go to `<endpoint>/v1/traces`. */
-  otlpEndpoint?: string;
-  /** Export to this instead (tests: an in-memory exporter), each span as it ends. */
+  /** Where finished spans go: the telemetry thread's processor (it exports them over OTLP/HTTP). */
+  processor?: SpanProcessor;
+  /** Or export to this, each span as it ends (tests: an in-memory exporter). */
   exporter?: SpanExporter;
 }
 
 /**
  * OpenTelemetry tracing of one process: a tracer and W3C trace-context propagation (`traceparent`,
- * `tracestate`) for HTTP headers and gRPC metadata. Without an endpoint or exporter it is off: spans are
+ * `tracestate`) for HTTP headers and gRPC metadata. Without a processor or exporter it is off: spans are
  * non-recording and cost next to nothing. The provider is this object's own (not the global one), so several
  * SMMF components in one process keep theirs apart.
  */
@@ -25,12 +25,9 @@ export class Tracing {
   private readonly propagator = new W3CTraceContextPropagator();
 
   constructor(options: TracingOptions) {
-    let exporter = options.exporter;
-    if (!exporter && options.otlpEndpoint) exporter = createOtlpExporter(options.otlpEndpoint);
-    this.enabled = exporter !== undefined;
-    if (exporter) {
-      // Small batches often: serializing a large batch at once would hold the event loop for milliseconds.
-      const processor = options.exporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500, maxExportBatchSize: 64, maxQueueSize: 4096 });
+    const processor = options.processor ?? (options.exporter && new SimpleSpanProcessor(options.exporter));
+    this.enabled = processor !== undefined;
+    if (processor) {
       this.provider = new BasicTracerProvider({ resource: resourceFromAttributes({ "service.name": options.serviceName }), spanProcessors: [processor] });
       this.tracer = this.provider.getTracer("smmf");
     } else {
@@ -58,17 +55,4 @@ export class Tracing {
   async shutdown(): Promise<void> {
     await this.provider?.shutdown().catch(() => undefined);
   }
-}
-
-let otlpExporterClass: (new (config: { url: string }) => SpanExporter) | undefined;
-
-/** Loaded at start-up by loadOtlpExporter(): the exporter's module is only imported when an endpoint is set. */
-function createOtlpExporter(endpoint: string): SpanExporter {
-  if (!otlpExporterClass) throw new Error("call loadOtlpExporter() before configuring an OTLP endpoint");
-  return new otlpExporterClass({ url: `${endpoint.replace(/\/+$/, "")}/v1/traces` });
-}
-
-/** Imports the OTLP/HTTP exporter (done once, before a Tracing with an endpoint is made). */
-export async function loadOtlpExporter(): Promise<void> {
-  otlpExporterClass ??= (await import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter as unknown as typeof otlpExporterClass;
 }

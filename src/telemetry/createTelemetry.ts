@@ -2,28 +2,27 @@ import { resolve } from "node:path";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
 import type { Logger } from "./createLogger.js";
 import { Metrics } from "./Metrics.js";
-import { RequestLog } from "./RequestLog.js";
 import { disabledTelemetry, type Telemetry } from "./Telemetry.js";
-import { loadOtlpExporter, Tracing } from "./Tracing.js";
+import { TelemetryThread } from "./TelemetryThread.js";
+import { Tracing } from "./Tracing.js";
 
 /**
  * The telemetry a component runs with, from the settings: metrics always; traces when an OTLP endpoint is
  * set; the request log (gateways only) unless it is off. `observability: "off"` turns all per-request work off.
+ * Span export and the request log run on a telemetry thread of their own.
  */
 export async function createTelemetry(config: SmmfConfig, serviceName: string, logger: Logger, options: { requestLog?: boolean } = {}): Promise<Telemetry> {
   const metrics = new Metrics();
   if (config.observability === "off") return disabledTelemetry(metrics);
-  if (config.otlpEndpoint) await loadOtlpExporter();
-  const tracing = new Tracing({ serviceName, otlpEndpoint: config.otlpEndpoint || undefined });
-  let requestLog: RequestLog | undefined;
-  if (options.requestLog && config.requestLog === "on") {
-    requestLog = await RequestLog.open({
-      path: resolve(config.dataDir, "requests.db"),
-      retentionDays: config.requestLogRetentionDays,
-      maxRows: config.requestLogMaxRows,
-      logger,
-      onDropped: (n) => metrics.requestLogDropped.inc(n),
-    });
-  }
-  return { enabled: true, metrics, tracing, requestLog, capture: config.requestLogCapture };
+  const otlpEndpoint = config.otlpEndpoint || undefined;
+  const requestLog = options.requestLog && config.requestLog === "on" ? { path: resolve(config.dataDir, "requests.db"), retentionDays: config.requestLogRetentionDays, maxRows: config.requestLogMaxRows } : undefined;
+  const thread = otlpEndpoint || requestLog ? new TelemetryThread({ serviceName, otlpEndpoint, requestLog }, logger, (n) => metrics.requestLogDropped.inc(n)) : undefined;
+  return {
+    enabled: true,
+    metrics,
+    tracing: new Tracing({ serviceName, processor: otlpEndpoint ? thread?.spanProcessor() : undefined }),
+    requestLog: requestLog ? thread?.requestLog() : undefined,
+    capture: config.requestLogCapture,
+    thread,
+  };
 }

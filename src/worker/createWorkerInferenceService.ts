@@ -81,6 +81,8 @@ async function* batchedResponses(events: AsyncIterable<GenerationEvent>, instanc
     } else {
       if (pieces.length > 0) yield deltaResponse(pieces, promptTokens);
       pieces = [];
+      // The generation is over: its metrics and spans are recorded now, within the worker's own time.
+      observer?.end();
       yield doneResponse(event, instanceId, performance.now() - startedAt);
     }
   }
@@ -89,7 +91,7 @@ async function* batchedResponses(events: AsyncIterable<GenerationEvent>, instanc
 /** Hears a generation's events on the worker (metrics, the engine's span) without another stream layer. */
 interface GenerationObserver {
   event(event: GenerationEvent): void;
-  /** Called once at the end, with the error when it failed. */
+  /** The generation is over (with the error when it failed); only the first call counts. */
   end(err?: unknown): void;
 }
 
@@ -97,12 +99,13 @@ interface GenerationObserver {
  * The engine's part of a generation, observed: its span (a child of the worker's) ends with the generation;
  * metrics count the generation, its tokens and its duration by model, instance and engine.
  */
-function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: Context, signal: AbortSignal): GenerationObserver {
+function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: Context, signal: AbortSignal, onEnd: (failure?: SmmfError) => void): GenerationObserver {
   const { tracing, metrics } = telemetry;
   const { model, instanceId, engine } = hosted.record;
   const span = tracing.enabled ? tracing.tracer.startSpan(`engine ${engine}`, { kind: SpanKind.INTERNAL, attributes: { "smmf.engine": engine, "gen_ai.request.model": model } }, parent) : undefined;
   const started = performance.now();
   let finish = "error";
+  let ended = false;
   return {
     event(event) {
       if (event.type !== "done") return;
@@ -112,15 +115,20 @@ function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: C
       span?.setAttributes({ "gen_ai.usage.input_tokens": event.promptTokens, "gen_ai.usage.output_tokens": event.completionTokens, "gen_ai.response.finish_reasons": [event.finishReason] });
     },
     end(err) {
+      if (ended) return;
+      ended = true;
+      let failure: SmmfError | undefined;
       if (err !== undefined) {
         const error = toSmmfError(err);
         // Stopped before its done event could be read (the caller went away): a cancellation all the same.
         if (finish === "error" && (error.code === "cancelled" || signal.aborted)) finish = "cancelled";
-        else span?.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+        else failure = error;
       }
+      if (failure) span?.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
       metrics.generations.inc({ model, instance: instanceId, engine, finish_reason: finish });
       metrics.generationDuration.observe({ model, engine }, (performance.now() - started) / 1000);
       span?.end();
+      onEnd(failure);
     },
   };
 }
@@ -146,16 +154,22 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
           span = tracing.enabled
             ? tracing.tracer.startSpan(`generate ${start.model}`, { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": start.model, "smmf.instance.id": hosted.record.instanceId, "smmf.worker.id": worker.id } }, parent)
             : undefined;
-          observer = observeEngine(telemetry, hosted, span ? trace.setSpan(parent, span) : parent, abort.signal);
+          const workerSpan = span;
+          // The worker's span ends with the engine's, before the last response goes out; a cancellation is no error.
+          observer = observeEngine(telemetry, hosted, workerSpan ? trace.setSpan(parent, workerSpan) : parent, abort.signal, (failure) => {
+            if (failure) workerSpan?.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+            workerSpan?.end();
+          });
         }
         yield* toGenerateResponses(events, hosted.record.instanceId, streamIntervalMs, startedAt, observer);
       } catch (err) {
         const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });
-        span?.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+        // Failed before the engine was observed (e.g. a bad request): the worker's span says so.
+        if (span?.isRecording() && e.code !== "cancelled") span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
         throw asConnectError(e);
       } finally {
-        span?.end();
+        if (span?.isRecording()) span.end();
         abort.abort();
       }
     },

@@ -1,0 +1,67 @@
+// The telemetry thread (started by TelemetryThread): exports spans over OTLP/HTTP and writes the request log,
+// so that neither serialization, HTTP nor SQLite ever runs on the thread that serves requests.
+import { parentPort, workerData } from "node:worker_threads";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { BatchSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
+import type { Logger } from "./createLogger.js";
+import { RequestLog } from "./RequestLog.js";
+import { readableSpanOf } from "./spanRecord.js";
+import type { FromThread, Item, TelemetryThreadSettings, ToThread } from "./telemetryThreadProtocol.js";
+
+const port = parentPort!;
+const settings = workerData as TelemetryThreadSettings;
+const send = (m: FromThread) => port.postMessage(m);
+const warn = (message: string) => send({ type: "warn", message });
+const logger: Logger = { debug: () => undefined, info: () => undefined, warn, error: warn };
+
+let processor: BatchSpanProcessor | undefined;
+if (settings.otlpEndpoint) {
+  const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http");
+  const exporter: SpanExporter = new OTLPTraceExporter({ url: `${settings.otlpEndpoint.replace(/\/+$/, "")}/v1/traces` });
+  processor = new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500, maxExportBatchSize: 256, maxQueueSize: 8192 });
+}
+const resource = resourceFromAttributes({ "service.name": settings.serviceName });
+
+let log: RequestLog | undefined;
+if (settings.requestLog) log = await RequestLog.open({ ...settings.requestLog, logger, onDropped: (count) => send({ type: "dropped", count }) });
+
+function answer(id: number, run: () => unknown): void {
+  try {
+    send({ type: "reply", id, result: run() });
+  } catch (err) {
+    const e = toSmmfError(err);
+    send({ type: "reply", id, error: { code: e.code, message: e.message, param: e.param } });
+  }
+}
+
+port.on("message", (m: ToThread) => {
+  switch (m.type) {
+    case "items":
+      for (const text of m.items) {
+        const item = JSON.parse(text) as Item;
+        if ("span" in item) processor?.onEnd(readableSpanOf(item.span, resource));
+        else log?.record(item.entry);
+      }
+      break;
+    case "call":
+      answer(m.id, () => {
+        if (!log) throw new SmmfError("unavailable", "the request log is off");
+        if (m.method === "get") return log.get(m.args[0] as string);
+        if (m.method === "query") return log.query(m.args[0] as Parameters<RequestLog["query"]>[0]);
+        return log.setFeedback(m.args[0] as string, m.args[1] as Parameters<RequestLog["setFeedback"]>[1]);
+      });
+      break;
+    case "close":
+      log?.close();
+      void (processor?.shutdown() ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => {
+          send({ type: "closed" });
+          port.close();
+        });
+      break;
+  }
+});
+
+send({ type: "ready" });

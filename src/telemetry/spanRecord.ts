@@ -1,0 +1,83 @@
+import type { Attributes, HrTime, Link, SpanContext, SpanKind, SpanStatus } from "@opentelemetry/api";
+import { TraceState } from "@opentelemetry/core";
+import type { Resource } from "@opentelemetry/resources";
+import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace-base";
+
+interface ContextRecord {
+  traceId: string;
+  spanId: string;
+  traceFlags: number;
+  traceState?: string;
+  isRemote?: boolean;
+}
+
+/** A finished span as plain data, to cross to the telemetry thread (structured clone). */
+export interface SpanRecord {
+  context: ContextRecord;
+  parent?: ContextRecord;
+  name: string;
+  kind: SpanKind;
+  startTime: HrTime;
+  endTime: HrTime;
+  duration: HrTime;
+  status: SpanStatus;
+  attributes: Attributes;
+  events: TimedEvent[];
+  links: { context: ContextRecord; attributes?: Attributes; droppedAttributesCount?: number }[];
+  dropped: [attributes: number, events: number, links: number];
+  scope: { name: string; version?: string; schemaUrl?: string };
+}
+
+function contextRecord(c: SpanContext): ContextRecord {
+  const r: ContextRecord = { traceId: c.traceId, spanId: c.spanId, traceFlags: c.traceFlags };
+  if (c.traceState) r.traceState = c.traceState.serialize();
+  if (c.isRemote) r.isRemote = true;
+  return r;
+}
+
+function spanContextOf(r: ContextRecord): SpanContext {
+  return { traceId: r.traceId, spanId: r.spanId, traceFlags: r.traceFlags, isRemote: r.isRemote, traceState: r.traceState === undefined ? undefined : new TraceState(r.traceState) };
+}
+
+export function toSpanRecord(span: ReadableSpan): SpanRecord {
+  const { name, version, schemaUrl } = span.instrumentationScope;
+  return {
+    context: contextRecord(span.spanContext()),
+    parent: span.parentSpanContext && contextRecord(span.parentSpanContext),
+    name: span.name,
+    kind: span.kind,
+    startTime: span.startTime,
+    endTime: span.endTime,
+    duration: span.duration,
+    status: span.status,
+    attributes: span.attributes,
+    events: span.events,
+    links: span.links.map((l: Link) => ({ context: contextRecord(l.context), attributes: l.attributes, droppedAttributesCount: l.droppedAttributesCount })),
+    dropped: [span.droppedAttributesCount, span.droppedEventsCount, span.droppedLinksCount],
+    scope: { name, version, schemaUrl },
+  };
+}
+
+/** The span again, as exporters read it; spans of one resource share that object (exporters group by it). */
+export function readableSpanOf(r: SpanRecord, resource: Resource): ReadableSpan {
+  const context = spanContextOf(r.context);
+  return {
+    name: r.name,
+    kind: r.kind,
+    spanContext: () => context,
+    parentSpanContext: r.parent && spanContextOf(r.parent),
+    startTime: r.startTime,
+    endTime: r.endTime,
+    duration: r.duration,
+    status: r.status,
+    attributes: r.attributes,
+    events: r.events,
+    links: r.links.map((l) => ({ context: spanContextOf(l.context), attributes: l.attributes, droppedAttributesCount: l.droppedAttributesCount })),
+    ended: true,
+    resource,
+    instrumentationScope: r.scope,
+    droppedAttributesCount: r.dropped[0],
+    droppedEventsCount: r.dropped[1],
+    droppedLinksCount: r.dropped[2],
+  };
+}
