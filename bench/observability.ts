@@ -13,8 +13,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? 5);
-const STREAM_REQUESTS = 32;
+const ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? 10);
+/** Streams per side and round (a multiple of 8, the concurrency). */
+const STREAM_REQUESTS = Number(process.env.BENCH_OBS_STREAMS ?? 16);
 const STREAM_TOKENS = 128;
 /** Small requests per side and round. */
 const SMALL_REQUESTS = Number(process.env.BENCH_OBS_SMALL ?? 1000);
@@ -158,7 +159,7 @@ export async function benchObservability(modelPath: string): Promise<void> {
     sink.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
-  const rate = (k: Side) => tallies[k].tokens / (tallies[k].ms / 1000);
+  const rate = (k: Side) => (tallies[k].ms > 0 ? tallies[k].tokens / (tallies[k].ms / 1000) : NaN);
   const cols = (values: (string | number)[]) => values.map((v, i) => (i === 0 ? String(v).padEnd(12) : String(v).padStart(13))).join("");
   console.log(cols(["server", "tokens/s", "overhead p50", "overhead p99", "latency p50", "latency p99"]));
   for (const k of SIDES) {

@@ -1,10 +1,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startOtlpCollector } from "../../test/helpers/otlpCollector.js";
 import { createLogger } from "./createLogger.js";
 import type { RequestEntry } from "./RequestLog.js";
 import { TelemetryThread } from "./TelemetryThread.js";
@@ -17,34 +16,6 @@ function entry(id: string, time: number, model = "m"): RequestEntry {
   return { id, time, endpoint: "completions", model, instance: "m-1", engine: "llama.cpp", stream: true, params: { max_tokens: 3 }, prompt: "p", output: "o", status: 200, errorCode: null, errorMessage: null, latencyMs: 12.5, ttftMs: 3, promptTokens: 2, completionTokens: 3, retries: 0, traceId: null };
 }
 
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes: { key: string; value: Record<string, unknown> }[];
-  status: { code?: number; message?: string };
-  startTimeUnixNano: string | number;
-  endTimeUnixNano: string | number;
-}
-
-/** A loopback OTLP/HTTP collector: the JSON export requests it received. */
-async function startCollector(): Promise<{ url: string; requests: { path: string; body: { resourceSpans: { resource: { attributes: OtlpSpan["attributes"] }; scopeSpans: { spans: OtlpSpan[] }[] }[] } }[]; close(): Promise<void> }> {
-  const requests: { path: string; body: never }[] = [];
-  const server = http.createServer((req, res) => {
-    let text = "";
-    req.setEncoding("utf8");
-    req.on("data", (c: string) => (text += c));
-    req.on("end", () => {
-      requests.push({ path: req.url ?? "", body: JSON.parse(text) as never });
-      res.writeHead(200, { "content-type": "application/json" }).end("{}");
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, close: () => new Promise((r) => server.close(() => r())) };
-}
-
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "smmf-tt-"));
 });
@@ -55,7 +26,7 @@ afterEach(() => {
 
 describe("TelemetryThread", () => {
   it("keeps the request log: entries recorded are read back in order, with paging, filters and feedback", async () => {
-    const thread = new TelemetryThread({ serviceName: "t", requestLog: { path: join(dir, "requests.db"), retentionDays: 7, maxRows: 100 } }, logger);
+    const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: join(dir, "requests.db"), retentionDays: 7, maxRows: 100 } }, logger);
     const log = thread.requestLog();
     const now = Date.now();
     for (let i = 0; i < 5; i++) log.record(entry(`r${i}`, now + i, i % 2 ? "odd" : "even"));
@@ -74,7 +45,7 @@ describe("TelemetryThread", () => {
     await thread.close();
     // Closed: written to disk, and the thread answers no more.
     await expect(log.get("r2")).rejects.toMatchObject({ code: "unavailable" });
-    const reopened = new TelemetryThread({ serviceName: "t", requestLog: { path: join(dir, "requests.db"), retentionDays: 7, maxRows: 100 } }, logger);
+    const reopened = await TelemetryThread.start({ serviceName: "t", requestLog: { path: join(dir, "requests.db"), retentionDays: 7, maxRows: 100 } }, logger);
     expect(await reopened.requestLog().get("r2")).toMatchObject({ feedback: { score: 1 } });
     await reopened.close();
   });
@@ -82,7 +53,7 @@ describe("TelemetryThread", () => {
   it("counts entries it cannot write as dropped and answers reads with unavailable", async () => {
     let dropped = 0;
     const warnings: string[] = [];
-    const thread = new TelemetryThread({ serviceName: "t", requestLog: { path: "/dev/null/x/requests.db", retentionDays: 7, maxRows: 100 } }, createLogger("warn", "t", (l) => warnings.push(l)), (n) => (dropped += n));
+    const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: "/dev/null/x/requests.db", retentionDays: 7, maxRows: 100 } }, createLogger("warn", "t", (l) => warnings.push(l)), (n) => (dropped += n));
     const log = thread.requestLog();
     log.record(entry("a", Date.now()));
     log.record(entry("b", Date.now()));
@@ -93,9 +64,9 @@ describe("TelemetryThread", () => {
   });
 
   it("exports spans over OTLP/HTTP with their parents, attributes, status and resource; close sends what is left", async () => {
-    const collector = await startCollector();
+    const collector = await startOtlpCollector();
     try {
-      const thread = new TelemetryThread({ serviceName: "smmf-unit", otlpEndpoint: collector.url }, logger);
+      const thread = await TelemetryThread.start({ serviceName: "smmf-unit", otlpEndpoint: collector.url }, logger);
       const tracing = new Tracing({ serviceName: "smmf-unit", processor: thread.spanProcessor() });
       const parent = tracing.tracer.startSpan("parent", { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": "m", "gen_ai.response.finish_reasons": ["length"] } });
       const child = tracing.tracer.startSpan("child", { kind: SpanKind.INTERNAL }, trace.setSpan(tracing.extract({}), parent));

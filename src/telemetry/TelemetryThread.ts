@@ -4,6 +4,7 @@ import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "./createLogger.js";
 import type { Feedback, LoggedRequest, RequestEntry, RequestQuery } from "./RequestLog.js";
+import { bundleThreadSource } from "./bundleThreadSource.js";
 import { toSpanRecord } from "./spanRecord.js";
 import type { FromThread, Item, RequestLogMethod, TelemetryThreadSettings, ToThread } from "./telemetryThreadProtocol.js";
 
@@ -32,7 +33,6 @@ export interface RequestLogAccess {
  * When the thread fails, spans and entries are dropped (entries counted) and log reads answer `unavailable`.
  */
 export class TelemetryThread {
-  private readonly thread: Worker;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private failure?: string;
@@ -40,19 +40,31 @@ export class TelemetryThread {
   private outbox: string[] = [];
   private readonly sender: NodeJS.Timeout;
 
-  constructor(
-    settings: TelemetryThreadSettings,
+  /** Starts the thread; one that cannot start is returned failed (it drops what it is given, and says why). */
+  static async start(settings: TelemetryThreadSettings, logger: Logger, onDropped: (count: number) => void = () => undefined): Promise<TelemetryThread> {
+    try {
+      return new TelemetryThread(new Worker(await bundleThreadSource(), { workerData: settings, name: "smmf-telemetry" }), logger, onDropped);
+    } catch (err) {
+      return new TelemetryThread(undefined, logger, onDropped, `the telemetry thread could not start: ${(err as Error).message}`);
+    }
+  }
+
+  private constructor(
+    private readonly thread: Worker | undefined,
     private readonly logger: Logger,
-    private readonly onDropped: (count: number) => void = () => undefined,
+    private readonly onDropped: (count: number) => void,
+    failure?: string,
   ) {
-    // Messages posted before the thread listens wait in its port: start-up costs the caller nothing.
-    this.thread = new Worker(new URL("./telemetryThread.mjs", import.meta.url), { workerData: settings, name: "smmf-telemetry" });
-    this.thread.unref();
-    this.thread.on("message", (m: FromThread) => this.receive(m));
-    this.thread.on("error", (err) => this.fail(`the telemetry thread failed: ${err.message}`));
-    this.thread.on("exit", () => this.fail("the telemetry thread has stopped"));
     this.sender = setInterval(() => this.send(), SEND_EVERY_MS);
     this.sender.unref();
+    if (!thread) {
+      this.fail(failure ?? "no telemetry thread");
+      return;
+    }
+    thread.unref();
+    thread.on("message", (m: FromThread) => this.receive(m));
+    thread.on("error", (err) => this.fail(`the telemetry thread failed: ${err.message}`));
+    thread.on("exit", () => this.fail("the telemetry thread has stopped"));
   }
 
   /** A span processor that hands each finished, sampled span to the thread. */
@@ -83,13 +95,14 @@ export class TelemetryThread {
   /** Writes what the log holds, exports the spans left (a collector that is gone loses them), and stops. */
   close(): Promise<void> {
     this.closed ??= new Promise<void>((resolve) => {
-      if (this.failure !== undefined) return resolve();
-      const timer = setTimeout(() => void this.thread.terminate().then(() => resolve()), CLOSE_TIMEOUT_MS);
-      this.thread.once("exit", () => {
+      const thread = this.thread;
+      if (this.failure !== undefined || !thread) return resolve();
+      const timer = setTimeout(() => void thread.terminate().then(() => resolve()), CLOSE_TIMEOUT_MS);
+      thread.once("exit", () => {
         clearTimeout(timer);
         resolve();
       });
-      this.thread.ref();
+      thread.ref();
       clearInterval(this.sender);
       this.post({ type: "close" });
     });
@@ -116,13 +129,13 @@ export class TelemetryThread {
     if (this.outbox.length === 0) return;
     const items = this.outbox;
     this.outbox = [];
-    this.thread.postMessage({ type: "items", items } satisfies ToThread);
+    this.thread?.postMessage({ type: "items", items } satisfies ToThread);
   }
 
   /** Sends a message after everything handed over before it. */
   private post(m: ToThread): void {
     this.send();
-    this.thread.postMessage(m);
+    this.thread?.postMessage(m);
   }
 
   private receive(m: FromThread): void {
@@ -136,7 +149,7 @@ export class TelemetryThread {
     } else if (m.type === "warn") {
       this.logger.warn(m.message);
     } else if (m.type === "closed") {
-      void this.thread.terminate();
+      void this.thread?.terminate();
     }
   }
 

@@ -16,7 +16,7 @@ export async function createTelemetry(config: SmmfConfig, serviceName: string, l
   if (config.observability === "off") return disabledTelemetry(metrics);
   const otlpEndpoint = config.otlpEndpoint || undefined;
   const requestLog = options.requestLog && config.requestLog === "on" ? { path: resolve(config.dataDir, "requests.db"), retentionDays: config.requestLogRetentionDays, maxRows: config.requestLogMaxRows } : undefined;
-  const thread = otlpEndpoint || requestLog ? new TelemetryThread({ serviceName, otlpEndpoint, requestLog }, logger, (n) => metrics.requestLogDropped.inc(n)) : undefined;
+  const thread = otlpEndpoint || requestLog ? await TelemetryThread.start({ serviceName, otlpEndpoint, requestLog }, logger, (n) => metrics.requestLogDropped.inc(n)) : undefined;
   return {
     enabled: true,
     metrics,

@@ -1,4 +1,4 @@
-// The telemetry thread (started by TelemetryThread): exports spans over OTLP/HTTP and writes the request log,
+// The telemetry thread (started by TelemetryThread, bundled by bundleThreadSource): exports spans over OTLP/HTTP and writes the request log,
 // so that neither serialization, HTTP nor SQLite ever runs on the thread that serves requests.
 import { parentPort, workerData } from "node:worker_threads";
 import { resourceFromAttributes } from "@opentelemetry/resources";

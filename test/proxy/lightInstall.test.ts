@@ -83,6 +83,10 @@ describe("a light install (npm ci --omit=optional --omit=dev)", () => {
     let streamed = 0;
     for await (const chunk of await openai.completions.create({ model: "lite-model", prompt: "Once", max_tokens: 6, stream: true })) if (chunk.choices[0]?.text) streamed++;
     expect(streamed).toBeGreaterThan(0);
+    // No better-sqlite3 here: the gateway has no request log, and says so; requests are unaffected.
+    const log = await api(gatewayUrl, "GET", "/api/v1/requests");
+    expect(log.status).toBe(503);
+    expect(JSON.stringify(log.body)).toContain("request log");
   });
 
   it("refuses a llama.cpp model: no worker runs that engine here", async () => {
