@@ -1,6 +1,6 @@
 // Observability fully on (metrics, traces exported over OTLP/HTTP to a local sink, the request log in SQLite)
 // versus off (`--observability off`), side by side in one run: `smmf serve` processes with the same model and
-// settings, taking turns. A second "off" server is the control: how far two identical servers differ on this
+// settings, taking turns, started afresh every round. A second "off" server is the control: how far two identical servers differ on this
 // machine (the resolution of the comparison). Reports streaming throughput, the gateway hop overhead
 // (x-smmf-overhead-ms) and the client's end-to-end latency of small requests, with the on/off ratios and 90%
 // bootstrap intervals of the percentile ratios.
@@ -110,12 +110,14 @@ async function overheadPhase(servers: Record<Side, Server>, tallies: Record<Side
 }
 
 function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 /** percentile(a, p) / percentile(b, p) with its 90% bootstrap interval (how far the ratio itself is noise). */
 function percentileRatio(a: number[], b: number[], p: number, resamples = 1000): string {
+  if (a.length === 0 || b.length === 0) return "-";
   const draw = (v: number[]) => Array.from({ length: v.length }, () => v[Math.floor(Math.random() * v.length)]);
   const ratios = Array.from({ length: resamples }, () => percentile(draw(a), p) / percentile(draw(b), p)).sort((x, y) => x - y);
   return `${(percentile(a, p) / percentile(b, p)).toFixed(3)} (${ratios[Math.floor(resamples * 0.05)].toFixed(2)}–${ratios[Math.floor(resamples * 0.95)].toFixed(2)})`;
@@ -134,28 +136,43 @@ export async function benchObservability(modelPath: string): Promise<void> {
   await new Promise<void>((r) => sink.listen(0, "127.0.0.1", r));
   const dataDir = mkdtempSync(join(tmpdir(), "smmf-bench-obs-"));
   const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
-  const servers: Record<Side, Server> = {
-    // BENCH_OBS_ON_FLAGS replaces the "on" side's flags ({sink}: the OTLP sink's URL, {data}: a data folder),
-    // e.g. "--otlp-endpoint {sink} --request-log off" to measure traces alone.
-    on: await serve(modelPath, process.env.BENCH_OBS_ON_FLAGS?.replaceAll("{sink}", sinkUrl).replaceAll("{data}", dataDir).split(" ").filter(Boolean) ?? ["--observability", "on", "--otlp-endpoint", sinkUrl, "--request-log", "on", "--request-log-capture", "full", "--data-dir", dataDir]),
-    off: await serve(modelPath, ["--observability", "off"]),
-    control: await serve(modelPath, ["--observability", "off"]),
+  // BENCH_OBS_ON_FLAGS replaces the "on" side's flags ({sink}: the OTLP sink's URL, {data}: a data folder),
+  // e.g. "--otlp-endpoint {sink} --request-log off" to measure traces alone.
+  const flags: Record<Side, string[]> = {
+    on: process.env.BENCH_OBS_ON_FLAGS?.replaceAll("{sink}", sinkUrl).replaceAll("{data}", dataDir).split(" ").filter(Boolean) ?? ["--observability", "on", "--otlp-endpoint", sinkUrl, "--request-log", "on", "--request-log-capture", "full", "--data-dir", dataDir],
+    off: ["--observability", "off"],
+    control: ["--observability", "off"],
   };
   const tallies: Record<Side, Tally> = { on: tally(), off: tally(), control: tally() };
-  console.log(`\nObservability on (metrics, traces over OTLP/HTTP, request log in SQLite) vs off, and a second "off" server as the control: ${ROUNDS} rounds of ${STREAM_REQUESTS} streams × ${STREAM_TOKENS} tokens at concurrency 8 per side, and ${SMALL_REQUESTS} 2-token requests per side one at a time, the servers taking turns`);
+  console.log(`\nObservability on (metrics, traces over OTLP/HTTP, request log in SQLite) vs off, and a second "off" server as the control: ${ROUNDS} rounds, each on fresh processes, of ${STREAM_REQUESTS} streams × ${STREAM_TOKENS} tokens at concurrency 8 per side, and ${SMALL_REQUESTS} 2-token requests per side one at a time, the servers taking turns`);
+  let servers: Partial<Record<Side, Server>> = {};
+  const stopAll = async () => {
+    await Promise.all(
+      Object.values(servers).map(async (s) => {
+        s.agent.destroy();
+        const exited = new Promise((r) => s.child.once("exit", r));
+        s.child.kill("SIGTERM");
+        await exited;
+      }),
+    );
+    servers = {};
+  };
   try {
-    for (const s of Object.values(servers)) await streamingPhase(s, tally()); // warm-up
     for (let round = 0; round < ROUNDS; round++) {
-      for (const key of [...SIDES].sort(() => Math.random() - 0.5)) await streamingPhase(servers[key], tallies[key]);
-      await overheadPhase(servers, tallies);
+      // Fresh processes every round, started in a random order: a process's own luck (memory layout, which core
+      // its threads land on) would otherwise count as a difference between the sides.
+      for (const key of [...SIDES].sort(() => Math.random() - 0.5)) servers[key] = await serve(modelPath, flags[key]);
+      const running = servers as Record<Side, Server>;
+      for (const key of SIDES) {
+        await streamingPhase(running[key], tally()); // warm-up
+        for (let i = 0; i < 50; i++) await post(running[key], { model: "stories260K", prompt: "Once", max_tokens: 2 });
+      }
+      for (const key of [...SIDES].sort(() => Math.random() - 0.5)) await streamingPhase(running[key], tallies[key]);
+      await overheadPhase(running, tallies);
+      await stopAll();
     }
   } finally {
-    for (const s of Object.values(servers)) {
-      s.agent.destroy();
-      const exited = new Promise((r) => s.child.once("exit", r));
-      s.child.kill("SIGTERM");
-      await exited;
-    }
+    await stopAll();
     sink.close();
     rmSync(dataDir, { recursive: true, force: true });
   }

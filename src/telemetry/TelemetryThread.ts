@@ -9,6 +9,7 @@ import { toSpanRecord } from "./spanRecord.js";
 import type { FromThread, Item, RequestLogMethod, TelemetryThreadSettings, ToThread } from "./telemetryThreadProtocol.js";
 
 const CLOSE_TIMEOUT_MS = 10_000;
+const CALL_TIMEOUT_MS = 10_000;
 /** How often what was handed over goes to the thread: waking a thread costs ~80 µs here, a string ~1 µs. */
 const SEND_EVERY_MS = 100;
 /** Items held for the thread at most; beyond that spans are dropped and entries counted as dropped. */
@@ -113,7 +114,13 @@ export class TelemetryThread {
     if (this.failure !== undefined) return Promise.reject(new SmmfError("unavailable", `the request log is not available (${this.failure})`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      // A thread that does not answer (e.g. stuck on a locked database file) fails the call, not hangs it.
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new SmmfError("unavailable", `the request log did not answer within ${CALL_TIMEOUT_MS / 1000} s`));
+      }, CALL_TIMEOUT_MS);
+      const done = () => clearTimeout(timer);
+      this.pending.set(id, { resolve: (v) => (done(), resolve(v)), reject: (e) => (done(), reject(e)) });
       this.post({ type: "call", id, method, args });
     });
   }
