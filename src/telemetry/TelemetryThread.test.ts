@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { getPriority } from "node:os";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -60,6 +61,20 @@ describe("TelemetryThread", () => {
     await expect(log.query({ limit: 5 })).rejects.toMatchObject({ code: "unavailable" });
     expect(dropped).toBe(2);
     expect(warnings.join("")).toContain("request log disabled");
+    await thread.close();
+  });
+
+  it.runIf(process.platform === "linux")("runs at a lower priority than the threads that serve requests (nice 10), leaving theirs alone", async () => {
+    const nices = () =>
+      readdirSync("/proc/self/task").map((tid) => {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]); // field 19: nice
+      });
+    const before = nices().filter((n) => n === 10).length;
+    const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: join(dir, "n.db"), retentionDays: 7, maxRows: 100 } }, logger);
+    await thread.requestLog().query({ limit: 1 }); // the thread is up and answering
+    expect(nices().filter((n) => n === 10).length).toBe(before + 1);
+    expect(getPriority()).toBe(0);
     await thread.close();
   });
 

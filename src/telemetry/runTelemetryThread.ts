@@ -1,5 +1,6 @@
 // The telemetry thread (started by TelemetryThread, bundled by bundleThreadSource): exports spans over OTLP/HTTP and writes the request log,
 // so that neither serialization, HTTP nor SQLite ever runs on the thread that serves requests.
+import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base";
@@ -8,6 +9,21 @@ import type { Logger } from "./createLogger.js";
 import { RequestLog } from "./RequestLog.js";
 import { readableSpanOf } from "./spanRecord.js";
 import type { FromThread, Item, TelemetryThreadSettings, ToThread } from "./telemetryThreadProtocol.js";
+
+/**
+ * The thread's nice value: when the cores are busy, the threads that serve requests and run the model go
+ * first (weight 1024 against 110), and the telemetry thread takes what is left. On Linux the nice value is
+ * per thread (setpriority with pid 0 means this thread); elsewhere it would lower the whole process, so
+ * there it is left alone.
+ */
+const NICE = 10;
+if (process.platform === "linux") {
+  try {
+    setPriority(NICE);
+  } catch {
+    // Not allowed here: the thread runs at the process's priority.
+  }
+}
 
 const port = parentPort!;
 const settings = workerData as TelemetryThreadSettings;
