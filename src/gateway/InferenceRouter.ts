@@ -62,7 +62,6 @@ const GENERATE = "/smmf.v1.InferenceService/Generate";
 const EMBED = "/smmf.v1.InferenceService/Embed";
 const COUNT_TOKENS = "/smmf.v1.InferenceService/CountTokens";
 
-/** A unary call over a channel: one message each way. */
 /** How long a finished generation's stream may take to end (its trailers) before it is reset. */
 const END_OF_CALL_MS = 10_000;
 
@@ -85,6 +84,7 @@ function readToEnd(messages: AsyncGenerator<Uint8Array>, call: AbortController):
   })();
 }
 
+/** A unary call over a channel: one message each way. */
 async function unaryCall<O extends DescMessage>(channel: GrpcChannel, path: string, request: Uint8Array, output: O, signal: AbortSignal, metadata?: Record<string, string>): Promise<MessageShape<O>> {
   let result: MessageShape<O> | undefined;
   for await (const bytes of channel.call(path, request, signal, metadata)) result = fromBinary(output, bytes);

@@ -39,6 +39,8 @@ export class TelemetryThread {
   private failure?: string;
   private closed?: Promise<void>;
   private outbox: string[] = [];
+  /** How many of the outbox's items are request-log entries (counted as dropped if the thread fails). */
+  private outboxEntries = 0;
   private readonly sender: NodeJS.Timeout;
 
   /** Starts the thread; one that cannot start is returned failed (it drops what it is given, and says why). */
@@ -85,7 +87,8 @@ export class TelemetryThread {
   requestLog(): RequestLogAccess {
     return {
       record: (entry) => {
-        if (!this.hand({ entry })) this.onDropped(1);
+        if (this.hand({ entry })) this.outboxEntries++;
+        else this.onDropped(1);
       },
       get: (id) => this.call("get", id) as Promise<LoggedRequest | undefined>,
       query: (q) => this.call("query", q) as Promise<{ data: LoggedRequest[]; next: string | null }>,
@@ -136,6 +139,7 @@ export class TelemetryThread {
     if (this.outbox.length === 0) return;
     const items = this.outbox;
     this.outbox = [];
+    this.outboxEntries = 0;
     this.thread?.postMessage({ type: "items", items } satisfies ToThread);
   }
 
@@ -164,8 +168,9 @@ export class TelemetryThread {
     if (this.failure !== undefined) return;
     this.failure = why;
     clearInterval(this.sender);
-    this.onDropped(this.outbox.filter((text) => text.startsWith('{"entry"')).length);
+    if (this.outboxEntries > 0) this.onDropped(this.outboxEntries);
     this.outbox = [];
+    this.outboxEntries = 0;
     if (this.closed === undefined) this.logger.warn(why);
     for (const p of this.pending.values()) p.reject(new SmmfError("unavailable", `the request log is not available (${why})`));
     this.pending.clear();

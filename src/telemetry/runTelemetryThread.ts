@@ -79,5 +79,3 @@ port.on("message", (m: ToThread) => {
       break;
   }
 });
-
-send({ type: "ready" });

@@ -22,7 +22,6 @@ export type ToThread =
   | { type: "close" };
 
 export type FromThread =
-  | { type: "ready" }
   | { type: "reply"; id: number; result?: unknown; error?: { code: ErrorCode; message: string; param: string | null } }
   | { type: "dropped"; count: number }
   | { type: "warn"; message: string }

@@ -13,7 +13,7 @@ import { asConnectError } from "../errors/asConnectError.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { linkSignals } from "../util/linkSignals.js";
-import { SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
 import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import type { ResolvedInstance } from "./HostedInstance.js";
 import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
@@ -138,7 +138,6 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
   return {
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
-      let span: Span | undefined;
       try {
         const iterator = requests[Symbol.asyncIterator]();
         const start = await readGenerateStart(iterator);
@@ -151,11 +150,11 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
         if (telemetry.enabled) {
           const { tracing } = telemetry;
           const parent = tracing.extract(ctx.requestHeader);
-          span = tracing.enabled
+          const workerSpan = tracing.enabled
             ? tracing.tracer.startSpan(`generate ${start.model}`, { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": start.model, "smmf.instance.id": hosted.record.instanceId, "smmf.worker.id": worker.id } }, parent)
             : undefined;
-          const workerSpan = span;
-          // The worker's span ends with the engine's, before the last response goes out; a cancellation is no error.
+          // The worker's span ends with the engine's (the observer ends it however the call ends), before the
+          // last response goes out; a cancellation is no error.
           observer = observeEngine(telemetry, hosted, workerSpan ? trace.setSpan(parent, workerSpan) : parent, abort.signal, (failure) => {
             if (failure) workerSpan?.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
             workerSpan?.end();
@@ -165,11 +164,8 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
       } catch (err) {
         const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });
-        // Failed before the engine was observed (e.g. a bad request): the worker's span says so.
-        if (span?.isRecording() && e.code !== "cancelled") span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
         throw asConnectError(e);
       } finally {
-        if (span?.isRecording()) span.end();
         abort.abort();
       }
     },
