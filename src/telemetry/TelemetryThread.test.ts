@@ -81,7 +81,7 @@ describe("TelemetryThread", () => {
     const collector = await startOtlpCollector();
     try {
       const thread = await TelemetryThread.start({ serviceName: "smmf-unit", otlpEndpoint: collector.url }, logger);
-      const tracing = new Tracing({ serviceName: "smmf-unit", processor: thread.spanProcessor() });
+      const tracing = new Tracing({ serviceName: "smmf-unit", sink: thread.spanSink() });
       const parent = tracing.tracer.startSpan("parent", { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": "m", "gen_ai.response.finish_reasons": ["length"] } });
       const child = tracing.tracer.startSpan("child", { kind: SpanKind.INTERNAL }, trace.setSpan(tracing.extract({}), parent));
       child.setStatus({ code: SpanStatusCode.ERROR, message: "boom" });

@@ -1,11 +1,9 @@
 import { Worker } from "node:worker_threads";
-import { TraceFlags, type Context } from "@opentelemetry/api";
-import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "./createLogger.js";
 import type { Feedback, LoggedRequest, RequestEntry, RequestQuery } from "./RequestLog.js";
 import { bundleThreadSource } from "./bundleThreadSource.js";
-import { toSpanRecord } from "./spanRecord.js";
+import type { SpanRecord } from "./spanRecord.js";
 import type { FromThread, Item, RequestLogMethod, TelemetryThreadSettings, ToThread } from "./telemetryThreadProtocol.js";
 
 const CLOSE_TIMEOUT_MS = 10_000;
@@ -70,17 +68,9 @@ export class TelemetryThread {
     thread.on("exit", () => this.fail("the telemetry thread has stopped"));
   }
 
-  /** A span processor that hands each finished, sampled span to the thread. */
-  spanProcessor(): SpanProcessor {
-    return {
-      onStart: (_span: Span, _context: Context) => undefined,
-      onEnd: (span: ReadableSpan) => {
-        if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0 || this.failure !== undefined) return;
-        this.hand({ span: toSpanRecord(span) });
-      },
-      forceFlush: async () => undefined,
-      shutdown: async () => undefined,
-    };
+  /** Where finished spans go (`Tracing`'s sink): to the thread, which exports them. */
+  spanSink(): (span: SpanRecord) => void {
+    return (span) => void this.hand({ span });
   }
 
   /** The request log kept by the thread (when it was started with one). */

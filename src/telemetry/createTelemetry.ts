@@ -20,7 +20,7 @@ export async function createTelemetry(config: SmmfConfig, serviceName: string, l
   return {
     enabled: true,
     metrics,
-    tracing: new Tracing({ serviceName, processor: otlpEndpoint ? thread?.spanProcessor() : undefined }),
+    tracing: new Tracing({ serviceName, sink: otlpEndpoint ? thread?.spanSink() : undefined }),
     requestLog: requestLog ? thread?.requestLog() : undefined,
     capture: config.requestLogCapture,
     thread,

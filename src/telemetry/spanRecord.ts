@@ -1,9 +1,9 @@
-import type { Attributes, HrTime, Link, SpanContext, SpanKind, SpanStatus } from "@opentelemetry/api";
+import type { Attributes, HrTime, SpanContext, SpanKind, SpanStatus } from "@opentelemetry/api";
 import { TraceState } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
 import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace-base";
 
-interface ContextRecord {
+export interface ContextRecord {
   traceId: string;
   spanId: string;
   traceFlags: number;
@@ -11,7 +11,7 @@ interface ContextRecord {
   isRemote?: boolean;
 }
 
-/** A finished span as plain data, to cross to the telemetry thread (structured clone). */
+/** A finished span as plain data (the SDK's ReadableSpan without its objects), to cross to the telemetry thread as JSON. */
 export interface SpanRecord {
   context: ContextRecord;
   parent?: ContextRecord;
@@ -28,7 +28,7 @@ export interface SpanRecord {
   scope: { name: string; version?: string; schemaUrl?: string };
 }
 
-function contextRecord(c: SpanContext): ContextRecord {
+export function contextRecord(c: SpanContext): ContextRecord {
   const r: ContextRecord = { traceId: c.traceId, spanId: c.spanId, traceFlags: c.traceFlags };
   if (c.traceState) r.traceState = c.traceState.serialize();
   if (c.isRemote) r.isRemote = true;
@@ -37,25 +37,6 @@ function contextRecord(c: SpanContext): ContextRecord {
 
 function spanContextOf(r: ContextRecord): SpanContext {
   return { traceId: r.traceId, spanId: r.spanId, traceFlags: r.traceFlags, isRemote: r.isRemote, traceState: r.traceState === undefined ? undefined : new TraceState(r.traceState) };
-}
-
-export function toSpanRecord(span: ReadableSpan): SpanRecord {
-  const { name, version, schemaUrl } = span.instrumentationScope;
-  return {
-    context: contextRecord(span.spanContext()),
-    parent: span.parentSpanContext && contextRecord(span.parentSpanContext),
-    name: span.name,
-    kind: span.kind,
-    startTime: span.startTime,
-    endTime: span.endTime,
-    duration: span.duration,
-    status: span.status,
-    attributes: span.attributes,
-    events: span.events,
-    links: span.links.map((l: Link) => ({ context: contextRecord(l.context), attributes: l.attributes, droppedAttributesCount: l.droppedAttributesCount })),
-    dropped: [span.droppedAttributesCount, span.droppedEventsCount, span.droppedLinksCount],
-    scope: { name, version, schemaUrl },
-  };
 }
 
 /** The span again, as exporters read it; spans of one resource share that object (exporters group by it). */

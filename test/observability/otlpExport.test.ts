@@ -47,8 +47,8 @@ describe("OTLP export", () => {
     expect(engineSpan).toMatchObject({ service: "smmf-worker", parentSpanId: workerSpan.spanId, kind: 1 });
     expect(gatewaySpan.attributes).toContainEqual({ key: "gen_ai.usage.output_tokens", value: { intValue: 4 } });
     expect(gatewaySpan.attributes).toContainEqual({ key: "smmf.worker.id", value: { stringValue: "otlp-worker" } });
-    // The worker's work lies within the gateway's span (the SDK anchors each span's clock to Date.now(), so
-    // times may be off by up to a millisecond).
+    // The worker's work lies within the gateway's span (two processes: each clock's origin is known to about a
+    // millisecond).
     const ms = 1_000_000n;
     expect(BigInt(workerSpan.startTimeUnixNano) + ms >= BigInt(gatewaySpan.startTimeUnixNano)).toBe(true);
     expect(BigInt(workerSpan.endTimeUnixNano) <= BigInt(gatewaySpan.endTimeUnixNano) + ms).toBe(true);
