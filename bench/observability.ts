@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchTracer } from "./tracer.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? 10);
@@ -124,6 +125,7 @@ function percentileRatio(a: number[], b: number[], p: number, resamples = 1000):
 }
 
 export async function benchObservability(modelPath: string): Promise<void> {
+  benchTracer();
   let spans = 0;
   const sink = http.createServer((req, res) => {
     req.resume();

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, type Span } from "@opentelemetry/api";
 import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 import type { SmmfError } from "../errors/SmmfError.js";
 import { TRUNCATED_CHARS, type Telemetry } from "../telemetry/Telemetry.js";
@@ -39,7 +39,6 @@ export class RequestObservation {
   private readonly started = performance.now();
   private readonly time = Date.now();
   private readonly span?: Span;
-  private readonly context?: Context;
   private model = "";
   private modelLabel = "unknown";
   private stream = false;
@@ -64,7 +63,6 @@ export class RequestObservation {
     if (tracing.enabled) {
       const parent = tracing.extract(headers);
       this.span = tracing.tracer.startSpan(OPERATIONS[endpoint], { kind: SpanKind.SERVER, attributes: { "gen_ai.operation.name": OPERATIONS[endpoint], "gen_ai.response.id": id } }, parent);
-      this.context = trace.setSpan(parent, this.span);
     }
   }
 
@@ -101,7 +99,7 @@ export class RequestObservation {
 
   /** Trace-context headers for the call to the worker. */
   traceHeaders(): Record<string, string> | undefined {
-    return this.context ? this.telemetry.tracing.inject(this.context) : undefined;
+    return this.span ? this.telemetry.tracing.headersOf(this.span.spanContext()) : undefined;
   }
 
   /** Tokens sent to the client. */

@@ -1,20 +1,12 @@
-import { SpanStatusCode, type Attributes, type AttributeValue, type Exception, type HrTime, type Link, type Span, type SpanContext, type SpanKind, type SpanStatus, type TimeInput } from "@opentelemetry/api";
+import { SpanStatusCode, type Attributes, type AttributeValue, type Exception, type Link, type Span, type SpanContext, type SpanKind, type SpanStatus, type TimeInput } from "@opentelemetry/api";
 import type { TimedEvent } from "@opentelemetry/sdk-trace-base";
-import { contextRecord, type SpanRecord } from "./spanRecord.js";
 
 /** Attributes a span, an event or a link keeps at most (the OpenTelemetry SDK's default limit). */
 const MAX_ATTRIBUTES = 128;
 /** Events and links a span keeps at most (the SDK's defaults). */
 const MAX_EVENTS = 128;
 const MAX_LINKS = 128;
-const SCOPE = { name: "smmf" } as const;
-
-/** Milliseconds (since the epoch, or a duration) as [seconds, nanoseconds]. */
-function hrTimeOfMs(ms: number): HrTime {
-  const seconds = Math.floor(ms / 1000);
-  const nanos = Math.round((ms - seconds * 1000) * 1e6);
-  return nanos >= 1e9 ? [seconds + 1, nanos - 1e9] : [seconds, nanos];
-}
+const UNSET: SpanStatus = { code: SpanStatusCode.UNSET };
 
 /** Now, in milliseconds since the epoch, with the monotonic clock's sub-millisecond precision. */
 function epochMsNow(): number {
@@ -62,35 +54,62 @@ function sanitized(from: Attributes | undefined): [Attributes, number] {
   return [to, dropped];
 }
 
+/** A link as a span keeps it. */
+export interface SpanLink {
+  context: SpanContext;
+  attributes: Attributes;
+  droppedAttributesCount: number;
+}
+
+/** A span as its sink reads it once it has ended. */
+export interface FinishedSpan {
+  readonly context: SpanContext;
+  readonly parent: SpanContext | undefined;
+  readonly name: string;
+  readonly kind: SpanKind;
+  /** Start, in milliseconds since the epoch (sub-millisecond precision). */
+  readonly startMs: number;
+  readonly durationMs: number;
+  readonly status: SpanStatus;
+  readonly attributes: Attributes;
+  readonly droppedAttributes: number;
+  /** Undefined when there are none (most spans). */
+  readonly events: TimedEvent[] | undefined;
+  readonly droppedEvents: number;
+  readonly links: SpanLink[] | undefined;
+  readonly droppedLinks: number;
+}
+
 /**
- * A sampled span that records what it is told as plain data and, when it ends, hands one `SpanRecord` to its
- * sink (the telemetry thread, which exports it over OTLP, or an exporter in tests). It follows the
- * OpenTelemetry API and the SDK's data model (attribute rules and limits, events, links, status, times),
- * without the SDK's per-span machinery: on the request path a span costs a few microseconds.
+ * A sampled span that records what it is told and, when it ends, hands itself to its sink (the telemetry
+ * thread's encoder, or an exporter in tests) as a `FinishedSpan`. It follows the OpenTelemetry API and the
+ * SDK's data model (attribute rules and limits, events, links, status, times), without the SDK's per-span
+ * machinery: on the request path a span costs a few microseconds and a few hundred bytes.
  */
-export class RecordedSpan implements Span {
-  private name: string;
-  private readonly startMs: number;
+export class RecordedSpan implements Span, FinishedSpan {
+  name: string;
+  readonly startMs: number;
+  durationMs = 0;
   private readonly startedAt = performance.now();
-  private readonly attributes: Attributes;
-  private droppedAttributes: number;
+  readonly attributes: Attributes;
+  droppedAttributes: number;
   private attributeCount: number;
-  private readonly events: TimedEvent[] = [];
-  private droppedEvents = 0;
-  private readonly links: SpanRecord["links"] = [];
-  private droppedLinks = 0;
-  private status: SpanStatus = { code: SpanStatusCode.UNSET };
+  events: TimedEvent[] | undefined;
+  droppedEvents = 0;
+  links: SpanLink[] | undefined;
+  droppedLinks = 0;
+  status: SpanStatus = UNSET;
   private ended = false;
 
   constructor(
-    private readonly context: SpanContext,
-    private readonly parent: SpanContext | undefined,
+    readonly context: SpanContext,
+    readonly parent: SpanContext | undefined,
     name: string,
-    private readonly kind: SpanKind,
+    readonly kind: SpanKind,
     attributes: Attributes | undefined,
     links: Link[] | undefined,
     startTime: TimeInput | undefined,
-    private readonly sink: (span: SpanRecord) => void,
+    private readonly sink: (span: FinishedSpan) => void,
   ) {
     this.name = name;
     this.startMs = startTime === undefined ? performance.timeOrigin + this.startedAt : epochMsOf(startTime);
@@ -123,25 +142,28 @@ export class RecordedSpan implements Span {
 
   addEvent(name: string, attributesOrStartTime?: Attributes | TimeInput, startTime?: TimeInput): this {
     if (this.ended) return this;
+    this.events ??= [];
     if (this.events.length >= MAX_EVENTS) {
       this.droppedEvents++;
       return this;
     }
     const timeGiven = typeof attributesOrStartTime === "number" || Array.isArray(attributesOrStartTime) || attributesOrStartTime instanceof Date;
     const [attributes, droppedAttributesCount] = sanitized(timeGiven ? undefined : (attributesOrStartTime as Attributes | undefined));
-    const time = epochMsOf(timeGiven ? (attributesOrStartTime as TimeInput) : startTime);
-    this.events.push({ name, attributes, time: hrTimeOfMs(time), droppedAttributesCount });
+    const ms = epochMsOf(timeGiven ? (attributesOrStartTime as TimeInput) : startTime);
+    const seconds = Math.floor(ms / 1000);
+    this.events.push({ name, attributes, time: [seconds, Math.round((ms - seconds * 1000) * 1e6)], droppedAttributesCount });
     return this;
   }
 
   addLink(link: Link): this {
     if (this.ended) return this;
+    this.links ??= [];
     if (this.links.length >= MAX_LINKS) {
       this.droppedLinks++;
       return this;
     }
     const [attributes, droppedAttributesCount] = sanitized(link.attributes);
-    this.links.push({ context: contextRecord(link.context), attributes, droppedAttributesCount: droppedAttributesCount + (link.droppedAttributesCount ?? 0) });
+    this.links.push({ context: link.context, attributes, droppedAttributesCount: droppedAttributesCount + (link.droppedAttributesCount ?? 0) });
     return this;
   }
 
@@ -180,25 +202,8 @@ export class RecordedSpan implements Span {
   end(endTime?: TimeInput): void {
     if (this.ended) return;
     this.ended = true;
-    // The duration from the monotonic clock (as the SDK does), the end from the start plus it.
-    const durationMs = endTime === undefined ? performance.now() - this.startedAt : Math.max(0, epochMsOf(endTime) - this.startMs);
-    const start = hrTimeOfMs(this.startMs);
-    const duration = hrTimeOfMs(durationMs);
-    const nanos = start[1] + duration[1];
-    this.sink({
-      context: contextRecord(this.context),
-      parent: this.parent && contextRecord(this.parent),
-      name: this.name,
-      kind: this.kind,
-      startTime: start,
-      endTime: nanos >= 1e9 ? [start[0] + duration[0] + 1, nanos - 1e9] : [start[0] + duration[0], nanos],
-      duration,
-      status: this.status,
-      attributes: this.attributes,
-      events: this.events,
-      links: this.links,
-      dropped: [this.droppedAttributes, this.droppedEvents, this.droppedLinks],
-      scope: SCOPE,
-    });
+    // The duration from the monotonic clock (as the SDK does).
+    this.durationMs = endTime === undefined ? performance.now() - this.startedAt : Math.max(0, epochMsOf(endTime) - this.startMs);
+    this.sink(this);
   }
 }

@@ -1,15 +1,23 @@
-import { defaultTextMapGetter, defaultTextMapSetter, ROOT_CONTEXT, trace, type Context, type Tracer } from "@opentelemetry/api";
+import { isSpanContextValid, ROOT_CONTEXT, trace, type Context, type SpanContext, type TextMapGetter, type Tracer } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { createRecordingTracer } from "./createRecordingTracer.js";
-import { readableSpanOf, type SpanRecord } from "./spanRecord.js";
+import type { FinishedSpan } from "./RecordedSpan.js";
+import { readableSpanOf, toSpanRecord } from "./spanRecord.js";
+
+/** Request headers as Node gives them: names in lower case. */
+type IncomingHeaders = Record<string, string | string[] | undefined>;
+
+/** Reads only the headers the propagator asks for (traceparent, tracestate), without copying the rest. */
+const incomingHeadersGetter: TextMapGetter<IncomingHeaders> = { get: (c, key) => c[key], keys: (c) => Object.keys(c) };
+const fetchHeadersGetter: TextMapGetter<Headers> = { get: (c, key) => c.get(key) ?? undefined, keys: (c) => [...c.keys()] };
 
 export interface TracingOptions {
   /** `service.name` of the spans, e.g. "smmf-gateway". */
   serviceName: string;
   /** Where finished spans go: the telemetry thread (it exports them over OTLP/HTTP). */
-  sink?: (span: SpanRecord) => void;
+  sink?: (span: FinishedSpan) => void;
   /** Or export to this, each span as it ends (tests: an in-memory exporter). */
   exporter?: SpanExporter;
 }
@@ -18,8 +26,8 @@ export interface TracingOptions {
  * OpenTelemetry tracing of one process: a tracer and W3C trace-context propagation (`traceparent`,
  * `tracestate`) for HTTP headers and gRPC metadata. Without a sink or exporter it is off: spans are
  * non-recording and cost next to nothing. The tracer is this object's own (not the global one), so several
- * SMMF components in one process keep theirs apart. Its spans are `RecordedSpan`s: plain records handed on
- * when they end, exported by the SDK's OTLP exporter on the telemetry thread.
+ * SMMF components in one process keep theirs apart. Its spans are `RecordedSpan`s, handed on when they end:
+ * to the telemetry thread (encoded without JSON), where the SDK's OTLP exporter sends them.
  */
 export class Tracing {
   readonly tracer: Tracer;
@@ -36,11 +44,11 @@ export class Tracing {
   }
 
   /** Exports each span as it ends, as the SDK's simple span processor does. */
-  private exportEach(exporter: SpanExporter, serviceName: string): (span: SpanRecord) => void {
+  private exportEach(exporter: SpanExporter, serviceName: string): (span: FinishedSpan) => void {
     const resource = resourceFromAttributes({ "service.name": serviceName });
     return (span) => {
       const done = new Promise<void>((resolve) =>
-        exporter.export([readableSpanOf(span, resource)], () => resolve()),
+        exporter.export([readableSpanOf(toSpanRecord(span), resource)], () => resolve()),
       );
       this.exports.add(done);
       void done.then(() => this.exports.delete(done));
@@ -48,19 +56,25 @@ export class Tracing {
   }
 
   /** The context a request's trace-context headers carry (ROOT_CONTEXT when none or when off). */
-  extract(headers: Record<string, string | string[] | undefined> | Headers): Context {
+  extract(headers: IncomingHeaders | Headers): Context {
     if (!this.enabled) return ROOT_CONTEXT;
-    const carrier: Record<string, string> = {};
-    if (headers instanceof Headers) headers.forEach((v, k) => (carrier[k] = v));
-    else for (const [k, v] of Object.entries(headers)) if (typeof v === "string") carrier[k.toLowerCase()] = v;
-    return this.propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
+    return headers instanceof Headers ? this.propagator.extract(ROOT_CONTEXT, headers, fetchHeadersGetter) : this.propagator.extract(ROOT_CONTEXT, headers, incomingHeadersGetter);
   }
 
   /** Trace-context headers for a call made within `ctx` (none when off). */
   inject(ctx: Context): Record<string, string> {
-    const carrier: Record<string, string> = {};
-    if (this.enabled) this.propagator.inject(ctx, carrier, defaultTextMapSetter);
-    return carrier;
+    const span = trace.getSpanContext(ctx);
+    return span ? this.headersOf(span) : {};
+  }
+
+  /** W3C trace-context headers (`traceparent`, and `tracestate` when there is one) naming `span` as the parent. */
+  headersOf(span: SpanContext): Record<string, string> {
+    if (!this.enabled || !isSpanContextValid(span)) return {};
+    const flags = span.traceFlags & 0xff;
+    const headers: Record<string, string> = { traceparent: `00-${span.traceId}-${span.spanId}-${flags < 16 ? "0" : ""}${flags.toString(16)}` };
+    const traceState = span.traceState?.serialize();
+    if (traceState) headers.tracestate = traceState;
+    return headers;
   }
 
   /** Exports what is left; a collector that is gone by then loses those spans, nothing else. */

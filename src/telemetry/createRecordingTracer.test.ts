@@ -3,13 +3,14 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { describe, expect, it } from "vitest";
 import { createRecordingTracer } from "./createRecordingTracer.js";
-import { readableSpanOf, type SpanRecord } from "./spanRecord.js";
+import type { FinishedSpan } from "./RecordedSpan.js";
+import { readableSpanOf, toSpanRecord } from "./spanRecord.js";
 
 const resource = resourceFromAttributes({ "service.name": "s" });
 
 function recording(): { tracer: Tracer; spans: () => ReadableSpan[] } {
-  const records: SpanRecord[] = [];
-  return { tracer: createRecordingTracer((r) => records.push(r)), spans: () => records.map((r) => readableSpanOf(r, resource)) };
+  const finished: FinishedSpan[] = [];
+  return { tracer: createRecordingTracer((s) => finished.push(s)), spans: () => finished.map((s) => readableSpanOf(toSpanRecord(s), resource)) };
 }
 
 function sdk(): { tracer: Tracer; spans: () => ReadableSpan[] } {

@@ -1,14 +1,13 @@
 import { context as contextApi, isSpanContextValid, trace, TraceFlags, SpanKind, type Context, type Span, type SpanOptions, type Tracer } from "@opentelemetry/api";
 import { randomHexId } from "./randomHexId.js";
-import { RecordedSpan } from "./RecordedSpan.js";
-import type { SpanRecord } from "./spanRecord.js";
+import { RecordedSpan, type FinishedSpan } from "./RecordedSpan.js";
 
 /**
- * An OpenTelemetry tracer whose spans end as `SpanRecord`s handed to `sink`. Sampling is the SDK's default,
+ * An OpenTelemetry tracer whose spans, `RecordedSpan`s, are handed to `sink` when they end. Sampling is the SDK's default,
  * parent-based always-on: a root span is sampled; a child follows its parent's sampled flag (a client's
  * `traceparent` with flags 00 gets non-recording spans that carry the trace on, as the SDK's do).
  */
-export function createRecordingTracer(sink: (span: SpanRecord) => void): Tracer {
+export function createRecordingTracer(sink: (span: FinishedSpan) => void): Tracer {
   const startSpan = (name: string, options: SpanOptions = {}, ctx: Context = contextApi.active()): Span => {
     const parent = options.root ? undefined : trace.getSpanContext(ctx);
     const validParent = parent && isSpanContextValid(parent) ? parent : undefined;

@@ -6,9 +6,11 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "./createLogger.js";
-import { RequestLog } from "./RequestLog.js";
+import { RequestLog, type RequestEntry } from "./RequestLog.js";
+import { ByteReader } from "./ByteReader.js";
+import { decodeSpan } from "./spanCodec.js";
 import { readableSpanOf } from "./spanRecord.js";
-import type { FromThread, Item, TelemetryThreadSettings, ToThread } from "./telemetryThreadProtocol.js";
+import { ITEM_SPAN, type FromThread, type TelemetryThreadSettings, type ToThread } from "./telemetryThreadProtocol.js";
 
 /**
  * The thread's nice value: when the cores are busy, the threads that serve requests and run the model go
@@ -53,13 +55,19 @@ function answer(id: number, run: () => unknown): void {
 
 port.on("message", (m: ToThread) => {
   switch (m.type) {
-    case "items":
-      for (const text of m.items) {
-        const item = JSON.parse(text) as Item;
-        if ("span" in item) processor?.onEnd(readableSpanOf(item.span, resource));
-        else log?.record(item.entry);
+    case "items": {
+      const r = new ByteReader(m.buffer, m.length);
+      while (!r.done) {
+        if (r.u8() === ITEM_SPAN) {
+          const span = decodeSpan(r);
+          processor?.onEnd(readableSpanOf(span, resource));
+        } else {
+          const entry = r.string();
+          log?.record(JSON.parse(entry) as RequestEntry);
+        }
       }
       break;
+    }
     case "call":
       answer(m.id, () => {
         if (!log) throw new SmmfError("unavailable", "the request log is off");

@@ -2,6 +2,7 @@ import type { Attributes, HrTime, SpanContext, SpanKind, SpanStatus } from "@ope
 import { TraceState } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
 import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace-base";
+import type { FinishedSpan } from "./RecordedSpan.js";
 
 export interface ContextRecord {
   traceId: string;
@@ -38,6 +39,37 @@ export function contextRecord(c: SpanContext): ContextRecord {
 function spanContextOf(r: ContextRecord): SpanContext {
   return { traceId: r.traceId, spanId: r.spanId, traceFlags: r.traceFlags, isRemote: r.isRemote, traceState: r.traceState === undefined ? undefined : new TraceState(r.traceState) };
 }
+
+/** Milliseconds (since the epoch, or a duration) as [seconds, nanoseconds]. */
+export function hrTimeOfMs(ms: number): HrTime {
+  const seconds = Math.floor(ms / 1000);
+  const nanos = Math.round((ms - seconds * 1000) * 1e6);
+  return nanos >= 1e9 ? [seconds + 1, nanos - 1e9] : [seconds, nanos];
+}
+
+/** A finished span's record; its end is its start plus its duration, to the nanosecond. */
+export function toSpanRecord(span: FinishedSpan): SpanRecord {
+  const start = hrTimeOfMs(span.startMs);
+  const duration = hrTimeOfMs(span.durationMs);
+  const nanos = start[1] + duration[1];
+  return {
+    context: contextRecord(span.context),
+    parent: span.parent && contextRecord(span.parent),
+    name: span.name,
+    kind: span.kind,
+    startTime: start,
+    endTime: nanos >= 1e9 ? [start[0] + duration[0] + 1, nanos - 1e9] : [start[0] + duration[0], nanos],
+    duration,
+    status: span.status,
+    attributes: span.attributes,
+    events: span.events ?? [],
+    links: (span.links ?? []).map((l) => ({ context: contextRecord(l.context), attributes: l.attributes, droppedAttributesCount: l.droppedAttributesCount })),
+    dropped: [span.droppedAttributes, span.droppedEvents, span.droppedLinks],
+    scope: SCOPE,
+  };
+}
+
+const SCOPE = { name: "smmf" };
 
 /** The span again, as exporters read it; spans of one resource share that object (exporters group by it). */
 export function readableSpanOf(r: SpanRecord, resource: Resource): ReadableSpan {

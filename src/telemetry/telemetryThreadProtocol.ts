@@ -1,6 +1,4 @@
 import type { ErrorCode } from "../errors/errorTable.js";
-import type { RequestEntry } from "./RequestLog.js";
-import type { SpanRecord } from "./spanRecord.js";
 
 /** What the telemetry thread is started with (its workerData). */
 export interface TelemetryThreadSettings {
@@ -13,11 +11,15 @@ export interface TelemetryThreadSettings {
 /** Request-log calls answered by the thread. */
 export type RequestLogMethod = "get" | "query" | "setFeedback";
 
-/** Spans and entries, each JSON-encoded as it comes (strings cross threads at the cost of a copy). */
-export type Item = { span: SpanRecord } | { entry: RequestEntry };
+/**
+ * Tags of what the serving thread hands over, in one buffer per send (transferred, not copied): a span in
+ * SMMF's span encoding (spanCodec), or a request-log entry as a JSON string.
+ */
+export const ITEM_SPAN = 1;
+export const ITEM_ENTRY = 2;
 
 export type ToThread =
-  | { type: "items"; items: string[] }
+  | { type: "items"; buffer: ArrayBuffer; length: number }
   | { type: "call"; id: number; method: RequestLogMethod; args: unknown[] }
   | { type: "close" };
 
