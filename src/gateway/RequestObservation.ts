@@ -117,17 +117,17 @@ export class RequestObservation {
     this.ended = true;
     const { metrics, requestLog, capture } = this.telemetry;
     const seconds = (performance.now() - this.started) / 1000;
-    const labels = { endpoint: this.endpoint, model: this.modelLabel };
-    metrics.requests.inc({ ...labels, status: String(status) });
-    metrics.requestDuration.observe(labels, seconds);
+    const model = this.modelLabel;
+    metrics.requests.inc(1, this.endpoint, model, status);
+    metrics.requestDuration.observe(seconds, this.endpoint, model);
     const usage = outcome.usage;
     if (usage) {
-      metrics.promptTokens.inc({ model: this.modelLabel }, usage.promptTokens);
-      if (usage.completionTokens > 0) metrics.completionTokens.inc({ model: this.modelLabel }, usage.completionTokens);
+      metrics.promptTokens.inc(usage.promptTokens, model);
+      if (usage.completionTokens > 0) metrics.completionTokens.inc(usage.completionTokens, model);
     }
-    if (this.firstTokenAt !== undefined) metrics.timeToFirstToken.observe({ model: this.modelLabel }, (this.firstTokenAt - this.started) / 1000);
+    if (this.firstTokenAt !== undefined) metrics.timeToFirstToken.observe((this.firstTokenAt - this.started) / 1000, model);
     if (this.firstTokenAt !== undefined && this.tokens > 1) {
-      metrics.interTokenLatency.observe({ model: this.modelLabel }, (performance.now() - this.firstTokenAt) / 1000 / (this.tokens - 1));
+      metrics.interTokenLatency.observe((performance.now() - this.firstTokenAt) / 1000 / (this.tokens - 1), model);
     }
     const retries = Math.max(0, this.attempts - 1);
     if (this.span) {

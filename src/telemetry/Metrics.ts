@@ -1,4 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import { FastCounter } from "./FastCounter.js";
+import { FastHistogram } from "./FastHistogram.js";
 
 /** Latency buckets (seconds) from 5 ms to 2 min: request durations and times to first token. */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -12,19 +14,21 @@ export type Collector = () => void;
  * The Prometheus metrics of one process (gateway, worker and controller parts; the embedded mode has all
  * three), named by Prometheus conventions: `smmf_` prefix, base units, `_total` counters. Label values are
  * bounded: model names that exist, instance ids, engines, endpoints, status codes — never prompt text or
- * request ids. Process metrics (CPU, memory, event loop, GC) come from prom-client's defaults.
+ * request ids. Process metrics (CPU, memory, event loop, GC) come from prom-client's defaults. The metrics
+ * updated on every request are `FastCounter`s and `FastHistogram`s: label values in label order, updates
+ * that allocate nothing; their exposition is prom-client's.
  */
 export class Metrics {
   readonly registry = new Registry();
   private readonly collectors: Collector[] = [];
 
   // gateway
-  readonly requests = new Counter({ name: "smmf_gateway_requests_total", help: "Requests answered by the gateway, by endpoint, model and HTTP status.", labelNames: ["endpoint", "model", "status"], registers: [this.registry] });
-  readonly requestDuration = new Histogram({ name: "smmf_gateway_request_duration_seconds", help: "End-to-end request latency at the gateway.", labelNames: ["endpoint", "model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly timeToFirstToken = new Histogram({ name: "smmf_gateway_time_to_first_token_seconds", help: "Time from a generation request's arrival to its first token.", labelNames: ["model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly interTokenLatency = new Histogram({ name: "smmf_gateway_inter_token_latency_seconds", help: "Mean time between tokens after the first, one observation per request.", labelNames: ["model"], buckets: TOKEN_BUCKETS, registers: [this.registry] });
-  readonly promptTokens = new Counter({ name: "smmf_gateway_prompt_tokens_total", help: "Prompt (input) tokens of answered requests.", labelNames: ["model"], registers: [this.registry] });
-  readonly completionTokens = new Counter({ name: "smmf_gateway_completion_tokens_total", help: "Completion (output) tokens sent to clients.", labelNames: ["model"], registers: [this.registry] });
+  readonly requests = new FastCounter({ name: "smmf_gateway_requests_total", help: "Requests answered by the gateway, by endpoint, model and HTTP status.", labelNames: ["endpoint", "model", "status"], registers: [this.registry] });
+  readonly requestDuration = new FastHistogram({ name: "smmf_gateway_request_duration_seconds", help: "End-to-end request latency at the gateway.", labelNames: ["endpoint", "model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly timeToFirstToken = new FastHistogram({ name: "smmf_gateway_time_to_first_token_seconds", help: "Time from a generation request's arrival to its first token.", labelNames: ["model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly interTokenLatency = new FastHistogram({ name: "smmf_gateway_inter_token_latency_seconds", help: "Mean time between tokens after the first, one observation per request.", labelNames: ["model"], buckets: TOKEN_BUCKETS, registers: [this.registry] });
+  readonly promptTokens = new FastCounter({ name: "smmf_gateway_prompt_tokens_total", help: "Prompt (input) tokens of answered requests.", labelNames: ["model"], registers: [this.registry] });
+  readonly completionTokens = new FastCounter({ name: "smmf_gateway_completion_tokens_total", help: "Completion (output) tokens sent to clients.", labelNames: ["model"], registers: [this.registry] });
   readonly inFlight = new Gauge({ name: "smmf_gateway_requests_in_flight", help: "Requests running on instances, from this gateway.", labelNames: ["model"], registers: [this.registry] });
   readonly queued = new Gauge({ name: "smmf_gateway_requests_queued", help: "Requests waiting for a free instance.", labelNames: ["model"], registers: [this.registry] });
   readonly retries = new Counter({ name: "smmf_gateway_retries_total", help: "Requests sent again to another instance before their first token.", labelNames: ["model"], registers: [this.registry] });
@@ -40,9 +44,9 @@ export class Metrics {
   readonly etcdUp = new Gauge({ name: "smmf_etcd_up", help: "1 while the registry watches etcd, 0 while it cannot reach it.", registers: [this.registry] });
 
   // worker
-  readonly generations = new Counter({ name: "smmf_worker_generations_total", help: "Generations run by the worker's instances, by finish reason.", labelNames: ["model", "instance", "engine", "finish_reason"], registers: [this.registry] });
-  readonly generationDuration = new Histogram({ name: "smmf_worker_generation_duration_seconds", help: "Time a generation took on the worker.", labelNames: ["model", "engine"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly workerTokens = new Counter({ name: "smmf_worker_tokens_total", help: "Tokens processed by the worker's instances.", labelNames: ["model", "engine", "type"], registers: [this.registry] });
+  readonly generations = new FastCounter({ name: "smmf_worker_generations_total", help: "Generations run by the worker's instances, by finish reason.", labelNames: ["model", "instance", "engine", "finish_reason"], registers: [this.registry] });
+  readonly generationDuration = new FastHistogram({ name: "smmf_worker_generation_duration_seconds", help: "Time a generation took on the worker.", labelNames: ["model", "engine"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly workerTokens = new FastCounter({ name: "smmf_worker_tokens_total", help: "Tokens processed by the worker's instances.", labelNames: ["model", "engine", "type"], registers: [this.registry] });
   readonly workerInFlight = new Gauge({ name: "smmf_worker_in_flight", help: "Generations running on each instance.", labelNames: ["model", "instance", "engine"], registers: [this.registry] });
 
   // controller

@@ -110,8 +110,8 @@ function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: C
     event(event) {
       if (event.type !== "done") return;
       finish = event.finishReason;
-      metrics.workerTokens.inc({ model, engine, type: "prompt" }, event.promptTokens);
-      metrics.workerTokens.inc({ model, engine, type: "completion" }, event.completionTokens);
+      metrics.workerTokens.inc(event.promptTokens, model, engine, "prompt");
+      metrics.workerTokens.inc(event.completionTokens, model, engine, "completion");
       span?.setAttributes({ "gen_ai.usage.input_tokens": event.promptTokens, "gen_ai.usage.output_tokens": event.completionTokens, "gen_ai.response.finish_reasons": [event.finishReason] });
     },
     end(err) {
@@ -125,8 +125,8 @@ function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: C
         else failure = error;
       }
       if (failure) span?.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
-      metrics.generations.inc({ model, instance: instanceId, engine, finish_reason: finish });
-      metrics.generationDuration.observe({ model, engine }, (performance.now() - started) / 1000);
+      metrics.generations.inc(1, model, instanceId, engine, finish);
+      metrics.generationDuration.observe((performance.now() - started) / 1000, model, engine);
       span?.end();
       onEnd(failure);
     },
