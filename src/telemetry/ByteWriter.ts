@@ -31,9 +31,21 @@ export class ByteWriter {
 
   string(value: string): void {
     this.ensure(4 + value.length * 3);
-    const written = this.buffer.write(value, this.offset + 4, "utf8");
+    const start = this.offset + 4;
+    let written = 0;
+    // Short ASCII strings (ids, names, attribute keys: most of what is written) byte by byte, which is
+    // quicker than a call into Buffer's UTF-8 encoder; anything else through the encoder.
+    if (value.length <= 64) {
+      const buffer = this.buffer;
+      for (; written < value.length; written++) {
+        const code = value.charCodeAt(written);
+        if (code > 0x7f) break;
+        buffer[start + written] = code;
+      }
+    }
+    if (written < value.length) written = this.buffer.write(value, start, "utf8");
     this.buffer.writeUInt32LE(written, this.offset);
-    this.offset += 4 + written;
+    this.offset = start + written;
   }
 
   /** What was written, as a buffer of its own (its ArrayBuffer holds nothing else); the writer starts afresh. */

@@ -12,7 +12,7 @@ export interface ContextRecord {
   isRemote?: boolean;
 }
 
-/** A finished span as plain data (the SDK's ReadableSpan without its objects), to cross to the telemetry thread as JSON. */
+/** A finished span as plain data (the SDK's ReadableSpan without its objects): what the telemetry thread decodes, and what `readableSpanOf` turns back into the SDK's span data for exporters. */
 export interface SpanRecord {
   context: ContextRecord;
   parent?: ContextRecord;
