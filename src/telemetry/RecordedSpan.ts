@@ -1,5 +1,6 @@
 import { SpanStatusCode, type Attributes, type AttributeValue, type Exception, type Link, type Span, type SpanContext, type SpanKind, type SpanStatus, type TimeInput } from "@opentelemetry/api";
 import type { TimedEvent } from "@opentelemetry/sdk-trace-base";
+import { hrTimeOfMs } from "./spanRecord.js";
 
 /** Attributes a span, an event or a link keeps at most (the OpenTelemetry SDK's default limit). */
 const MAX_ATTRIBUTES = 128;
@@ -149,9 +150,7 @@ export class RecordedSpan implements Span, FinishedSpan {
     }
     const timeGiven = typeof attributesOrStartTime === "number" || Array.isArray(attributesOrStartTime) || attributesOrStartTime instanceof Date;
     const [attributes, droppedAttributesCount] = sanitized(timeGiven ? undefined : (attributesOrStartTime as Attributes | undefined));
-    const ms = epochMsOf(timeGiven ? (attributesOrStartTime as TimeInput) : startTime);
-    const seconds = Math.floor(ms / 1000);
-    this.events.push({ name, attributes, time: [seconds, Math.round((ms - seconds * 1000) * 1e6)], droppedAttributesCount });
+    this.events.push({ name, attributes, time: hrTimeOfMs(epochMsOf(timeGiven ? (attributesOrStartTime as TimeInput) : startTime)), droppedAttributesCount });
     return this;
   }
 

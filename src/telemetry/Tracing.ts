@@ -1,4 +1,4 @@
-import { isSpanContextValid, ROOT_CONTEXT, trace, type Context, type SpanContext, type TextMapGetter, type Tracer } from "@opentelemetry/api";
+import { defaultTextMapSetter, ROOT_CONTEXT, trace, type Context, type SpanContext, type TextMapGetter, type Tracer } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
@@ -63,18 +63,14 @@ export class Tracing {
 
   /** Trace-context headers for a call made within `ctx` (none when off). */
   inject(ctx: Context): Record<string, string> {
-    const span = trace.getSpanContext(ctx);
-    return span ? this.headersOf(span) : {};
+    const carrier: Record<string, string> = {};
+    if (this.enabled) this.propagator.inject(ctx, carrier, defaultTextMapSetter);
+    return carrier;
   }
 
-  /** W3C trace-context headers (`traceparent`, and `tracestate` when there is one) naming `span` as the parent. */
+  /** Trace-context headers naming `span` as the parent (a context holding only it: no copy of the request's). */
   headersOf(span: SpanContext): Record<string, string> {
-    if (!this.enabled || !isSpanContextValid(span)) return {};
-    const flags = span.traceFlags & 0xff;
-    const headers: Record<string, string> = { traceparent: `00-${span.traceId}-${span.spanId}-${flags < 16 ? "0" : ""}${flags.toString(16)}` };
-    const traceState = span.traceState?.serialize();
-    if (traceState) headers.tracestate = traceState;
-    return headers;
+    return this.inject(trace.setSpanContext(ROOT_CONTEXT, span));
   }
 
   /** Exports what is left; a collector that is gone by then loses those spans, nothing else. */

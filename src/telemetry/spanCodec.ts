@@ -2,7 +2,7 @@ import type { Attributes, AttributeValue, SpanContext } from "@opentelemetry/api
 import type { ByteReader } from "./ByteReader.js";
 import type { ByteWriter } from "./ByteWriter.js";
 import type { FinishedSpan } from "./RecordedSpan.js";
-import { toSpanRecord, type ContextRecord, type SpanRecord } from "./spanRecord.js";
+import { SCOPE, spanTimes, toSpanRecord, type ContextRecord, type SpanRecord } from "./spanRecord.js";
 
 // Value tags of attributes.
 const STRING = 0;
@@ -108,24 +108,8 @@ export function decodeSpan(r: ByteReader): SpanRecord {
       attributes[key] = readScalar(r, tag) as AttributeValue;
     }
   }
-  const dropped = [r.u32(), r.u32(), r.u32()];
-  const restJson = r.string();
-  const rest = restJson ? (JSON.parse(restJson) as Pick<SpanRecord, "events" | "links">) : undefined;
-  // The times as toSpanRecord gives them, from the same start and duration.
-  const record = toSpanRecord({
-    context: { traceId: context.traceId, spanId: context.spanId, traceFlags: context.traceFlags },
-    parent: undefined,
-    name,
-    kind,
-    startMs,
-    durationMs,
-    status: message ? { code, message } : { code },
-    attributes,
-    droppedAttributes: dropped[0],
-    events: undefined,
-    droppedEvents: dropped[1],
-    links: undefined,
-    droppedLinks: dropped[2],
-  });
-  return { ...record, context, parent, events: rest?.events ?? [], links: rest?.links ?? [] };
+  const dropped: SpanRecord["dropped"] = [r.u32(), r.u32(), r.u32()];
+  const rest = r.string();
+  const { events, links } = rest ? (JSON.parse(rest) as Pick<SpanRecord, "events" | "links">) : { events: [], links: [] };
+  return { context, parent, name, kind, ...spanTimes(startMs, durationMs), status: message ? { code, message } : { code }, attributes, events, links, dropped, scope: SCOPE };
 }

@@ -47,19 +47,22 @@ export function hrTimeOfMs(ms: number): HrTime {
   return nanos >= 1e9 ? [seconds + 1, nanos - 1e9] : [seconds, nanos];
 }
 
-/** A finished span's record; its end is its start plus its duration, to the nanosecond. */
-export function toSpanRecord(span: FinishedSpan): SpanRecord {
-  const start = hrTimeOfMs(span.startMs);
-  const duration = hrTimeOfMs(span.durationMs);
+/** A span's start, end and duration from its start (epoch ms) and duration; the end is the start plus the duration, to the nanosecond. */
+export function spanTimes(startMs: number, durationMs: number): Pick<SpanRecord, "startTime" | "endTime" | "duration"> {
+  const start = hrTimeOfMs(startMs);
+  const duration = hrTimeOfMs(durationMs);
   const nanos = start[1] + duration[1];
+  return { startTime: start, endTime: nanos >= 1e9 ? [start[0] + duration[0] + 1, nanos - 1e9] : [start[0] + duration[0], nanos], duration };
+}
+
+/** A finished span's record. */
+export function toSpanRecord(span: FinishedSpan): SpanRecord {
   return {
     context: contextRecord(span.context),
     parent: span.parent && contextRecord(span.parent),
     name: span.name,
     kind: span.kind,
-    startTime: start,
-    endTime: nanos >= 1e9 ? [start[0] + duration[0] + 1, nanos - 1e9] : [start[0] + duration[0], nanos],
-    duration,
+    ...spanTimes(span.startMs, span.durationMs),
     status: span.status,
     attributes: span.attributes,
     events: span.events ?? [],
@@ -69,7 +72,8 @@ export function toSpanRecord(span: FinishedSpan): SpanRecord {
   };
 }
 
-const SCOPE = { name: "smmf" };
+/** The instrumentation scope of SMMF's spans. */
+export const SCOPE = { name: "smmf" };
 
 /** The span again, as exporters read it; spans of one resource share that object (exporters group by it). */
 export function readableSpanOf(r: SpanRecord, resource: Resource): ReadableSpan {
