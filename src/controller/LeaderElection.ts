@@ -5,7 +5,10 @@ import { ControllerLeaderSchema } from "../gen/smmf/v1/controller_pb.js";
 import { ETCD_ROOT } from "../registry/instanceKey.js";
 import type { Logger } from "../telemetry/createLogger.js";
 
+/** The leader's record, complete with its term; readers (operators, tools) look here. */
 export const LEADER_KEY = `${ETCD_ROOT}controller/leader`;
+/** The election itself: created in a transaction only while it does not exist; its create revision is the term. */
+export const ELECTION_KEY = `${ETCD_ROOT}controller/election`;
 export const LEADER_RECORD_VERSION = 1;
 
 export interface LeaderElectionOptions {
@@ -23,10 +26,11 @@ export interface LeaderElectionOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Leader election on etcd: the leader is whoever created LEADER_KEY under its own lease (a transaction that
- * succeeds only while the key does not exist). The others watch the key and try again when it goes: when
- * the leader resigns (its lease is revoked) at once, when it dies once its lease expires. The term is the
- * revision that created the key, so a newer leader always has a higher term. A leader whose lease is lost
+ * Leader election on etcd: the leader is whoever created ELECTION_KEY under its own lease (a transaction that
+ * succeeds only while the key does not exist); it then writes its record, term included, at LEADER_KEY under
+ * the same lease. The others watch the election key and try again when it goes: when the leader resigns (its
+ * lease is revoked) at once, when it dies once its lease expires. The term is the revision that created the
+ * election key, so a newer leader always has a higher term. A leader whose lease is lost
  * (etcd unreachable for longer than the TTL) stops leading before anyone else can start.
  */
 export class LeaderElection {
@@ -69,12 +73,16 @@ export class LeaderElection {
         for (;;) {
           if (this.closed || lost) break;
           const record = create(ControllerLeaderSchema, { controllerId, address: this.options.address, electedAt: timestampNow(), version: LEADER_RECORD_VERSION });
-          const res = await client.if(LEADER_KEY, "Create", "==", 0).then(client.put(LEADER_KEY).value(toJsonString(ControllerLeaderSchema, record)).lease(leaseId)).commit();
+          const res = await client.if(ELECTION_KEY, "Create", "==", 0).then(client.put(ELECTION_KEY).value(toJsonString(ControllerLeaderSchema, record)).lease(leaseId)).commit();
           if (res.succeeded) {
+            // The term is known once the election key exists. The leader key is written only now, so a
+            // reader never sees a leader without its term; both go with the lease.
             const term = BigInt(res.header.revision);
-            // The term is known once the key exists; put it in the record too (same lease), for operators.
             record.term = term;
-            await client.put(LEADER_KEY).value(toJsonString(ControllerLeaderSchema, record)).lease(leaseId).exec().catch(() => undefined);
+            await client.put(LEADER_KEY).value(toJsonString(ControllerLeaderSchema, record)).lease(leaseId).exec().catch(async (err: unknown) => {
+              await lease.revoke().catch(() => undefined); // resign rather than hold the election unseen until the TTL
+              throw err;
+            });
             await this.lead(term, lostPromise);
             break;
           }
@@ -106,9 +114,9 @@ export class LeaderElection {
     }
   }
 
-  /** Waits until the leader key is deleted (or a TTL has passed, to look again), or our lease is lost. */
+  /** Waits until the election key is deleted (or a TTL has passed, to look again), or our lease is lost. */
   private async waitForVacancy(revision: bigint, lost: Promise<void>): Promise<void> {
-    const watcher = await this.options.client.watch().key(LEADER_KEY).startRevision(String(revision + 1n)).create();
+    const watcher = await this.options.client.watch().key(ELECTION_KEY).startRevision(String(revision + 1n)).create();
     try {
       await Promise.race([
         lost,

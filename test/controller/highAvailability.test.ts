@@ -1,3 +1,4 @@
+import { Etcd3, type Watcher } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   api,
@@ -20,6 +21,10 @@ let etcd: TestEtcd;
 let workers: BareWorker[] = [];
 let controllers: ControllerProc[] = [];
 let gateway: DistGateway & { root: string };
+// Every leader record written to etcd while the tests run, as a watcher of the key sees it.
+let watchClient: Etcd3;
+let leaderWatch: Watcher;
+const leaderPuts: { controllerId?: string; term?: string }[] = [];
 
 async function healthOf(controller: ControllerProc): Promise<{ leader: boolean; term: string | null }> {
   return (await fetch(`${controller.url}/healthz`)).json() as Promise<{ leader: boolean; term: string | null }>;
@@ -29,6 +34,9 @@ const ids = (model: { instances?: { instanceId: string }[] }) => (model.instance
 
 beforeAll(async () => {
   etcd = await startEtcd();
+  watchClient = new Etcd3({ hosts: etcd.endpoints, dialTimeout: 2_000 });
+  leaderWatch = await watchClient.watch().key("/smmf/v1/controller/leader").create();
+  leaderWatch.on("put", (kv) => leaderPuts.push(JSON.parse(kv.value.toString())));
   const [a, b, first, g] = await Promise.all([startBareWorker(etcd, "ha-a"), startBareWorker(etcd, "ha-b"), startControllerProc(etcd, "ha-c1"), startApiGateway(etcd)]);
   workers = [a, b];
   gateway = g;
@@ -38,6 +46,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await leaderWatch?.cancel().catch(() => undefined);
+  watchClient?.close();
   await killAll(gateway, ...controllers.map((c) => c.proc), ...workers.map((w) => w.proc));
   await etcd?.close();
 });
@@ -100,5 +110,13 @@ describe("controller: high availability", () => {
     const scaled = await api(gateway.root, "POST", `/api/v1/models/${MODEL}/scale`, { replicas: 1 });
     expect(scaled.status).toBe(200);
     await waitSettled(gateway.root, MODEL, 1);
+
+    // Over the three elections (ha-c1, ha-c2 after the SIGKILL, one of ha-c3/ha-c4), a watcher of the
+    // leader key saw one complete record per leader, each with a higher term.
+    expect(leaderPuts.map((r) => r.controllerId)).toEqual(["ha-c1", "ha-c2", expect.stringMatching(/^ha-c[34]$/)]);
+    const terms = leaderPuts.map((r) => BigInt(r.term ?? "0"));
+    expect(terms[0]).toBeGreaterThan(0n);
+    expect(terms[1]).toBeGreaterThan(terms[0]);
+    expect(terms[2]).toBeGreaterThan(terms[1]);
   });
 });

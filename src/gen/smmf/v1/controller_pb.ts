@@ -503,7 +503,8 @@ export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__P
   messageDesc(file_smmf_v1_controller, 22);
 
 /**
- * ControllerLeader is the leading controller, stored at /smmf/v1/controller/leader under its lease.
+ * ControllerLeader is the leading controller, stored at /smmf/v1/controller/leader under its lease, always
+ * with its term. The election lock /smmf/v1/controller/election holds the same record without the term.
  *
  * @generated from message smmf.v1.ControllerLeader
  */
@@ -521,7 +522,7 @@ export type ControllerLeader = Message<"smmf.v1.ControllerLeader"> & {
   address: string;
 
   /**
-   * Leadership term: the etcd revision that created this key. Workers refuse sessions of lower terms.
+   * Leadership term: the etcd revision that created the election key. Workers refuse sessions of lower terms.
    *
    * @generated from field: int64 term = 3;
    */
