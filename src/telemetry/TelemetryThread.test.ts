@@ -108,6 +108,7 @@ describe("TelemetryThread", () => {
       expect(p.attributes).toContainEqual({ key: "gen_ai.usage.output_tokens", value: { intValue: 7 } });
       expect(p.attributes).toContainEqual({ key: "gen_ai.response.finish_reasons", value: { arrayValue: { values: [{ stringValue: "length" }] } } });
       for (const span of [p, c]) expect(BigInt(span.endTimeUnixNano) >= BigInt(span.startTimeUnixNano)).toBe(true);
+      expect(BigInt(p.endTimeUnixNano) >= BigInt(c.endTimeUnixNano)).toBe(true); // spans are timed on the monotonic clock
     } finally {
       await collector.close();
     }
