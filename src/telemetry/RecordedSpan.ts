@@ -39,8 +39,8 @@ function isAttributeValue(v: unknown): v is AttributeValue {
   return true;
 }
 
-/** The valid attributes of `from` (at most `MAX_ATTRIBUTES`), and how many were dropped for the limit. */
-function sanitized(from: Attributes | undefined): [Attributes, number] {
+/** The valid attributes of `from` (at most `MAX_ATTRIBUTES`), how many were dropped for the limit, and how many were kept. */
+function sanitized(from: Attributes | undefined): [Attributes, number, number] {
   const to: Attributes = {};
   let count = 0;
   let dropped = 0;
@@ -52,7 +52,7 @@ function sanitized(from: Attributes | undefined): [Attributes, number] {
       else (to[key] = Array.isArray(value) ? value.slice() : value), count++;
     }
   }
-  return [to, dropped];
+  return [to, dropped, count];
 }
 
 /** A link as a span keeps it. */
@@ -114,8 +114,7 @@ export class RecordedSpan implements Span, FinishedSpan {
   ) {
     this.name = name;
     this.startMs = startTime === undefined ? performance.timeOrigin + this.startedAt : epochMsOf(startTime);
-    [this.attributes, this.droppedAttributes] = sanitized(attributes);
-    this.attributeCount = Object.keys(this.attributes).length;
+    [this.attributes, this.droppedAttributes, this.attributeCount] = sanitized(attributes);
     if (links) this.addLinks(links);
   }
 
