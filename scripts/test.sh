@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The test command (npm test): makes sure etcd is installed (scripts/ensure-etcd.sh), checks src/gen against proto/, type-checks, then runs every test with vitest.
+# The test command (npm test): makes sure etcd and openssl are installed (scripts/ensure-tools.sh), checks src/gen against proto/, type-checks, then runs every test with vitest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-etcd.sh
+bash scripts/ensure-tools.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
 bash scripts/check-generated.sh
 npx tsc --noEmit -p .

@@ -58,6 +58,18 @@ describe("applySpecFlags", () => {
     expect(() => applySpecFlags(base(), { weight: "" })).toThrow(/--weight/);
   });
 
+  it("sets an upstream instance's connection pool: size, idle timeout, keep-alive on or off", () => {
+    const upstream = create(ModelSpecSchema, { name: "gpt", engine: "openai", replicas: 1 });
+    const out = applySpecFlags(upstream, { "pool-size": "4", "idle-timeout-ms": "1500", "keep-alive": "off" });
+    expect(out.proxy).toMatchObject({ poolSize: 4, idleTimeoutMs: 1500, keepAlive: false });
+    expect(applySpecFlags(out, { "keep-alive": "on" }).proxy?.keepAlive).toBe(true);
+    // Unset, keep-alive is on (the engine's default); a later update without the flag keeps what was set.
+    expect(applySpecFlags(upstream, {}).proxy?.keepAlive).toBeUndefined();
+    expect(applySpecFlags(out, { "pool-size": "8" }).proxy).toMatchObject({ poolSize: 8, idleTimeoutMs: 1500, keepAlive: false });
+    expect(() => applySpecFlags(upstream, { "keep-alive": "yes" })).toThrow(expect.objectContaining({ code: "invalid_argument", message: "--keep-alive must be on or off" }));
+    expect(() => applySpecFlags(upstream, { "pool-size": "many" })).toThrow(/--pool-size must be a whole number/);
+  });
+
   it("accepts only on or off for --embeddings", () => {
     expect(() => applySpecFlags(base(), { embeddings: "yes" })).toThrow(expect.objectContaining({ code: "invalid_argument", message: "--embeddings must be on or off" }));
   });

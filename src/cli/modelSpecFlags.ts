@@ -26,6 +26,9 @@ export const SPEC_FLAG_OPTIONS = {
   "max-concurrency": { type: "string" },
   "connect-timeout-ms": { type: "string" },
   "read-timeout-ms": { type: "string" },
+  "pool-size": { type: "string" },
+  "idle-timeout-ms": { type: "string" },
+  "keep-alive": { type: "string" },
   "api-version": { type: "string" },
 } as const;
 
@@ -48,6 +51,9 @@ export const SPEC_FLAGS_HELP = `  --source PATH          GGUF file as the worker
   --api-key-file PATH    file on the workers holding the API key
   --header KEY=VALUE     extra request header (not credentials); repeatable
   --max-concurrency N    requests sent upstream at once per instance (default 16)
+  --pool-size N          keep-alive connections to the upstream per instance (default: max concurrency)
+  --idle-timeout-ms N    how long an idle connection is kept (default 30000)
+  --keep-alive on|off    reuse connections between requests (default on)
   --connect-timeout-ms N, --read-timeout-ms N, --api-version V (azure)`;
 
 export type SpecFlags = { [K in keyof typeof SPEC_FLAG_OPTIONS]?: (typeof SPEC_FLAG_OPTIONS)[K] extends { multiple: true } ? string[] : string };
@@ -79,6 +85,12 @@ export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
     proxy.maxConcurrency = count("max-concurrency", flags["max-concurrency"]) ?? proxy.maxConcurrency;
     proxy.connectTimeoutMs = count("connect-timeout-ms", flags["connect-timeout-ms"]) ?? proxy.connectTimeoutMs;
     proxy.readTimeoutMs = count("read-timeout-ms", flags["read-timeout-ms"]) ?? proxy.readTimeoutMs;
+    proxy.poolSize = count("pool-size", flags["pool-size"]) ?? proxy.poolSize;
+    proxy.idleTimeoutMs = count("idle-timeout-ms", flags["idle-timeout-ms"]) ?? proxy.idleTimeoutMs;
+    if (flags["keep-alive"] !== undefined) {
+      if (flags["keep-alive"] !== "on" && flags["keep-alive"] !== "off") throw new SmmfError("invalid_argument", "--keep-alive must be on or off");
+      proxy.keepAlive = flags["keep-alive"] === "on";
+    }
     proxy.contextSize = count("context-size", flags["context-size"]) ?? proxy.contextSize;
     if (flags.embeddings !== undefined) proxy.embeddings = flags.embeddings === "on";
     spec.proxy = proxy;

@@ -22,6 +22,12 @@ export interface ModelConfig {
   readTimeoutMs?: number;
   /** Upstream engines: requests sent upstream at once (default 16). */
   maxConcurrency?: number;
+  /** Upstream engines: most pooled keep-alive connections open at once (default: maxConcurrency). */
+  poolSize?: number;
+  /** Upstream engines: how long an idle pooled connection is kept, in ms (default 30000). */
+  idleTimeoutMs?: number;
+  /** Upstream engines: reuse connections between requests (default true). */
+  keepAlive?: boolean;
   /** Azure: api-version. */
   apiVersion?: string;
   contextSize?: number;

@@ -52,6 +52,8 @@ export function validateModelSpec(input: ModelSpec | undefined): ModelSpec {
   } else {
     checkProxyParams(spec);
     checkRange("max_concurrency", spec.proxy?.maxConcurrency ?? 0, 10_000);
+    checkRange("pool_size", spec.proxy?.poolSize ?? 0, 10_000);
+    checkRange("idle_timeout_ms", spec.proxy?.idleTimeoutMs ?? 0, 86_400_000);
   }
   checkRange("replicas", spec.replicas, MAX_REPLICAS);
   checkRange("weight", spec.weight, 1000);

@@ -151,10 +151,14 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
         queue.push({ type: "done", finishReason, promptTokens, completionTokens, engineTimeMs: performance.now() - started });
         queue.end();
       }, (err: unknown) => queue.fail(err));
+    let finished = false;
     try {
       yield* queue;
+      finished = true;
     } finally {
-      abort.abort();
+      // Finished: the run is over and only lets go of the caller's signal; ended early: stop the run.
+      if (finished) abort.unlink();
+      else abort.abort();
       await run.catch(() => undefined);
       // Clear the sequence before it serves again, off this request's path: reusing one that still holds an
       // old answer makes the next request erase it first, and that erase waits behind every other sequence's

@@ -1,5 +1,3 @@
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { EngineInstance, FinishReason, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
@@ -8,9 +6,11 @@ import { PROXY_PRESETS } from "./proxyPresets.js";
 import { readApiKey } from "./readApiKey.js";
 import { SequencePool } from "./SequencePool.js";
 import { redact, upstreamError } from "./upstreamError.js";
-import { readBody, readSseData, upstreamRequest } from "./upstreamRequest.js";
+import { createUpstreamAgent } from "./createUpstreamAgent.js";
+import { finishResponse, readBody, readSseData, upstreamRequest } from "./upstreamRequest.js";
 
-export const PROXY_DEFAULTS = { connectTimeoutMs: 5_000, readTimeoutMs: 60_000, maxConcurrency: 16 } as const;
+/** Defaults of ProxyParams' zero values (the pool size defaults to max_concurrency). */
+export const PROXY_DEFAULTS = { connectTimeoutMs: 5_000, readTimeoutMs: 60_000, maxConcurrency: 16, idleTimeoutMs: 30_000 } as const;
 
 /** A rough token count for text an upstream did not count (about four characters a token). */
 export function estimateTokens(text: string): number {
@@ -63,7 +63,11 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
   const connectTimeoutMs = p?.connectTimeoutMs || PROXY_DEFAULTS.connectTimeoutMs;
   const readTimeoutMs = p?.readTimeoutMs || PROXY_DEFAULTS.readTimeoutMs;
   const apiVersion = preset.apiVersion ? p?.apiVersion || preset.apiVersion : "";
-  const agent = base.protocol === "https:" ? new HttpsAgent({ keepAlive: true, maxSockets: maxConcurrency }) : new HttpAgent({ keepAlive: true, maxSockets: maxConcurrency });
+  const agent = createUpstreamAgent(base.protocol, {
+    keepAlive: p?.keepAlive ?? true,
+    poolSize: p?.poolSize || maxConcurrency,
+    idleTimeoutMs: p?.idleTimeoutMs || PROXY_DEFAULTS.idleTimeoutMs,
+  });
   const pool = new SequencePool(Array.from({ length: maxConcurrency }, (_, i) => i), 256);
 
   function endpoint(path: string): URL {
@@ -114,6 +118,7 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
     const slot = await pool.acquire(signal);
     const estimatedPrompt = inputTokens(input);
     let res: Awaited<ReturnType<typeof post>> | undefined;
+    let answered = false;
     try {
       res = await post(input.kind === "chat" ? "/chat/completions" : "/completions", requestBody(input, sampling), signal);
       // The prompt's token count is the upstream's to tell, with the usage at the end: 0 here means not known yet.
@@ -154,6 +159,7 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
       }
       if (!done && !finish) throw new SmmfError("unavailable", `upstream ${upstream} ended the stream before it finished`);
       if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+      answered = true;
       yield {
         type: "done",
         finishReason: finishReasonOf(finish),
@@ -162,7 +168,8 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
         engineTimeMs: performance.now() - started,
       };
     } finally {
-      if (res && !res.complete) res.destroy();
+      // Answered: the rest of the response (after `data: [DONE]`) is read, and its connection reused.
+      if (res) finishResponse(res, answered);
       pool.release(slot);
     }
   }

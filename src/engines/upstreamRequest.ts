@@ -1,4 +1,4 @@
-import { request as httpRequest, type Agent as HttpAgent, type IncomingMessage } from "node:http";
+import { request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest, type Agent as HttpsAgent } from "node:https";
 import { SmmfError } from "../errors/SmmfError.js";
 
@@ -7,7 +7,9 @@ export interface UpstreamRequest {
   headers: Record<string, string>;
   /** JSON body of a POST; none makes a GET. */
   body?: string;
+  /** The instance's connection pool (see createUpstreamAgent). */
   agent: HttpAgent | HttpsAgent;
+  /** Longest wait for a connection: a free one from the pool, or a new one accepted by the upstream. */
   connectTimeoutMs: number;
   /** Longest silence from the upstream, while waiting for the response and while reading it. */
   readTimeoutMs: number;
@@ -24,49 +26,99 @@ export function networkError(err: unknown, upstream: string): SmmfError {
   return new SmmfError("unavailable", `upstream ${upstream} ${code === "ECONNRESET" ? "reset the connection" : `is unreachable (${code ?? (err as Error)?.message ?? "error"})`}`);
 }
 
+function ignore(): void {}
+
 /**
- * Sends one request upstream and resolves with the response (any status). The connection must be made within
- * `connectTimeoutMs`; after that, `readTimeoutMs` of silence (no headers, no body bytes) destroys it with
- * an `unavailable` error, also while the caller reads the body. Aborting `signal` destroys it at once.
+ * Sockets that have carried a request. Node's `req.reusedSocket` misses a socket handed straight from one
+ * request to the next one waiting for it (a full pool), so reuse is told here.
+ */
+const carried = new WeakSet<object>();
+
+/** Errors of a pooled connection that the upstream closed while it sat idle ("socket hang up" is ECONNRESET). */
+const STALE_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
+
+/**
+ * Sends one request upstream and resolves with the response (any status), over a pooled keep-alive
+ * connection where the agent has one free. A connection must be had within `connectTimeoutMs`; after that,
+ * `readTimeoutMs` of silence (no headers, no body bytes) destroys it with an `unavailable` error, also while
+ * the caller reads the body. Aborting `signal` destroys it at once, until the response ends: a response read
+ * to its end (see finishResponse) leaves its connection to the pool. A pooled connection that turns out to
+ * have been closed by the upstream (reset before any byte of the answer) is retried once, on a new connection.
  */
 export function upstreamRequest(r: UpstreamRequest): Promise<IncomingMessage> {
   return new Promise<IncomingMessage>((resolve, reject) => {
     if (r.signal.aborted) return reject(new SmmfError("cancelled", "request cancelled"));
-    const send = r.url.protocol === "https:" ? httpsRequest : httpRequest;
-    const headers: Record<string, string> = { accept: "application/json, text/event-stream", ...r.headers };
-    if (r.body !== undefined) {
-      headers["content-type"] = "application/json";
-      headers["content-length"] = String(Buffer.byteLength(r.body));
-    }
-    const req = send(r.url, { method: r.body === undefined ? "GET" : "POST", headers, agent: r.agent as HttpAgent });
-    let connectTimer: NodeJS.Timeout | undefined;
-    const fail = (err: unknown) => {
-      clearTimeout(connectTimer);
-      r.signal.removeEventListener("abort", onAbort);
-      reject(networkError(err, r.upstream));
-    };
-    const onAbort = () => req.destroy(new SmmfError("cancelled", "request cancelled"));
-    r.signal.addEventListener("abort", onAbort, { once: true });
-    req.on("socket", (socket) => {
-      if (!socket.connecting) return;
-      connectTimer = setTimeout(() => req.destroy(new SmmfError("unavailable", `upstream ${r.upstream} did not accept a connection within ${r.connectTimeoutMs} ms`)), r.connectTimeoutMs);
-      socket.once("connect", () => clearTimeout(connectTimer));
-    });
-    const stalled = () => new SmmfError("unavailable", `upstream ${r.upstream} sent nothing for ${r.readTimeoutMs} ms`);
-    req.setTimeout(r.readTimeoutMs, () => req.destroy(stalled()));
-    req.once("error", fail);
-    req.once("response", (res) => {
-      clearTimeout(connectTimer);
-      // From here the body's reader hears of a stall as such (not as a reset).
-      req.setTimeout(0);
-      res.setTimeout(r.readTimeoutMs, () => res.destroy(stalled()));
-      res.once("close", () => r.signal.removeEventListener("abort", onAbort));
-      // Errors while the body is read (a reset, a stall) reach the reader as SMMF errors.
-      res.once("error", () => undefined);
-      resolve(res);
-    });
-    req.end(r.body);
+    send(r, r.agent, resolve, reject);
   });
+}
+
+function send(r: UpstreamRequest, agent: HttpAgent | HttpsAgent | false, resolve: (res: IncomingMessage) => void, reject: (err: SmmfError) => void): void {
+  const request = r.url.protocol === "https:" ? httpsRequest : httpRequest;
+  const headers: Record<string, string> = { accept: "application/json, text/event-stream", ...r.headers };
+  if (r.body !== undefined) {
+    headers["content-type"] = "application/json";
+    headers["content-length"] = String(Buffer.byteLength(r.body));
+  }
+  const req: ClientRequest = request(r.url, { method: r.body === undefined ? "GET" : "POST", headers, agent: agent as HttpAgent });
+  // Waiting for a free pooled connection counts as connecting.
+  const connectTimer = setTimeout(() => req.destroy(new SmmfError("unavailable", `upstream ${r.upstream} did not accept a connection within ${r.connectTimeoutMs} ms`)), r.connectTimeoutMs);
+  let response: IncomingMessage | undefined;
+  const onAbort = () => {
+    // A response already in whole is left to finishResponse (its connection can still be reused).
+    if (!req.destroyed && !response?.destroyed && !response?.complete) req.destroy(new SmmfError("cancelled", "request cancelled"));
+  };
+  r.signal.addEventListener("abort", onAbort, { once: true });
+  const detach = () => r.signal.removeEventListener("abort", onAbort);
+  let reused = false;
+  req.once("socket", (socket) => {
+    if (carried.has(socket)) reused = true;
+    else carried.add(socket);
+    if (socket.connecting) socket.once("connect", () => clearTimeout(connectTimer));
+    else clearTimeout(connectTimer);
+  });
+  const stalled = () => new SmmfError("unavailable", `upstream ${r.upstream} sent nothing for ${r.readTimeoutMs} ms`);
+  let responded = false;
+  let settled = false;
+  req.setTimeout(r.readTimeoutMs, () => req.destroy(stalled()));
+  // Not once: a request destroyed again later (an abort after a reset) must not throw.
+  req.on("error", (err) => {
+    clearTimeout(connectTimer);
+    detach();
+    if (responded || settled) return;
+    settled = true;
+    if (agent !== false && reused && !r.signal.aborted && STALE_CODES.has((err as NodeJS.ErrnoException).code ?? "")) {
+      // The upstream closed this idle connection as the request went out: once more, on a connection of its own.
+      return send(r, false, resolve, reject);
+    }
+    reject(networkError(err, r.upstream));
+  });
+  req.once("response", (res) => {
+    responded = true;
+    response = res;
+    clearTimeout(connectTimer);
+    // From here the body's reader hears of a stall as such (not as a reset).
+    req.setTimeout(0);
+    res.setTimeout(r.readTimeoutMs, () => res.destroy(stalled()));
+    // Once the response has ended, its connection is the pool's: a later abort must not touch it.
+    res.once("end", detach);
+    res.once("close", detach);
+    // Errors while the body is read (a reset, a stall) reach the reader as SMMF errors.
+    res.on("error", ignore);
+    resolve(res);
+  });
+  req.end(r.body);
+}
+
+/**
+ * Lets go of a response: one whose answer was read in full (the caller saw its end, like `data: [DONE]`)
+ * is read on to its last byte in the background, so that its connection goes back to the pool; any other
+ * (a cancelled call, a broken stream) is destroyed with its connection.
+ */
+export function finishResponse(res: IncomingMessage, answered: boolean): void {
+  if (res.readableEnded || res.destroyed) return;
+  // A response received in whole (even one the caller refused) is read out as well: its connection is sound.
+  if (answered || res.complete) res.resume();
+  else res.destroy();
 }
 
 /** The whole body as text (at most `limit` bytes); errors become SMMF errors. */
@@ -88,24 +140,25 @@ export async function readBody(res: IncomingMessage, upstream: string, limit = 6
 
 /**
  * The `data:` payloads of a server-sent event stream, in order, ending when the stream ends. A stream that
- * breaks (reset, stall) throws an SMMF error.
+ * breaks (reset, stall) throws an SMMF error. Stopping early (a `break` at `data: [DONE]`) leaves the
+ * response as it is, for finishResponse: ending a stream's iterator early would destroy its connection.
  */
 export async function* readSseData(res: IncomingMessage, upstream: string): AsyncGenerator<string> {
   res.setEncoding("utf8");
   let buffer = "";
   let data: string[] = [];
   try {
-    for await (const chunk of res) {
+    for await (const chunk of res.iterator({ destroyOnReturn: false })) {
       buffer += chunk as string;
       let newline: number;
       while ((newline = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, newline).replace(/\r$/, "");
+        const line = buffer.charCodeAt(newline - 1) === 13 ? buffer.slice(0, newline - 1) : buffer.slice(0, newline);
         buffer = buffer.slice(newline + 1);
         if (line === "") {
-          if (data.length > 0) yield data.join("\n");
+          if (data.length > 0) yield data.length === 1 ? data[0] : data.join("\n");
           data = [];
         } else if (line.startsWith("data:")) {
-          data.push(line.slice(5).replace(/^ /, ""));
+          data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
         }
       }
     }

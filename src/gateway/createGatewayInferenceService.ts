@@ -30,6 +30,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
       let obs: RequestObservation | undefined;
+      let finished = false;
       try {
         const iterator = requests[Symbol.asyncIterator]();
         const start = await readGenerateStart(iterator);
@@ -48,6 +49,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
           }
           yield res;
         }
+        finished = true;
       } catch (err) {
         const error = ctx.signal.aborted ? cancelled() : toSmmfError(err);
         obs?.end(error.httpStatus, { error });
@@ -55,7 +57,9 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
       } finally {
         // A caller that stopped reading: a cancellation.
         if (abort.signal.aborted || ctx.signal.aborted) obs?.end(499, { error: cancelled() });
-        abort.abort();
+        // A finished call only lets go of its caller's signal; an early end cancels what is still running.
+        if (finished) abort.unlink();
+        else abort.abort();
       }
     },
     async embed(req, ctx) {

@@ -63,3 +63,38 @@ describe("linkSignals", () => {
     expect(fired).toBe(1);
   });
 });
+
+describe("linkSignals: unlink", () => {
+  it("stops following the inputs without aborting: no event, no reason", () => {
+    const a = new AbortController();
+    const linked = linkSignals(a.signal);
+    let fired = 0;
+    linked.signal.addEventListener("abort", () => fired++);
+    linked.unlink();
+    a.abort("later");
+    expect(linked.signal.aborted).toBe(false);
+    expect(linked.signal.reason).toBeUndefined();
+    expect(fired).toBe(0);
+  });
+
+  it("leaves no listener on a long-lived input after many linked calls end, normally or not", () => {
+    const input = new AbortController();
+    let added = 0;
+    let removed = 0;
+    const add = input.signal.addEventListener.bind(input.signal);
+    const remove = input.signal.removeEventListener.bind(input.signal);
+    input.signal.addEventListener = ((...args: Parameters<typeof add>) => (added++, add(...args))) as typeof add;
+    input.signal.removeEventListener = ((...args: Parameters<typeof remove>) => (removed++, remove(...args))) as typeof remove;
+    for (let i = 0; i < 100; i++) {
+      const linked = linkSignals(input.signal);
+      if (i % 2) linked.unlink();
+      else linked.abort("own");
+    }
+    expect(added).toBe(100);
+    expect(removed).toBe(100);
+    // The input still aborts cleanly, and a call linked now follows it.
+    const last = linkSignals(input.signal);
+    input.abort("input");
+    expect(last.signal.reason).toBe("input");
+  });
+});

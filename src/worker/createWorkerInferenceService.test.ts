@@ -1,7 +1,11 @@
+import { create } from "@bufbuild/protobuf";
+import { createHandlerContext } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import type { GenerationEvent } from "../engines/Engine.js";
-import { FinishReason, type GenerateResponse } from "../gen/smmf/v1/inference_pb.js";
-import { toGenerateResponses } from "./createWorkerInferenceService.js";
+import { FinishReason, GenerateRequestSchema, InferenceService, type GenerateRequest, type GenerateResponse } from "../gen/smmf/v1/inference_pb.js";
+import { createLogger } from "../telemetry/createLogger.js";
+import { createWorkerInferenceService, toGenerateResponses } from "./createWorkerInferenceService.js";
+import type { Worker } from "./Worker.js";
 
 async function* events(list: (GenerationEvent | { wait: number })[]): AsyncGenerator<GenerationEvent> {
   for (const item of list) {
@@ -41,5 +45,48 @@ describe("toGenerateResponses", () => {
     const out = await collect(toGenerateResponses(events([done]), "i1", 20));
     expect(out).toHaveLength(1);
     expect(out[0]).toMatchObject({ instanceId: "i1" });
+  });
+});
+
+describe("createWorkerInferenceService: the engine's signal", () => {
+  /** A worker with one instance whose engine answers two tokens and remembers the signal it was given. */
+  function workerWithEngine() {
+    const seen: { signal?: AbortSignal; aborts: number } = { aborts: 0 };
+    const engine = {
+      async *generate(_input: unknown, _sampling: unknown, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+        seen.signal = signal;
+        signal.addEventListener("abort", () => seen.aborts++);
+        yield { type: "started", promptTokens: 2 };
+        yield delta("a");
+        yield delta("b");
+        yield done;
+      },
+    };
+    const worker = { id: "w1", resolve: () => ({ record: { instanceId: "i1", model: "m", engine: "fake" }, engine }) } as unknown as Worker;
+    return { seen, service: createWorkerInferenceService(worker, createLogger("error", "test")) };
+  }
+
+  async function* startOnly(): AsyncGenerator<GenerateRequest> {
+    yield create(GenerateRequestSchema, { kind: { case: "start", value: { model: "m", input: { case: "prompt", value: "Once" } } } });
+  }
+
+  const context = () =>
+    createHandlerContext({ service: InferenceService, method: InferenceService.method.generate, protocolName: "grpc", requestMethod: "POST", url: "http://127.0.0.1/smmf.v1.InferenceService/Generate" });
+
+  it("a generation that finishes never aborts its engine's signal (an upstream connection stays reusable)", async () => {
+    const { seen, service } = workerWithEngine();
+    const out = await collect(service.generate!(startOnly(), context()) as AsyncIterable<GenerateResponse>);
+    expect(out.at(-1)).toMatchObject({ finishReason: FinishReason.LENGTH });
+    expect(seen.signal?.aborted).toBe(false);
+    expect(seen.aborts).toBe(0);
+  });
+
+  it("a call that ends early (the caller stopped reading) aborts it", async () => {
+    const { seen, service } = workerWithEngine();
+    const responses = (service.generate!(startOnly(), context()) as AsyncGenerator<GenerateResponse>)[Symbol.asyncIterator]();
+    await responses.next();
+    await responses.return(undefined);
+    expect(seen.signal?.aborted).toBe(true);
+    expect(seen.aborts).toBe(1);
   });
 });

@@ -138,6 +138,7 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
   return {
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
+      let finished = false;
       try {
         const iterator = requests[Symbol.asyncIterator]();
         const start = await readGenerateStart(iterator);
@@ -161,12 +162,16 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
           });
         }
         yield* toGenerateResponses(events, hosted.record.instanceId, streamIntervalMs, startedAt, observer);
+        finished = true;
       } catch (err) {
         const e = ctx.signal.aborted ? new SmmfError("cancelled", "request cancelled") : toSmmfError(err);
         if (e.code === "internal") logger.error("generate failed", { error: String((err as Error)?.message ?? err) });
         throw asConnectError(e);
       } finally {
-        abort.abort();
+        // A finished generation is not cancelled: its engine is done with the signal (an upstream engine's
+        // connection goes back to its pool). Only a call that ended early stops the engine.
+        if (finished) abort.unlink();
+        else abort.abort();
       }
     },
     async embed(req, ctx) {

@@ -27,7 +27,7 @@ const READY_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 const INSTALL_HINT =
   "Install it with `apt-get install -y etcd-server etcd-client` (Debian/Ubuntu, as root), " +
-  "or run `npm test`, which provisions it (scripts/ensure-etcd.sh).";
+  "or run `npm test`, which provisions it (scripts/ensure-tools.sh).";
 
 function onPath(command: string): boolean {
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {

@@ -1,0 +1,38 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface TestCertificates {
+  /** Folder holding the files below (removed by `remove`). */
+  dir: string;
+  /** The CA's certificate (PEM) and its path, for NODE_EXTRA_CA_CERTS. */
+  ca: string;
+  caFile: string;
+  /** A server certificate for 127.0.0.1 and localhost, signed by the CA, and its key (PEM). */
+  cert: string;
+  key: string;
+  remove(): void;
+}
+
+/**
+ * A throw-away CA and a server certificate for loopback (IP 127.0.0.1, DNS localhost), made with openssl at
+ * test time. Fails saying how to get openssl when it is missing.
+ */
+export function makeTestCertificates(): TestCertificates {
+  const dir = mkdtempSync(join(tmpdir(), "smmf-certs-"));
+  const openssl = (...args: string[]) => {
+    try {
+      execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new Error("openssl not found on PATH: the TLS tests make their certificates with it. Install it with `apt-get install -y openssl`, or run `npm test`, which provisions it (scripts/ensure-tools.sh).");
+      throw err;
+    }
+  };
+  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=SMMF test CA");
+  openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
+  writeFileSync(join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext");
+  const read = (name: string) => readFileSync(join(dir, name), "utf8");
+  return { dir, ca: read("ca.pem"), caFile: join(dir, "ca.pem"), cert: read("server.pem"), key: read("server.key"), remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
