@@ -4,15 +4,12 @@
 import http from "node:http";
 import { startSmmf, freePort, type SmmfProcess } from "../test/helpers/childProcess.js";
 import { startEtcd } from "../test/helpers/startEtcd.js";
+import { percentile } from "./stats.js";
 
 const RATE = Number(process.env.BENCH_RATE ?? 200);
 const SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 5);
 const LEASE_TTL = 3;
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
 
 function request(port: number, agent: http.Agent, path: string, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {

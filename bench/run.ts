@@ -14,6 +14,8 @@ import { DEFAULTS } from "../src/config/loadConfig.js";
 import { benchModelPath } from "./benchModel.js";
 import { benchDistributed } from "./distributed.js";
 import { benchObservability } from "./observability.js";
+import { benchRelay } from "./relay.js";
+import { percentile } from "./stats.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
@@ -189,10 +191,6 @@ async function phase(run: Runner, concurrency: number, tally: Tally, requests = 
   tally.ms += performance.now() - started;
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
 
 const modelPath = benchModelPath();
 console.log(`SMMF benchmark: stories260K, ${MAX_TOKENS} tokens per request, greedy, threads ${THREADS}, ${SEQUENCES} sequences, stream interval ${STREAM_INTERVAL_MS} ms, ${ROUNDS} rounds × ${REQUESTS[1]} requests at concurrency 1 and ${REQUESTS[8]} at 8 per path`);
@@ -238,6 +236,7 @@ for (const concurrency of [1, 8]) {
   console.log(`decode tokens/s per stream:          (b)/(a) = ${(decode("b") / decode("a")).toFixed(3)}   (c)/(a) = ${(decode("c") / decode("a")).toFixed(3)}`);
 }
 console.log("\ntarget: (c)/(a) >= 0.95 at concurrency 1");
+if (process.env.BENCH_RELAY !== "0") await benchRelay();
 if (process.env.BENCH_OBSERVABILITY !== "0") await benchObservability(modelPath);
 if (process.env.BENCH_DISTRIBUTED !== "0") await benchDistributed(modelPath);
 process.exit(0);

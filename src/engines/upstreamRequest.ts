@@ -60,31 +60,46 @@ function send(r: UpstreamRequest, agent: HttpAgent | HttpsAgent | false, resolve
     headers["content-length"] = String(Buffer.byteLength(r.body));
   }
   const req: ClientRequest = request(r.url, { method: r.body === undefined ? "GET" : "POST", headers, agent: agent as HttpAgent });
-  // Waiting for a free pooled connection counts as connecting.
-  const connectTimer = setTimeout(() => req.destroy(new SmmfError("unavailable", `upstream ${r.upstream} did not accept a connection within ${r.connectTimeoutMs} ms`)), r.connectTimeoutMs);
+  // Answered, or failed for good: later errors (of the body, or a second destroy) are the reader's business.
+  let settled = false;
   let response: IncomingMessage | undefined;
-  const onAbort = () => {
-    // A response already in whole is left to finishResponse (its connection can still be reused).
-    if (!req.destroyed && !response?.destroyed && !response?.complete) req.destroy(new SmmfError("cancelled", "request cancelled"));
-  };
-  r.signal.addEventListener("abort", onAbort, { once: true });
   const detach = () => r.signal.removeEventListener("abort", onAbort);
+  // Fails the request now: one still waiting for a pooled connection would hear of its destroy only once it got one.
+  const fail = (err: SmmfError) => {
+    clearTimeout(connectTimer);
+    detach();
+    if (!settled) {
+      settled = true;
+      reject(err);
+    }
+    req.destroy(err);
+  };
+  // Waiting for a free pooled connection counts as connecting.
+  let assigned = false;
+  const connectTimer = setTimeout(() => {
+    const why = assigned ? `did not accept a connection within ${r.connectTimeoutMs} ms` : `had no free connection within ${r.connectTimeoutMs} ms (all pooled connections busy)`;
+    fail(new SmmfError("unavailable", `upstream ${r.upstream} ${why}`));
+  }, r.connectTimeoutMs);
+  function onAbort(): void {
+    // A response already in whole is left to finishResponse (its connection can still be reused).
+    if (!req.destroyed && !response?.destroyed && !response?.complete) fail(new SmmfError("cancelled", "request cancelled"));
+  }
+  r.signal.addEventListener("abort", onAbort, { once: true });
   let reused = false;
   req.once("socket", (socket) => {
+    assigned = true;
     if (carried.has(socket)) reused = true;
     else carried.add(socket);
     if (socket.connecting) socket.once("connect", () => clearTimeout(connectTimer));
     else clearTimeout(connectTimer);
   });
   const stalled = () => new SmmfError("unavailable", `upstream ${r.upstream} sent nothing for ${r.readTimeoutMs} ms`);
-  let responded = false;
-  let settled = false;
   req.setTimeout(r.readTimeoutMs, () => req.destroy(stalled()));
   // Not once: a request destroyed again later (an abort after a reset) must not throw.
   req.on("error", (err) => {
     clearTimeout(connectTimer);
     detach();
-    if (responded || settled) return;
+    if (settled) return;
     settled = true;
     if (agent !== false && reused && !r.signal.aborted && STALE_CODES.has((err as NodeJS.ErrnoException).code ?? "")) {
       // The upstream closed this idle connection as the request went out: once more, on a connection of its own.
@@ -93,7 +108,7 @@ function send(r: UpstreamRequest, agent: HttpAgent | HttpsAgent | false, resolve
     reject(networkError(err, r.upstream));
   });
   req.once("response", (res) => {
-    responded = true;
+    settled = true;
     response = res;
     clearTimeout(connectTimer);
     // From here the body's reader hears of a stall as such (not as a reset).

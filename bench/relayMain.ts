@@ -1,0 +1,5 @@
+// `npm run bench:relay`: only the relay part of the benchmark (upstream connection reuse on vs off).
+import { benchRelay } from "./relay.js";
+
+await benchRelay();
+process.exit(0);
