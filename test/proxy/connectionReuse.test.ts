@@ -4,7 +4,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
-import { startCountingUpstream, UPSTREAM_TEXT, type CountingUpstream } from "../helpers/countingUpstream.js";
+import { startCountingUpstream, UPSTREAM_TEXT, type ConnectionMode, type CountingUpstream } from "../helpers/countingUpstream.js";
 import { makeTestCertificates, type TestCertificates } from "../helpers/testCertificates.js";
 
 // `smmf serve` (a real process, trusting a CA made for this test through NODE_EXTRA_CA_CERTS, as an operator
@@ -148,46 +148,36 @@ describe.each([
     expect(upstream().connections).toBeLessThanOrEqual(1);
   });
 
-  it("an upstream that answers `Connection: close` still gets correct answers (a new connection each, TLS sessions resumed)", async () => {
-    upstream().mode = "connection-close";
+  /** 20 requests one after another and 20 more 8 at a time while the upstream treats connections as `mode` says; all answered right. */
+  async function underMode(mode: ConnectionMode): Promise<CountingUpstream> {
+    upstream().mode = mode;
     try {
       upstream().reset();
       await sequential(model, 20);
       await concurrent(model, 20, 8);
       expect(upstream().requests).toBe(40);
-      // A connection per request (the first few may go on connections pooled before the test).
-      expect(upstream().connections).toBeGreaterThanOrEqual(40 - POOL);
-      // New connections to an upstream seen before resume its TLS session: no full handshake.
-      if (model === "tls") expect(upstream().resumed).toBe(upstream().connections);
+      return upstream();
     } finally {
       upstream().mode = "keep";
     }
+  }
+
+  it("an upstream that answers `Connection: close` still gets correct answers (a new connection each, TLS sessions resumed)", async () => {
+    const seen = await underMode("connection-close");
+    // A connection per request (the first few may go on connections pooled before the test).
+    expect(seen.connections).toBeGreaterThanOrEqual(40 - POOL);
+    // New connections to an upstream seen before resume its TLS session: no full handshake.
+    if (model === "tls") expect(seen.resumed).toBe(seen.connections);
   });
 
   it("an upstream that closes idle connections still gets correct answers", async () => {
-    upstream().mode = "close-idle";
-    try {
-      upstream().reset();
-      await sequential(model, 20);
-      await concurrent(model, 20, 8);
-      expect(upstream().requests).toBe(40);
-    } finally {
-      upstream().mode = "keep";
-    }
+    await underMode("close-idle");
   });
 
   it("a pooled connection that the upstream closed as the request went out is retried once on a new connection, before any byte of the answer", async () => {
-    upstream().mode = "drop-reused";
-    try {
-      upstream().reset();
-      await sequential(model, 20);
-      await concurrent(model, 20, 8);
-      expect(upstream().requests).toBe(40);
-      // Every answer came through, though pooled connections were dropped on the way.
-      expect(upstream().dropped).toBeGreaterThan(0);
-    } finally {
-      upstream().mode = "keep";
-    }
+    const seen = await underMode("drop-reused");
+    // Every answer came through, though pooled connections were dropped on the way.
+    expect(seen.dropped).toBeGreaterThan(0);
   });
 });
 
