@@ -15,6 +15,7 @@ import { benchModelPath } from "./benchModel.js";
 import { benchDistributed } from "./distributed.js";
 import { benchObservability } from "./observability.js";
 import { benchRelay } from "./relay.js";
+import { benchAuth } from "./auth.js";
 import { percentile } from "./stats.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -237,6 +238,7 @@ for (const concurrency of [1, 8]) {
 }
 console.log("\ntarget: (c)/(a) >= 0.95 at concurrency 1");
 if (process.env.BENCH_RELAY !== "0") await benchRelay();
+if (process.env.BENCH_AUTH !== "0") await benchAuth();
 if (process.env.BENCH_OBSERVABILITY !== "0") await benchObservability(modelPath);
 if (process.env.BENCH_DISTRIBUTED !== "0") await benchDistributed(modelPath);
 process.exit(0);

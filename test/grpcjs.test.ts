@@ -1,6 +1,6 @@
 // A stock @grpc/grpc-js client, built at run time from proto/ with @grpc/proto-loader, against a real
 // in-process worker: checks that the worker speaks plain gRPC (HTTP/2) to clients that are not Connect.
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -163,6 +163,7 @@ describe("a stock grpc-js client against a worker", () => {
         process.stderr.write(line);
       }),
       engineDefaults: { threads: 1, gpu: false },
+      modelDir: dirname(testModelPath()),
     });
     const instance = await running.worker.load(
       create(InstanceSpecSchema, {

@@ -92,7 +92,7 @@ describe("worker session", () => {
     s.requests.push(create(SessionRequestSchema, { commandId: 3n, command: { case: "load", value: { spec: { ...spec("sess-x"), source: "nothere.gguf" } } } }));
     const missing = (await next(s, "result")).event.value as { ok: boolean; errorCode: string; errorMessage: string };
     expect(missing).toMatchObject({ ok: false, errorCode: "failed_precondition" });
-    expect(missing.errorMessage).toMatch(/nothere\.gguf does not exist on worker session-w/);
+    expect(missing.errorMessage).toMatch(/'source' is not an allowed model source on worker session-w/);
     expect(running.worker.list()).toEqual([]);
     s.abort.abort();
   });

@@ -1,4 +1,4 @@
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { toSmmfError } from "../errors/SmmfError.js";
@@ -16,9 +16,26 @@ export function serverUrl(flag: string | undefined): string {
   return (flag ?? process.env.SMMF_URL ?? "http://127.0.0.1:8000").replace(/\/+$/, "");
 }
 
+let apiKeyFlag: string | undefined;
+
+/** The API key the commands send: --api-key (set here by the argument parser), else SMMF_API_KEY. */
+export function setApiKey(key: string | undefined): void {
+  apiKeyFlag = key;
+}
+
+/** Headers carrying the API key, when there is one. */
+export function authHeaders(): Record<string, string> {
+  const key = apiKeyFlag ?? process.env.SMMF_API_KEY;
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
 /** The ControllerService of a gateway or controller (Connect protocol over HTTP/1.1, so any SMMF port will do). */
 export function adminClient(url: string | undefined): ControllerClient {
-  return createClient(ControllerService, createConnectTransport({ baseUrl: serverUrl(url), httpVersion: "1.1" }));
+  const withKey: Interceptor = (next) => (req) => {
+    for (const [name, value] of Object.entries(authHeaders())) req.header.set(name, value);
+    return next(req);
+  };
+  return createClient(ControllerService, createConnectTransport({ baseUrl: serverUrl(url), httpVersion: "1.1", interceptors: [withKey] }));
 }
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -28,6 +45,8 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   already_exists: EXIT.refused,
   failed_precondition: EXIT.refused,
   resource_exhausted: EXIT.refused,
+  invalid_api_key: EXIT.refused,
+  permission_denied: EXIT.refused,
 };
 
 /** Prints the error (one line, `smmf <command>: message`) and returns its exit code. */

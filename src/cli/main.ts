@@ -20,6 +20,9 @@ Operating (through a gateway or controller, --url; each has --help and --json):
   worker list                                    workers: memory, instances, labels
   events                                         what happens, as it happens
   requests list|show|tail|feedback               a gateway's request log
+  key create|list|revoke|rotate                  API keys (in etcd, or the data dir of smmf serve)
+
+Commands that call a server send the API key of --api-key KEY, else of SMMF_API_KEY.
 
 Each flag can also be set in smmf.config.json or by an SMMF_* environment variable; flags win.
 
@@ -58,6 +61,13 @@ Worker (and serve):
   --no-models            load no configured models; host only what the controller places (env SMMF_NO_MODELS=1)
   --label KEY=VALUE      a label placement can ask for; repeatable (env SMMF_LABELS=k=v,k2=v2)
   --max-memory-mb N      memory offered to model instances, 0 = the machine's (env SMMF_MAX_MEMORY_MB)
+  Model sources a worker accepts (the operator's, never a caller's, choice):
+  --source-dir DIR       a folder (or file) besides --model-dir that local sources may lie in; repeatable
+                         (env SMMF_SOURCE_DIRS=a,b)
+  --source-host HOST     a host http(s) sources may come from: a name, an IP or *.suffix; repeatable (env
+                         SMMF_SOURCE_HOSTS); none by default, so http(s) sources are refused
+  --source-allow-private on|off  let downloads reach loopback, private and link-local addresses (default off)
+  --max-download-mb N    largest model download (default 20480)   --download-timeout-ms N  (default 1800000)
 
 Observability:
   --observability on|off metrics per request, traces and the request log (default on; env SMMF_OBSERVABILITY)
@@ -67,6 +77,15 @@ Observability:
   --request-log-capture full|truncated|off  prompts and outputs kept (default truncated: 2000 characters)
   --request-log-retention-days N  (default 7)     --request-log-max-rows N  (default 100000)
   --data-dir DIR         the request log's folder (default ./data; env SMMF_DATA_DIR)
+
+Security (gateway, controller and serve):
+  --auth auto|on|off     API keys: auto (default) checks them once a key exists, and always when listening
+                         beyond loopback (such a server with no key refuses to start); off: no checks, warned
+                         at every start (env SMMF_AUTH). Keys: smmf key --help
+  --cluster-secret-file F  the cluster credential: a secret (16+ characters) every SMMF process of a cluster
+                         shares; workers answer only callers that present it (env SMMF_CLUSTER_SECRET holds
+                         the secret itself; SMMF_CLUSTER_SECRET_FILE the file). A worker listening beyond
+                         loopback without one refuses to start; smmf serve makes its own.
 
 Controller:
   --controller-id ID     controller id (default: a random one; env SMMF_CONTROLLER_ID)
@@ -101,6 +120,11 @@ const FLAG_OPTIONS = {
   "no-models": { type: "boolean" },
   label: { type: "string", multiple: true },
   "max-memory-mb": { type: "string" },
+  "source-dir": { type: "string", multiple: true },
+  "source-host": { type: "string", multiple: true },
+  "source-allow-private": { type: "string" },
+  "max-download-mb": { type: "string" },
+  "download-timeout-ms": { type: "string" },
   "controller-id": { type: "string" },
   proxy: { type: "string", multiple: true },
   observability: { type: "string" },
@@ -110,6 +134,8 @@ const FLAG_OPTIONS = {
   "request-log-retention-days": { type: "string" },
   "request-log-max-rows": { type: "string" },
   "data-dir": { type: "string" },
+  auth: { type: "string" },
+  "cluster-secret-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -131,6 +157,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "model") return (await import("./runModelCommand.js")).runModelCommand(rest);
   if (command === "instance") return (await import("./runInstanceCommand.js")).runInstanceCommand(rest);
   if (command === "events") return (await import("./runEvents.js")).runEvents(rest);
+  if (command === "key") return (await import("./runKeyCommand.js")).runKeyCommand(rest);
   if (command === "requests") return (await import("./runRequestsCommand.js")).runRequestsCommand(rest);
   if (command === "worker" && rest[0] === "list") return (await import("./runWorkerList.js")).runWorkerList(rest.slice(1));
   if (!Object.hasOwn(COMMANDS, command)) {

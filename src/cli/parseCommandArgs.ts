@@ -1,8 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { EXIT } from "./adminClient.js";
+import { EXIT, setApiKey } from "./adminClient.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
-const HELP = { help: { type: "boolean", short: "h" } } as const;
+const HELP = { help: { type: "boolean", short: "h" }, "api-key": { type: "string" } } as const;
 type WithHelp<T extends Options> = T & typeof HELP;
 export type ParsedCommand<T extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: WithHelp<T>; allowPositionals: true; strict: true }>>;
 
@@ -18,6 +18,7 @@ export function parseCommandArgs<T extends Options>(command: string, usage: stri
     process.stderr.write(`smmf ${command}: ${(err as Error).message}\n\n${usage}`);
     return EXIT.usage;
   }
+  setApiKey((parsed.values as { "api-key"?: string })["api-key"]);
   if ((parsed.values as { help?: boolean }).help) {
     process.stdout.write(usage);
     return EXIT.ok;

@@ -1,6 +1,6 @@
 import { createInterface } from "node:readline";
 import { parseCommandArgs } from "./parseCommandArgs.js";
-import { serverUrl } from "./adminClient.js";
+import { authHeaders, serverUrl } from "./adminClient.js";
 import { readSse } from "./readSse.js";
 
 export const CHAT_USAGE = `Usage: smmf chat MODEL [flags]
@@ -50,7 +50,7 @@ export async function runChat(args: string[]): Promise<number> {
     try {
       res = await fetch(`${url}/v1/chat/completions`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...authHeaders() },
         body: JSON.stringify({ model, messages: history, stream: true, max_tokens: maxTokens, temperature }),
       });
     } catch (err) {

@@ -6,17 +6,23 @@ import { routingOptions } from "../gateway/routingOptions.js";
 import { untilStopped } from "./untilStopped.js";
 import { createTelemetry } from "../telemetry/createTelemetry.js";
 import { closeTelemetry } from "../telemetry/Telemetry.js";
+import { EtcdKeyStore } from "../auth/EtcdKeyStore.js";
+import { startAuth } from "../auth/startAuth.js";
+import { readClusterSecret } from "../auth/clusterCredential.js";
 
 /** `smmf gateway`: the REST and gRPC front door, discovering instances in etcd. */
 export async function runGateway(config: SmmfConfig, logger: Logger): Promise<number> {
   const registry = requireEtcd(config, logger, "gateway");
   // Start serving even when etcd is not reachable yet: discovery keeps trying in the background.
   await registry.ready(3_000).catch(() => undefined);
+  const keys = new EtcdKeyStore(registry.client, logger);
+  const auth = await startAuth(config.auth, config.host, keys, logger, `--etcd ${config.etcd}`);
   const telemetry = await createTelemetry(config, "smmf-gateway", logger, { requestLog: true });
-  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config), telemetry });
+  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config), telemetry, auth, clusterSecret: readClusterSecret(config.clusterSecretFile) });
   process.stdout.write(`SMMF gateway serving at ${gateway.url}/v1\n`);
   return untilStopped(logger, async () => {
     await gateway.close(config.shutdownGraceMs);
+    await keys.close();
     await registry.close();
     await closeTelemetry(telemetry);
   });

@@ -1,7 +1,7 @@
 import { parseCommandArgs } from "./parseCommandArgs.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { LoggedRequest } from "../telemetry/RequestLog.js";
-import { EXIT, EXIT_CODES_HELP, reportError, serverUrl } from "./adminClient.js";
+import { authHeaders, EXIT, EXIT_CODES_HELP, reportError, serverUrl } from "./adminClient.js";
 import { formatTable } from "./formatTable.js";
 
 export const REQUESTS_USAGE = `Usage: smmf requests <list|show|tail|feedback> [ID] [flags]
@@ -26,7 +26,7 @@ ${EXIT_CODES_HELP}
 async function call(url: string, path: string, init?: RequestInit): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(`${url}${path}`, init);
+    res = await fetch(`${url}${path}`, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...authHeaders() } });
   } catch (err) {
     throw new SmmfError("unavailable", `cannot reach ${url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
   }

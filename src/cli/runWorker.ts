@@ -8,12 +8,22 @@ import { workerSettingsOf } from "../worker/workerSettingsOf.js";
 import { instanceSpecOf } from "../config/instanceSpecOf.js";
 import { requireEtcd } from "./requireEtcd.js";
 import { untilStopped } from "./untilStopped.js";
+import { readClusterSecret } from "../auth/clusterCredential.js";
+import { SmmfError } from "../errors/SmmfError.js";
+import { isLoopbackHost } from "../net/loopbackHost.js";
 import { createTelemetry } from "../telemetry/createTelemetry.js";
 import { closeTelemetry } from "../telemetry/Telemetry.js";
 
 /** `smmf worker`: hosts the configured models and registers them in etcd; SIGTERM drains it. */
 export async function runWorker(config: SmmfConfig, logger: Logger): Promise<number> {
   assertModelFiles(config);
+  const clusterSecret = readClusterSecret(config.clusterSecretFile);
+  if (!clusterSecret && !isLoopbackHost(config.workerHost)) {
+    throw new SmmfError(
+      "failed_precondition",
+      `refusing to listen on ${config.workerHost} without a cluster credential: anyone who reaches the port could generate, load and unload models. Give every SMMF process the same secret (16 characters or more) in SMMF_CLUSTER_SECRET or a file named by --cluster-secret-file.`,
+    );
+  }
   const registry = requireEtcd(config, logger, "worker");
   const telemetry = await createTelemetry(config, "smmf-worker", logger);
   const running = await startWorker({
@@ -23,6 +33,7 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
     advertiseAddress: config.advertiseAddress || undefined,
     registry,
     logger,
+    clusterSecret,
   });
   try {
     for (const model of config.models) await running.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));

@@ -91,10 +91,27 @@ export interface SmmfConfig {
   requestLogMaxRows: number;
   /** Folder for SMMF's own files (the request log's SQLite database). */
   dataDir: string;
+  /**
+   * API keys: "auto" (default) checks them once any key exists, and refuses to start a gateway or controller
+   * listening beyond loopback without one; "on" always; "off" never (warned at every start).
+   */
+  auth: "auto" | "on" | "off";
+  /** File holding the cluster credential (the secret every SMMF process shares); SMMF_CLUSTER_SECRET wins. */
+  clusterSecretFile: string;
   /** Controller id; empty picks one. */
   controllerId: string;
   /** Worker: labels the controller's placement matches (`--label key=value`). */
   labels: Record<string, string>;
   /** Worker: memory offered to model instances, in MiB; 0 = the machine's. */
   maxMemoryMb: number;
+  /** Worker: folders (beside modelDir) that local model sources may lie in; default none. */
+  sourceDirs?: string[];
+  /** Worker: hosts http(s) model sources may be downloaded from (exact names, IP literals or `*.suffix`); default none. */
+  sourceHosts?: string[];
+  /** Worker: let downloads reach loopback, private and link-local addresses (metadata ones only when listed exactly); default false. */
+  sourceAllowPrivate?: boolean;
+  /** Worker: largest model download, in MiB; default 20480 (20 GiB). */
+  maxDownloadMb?: number;
+  /** Worker: longest model download, in ms; default 1800000 (30 minutes). */
+  downloadTimeoutMs?: number;
 }

@@ -34,6 +34,11 @@ export const DEFAULTS: SmmfConfig = {
   queueTimeoutMs: 30_000,
   labels: {},
   maxMemoryMb: 0,
+  sourceDirs: [],
+  sourceHosts: [],
+  sourceAllowPrivate: false,
+  maxDownloadMb: 20 * 1024,
+  downloadTimeoutMs: 30 * 60_000,
   controllerId: "",
   observability: "on",
   otlpEndpoint: "",
@@ -42,6 +47,8 @@ export const DEFAULTS: SmmfConfig = {
   requestLogRetentionDays: 7,
   requestLogMaxRows: 100_000,
   dataDir: "data",
+  auth: "auto",
+  clusterSecretFile: "",
 };
 
 /** Command-line flags, as parsed by the CLI. */
@@ -72,6 +79,11 @@ export interface ConfigFlags {
   "shutdown-grace-ms"?: string;
   label?: string[];
   "max-memory-mb"?: string;
+  "source-dir"?: string[];
+  "source-host"?: string[];
+  "source-allow-private"?: string;
+  "max-download-mb"?: string;
+  "download-timeout-ms"?: string;
   "no-models"?: boolean;
   "controller-id"?: string;
   proxy?: string[];
@@ -82,6 +94,8 @@ export interface ConfigFlags {
   "request-log-retention-days"?: string;
   "request-log-max-rows"?: string;
   "data-dir"?: string;
+  auth?: string;
+  "cluster-secret-file"?: string;
 }
 
 const ENV: Record<string, keyof ConfigFlags> = {
@@ -107,6 +121,12 @@ const ENV: Record<string, keyof ConfigFlags> = {
   SMMF_QUEUE_TIMEOUT_MS: "queue-timeout-ms",
   SMMF_SHUTDOWN_GRACE_MS: "shutdown-grace-ms",
   SMMF_MAX_MEMORY_MB: "max-memory-mb",
+  // Comma-separated lists: split after the loop below (listed here so errors name them).
+  SMMF_SOURCE_DIRS: "source-dir",
+  SMMF_SOURCE_HOSTS: "source-host",
+  SMMF_SOURCE_ALLOW_PRIVATE: "source-allow-private",
+  SMMF_MAX_DOWNLOAD_MB: "max-download-mb",
+  SMMF_DOWNLOAD_TIMEOUT_MS: "download-timeout-ms",
   SMMF_CONTROLLER_ID: "controller-id",
   SMMF_OBSERVABILITY: "observability",
   OTEL_EXPORTER_OTLP_ENDPOINT: "otlp-endpoint",
@@ -116,6 +136,8 @@ const ENV: Record<string, keyof ConfigFlags> = {
   SMMF_REQUEST_LOG_RETENTION_DAYS: "request-log-retention-days",
   SMMF_REQUEST_LOG_MAX_ROWS: "request-log-max-rows",
   SMMF_DATA_DIR: "data-dir",
+  SMMF_AUTH: "auth",
+  SMMF_CLUSTER_SECRET_FILE: "cluster-secret-file",
 };
 
 function bad(message: string): SmmfError {
@@ -201,6 +223,8 @@ const FILE_KEYS: Record<string, keyof SmmfConfig> = {
   "queue-timeout-ms": "queueTimeoutMs",
   "shutdown-grace-ms": "shutdownGraceMs",
   "max-memory-mb": "maxMemoryMb",
+  "max-download-mb": "maxDownloadMb",
+  "download-timeout-ms": "downloadTimeoutMs",
   "controller-id": "controllerId",
   observability: "observability",
   "otlp-endpoint": "otlpEndpoint",
@@ -209,6 +233,8 @@ const FILE_KEYS: Record<string, keyof SmmfConfig> = {
   "request-log-retention-days": "requestLogRetentionDays",
   "request-log-max-rows": "requestLogMaxRows",
   "data-dir": "dataDir",
+  auth: "auth",
+  "cluster-secret-file": "clusterSecretFile",
 };
 
 /** The file's scalar settings as flag strings, so they go through the same checks as flags. */
@@ -271,6 +297,8 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
     return value as T;
   };
   config.observability = oneOf("observability", ["on", "off"] as const) ?? config.observability;
+  config.auth = oneOf("auth", ["auto", "on", "off"] as const) ?? config.auth;
+  if (flags["cluster-secret-file"] !== undefined) config.clusterSecretFile = resolve(baseDir, flags["cluster-secret-file"]);
   config.requestLog = oneOf("request-log", ["on", "off"] as const) ?? config.requestLog;
   config.requestLogCapture = oneOf("request-log-capture", ["full", "truncated", "off"] as const) ?? config.requestLogCapture;
   if (flags["otlp-endpoint"] !== undefined) config.otlpEndpoint = flags["otlp-endpoint"];
@@ -278,6 +306,20 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
   if (flags["request-log-max-rows"] !== undefined) config.requestLogMaxRows = integer(source("request-log-max-rows"), flags["request-log-max-rows"], 0, 1_000_000_000);
   if (flags["data-dir"] !== undefined) config.dataDir = resolve(baseDir, flags["data-dir"]);
   if (flags["max-memory-mb"] !== undefined) config.maxMemoryMb = integer(source("max-memory-mb"), flags["max-memory-mb"], 0, 1 << 30);
+  // Model-source policy (worker): which folders and hosts API callers' model sources may name.
+  if (flags["source-dir"] !== undefined) config.sourceDirs = flags["source-dir"].map((dir) => resolve(baseDir, dir));
+  if (flags["source-host"] !== undefined) {
+    for (const host of flags["source-host"]) {
+      const name = /^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$/.test(host);
+      const ipv6 = /^\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?$/.test(host);
+      if (!name && !ipv6) throw bad(`${source("source-host")} takes host names, IP addresses or *.suffix patterns; got '${host}'`);
+    }
+    config.sourceHosts = [...flags["source-host"]];
+  }
+  const allowPrivate = oneOf("source-allow-private", ["on", "off"] as const);
+  if (allowPrivate !== undefined) config.sourceAllowPrivate = allowPrivate === "on";
+  if (flags["max-download-mb"] !== undefined) config.maxDownloadMb = integer(source("max-download-mb"), flags["max-download-mb"], 1, 1 << 30);
+  if (flags["download-timeout-ms"] !== undefined) config.downloadTimeoutMs = integer(source("download-timeout-ms"), flags["download-timeout-ms"], 1, 7 * 24 * 3_600_000);
   if (flags.label && flags.label.length > 0) config.labels = { ...config.labels, ...parseLabels(flags.label, source("label")) };
   const fromModels = flags.model?.length ? parseModelPairs(flags.model, source("model")).map((m) => ({ ...m, file: resolve(baseDir, m.file) })) : [];
   const fromProxies = flags.proxy?.length ? parseProxyPairs(flags.proxy, source("proxy")) : [];
@@ -308,12 +350,27 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
       if (!Array.isArray(fromFile.models)) throw bad(`'models' in ${path} must be an array`);
       config.models = fromFile.models;
     }
+    // Model-source policy: lists and a boolean, read as the flags that set them (folders relative to the file's).
+    const sourceFlags: ConfigFlags = {};
+    for (const [key, flag] of [["sourceDirs", "source-dir"], ["sourceHosts", "source-host"]] as const) {
+      const value: unknown = fromFile[key];
+      if (value === undefined) continue;
+      if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) throw bad(`'${key}' in ${path} must be an array of strings`);
+      sourceFlags[flag] = value;
+    }
+    if (fromFile.sourceAllowPrivate !== undefined) {
+      if (typeof fromFile.sourceAllowPrivate !== "boolean") throw bad(`'sourceAllowPrivate' in ${path} must be true or false`);
+      sourceFlags["source-allow-private"] = fromFile.sourceAllowPrivate ? "on" : "off";
+    }
+    applyFlags(config, sourceFlags, (flag) => `${path}: ${({ "source-dir": "sourceDirs", "source-host": "sourceHosts" } as Record<string, string>)[flag] ?? flag}`, dirname(path));
   }
   const envFlags: ConfigFlags = {};
   for (const [name, flag] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== "") (envFlags as Record<string, string>)[flag] = env[name] as string;
   if (env.SMMF_LABELS) envFlags.label = env.SMMF_LABELS.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_PROXIES) envFlags.proxy = env.SMMF_PROXIES.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_MODELS) envFlags.model = env.SMMF_MODELS.split(",").map((s) => s.trim()).filter(Boolean);
+  if (env.SMMF_SOURCE_DIRS) envFlags["source-dir"] = env.SMMF_SOURCE_DIRS.split(",").map((s) => s.trim()).filter(Boolean);
+  if (env.SMMF_SOURCE_HOSTS) envFlags["source-host"] = env.SMMF_SOURCE_HOSTS.split(",").map((s) => s.trim()).filter(Boolean);
   const envName = Object.fromEntries(Object.entries(ENV).map(([k, v]) => [v, k]));
   applyFlags(config, envFlags, (flag) => ({ model: "SMMF_MODELS", label: "SMMF_LABELS", proxy: "SMMF_PROXIES" })[flag] ?? envName[flag], cwd);
   applyFlags(config, flags, (flag) => `--${flag}`, cwd);

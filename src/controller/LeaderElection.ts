@@ -2,13 +2,12 @@ import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Etcd3, Lease } from "etcd3";
 import { ControllerLeaderSchema } from "../gen/smmf/v1/controller_pb.js";
-import { ETCD_ROOT } from "../registry/instanceKey.js";
+import { ELECTION_KEY, ETCD_ROOT } from "../registry/instanceKey.js";
 import type { Logger } from "../telemetry/createLogger.js";
 
 /** The leader's record, complete with its term; readers (operators, tools) look here. */
 export const LEADER_KEY = `${ETCD_ROOT}controller/leader`;
-/** The election itself: created in a transaction only while it does not exist; its create revision is the term. */
-export const ELECTION_KEY = `${ETCD_ROOT}controller/election`;
+export { ELECTION_KEY };
 export const LEADER_RECORD_VERSION = 1;
 
 export interface LeaderElectionOptions {

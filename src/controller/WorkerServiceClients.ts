@@ -1,6 +1,7 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { WorkerService } from "../gen/smmf/v1/worker_pb.js";
+import { presentClusterCredential } from "../auth/clusterCredential.js";
 
 export type WorkerServiceClient = Client<typeof WorkerService>;
 
@@ -8,10 +9,13 @@ export type WorkerServiceClient = Client<typeof WorkerService>;
 export class WorkerServiceClients {
   private readonly clients = new Map<string, WorkerServiceClient>();
 
+  /** `clusterSecret`: presented on every call. */
+  constructor(private readonly clusterSecret?: string) {}
+
   get(address: string): WorkerServiceClient {
     let client = this.clients.get(address);
     if (!client) {
-      client = createClient(WorkerService, createGrpcTransport({ baseUrl: address, idleConnectionTimeoutMs: 60_000 }));
+      client = createClient(WorkerService, createGrpcTransport({ baseUrl: address, idleConnectionTimeoutMs: 60_000, interceptors: [presentClusterCredential(this.clusterSecret)] }));
       this.clients.set(address, client);
     }
     return client;

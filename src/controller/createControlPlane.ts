@@ -16,7 +16,7 @@ export interface ControlPlane extends ControllerServiceDeps {
 }
 
 /** The desired state, statuses and events beside a registry: in etcd with an etcd registry, else in memory. */
-export function createControlPlane(registry: Registry, logger: Logger): ControlPlane {
+export function createControlPlane(registry: Registry, logger: Logger, clusterSecret?: string): ControlPlane {
   const etcd = registry instanceof EtcdRegistry ? registry.client : undefined;
   const store = etcd ? new EtcdModelStore(etcd, logger) : new MemoryModelStore();
   const statuses = etcd ? new EtcdStatusStore(etcd, logger) : new MemoryStatusStore();
@@ -27,7 +27,7 @@ export function createControlPlane(registry: Registry, logger: Logger): ControlP
     store,
     statuses,
     events,
-    clients: new WorkerServiceClients(),
+    clients: new WorkerServiceClients(clusterSecret),
     async close() {
       stopEvents();
       await store.close();

@@ -15,6 +15,11 @@ import { createControllerService } from "./createControllerService.js";
 import { createControlPlane } from "./createControlPlane.js";
 import { LeaderElection } from "./LeaderElection.js";
 import { startReconciling } from "./startReconciling.js";
+import type { Authenticator } from "../auth/Authenticator.js";
+import { authInterceptor } from "../auth/authInterceptor.js";
+import { restRole } from "../auth/requiredRole.js";
+import { guardHost } from "../net/guardHost.js";
+import { isLoopbackHost } from "../net/loopbackHost.js";
 
 export interface ControllerOptions {
   registry: EtcdRegistry;
@@ -27,6 +32,10 @@ export interface ControllerOptions {
   leaseTtlSeconds: number;
   maxBodyBytes?: number;
   metrics?: Metrics;
+  /** Checks API keys on every route and RPC; none: all open. */
+  auth?: Authenticator;
+  /** Presented to workers on every call (their cluster credential). */
+  clusterSecret?: string;
 }
 
 export interface RunningController {
@@ -44,16 +53,19 @@ export interface RunningController {
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const id = options.id || `controller-${randomUUID().slice(0, 8)}`;
   const { logger, registry } = options;
-  const plane = createControlPlane(registry, logger);
+  const plane = createControlPlane(registry, logger, options.clusterSecret);
   const metrics = options.metrics ?? new Metrics();
   metrics.leader.set(0);
   const stopCollecting = collectRegistryMetrics(metrics, registry);
   const service = createControllerService(plane);
+  const loopback = isLoopbackHost(options.host);
   const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024);
   let election: LeaderElection | undefined;
   const fallback = (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): void => {
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
+      const role = options.auth && restRole(req.method ?? "GET", path, loopback);
+      if (role) options.auth!.authorize((name) => [req.headers[name]].flat()[0], role);
       if (path === "/metrics") {
         const text = await metrics.render();
         res.writeHead(200, { "content-type": metrics.contentType });
@@ -70,12 +82,13 @@ export async function startController(options: ControllerOptions): Promise<Runni
     });
   };
   const handler = connectNodeAdapter({
+    interceptors: options.auth ? [authInterceptor(options.auth)] : [],
     routes(r) {
       r.service(ControllerService, service);
     },
     fallback: fallback as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
-  const listener = await listenHttp(handler, options.host, options.port);
+  const listener = await listenHttp(guardHost(handler, loopback), options.host, options.port);
   const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
   election = new LeaderElection({
     client: registry.client,

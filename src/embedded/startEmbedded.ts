@@ -14,6 +14,10 @@ import { createTelemetry } from "../telemetry/createTelemetry.js";
 import { closeTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { startWorker, type RunningWorker } from "../worker/startWorker.js";
 import { workerSettingsOf } from "../worker/workerSettingsOf.js";
+import { FileKeyStore } from "../auth/FileKeyStore.js";
+import { startAuth } from "../auth/startAuth.js";
+import { readClusterSecret } from "../auth/clusterCredential.js";
+import { randomBytes } from "node:crypto";
 
 export interface Embedded {
   gateway: RunningGateway;
@@ -35,16 +39,27 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
   assertModelFiles(config);
   const registry = new MemoryRegistry();
   const telemetry = options.telemetry ?? (await createTelemetry(config, "smmf", logger, { requestLog: true }));
-  const worker = await startWorker({ ...workerSettingsOf(config), telemetry, registry, logger });
+  const keys = new FileKeyStore(config.dataDir, logger);
+  let auth;
+  try {
+    auth = await startAuth(config.auth, config.host, keys, logger, `--data-dir ${config.dataDir}`);
+  } catch (err) {
+    await keys.close();
+    if (!options.telemetry) await closeTelemetry(telemetry);
+    throw err;
+  }
+  // The worker answers only this process's gateway and controller: its port is closed to anyone else.
+  const clusterSecret = readClusterSecret(config.clusterSecretFile) ?? randomBytes(32).toString("base64url");
+  const worker = await startWorker({ ...workerSettingsOf(config), telemetry, registry, logger, clusterSecret });
   try {
     for (const model of config.models) {
       await worker.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
     }
     // The controller's desired state lives in memory here; its control loop leads alone (one term, no election).
-    const controlPlane = createControlPlane(registry, logger);
+    const controlPlane = createControlPlane(registry, logger, clusterSecret);
     const leading = new AbortController();
     startReconciling(controlPlane, "embedded", 1n, leading.signal, logger, telemetry.metrics);
-    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry }).catch(async (err: unknown) => {
+    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry, auth, clusterSecret }).catch(async (err: unknown) => {
       leading.abort();
       await controlPlane.close();
       throw err;
@@ -60,11 +75,13 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
         await controlPlane.close();
         await worker.close();
         await registry.close();
+        await keys.close();
         await closeTelemetry(telemetry);
       },
     };
   } catch (err) {
     await worker.close();
+    await keys.close();
     await closeTelemetry(telemetry);
     throw err;
   }

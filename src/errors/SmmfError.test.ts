@@ -110,9 +110,14 @@ describe("toSmmfError", () => {
     expect(err.message).toBe("upstream unavailable: connect ECONNREFUSED");
   });
 
+  it("maps UNAUTHENTICATED and PERMISSION_DENIED from any gRPC peer to invalid_api_key (401) and permission_denied (403)", () => {
+    expect(toSmmfError(new ConnectError("no key", Code.Unauthenticated))).toMatchObject({ code: "invalid_api_key", httpStatus: 401, message: "no key" });
+    expect(toSmmfError(new ConnectError("not yours", Code.PermissionDenied))).toMatchObject({ code: "permission_denied", httpStatus: 403 });
+  });
+
   it("maps a ConnectError with an unmapped gRPC code to internal", () => {
     expect(toSmmfError(new ConnectError("x", Code.Unknown)).code).toBe("internal");
-    expect(toSmmfError(new ConnectError("x", Code.PermissionDenied)).code).toBe("internal");
+    expect(toSmmfError(new ConnectError("x", Code.DataLoss)).code).toBe("internal");
     expect(toSmmfError(new ConnectError("x", Code.Internal)).code).toBe("internal");
   });
 

@@ -13,6 +13,8 @@ const ALL_CODES: ErrorCode[] = [
   "resource_exhausted",
   "unavailable",
   "already_exists",
+  "invalid_api_key",
+  "permission_denied",
   "cancelled",
   "deadline_exceeded",
   "failed_precondition",
@@ -26,6 +28,8 @@ const EXPECTED: Record<ErrorCode, [number, string, Code]> = {
   model_not_found: [404, "invalid_request_error", Code.NotFound],
   not_found: [404, "not_found_error", Code.NotFound],
   already_exists: [409, "invalid_request_error", Code.AlreadyExists],
+  invalid_api_key: [401, "invalid_request_error", Code.Unauthenticated],
+  permission_denied: [403, "invalid_request_error", Code.PermissionDenied],
   method_not_allowed: [405, "invalid_request_error", Code.Unimplemented],
   payload_too_large: [413, "invalid_request_error", Code.InvalidArgument],
   unsupported_media_type: [415, "invalid_request_error", Code.InvalidArgument],
@@ -90,8 +94,6 @@ describe("codeFromGrpc", () => {
     expect(codeFromGrpc[Code.Unknown]).toBeUndefined();
     expect(codeFromGrpc[Code.Internal]).toBeUndefined();
     expect(codeFromGrpc[Code.DataLoss]).toBeUndefined();
-    expect(codeFromGrpc[Code.PermissionDenied]).toBeUndefined();
-    expect(codeFromGrpc[Code.Unauthenticated]).toBeUndefined();
   });
 
   it("every mapped code is a valid table code", () => {

@@ -7,6 +7,8 @@ export type ErrorCode =
   | "model_not_found"
   | "not_found"
   | "already_exists"
+  | "invalid_api_key"
+  | "permission_denied"
   | "method_not_allowed"
   | "payload_too_large"
   | "unsupported_media_type"
@@ -42,6 +44,10 @@ export const errorTable: Readonly<Record<ErrorCode, ErrorCodeInfo>> = {
   model_not_found: { http: 404, type: "invalid_request_error", grpc: Code.NotFound },
   not_found: { http: 404, type: "not_found_error", grpc: Code.NotFound },
   already_exists: { http: 409, type: "invalid_request_error", grpc: Code.AlreadyExists },
+  // Missing, unknown, expired or revoked API key (OpenAI answers 401 with this code too).
+  invalid_api_key: { http: 401, type: "invalid_request_error", grpc: Code.Unauthenticated },
+  // A valid key whose role does not allow the call.
+  permission_denied: { http: 403, type: "invalid_request_error", grpc: Code.PermissionDenied },
   method_not_allowed: { http: 405, type: "invalid_request_error", grpc: Code.Unimplemented },
   payload_too_large: { http: 413, type: "invalid_request_error", grpc: Code.InvalidArgument },
   unsupported_media_type: { http: 415, type: "invalid_request_error", grpc: Code.InvalidArgument },
@@ -61,6 +67,8 @@ export const codeFromGrpc: Readonly<Partial<Record<Code, ErrorCode>>> = {
   [Code.DeadlineExceeded]: "deadline_exceeded",
   [Code.NotFound]: "not_found",
   [Code.AlreadyExists]: "already_exists",
+  [Code.Unauthenticated]: "invalid_api_key",
+  [Code.PermissionDenied]: "permission_denied",
   [Code.ResourceExhausted]: "resource_exhausted",
   [Code.FailedPrecondition]: "failed_precondition",
   [Code.OutOfRange]: "invalid_argument",

@@ -9,6 +9,8 @@ export interface ChannelOptions {
   onLost?: () => void;
   pingIntervalMs?: number;
   pingTimeoutMs?: number;
+  /** Sent with every call (the cluster credential). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -69,7 +71,7 @@ export class GrpcChannel {
     let stream: http2.ClientHttp2Stream;
     try {
       const session = this.connect();
-      stream = session.request({ ...metadata, ":method": "POST", ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, { endStream: false });
+      stream = session.request({ ...this.options.headers, ...metadata, ":method": "POST", ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, { endStream: false });
     } catch (err) {
       throw new ConnectError(`cannot reach ${this.address}: ${(err as Error).message}`, Code.Unavailable);
     }

@@ -25,6 +25,7 @@ import { DEFAULT_EJECTION, InstanceHealth, type EjectionOptions } from "./Instan
 import { RetryBudget } from "./RetryBudget.js";
 import type { GrpcChannel } from "./GrpcChannel.js";
 import { WorkerClients } from "./WorkerClients.js";
+import { clusterHeaders } from "../auth/clusterCredential.js";
 
 export interface RouterOptions {
   logger: Logger;
@@ -41,6 +42,8 @@ export interface RouterOptions {
   retryBudget?: RetryBudget;
   /** Hears of retries, failovers and ejections (metrics). */
   observer?: RouterObserver;
+  /** Presented to workers on every call. */
+  clusterSecret?: string;
 }
 
 export interface RouterObserver {
@@ -130,7 +133,7 @@ export class InferenceRouter {
       if (model) options.observer?.ejected(model, instanceId);
     };
     this.budget = options.retryBudget ?? new RetryBudget();
-    this.clients = new WorkerClients((address) => this.connectionLost(address));
+    this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret));
     this.unsubscribe = registry.subscribe(() => this.registryChanged());
   }
 

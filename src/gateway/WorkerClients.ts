@@ -7,12 +7,16 @@ import { GrpcChannel } from "./GrpcChannel.js";
 export class WorkerClients {
   private readonly channels = new Map<string, GrpcChannel>();
 
-  constructor(private readonly onConnectionLost: (address: string) => void = () => undefined) {}
+  constructor(
+    private readonly onConnectionLost: (address: string) => void = () => undefined,
+    /** Sent with every call: the cluster credential. */
+    private readonly headers: Record<string, string> = {},
+  ) {}
 
   get(address: string): GrpcChannel {
     let channel = this.channels.get(address);
     if (!channel) {
-      channel = new GrpcChannel(address, { onLost: () => this.onConnectionLost(address) });
+      channel = new GrpcChannel(address, { onLost: () => this.onConnectionLost(address), headers: this.headers });
       this.channels.set(address, channel);
     }
     return channel;

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { toJson } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { keyAllowsModel } from "../auth/Authenticator.js";
+import { API_KEY } from "../auth/authInterceptor.js";
 import { InferenceService, SamplingParamsSchema } from "../gen/smmf/v1/inference_pb.js";
 import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 import { asConnectError } from "../errors/asConnectError.js";
@@ -14,6 +16,11 @@ import type { InferenceRouter } from "./InferenceRouter.js";
 import { RequestObservation, type ObservedEndpoint } from "./RequestObservation.js";
 
 const cancelled = () => new SmmfError("cancelled", "request cancelled");
+
+/** Refuses a model the call's API key may not use, like a model that does not exist. */
+function checkModel(ctx: HandlerContext, model: string): void {
+  if (!keyAllowsModel(ctx.values.get(API_KEY), model)) throw new SmmfError("model_not_found", `The model '${model}' does not exist`, { param: "model" });
+}
 
 /**
  * InferenceService as the gateway serves it: each call goes to an instance of the requested model. Generate
@@ -34,6 +41,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
       try {
         const iterator = requests[Symbol.asyncIterator]();
         const start = await readGenerateStart(iterator);
+        checkModel(ctx, start.model);
         obs = observe("grpc_generate", start.requestId, ctx.requestHeader);
         ctx.responseHeader.set("x-request-id", obs.id);
         const input = start.input.case === "chat" ? start.input.value.messages.map((m) => ({ role: m.role, content: m.content })) : start.input.value;
@@ -67,6 +75,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
       ctx.responseHeader.set("x-request-id", obs.id);
       obs.describe({ model: req.model, params: {}, prompt: req.inputs });
       try {
+        checkModel(ctx, req.model);
         const res = await router.embed(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
         obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
         return res;
@@ -78,6 +87,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
     },
     async countTokens(req, ctx) {
       try {
+        checkModel(ctx, req.model);
         return await router.countTokens(req, ctx.signal);
       } catch (err) {
         throw asConnectError(err);

@@ -18,6 +18,9 @@ import { completionFormat, parseCompletionRequest } from "./completions.js";
 import { embeddingsResponse, parseEmbeddingsRequest } from "./embeddings.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import { readJsonBody } from "./readJsonBody.js";
+import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
+import { keyAllowsModel, type Authenticator } from "../auth/Authenticator.js";
+import { restRole } from "../auth/requiredRole.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 import { streamGeneration } from "./streamGeneration.js";
 
@@ -30,6 +33,10 @@ export interface RestOptions {
   /** The controller API, served as REST under /api/v1. */
   controller: ControllerApi;
   telemetry: Telemetry;
+  /** Checks API keys; none: every route is open (tests, tools). */
+  auth?: Authenticator;
+  /** The gateway listens on loopback only: /metrics is open without a key. */
+  loopback?: boolean;
 }
 
 /** The sampling and limit fields of a body, as the request log keeps them. */
@@ -42,6 +49,15 @@ function describeBody(body: Record<string, unknown>): RequestDescription {
 }
 
 type Req = IncomingMessage | Http2ServerRequest;
+
+function headerValue(req: Req, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function modelNotFound(name: string): SmmfError {
+  return new SmmfError("model_not_found", `The model '${name}' does not exist`, { param: "model" });
+}
 
 function requestIdFor(prefix: string): string {
   return `${prefix}-${randomUUID().replaceAll("-", "")}`;
@@ -70,14 +86,18 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
     }
   }
 
-  async function readDescribed(req: Req, obs: RequestObservation): Promise<Record<string, unknown>> {
+  async function readDescribed(req: Req, obs: RequestObservation, key: ApiKey | null): Promise<Record<string, unknown>> {
     const body = await readJsonBody(req, maxBodyBytes);
     if (telemetry.enabled) obs.describe(describeBody(body));
+    // A model the key may not use is answered like one that does not exist: names do not leak.
+    if (typeof body.model === "string" && !keyAllowsModel(key, body.model)) throw modelNotFound(body.model);
     return body;
   }
 
   async function handle(req: Req, res: AnyResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
+    const role = options.auth && restRole(req.method ?? "GET", path, options.loopback ?? false);
+    const key = role ? options.auth!.authorize((name) => headerValue(req, name), role) : null;
     const now = () => Math.floor(Date.now() / 1000);
     switch (path) {
       case "/healthz":
@@ -94,20 +114,20 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
       }
       case "/v1/models":
         allowMethods(req, "GET");
-        return sendJson(res, 200, { object: "list", data: listModels(registry.snapshot()).map(openAiModel) });
+        return sendJson(res, 200, { object: "list", data: listModels(registry.snapshot()).filter((m) => keyAllowsModel(key, m.name)).map(openAiModel) });
       case "/v1/chat/completions":
         return observed("chat_completions", "chatcmpl", req, res, async (obs, id) => {
-          const request = parseChatRequest(await readDescribed(req, obs), id);
+          const request = parseChatRequest(await readDescribed(req, obs, key), id);
           return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()), obs);
         });
       case "/v1/completions":
         return observed("completions", "cmpl", req, res, async (obs, id) => {
-          const request = parseCompletionRequest(await readDescribed(req, obs), id);
+          const request = parseCompletionRequest(await readDescribed(req, obs, key), id);
           return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()), obs);
         });
       case "/v1/embeddings":
         return observed("embeddings", "emb", req, res, async (obs, id) => {
-          const request = parseEmbeddingsRequest(await readDescribed(req, obs), id);
+          const request = parseEmbeddingsRequest(await readDescribed(req, obs, key), id);
           const abort = new AbortController();
           const onClose = () => abort.abort();
           res.once("close", onClose);
@@ -131,8 +151,8 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
     if (path.startsWith("/v1/models/")) {
       allowMethods(req, "GET");
       const name = decodeURIComponent(path.slice("/v1/models/".length));
-      const model = listModels(registry.snapshot()).find((m) => m.name === name);
-      if (!model) throw new SmmfError("model_not_found", `The model '${name}' does not exist`, { param: "model" });
+      const model = listModels(registry.snapshot()).find((m) => m.name === name && keyAllowsModel(key, m.name));
+      if (!model) throw modelNotFound(name);
       return sendJson(res, 200, openAiModel(model));
     }
     throw new SmmfError("not_found", `Unknown route: ${req.method} ${path}`);

@@ -2,9 +2,14 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { SmmfError } from "../errors/SmmfError.js";
 
-/** Reads a JSON object body of at most `limit` bytes. */
+/**
+ * Reads a JSON object body of at most `limit` bytes. The body must say it is JSON (`Content-Type:
+ * application/json`): a web page can send other types to any address without asking (a "simple" request), so
+ * reading them as JSON would let any page a developer opens post to a local SMMF.
+ */
 export async function readJsonBody(req: IncomingMessage | Http2ServerRequest, limit: number): Promise<Record<string, unknown>> {
-  const type = String(req.headers["content-type"] ?? "application/json");
+  const type = req.headers["content-type"];
+  if (type === undefined) throw new SmmfError("unsupported_media_type", "Content-Type must be application/json; the request has none");
   if (!/^application\/json\b/i.test(type) && !/\+json\b/i.test(type)) {
     throw new SmmfError("unsupported_media_type", `Content-Type must be application/json; got '${type.slice(0, 100)}'`);
   }

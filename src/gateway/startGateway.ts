@@ -4,6 +4,10 @@ import { createControlPlane, type ControlPlane } from "../controller/createContr
 import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import { listenHttp, type HttpListener } from "../net/listenHttp.js";
+import { guardHost } from "../net/guardHost.js";
+import { isLoopbackHost } from "../net/loopbackHost.js";
+import type { Authenticator } from "../auth/Authenticator.js";
+import { authInterceptor } from "../auth/authInterceptor.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { collectRegistryMetrics } from "../telemetry/collectRegistryMetrics.js";
@@ -23,6 +27,10 @@ export interface GatewayOptions {
   controlPlane?: ControlPlane;
   /** Metrics, traces and the request log; default: metrics only, nothing per request. */
   telemetry?: Telemetry;
+  /** Checks API keys on every route and RPC; none: all open (as before keys existed). */
+  auth?: Authenticator;
+  /** Presented to workers on every call (their cluster credential). */
+  clusterSecret?: string;
 }
 
 export interface RunningGateway {
@@ -42,6 +50,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const router = new InferenceRouter(options.registry, {
     logger: options.logger,
     ...options.routing,
+    clusterSecret: options.clusterSecret,
     observer: telemetry.enabled
       ? {
           retried: (model, midStream) => (midStream ? metrics.failovers : metrics.retries).inc({ model }),
@@ -60,10 +69,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }),
     collectRegistryMetrics(metrics, options.registry),
   ];
-  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger);
+  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret);
   const controller = createControllerService(plane);
-  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry });
+  const loopback = isLoopbackHost(options.host);
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, auth: options.auth, loopback });
   const handler = connectNodeAdapter({
+    interceptors: options.auth ? [authInterceptor(options.auth)] : [],
     routes(r) {
       r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry));
       r.service(ControllerService, controller);
@@ -72,7 +83,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   });
   let listener: HttpListener;
   try {
-    listener = await listenHttp(handler, options.host, options.port);
+    listener = await listenHttp(guardHost(handler, loopback), options.host, options.port);
   } catch (err) {
     router.close();
     stopCollecting.forEach((stop) => stop());

@@ -17,7 +17,7 @@ export interface EtcdRegistryOptions {
 
 const RESYNC_MIN_MS = 200;
 
-function parseEndpoints(endpoints: string | string[]): string[] {
+export function parseEndpoints(endpoints: string | string[]): string[] {
   const list = (Array.isArray(endpoints) ? endpoints : endpoints.split(",")).map((e) => e.trim()).filter(Boolean);
   return list.map((e) => (/^[a-z]+:\/\//.test(e) ? e : `http://${e}`));
 }

@@ -3,6 +3,8 @@ export const ETCD_ROOT = "/smmf/v1/";
 export const INSTANCES_PREFIX = `${ETCD_ROOT}instances/`;
 export const WORKERS_PREFIX = `${ETCD_ROOT}workers/`;
 export const MODELS_PREFIX = `${ETCD_ROOT}models/`;
+/** The controllers' election: created in a transaction only while it does not exist; its create revision is the term. */
+export const ELECTION_KEY = `${ETCD_ROOT}controller/election`;
 
 /** `/smmf/v1/instances/<model>/<instance-id>` */
 export function instanceKey(model: string, instanceId: string): string {

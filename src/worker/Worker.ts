@@ -19,6 +19,20 @@ import { validateModelName } from "./validateModelName.js";
 export const INSTANCE_RECORD_VERSION = 1;
 export const WORKER_RECORD_VERSION = 1;
 
+/** Which model sources a worker accepts (sources come from API callers: the operator decides what they may name). */
+export interface SourcePolicy {
+  /** Folders (or single files) beside the model folder that local sources may lie in. */
+  allowedDirs: string[];
+  /** Hosts http(s) sources may be downloaded from: exact names or `*.suffix`; empty: none. */
+  allowedHosts: string[];
+  /** Lets downloads reach loopback, private and link-local addresses. */
+  allowPrivate: boolean;
+  /** Largest download, in bytes. */
+  maxDownloadBytes: number;
+  /** Longest download, in ms. */
+  downloadTimeoutMs: number;
+}
+
 export interface WorkerOptions {
   id?: string;
   registry?: Registry;
@@ -32,6 +46,8 @@ export interface WorkerOptions {
   modelDir?: string;
   /** Folder GGUF files downloaded from http(s) sources are kept in; default: `.download-cache` in the model folder. */
   downloadDir?: string;
+  /** Which model sources this worker accepts; default: files in the model folder only, no http(s) sources. */
+  sourcePolicy?: SourcePolicy;
   /** After marking an instance draining, how long to keep taking requests already on their way (ms). */
   drainSettleMs?: number;
   /** Longest an instance may drain before it is unloaded anyway (ms). */
@@ -44,7 +60,8 @@ export class Worker {
   readonly labels: Record<string, string>;
   private address = "";
   private readonly instances = new Map<string, HostedInstance>();
-  private readonly registry?: Registry;
+  /** Where the worker publishes its instances (and, with etcd, where a session's term is checked). */
+  readonly registry?: Registry;
   private readonly engineDefaults: EngineDefaults;
   private readonly logger: Logger;
   private readonly options: WorkerOptions;
@@ -78,13 +95,24 @@ export class Worker {
     return () => this.listeners.delete(listener);
   }
 
-  /** The spec with its source resolved to a local file. */
-  /** The spec with its source as a local file: a path as it is, an http(s) URL downloaded (once) into the download folder. */
+  /**
+   * The spec with its source as a local file, within the source policy: a path inside the model folder or an
+   * allowed folder, an http(s) URL from an allowed host downloaded (once) into the download folder.
+   */
   private async resolved(spec: InstanceSpec): Promise<InstanceSpec> {
     if ((spec.engine || "llama.cpp") !== "llama.cpp") return spec;
     const modelDir = this.options.modelDir ?? ".";
-    if (isRemoteSource(spec.source)) return { ...spec, source: await fetchModelFile(spec.source, this.options.downloadDir ?? join(modelDir, ".download-cache"), this.id) };
-    return { ...spec, source: resolveSource(spec.source, modelDir, this.id) };
+    const policy = this.options.sourcePolicy;
+    if (isRemoteSource(spec.source)) {
+      const source = await fetchModelFile(spec.source, this.options.downloadDir ?? join(modelDir, ".download-cache"), this.id, {
+        allowedHosts: policy?.allowedHosts ?? [],
+        allowPrivate: policy?.allowPrivate ?? false,
+        maxBytes: policy?.maxDownloadBytes,
+        timeoutMs: policy?.downloadTimeoutMs,
+      });
+      return { ...spec, source };
+    }
+    return { ...spec, source: resolveSource(spec.source, modelDir, this.id, policy?.allowedDirs ?? []) };
   }
 
   /** Estimated memory an instance of `spec` would need here, in bytes. */

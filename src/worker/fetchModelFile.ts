@@ -1,10 +1,33 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
-import { open } from "node:fs/promises";
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
+import type { LookupFunction } from "node:net";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { SmmfError } from "../errors/SmmfError.js";
+import { checkOutboundUrl, checkUrlHost, shownUrl, type CheckedUrl, type LookupAll } from "../net/checkOutboundUrl.js";
+
+/** Largest download by default: 20 GiB. */
+export const DEFAULT_MAX_DOWNLOAD_BYTES = 20 * 1024 ** 3;
+/** Longest download by default: 30 minutes. */
+export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 30 * 60_000;
+/** Redirects followed at most. */
+export const MAX_REDIRECTS = 5;
+
+export interface FetchModelOptions {
+  /** Hosts downloads may come from (exact names or `*.suffix`); default none: http(s) sources are refused. */
+  allowedHosts?: readonly string[];
+  /** Lets loopback, private and link-local addresses through (see checkOutboundUrl); default false. */
+  allowPrivate?: boolean;
+  /** Largest file, in bytes; default 20 GiB. */
+  maxBytes?: number;
+  /** Longest the whole download (redirects included) may take, in ms; default 30 minutes. */
+  timeoutMs?: number;
+  /** Name resolution, for tests; default dns.lookup. */
+  lookup?: LookupAll;
+}
 
 const downloads = new Map<string, Promise<string>>();
 
@@ -15,44 +38,140 @@ export function isRemoteSource(source: string): boolean {
 
 /**
  * The local copy of a GGUF file at an http(s) URL: downloaded once into `cacheDir` (named by the URL's
- * SHA-256), then reused. The file is written under a temporary name and moved into place only when it is
- * complete and starts with the GGUF magic, so a broken download never leaves a file that looks whole.
- * Concurrent calls for one URL share one download.
+ * SHA-256), then reused. Only from allow-listed hosts: each URL (the first and every redirect, at most 5) is
+ * checked with checkOutboundUrl before anything connects, and the connection goes to the address checked.
+ * The file is written under a temporary name, cut off past `maxBytes` or `timeoutMs`, and moved into place
+ * only when it is complete and starts with the GGUF magic, so a broken download never leaves a file that
+ * looks whole. Errors never carry what the server answered beyond its status. Concurrent calls for one URL
+ * share one download.
  */
-export function fetchModelFile(url: string, cacheDir: string, workerId: string): Promise<string> {
+export function fetchModelFile(url: string, cacheDir: string, workerId: string, options: FetchModelOptions = {}): Promise<string> {
+  const policy = { allowedHosts: options.allowedHosts ?? [], allowPrivate: options.allowPrivate ?? false };
+  try {
+    // A cached copy is used only while its host is still allowed.
+    checkUrlHost(url, policy);
+  } catch (err) {
+    return Promise.reject(err);
+  }
   const path = join(cacheDir, `${createHash("sha256").update(url).digest("hex").slice(0, 32)}.gguf`);
   if (existsSync(path)) return Promise.resolve(path);
   let pending = downloads.get(path);
   if (!pending) {
-    pending = download(url, path, workerId).finally(() => downloads.delete(path));
+    pending = download(url, path, workerId, { ...options, ...policy }).finally(() => downloads.delete(path));
     downloads.set(path, pending);
   }
   return pending;
 }
 
-async function download(url: string, path: string, workerId: string): Promise<string> {
-  const shown = url.replace(/\?.*$/, "");
-  const part = `${path}.part-${randomUUID().slice(0, 8)}`;
-  try {
-    mkdirSync(join(path, ".."), { recursive: true });
-    let res: Response;
-    try {
-      res = await fetch(url, { redirect: "follow" });
-    } catch (err) {
-      throw new SmmfError("failed_precondition", `worker ${workerId} cannot download ${shown}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`, { param: "source" });
+/** A `lookup` for http(s).request that answers the checked address and nothing else. */
+function pinnedLookup(checked: CheckedUrl): LookupFunction {
+  return ((_hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+    if (options?.all) callback(null, [{ address: checked.address, family: checked.family }]);
+    else callback(null, checked.address, checked.family);
+  }) as LookupFunction;
+}
+
+/** One GET to the checked address; resolves with the response head. */
+function get(checked: CheckedUrl, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise((resolvePromise, reject) => {
+    const request = (checked.url.protocol === "https:" ? https : http).request(checked.url, {
+      method: "GET",
+      lookup: pinnedLookup(checked),
+      // An IP literal host is connected to as it is (it was checked); a name through the pinned lookup.
+      agent: false,
+      signal,
+      headers: { accept: "application/octet-stream, */*", "accept-encoding": "identity" },
+    });
+    request.once("response", resolvePromise);
+    request.once("error", reject);
+    request.end();
+  });
+}
+
+class DownloadError extends Error {}
+
+/** Counts bytes against the cap and checks the GGUF magic as soon as 4 bytes have come. */
+class GgufGuard extends Transform {
+  private seen = 0;
+  private head = Buffer.alloc(0);
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.maxBytes) return callback(new DownloadError("too large"));
+    if (this.head.length < 4) {
+      this.head = Buffer.concat([this.head, chunk.subarray(0, 4 - this.head.length)]);
+      if (this.head.length === 4 && this.head.toString("latin1") !== "GGUF") return callback(new DownloadError("not gguf"));
     }
-    if (!res.ok || !res.body) throw new SmmfError("failed_precondition", `worker ${workerId} cannot download ${shown}: HTTP ${res.status}`, { param: "source" });
-    await pipeline(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream), createWriteStream(part));
-    const file = await open(part, "r");
-    const magic = Buffer.alloc(4);
-    await file.read(magic, 0, 4, 0);
-    await file.close();
-    if (magic.toString("latin1") !== "GGUF") throw new SmmfError("failed_precondition", `${shown} is not a GGUF file`, { param: "source" });
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(this.head.length === 4 ? null : new DownloadError("not gguf"));
+  }
+}
+
+async function download(url: string, path: string, workerId: string, options: FetchModelOptions & { allowedHosts: readonly string[]; allowPrivate: boolean }): Promise<string> {
+  const shown = shownUrl(url);
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_DOWNLOAD_BYTES;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS;
+  const part = `${path}.part-${randomUUID().slice(0, 8)}`;
+  const abort = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    abort.abort(new DownloadError("timeout"));
+  }, timeoutMs);
+  const cannot = (why: string) => new SmmfError("failed_precondition", `worker ${workerId} cannot download ${shown}: ${why}`, { param: "source" });
+  try {
+    let target = url;
+    let response: IncomingMessage | undefined;
+    for (let redirects = 0; ; redirects++) {
+      const checked = await checkOutboundUrl(target, options, options.lookup);
+      if (abort.signal.aborted) throw new DownloadError("timeout");
+      response = await get(checked, abort.signal);
+      const status = response.statusCode ?? 0;
+      if (![301, 302, 303, 307, 308].includes(status)) break;
+      const location = response.headers.location;
+      response.destroy();
+      if (!location) throw cannot(`HTTP ${status} without a Location`);
+      if (redirects >= MAX_REDIRECTS) throw cannot(`more than ${MAX_REDIRECTS} redirects`);
+      try {
+        target = new URL(location, checked.url).href;
+      } catch {
+        throw cannot(`HTTP ${status} to an invalid Location`);
+      }
+    }
+    if (response.statusCode !== 200) {
+      response.destroy();
+      throw cannot(`HTTP ${response.statusCode}`);
+    }
+    const length = Number(response.headers["content-length"]);
+    if (Number.isFinite(length) && length > maxBytes) {
+      response.destroy();
+      throw cannot(`the file is larger than the worker's limit of ${maxBytes} bytes`);
+    }
+    mkdirSync(join(path, ".."), { recursive: true });
+    try {
+      await pipeline(response, new GgufGuard(maxBytes), createWriteStream(part), { signal: abort.signal });
+    } catch (err) {
+      const why = err instanceof DownloadError ? err.message : timedOut ? "timeout" : "";
+      if (why === "too large") throw cannot(`the file is larger than the worker's limit of ${maxBytes} bytes`);
+      if (why === "not gguf") throw new SmmfError("failed_precondition", `${shown} is not a GGUF file`, { param: "source" });
+      throw err;
+    }
     renameSync(part, path);
     return path;
   } catch (err) {
-    rmSync(part, { force: true });
     if (err instanceof SmmfError) throw err;
-    throw new SmmfError("failed_precondition", `worker ${workerId} could not download ${shown}: ${(err as Error).message}`, { param: "source" });
+    if (timedOut) throw cannot(`no complete file within ${timeoutMs} ms`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw cannot(code ?? "the connection failed");
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+    rmSync(part, { force: true });
   }
 }

@@ -4,6 +4,30 @@ import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { createAsyncQueue } from "../util/createAsyncQueue.js";
 import type { Worker } from "./Worker.js";
+import { EtcdRegistry } from "../registry/EtcdRegistry.js";
+import { ELECTION_KEY } from "../registry/instanceKey.js";
+import { withTimeout } from "../registry/withTimeout.js";
+
+const ELECTION_READ_TIMEOUT_MS = 3_000;
+
+/**
+ * A session's term must be the one etcd's election holds now (the election key's create revision): a caller
+ * cannot claim a huge term and depose the real leader for good. Workers without etcd (the embedded mode) hear
+ * only from their own process's controller, through the cluster credential.
+ */
+async function checkElected(worker: Worker, term: bigint): Promise<void> {
+  const registry = worker.registry;
+  if (!(registry instanceof EtcdRegistry)) return;
+  let elected: bigint | undefined;
+  try {
+    const res = await withTimeout(registry.client.get(ELECTION_KEY).exec(), ELECTION_READ_TIMEOUT_MS);
+    const kv = res.kvs[0];
+    elected = kv ? BigInt(kv.create_revision) : undefined;
+  } catch (err) {
+    throw new SmmfError("unavailable", `cannot check controller term ${term} against the election in etcd: ${(err as Error).message}`);
+  }
+  if (elected !== term) throw new SmmfError("failed_precondition", `controller term ${term} is not the elected one (the election in etcd is ${elected === undefined ? "vacant" : `of term ${elected}`})`);
+}
 
 export const DEFAULT_STATUS_INTERVAL_MS = 2_000;
 
@@ -23,6 +47,7 @@ export async function* runWorkerSession(
   const first = await iterator.next();
   if (first.done || first.value.command.case !== "open") throw new SmmfError("invalid_argument", "the first Session message must be 'open'");
   const { term, controllerId } = first.value.command.value;
+  await checkElected(worker, term);
   if (term < worker.highestTerm) {
     throw new SmmfError("failed_precondition", `controller term ${term} is deposed: a controller of term ${worker.highestTerm} leads`);
   }

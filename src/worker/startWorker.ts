@@ -8,8 +8,9 @@ import type { Logger } from "../telemetry/createLogger.js";
 import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { createWorkerInferenceService } from "./createWorkerInferenceService.js";
 import { createWorkerService } from "./createWorkerService.js";
-import { Worker } from "./Worker.js";
+import { Worker, type SourcePolicy } from "./Worker.js";
 
+import { requireClusterCredential } from "../auth/clusterCredential.js";
 export const DEFAULT_STREAM_INTERVAL_MS = 20;
 
 export interface WorkerServerOptions {
@@ -28,12 +29,16 @@ export interface WorkerServerOptions {
   modelDir?: string;
   /** Folder GGUF files downloaded from http(s) sources are kept in. */
   downloadDir?: string;
+  /** Which model sources the worker accepts; default: files in the model folder only, no http(s) sources. */
+  sourcePolicy?: SourcePolicy;
   /** Longest an instance drained by the controller may take to finish its requests (ms). */
   drainGraceMs?: number;
   /** Metrics and traces; default: metrics only, nothing per request. */
   telemetry?: Telemetry;
   /** Tokens produced within this many milliseconds of the last message go out together (0: every token at once). */
   streamIntervalMs?: number;
+  /** Every RPC must present this cluster credential; none: the RPCs are open (loopback development). */
+  clusterSecret?: string;
   logger: Logger;
 }
 
@@ -63,6 +68,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     maxMemoryBytes: options.maxMemoryBytes,
     modelDir: options.modelDir,
     downloadDir: options.downloadDir,
+    sourcePolicy: options.sourcePolicy,
     drainGraceMs: options.drainGraceMs,
   });
   const telemetry = options.telemetry ?? disabledTelemetry();
@@ -72,6 +78,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     for (const i of worker.list()) metrics.workerInFlight.set({ model: i.model, instance: i.instanceId, engine: i.engine }, i.inFlight);
   });
   const handler = connectNodeAdapter({
+    interceptors: options.clusterSecret ? [requireClusterCredential(options.clusterSecret)] : [],
     fallback(req, res) {
       // GET /metrics (Prometheus) and /healthz beside the gRPC services.
       void (async () => {

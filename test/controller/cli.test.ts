@@ -105,7 +105,7 @@ describe("smmf model | instance | worker (CLI)", () => {
       [["model", "stop", "nope"], 3, /nope/],
       [["instance", "offline", "nope-1"], 3, /no instance 'nope-1'/],
       [["model", "start", "cli-two", "--source", testSource(), "--placement", "zone=y"], 4, /no worker has the labels zone=y/],
-      [["model", "start", "cli-two", "--source", "absent.gguf"], 4, /absent\.gguf does not exist on worker cli-w/],
+      [["model", "start", "cli-two", "--source", "absent.gguf"], 4, /'source' is not an allowed model source on worker cli-w/],
       [["model", "start", "cli-two", "--source", testSource(), "--replicas", "lots"], 2, /--replicas must be a whole number/],
       [["model", "start", "cli-two"], 2, /needs --source/],
       [["model", "frobnicate", "x"], 2, /unknown subcommand 'frobnicate'/],

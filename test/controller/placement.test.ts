@@ -26,8 +26,9 @@ beforeAll(async () => {
   SPEC.source = testSource();
   etcd = await startEtcd();
   [workerA, workerB, controller, gateway] = await Promise.all([
-    startBareWorker(etcd, "pl-a", { labels: ["zone=a"], maxMemoryMb: 64 }),
-    startBareWorker(etcd, "pl-b", { labels: ["zone=b"], maxMemoryMb: 64 }),
+    // The http(s)-source test downloads from a file server on 127.0.0.1: the operator allows that host, and private addresses.
+    startBareWorker(etcd, "pl-a", { labels: ["zone=a"], maxMemoryMb: 64, sourceHosts: ["127.0.0.1"], sourceAllowPrivate: true }),
+    startBareWorker(etcd, "pl-b", { labels: ["zone=b"], maxMemoryMb: 64, sourceHosts: ["127.0.0.1"], sourceAllowPrivate: true }),
     startControllerProc(etcd, "pl-controller"),
     startApiGateway(etcd),
   ]);
@@ -89,7 +90,7 @@ describe("controller: placement and serving", () => {
       ["too many replicas", "/api/v1/models", { name: "pl-x", ...SPEC, replicas: 5000 }, 400, "invalid_argument", "replicas", /at most 1000/],
       ["bad chat template", "/api/v1/models", { name: "pl-x", ...SPEC, llamaCpp: { chatTemplate: "chatml" } }, 400, "invalid_argument", "chat_template", /auto/],
       ["unknown engine", "/api/v1/models", { name: "pl-x", ...SPEC, engine: "tensorrt" }, 400, "invalid_argument", "engine", /unknown engine/],
-      ["missing file", "/api/v1/models", { name: "pl-x", ...SPEC, source: "missing.gguf" }, 400, "failed_precondition", "source", /missing\.gguf does not exist on worker/],
+      ["missing file", "/api/v1/models", { name: "pl-x", ...SPEC, source: "missing.gguf" }, 400, "failed_precondition", "source", /'source' is not an allowed model source on worker/],
       ["no worker with the labels", "/api/v1/models", { name: "pl-x", ...SPEC, placement: { gpu: "h100" } }, 400, "failed_precondition", null, /no worker has the labels gpu=h100/],
       ["no room", "/api/v1/models", { name: "pl-x", ...SPEC, replicas: 40 }, 400, "failed_precondition", null, /no worker has room: an instance needs about \d+ MiB/],
       ["unknown field", "/api/v1/models", { name: "pl-x", ...SPEC, gpus: 3 }, 400, "invalid_argument", null, /gpus/],

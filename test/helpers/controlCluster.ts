@@ -24,6 +24,10 @@ export interface BareWorkerOptions {
   leaseTtl?: number;
   labels?: string[];
   maxMemoryMb?: number;
+  /** Hosts http(s) model sources may come from (the operator's allow-list; default none). */
+  sourceHosts?: string[];
+  /** Let model downloads reach loopback and private addresses (the test's file servers are on 127.0.0.1). */
+  sourceAllowPrivate?: boolean;
 }
 
 /** `smmf worker --no-models` on the test etcd, its model directory the test model's folder. */
@@ -34,7 +38,11 @@ export async function startBareWorker(etcd: TestEtcd, workerId: string, options:
   args.push("--lease-ttl", String(options.leaseTtl ?? 2), "--log-level", "warn", "--worker-id", workerId, "--shutdown-grace-ms", "5000");
   for (const label of options.labels ?? []) args.push("--label", label);
   if (options.maxMemoryMb !== undefined) args.push("--max-memory-mb", String(options.maxMemoryMb));
-  const proc = await startSmmf(args, { timeoutMs: 60_000 });
+  // The model-source policy through the environment, as an operator's deployment may set it.
+  const env: Record<string, string> = {};
+  if (options.sourceHosts) env.SMMF_SOURCE_HOSTS = options.sourceHosts.join(",");
+  if (options.sourceAllowPrivate !== undefined) env.SMMF_SOURCE_ALLOW_PRIVATE = options.sourceAllowPrivate ? "on" : "off";
+  const proc = await startSmmf(args, { timeoutMs: 60_000, env });
   const m = /SMMF worker (\S+) serving .* at (\S+)/.exec(proc.stdout());
   if (!m) throw new Error(`unexpected worker output: ${proc.stdout()}`);
   return { proc, workerId, address: m[2] };

@@ -142,10 +142,10 @@ export async function startDistWorker(etcd: TestEtcd, options: WorkerOptions = {
   return { proc, workerId, address, instanceId: entry.record.instanceId, key: entry.key };
 }
 
-/** Starts `smmf gateway` on a free port on the test etcd. */
-export async function startDistGateway(etcd: TestEtcd, extra: string[] = []): Promise<DistGateway> {
+/** Starts `smmf gateway` on a free port on the test etcd (`env`: added to its environment). */
+export async function startDistGateway(etcd: TestEtcd, extra: string[] = [], env: Record<string, string> = {}): Promise<DistGateway> {
   const port = await freePort();
-  const proc = await startSmmf(["gateway", "--etcd", etcd.endpoints, "--port", String(port), "--log-level", "warn", ...extra], { timeoutMs: 60_000 });
+  const proc = await startSmmf(["gateway", "--etcd", etcd.endpoints, "--port", String(port), "--log-level", "warn", ...extra], { timeoutMs: 60_000, env });
   const m = /SMMF gateway serving at (\S+)/.exec(proc.stdout());
   if (!m) throw new Error(`unexpected gateway output: ${proc.stdout()}`);
   const baseURL = m[1];

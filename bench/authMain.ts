@@ -1,0 +1,5 @@
+// `npm run bench:auth`: only the access-control part of the benchmark (API keys on vs off).
+import { benchAuth } from "./auth.js";
+
+await benchAuth();
+process.exit(0);

@@ -1,0 +1,73 @@
+import { spawn } from "node:child_process";
+import { resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startControllerProc, type ControllerProc } from "../helpers/controlCluster.js";
+import { startDistGateway, startDistWorker, waitUntilReady, type DistGateway, type DistWorker } from "../helpers/distCluster.js";
+import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
+import { projectRoot } from "../helpers/testModel.js";
+
+// etcd, a worker, two gateways and a controller as processes; keys made with `smmf key --etcd`.
+let etcd: TestEtcd;
+let worker: DistWorker;
+let gateways: DistGateway[];
+let controller: ControllerProc;
+
+function smmfCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.once("exit", (code) => done({ code, stdout, stderr }));
+  });
+}
+
+const roots = () => [...gateways.map((g) => g.baseURL.replace(/\/v1$/, "")), controller.url];
+const status = async (root: string, path: string, key?: string) => (await fetch(`${root}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} })).status;
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  worker = await startDistWorker(etcd);
+  gateways = [await startDistGateway(etcd), await startDistGateway(etcd)];
+  controller = await startControllerProc(etcd, "keys-controller");
+  for (const g of gateways) await waitUntilReady(g);
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([...(gateways ?? []).map((g) => g.proc.stop()), controller?.proc.stop(), worker?.proc.stop()]);
+  await etcd?.close();
+});
+
+describe("API keys in etcd, across gateways and a controller", () => {
+  let secret = "";
+
+  it("a key created in etcd is checked by every gateway and the controller within a second", async () => {
+    for (const root of roots()) expect(await status(root, "/api/v1/models"), root).toBe(200);
+    const out = await smmfCli(["key", "create", "ops", "--role", "reader", "--etcd", etcd.endpoints]);
+    expect(out.code, out.stderr).toBe(0);
+    secret = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
+    for (const root of roots()) {
+      await expect.poll(() => status(root, "/api/v1/models"), { timeout: 1_000, interval: 20 }).toBe(401);
+      expect(await status(root, "/api/v1/models", secret), root).toBe(200);
+    }
+    // The controller refuses a reader's change like the gateway does.
+    const scale = await fetch(`${controller.url}/api/v1/models/stories260K/scale`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${secret}` }, body: JSON.stringify({ replicas: 2 }) });
+    expect(scale.status).toBe(403);
+  });
+
+  it("stores only the secret's hash in etcd", async () => {
+    const all = await etcd.etcdctl("get", "--prefix", "/smmf/");
+    expect(all).toContain("/smmf/v1/keys/");
+    expect(all.includes(secret.slice(-43))).toBe(false);
+  });
+
+  it("a revoked key is refused by both gateways and the controller within a second; revoking the last key does not open them", async () => {
+    const out = await smmfCli(["key", "revoke", "ops", "--etcd", etcd.endpoints]);
+    expect(out.code, out.stderr).toBe(0);
+    for (const root of roots()) {
+      await expect.poll(() => status(root, "/api/v1/models", secret), { timeout: 1_000, interval: 20 }).toBe(401);
+      expect(await status(root, "/api/v1/models"), root).toBe(401);
+    }
+  });
+});
