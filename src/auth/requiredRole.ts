@@ -1,7 +1,7 @@
 import { ApiKeyRole } from "../gen/smmf/v1/auth_pb.js";
 
 /** ControllerService methods that only read. */
-const READS = new Set(["ListModels", "GetModel", "ListModelInstances", "ListWorkers", "WatchEvents"]);
+const READS = new Set(["ListModels", "GetModel", "ListModelInstances", "ListWorkers", "WatchEvents", "ListAudit"]);
 
 /** The role an RPC needs: InferenceService calls need `inference`, ControllerService reads `reader`, the rest `admin`. */
 export function rpcRole(service: string, method: string): ApiKeyRole {

@@ -45,6 +45,7 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   already_exists: EXIT.refused,
   failed_precondition: EXIT.refused,
   resource_exhausted: EXIT.refused,
+  rate_limit_exceeded: EXIT.refused,
   invalid_api_key: EXIT.refused,
   permission_denied: EXIT.refused,
 };

@@ -20,6 +20,7 @@ Operating (through a gateway or controller, --url; each has --help and --json):
   worker list                                    workers: memory, instances, labels
   events                                         what happens, as it happens
   requests list|show|tail|feedback               a gateway's request log
+  audit                                          who changed what, when, and how it ended
   key create|list|revoke|rotate                  API keys (in etcd, or the data dir of smmf serve)
 
 Commands that call a server send the API key of --api-key KEY, else of SMMF_API_KEY.
@@ -86,6 +87,8 @@ Security (gateway, controller and serve):
                          shares; workers answer only callers that present it (env SMMF_CLUSTER_SECRET holds
                          the secret itself; SMMF_CLUSTER_SECRET_FILE the file). A worker listening beyond
                          loopback without one refuses to start; smmf serve makes its own.
+  --cors-origin ORIGIN   a web origin (https://app.example.com, or *) allowed to call the API from a
+                         browser; repeatable (env SMMF_CORS_ORIGINS=a,b). None by default: no CORS.
 
 Controller:
   --controller-id ID     controller id (default: a random one; env SMMF_CONTROLLER_ID)
@@ -136,6 +139,7 @@ const FLAG_OPTIONS = {
   "data-dir": { type: "string" },
   auth: { type: "string" },
   "cluster-secret-file": { type: "string" },
+  "cors-origin": { type: "string", multiple: true },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -159,6 +163,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "events") return (await import("./runEvents.js")).runEvents(rest);
   if (command === "key") return (await import("./runKeyCommand.js")).runKeyCommand(rest);
   if (command === "requests") return (await import("./runRequestsCommand.js")).runRequestsCommand(rest);
+  if (command === "audit") return (await import("./runAuditCommand.js")).runAuditCommand(rest);
   if (command === "worker" && rest[0] === "list") return (await import("./runWorkerList.js")).runWorkerList(rest.slice(1));
   if (!Object.hasOwn(COMMANDS, command)) {
     process.stderr.write(`smmf: unknown command '${command}'\n\n${USAGE}`);

@@ -20,8 +20,7 @@ export const SPEC_FLAG_OPTIONS = {
   weight: { type: "string" },
   "base-url": { type: "string" },
   "upstream-model": { type: "string" },
-  "api-key-env": { type: "string" },
-  "api-key-file": { type: "string" },
+  credential: { type: "string" },
   header: { type: "string", multiple: true },
   "max-concurrency": { type: "string" },
   "connect-timeout-ms": { type: "string" },
@@ -47,8 +46,8 @@ export const SPEC_FLAGS_HELP = `  --source PATH          GGUF file as the worker
                          llama-server, ollama, openai-compatible. Upstream settings:
   --base-url URL         API root (default: the preset's; required for azure and openai-compatible)
   --upstream-model NAME  the model's name upstream (default: NAME)
-  --api-key-env VAR      environment variable on the workers holding the API key
-  --api-key-file PATH    file on the workers holding the API key
+  --credential NAME      one of the workers' upstream credentials (their config's upstreamCredentials): its
+                         key is sent, only to the base URLs the credential allows
   --header KEY=VALUE     extra request header (not credentials); repeatable
   --max-concurrency N    requests sent upstream at once per instance (default 16)
   --pool-size N          keep-alive connections to the upstream per instance (default: max concurrency)
@@ -78,8 +77,7 @@ export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
     const proxy = spec.proxy ?? create(ProxyParamsSchema);
     if (flags["base-url"] !== undefined) proxy.baseUrl = flags["base-url"];
     if (flags["upstream-model"] !== undefined) proxy.upstreamModel = flags["upstream-model"];
-    if (flags["api-key-env"] !== undefined) proxy.apiKeyEnv = flags["api-key-env"];
-    if (flags["api-key-file"] !== undefined) proxy.apiKeyFile = flags["api-key-file"];
+    if (flags.credential !== undefined) proxy.credential = flags.credential;
     if (flags["api-version"] !== undefined) proxy.apiVersion = flags["api-version"];
     if (flags.header) proxy.headers = parseLabels(flags.header, "--header");
     proxy.maxConcurrency = count("max-concurrency", flags["max-concurrency"]) ?? proxy.maxConcurrency;

@@ -7,6 +7,10 @@ import { untilStopped } from "./untilStopped.js";
 import { createTelemetry } from "../telemetry/createTelemetry.js";
 import { closeTelemetry } from "../telemetry/Telemetry.js";
 import { EtcdKeyStore } from "../auth/EtcdKeyStore.js";
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { GatewayInfoSchema } from "../gen/smmf/v1/gateway_pb.js";
 import { startAuth } from "../auth/startAuth.js";
 import { readClusterSecret } from "../auth/clusterCredential.js";
 
@@ -18,7 +22,9 @@ export async function runGateway(config: SmmfConfig, logger: Logger): Promise<nu
   const keys = new EtcdKeyStore(registry.client, logger);
   const auth = await startAuth(config.auth, config.host, keys, logger, `--etcd ${config.etcd}`);
   const telemetry = await createTelemetry(config, "smmf-gateway", logger, { requestLog: true });
-  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config), telemetry, auth, clusterSecret: readClusterSecret(config.clusterSecretFile) });
+  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config), telemetry, auth, clusterSecret: readClusterSecret(config.clusterSecretFile), fleetSize: () => registry.gatewayCount(), corsOrigins: config.corsOrigins });
+  // Gateways count each other in etcd: each enforces its share of every API key's limits.
+  await registry.registerGateway(create(GatewayInfoSchema, { gatewayId: `gateway-${randomUUID().slice(0, 8)}`, address: gateway.url, startedAt: timestampNow(), version: 1 })).catch((err: unknown) => logger.warn("could not register the gateway in etcd yet; retrying", { error: (err as Error).message }));
   process.stdout.write(`SMMF gateway serving at ${gateway.url}/v1\n`);
   return untilStopped(logger, async () => {
     await gateway.close(config.shutdownGraceMs);

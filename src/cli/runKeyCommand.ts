@@ -11,12 +11,13 @@ import { SmmfError } from "../errors/SmmfError.js";
 import { ApiKeyRole, ApiKeySchema, type ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { parseEndpoints } from "../registry/EtcdRegistry.js";
 import { createLogger } from "../telemetry/createLogger.js";
-import { EXIT, reportError } from "./adminClient.js";
+import { authHeaders, EXIT, reportError, serverUrl } from "./adminClient.js";
 import { formatTable } from "./formatTable.js";
 import { parseCommandArgs } from "./parseCommandArgs.js";
 
 export const KEY_USAGE = `Usage: smmf key create NAME --role inference|reader|admin [--models A,B] [--rpm N] [--tpm N] [--expires 30d]
        smmf key list | revoke NAME | rotate NAME
+       smmf key usage --url GATEWAY[,GATEWAY...] [--api-key KEY]
 
 API keys. A revoked key stays listed (and refused); since any key, revoked or not, turns the checks on, revoking
 the last key does not open the server again. A key's secret is printed once, by create and rotate, and stored nowhere: the record keeps its
@@ -31,7 +32,9 @@ So this command needs what an operator has: access to etcd or to the data dir.
 Flags:
   --role ROLE            create: inference, reader or admin
   --models A,B           create: only these models (a model outside the list is answered as unknown)
-  --rpm N, --tpm N       create: requests and tokens per minute (recorded; enforced in a later release)
+  --rpm N, --tpm N       create: requests and tokens (prompt + completion) per minute; over them the gateway
+                         answers 429 rate_limit_exceeded with Retry-After (each of N gateways admits 1/N)
+  --url URLS             usage: the gateways to ask (their /metrics; a reader key with --api-key)
   --expires DURATION     create: e.g. 30d, 12h, 90m (default: never)
   --etcd URLS            etcd endpoints (env SMMF_ETCD)
   --data-dir DIR         the embedded mode's data dir (env SMMF_DATA_DIR)
@@ -68,6 +71,50 @@ function describe(key: ApiKey): Record<string, unknown> {
   return { ...json, role: ROLE_NAMES[key.role] };
 }
 
+interface KeyUsage {
+  key: string;
+  admitted: number;
+  rateLimited: number;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** `smmf key usage`: requests and tokens per key, summed over the gateways' /metrics. */
+async function keyUsage(urls: string | undefined, json: boolean): Promise<number> {
+  const usage = new Map<string, KeyUsage>();
+  try {
+    for (const url of serverUrl(urls).split(",")) {
+      let res: Response;
+      try {
+        res = await fetch(`${url.replace(/\/+$/, "")}/metrics`, { headers: authHeaders() });
+      } catch (err) {
+        throw new SmmfError("unavailable", `cannot reach ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`);
+      }
+      const text = await res.text();
+      if (!res.ok) throw new SmmfError(res.status === 401 ? "invalid_api_key" : res.status === 403 ? "permission_denied" : "unavailable", `${url}/metrics answered HTTP ${res.status}: ${text.slice(0, 200)}`);
+      for (const m of text.matchAll(/^smmf_key_(requests|tokens)_total\{key="((?:[^"\\]|\\.)*)",(outcome|type)="(\w+)"\} (\S+)$/gm)) {
+        const name = m[2];
+        let u = usage.get(name);
+        if (!u) usage.set(name, (u = { key: name, admitted: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0 }));
+        const value = Number(m[5]);
+        if (m[4] === "admitted") u.admitted += value;
+        else if (m[4] === "rate_limited") u.rateLimited += value;
+        else if (m[4] === "prompt") u.promptTokens += value;
+        else if (m[4] === "completion") u.completionTokens += value;
+      }
+    }
+  } catch (err) {
+    return reportError("key usage", err);
+  }
+  const rows = [...usage.values()].sort((a, b) => a.key.localeCompare(b.key));
+  process.stdout.write(
+    json
+      ? `${JSON.stringify(rows, null, 2)}\n`
+      : formatTable(["KEY", "REQUESTS", "RATE-LIMITED", "PROMPT TOKENS", "COMPLETION TOKENS"], rows.map((u) => [u.key, String(u.admitted), String(u.rateLimited), String(u.promptTokens), String(u.completionTokens)])),
+  );
+  return EXIT.ok;
+}
+
 /** `smmf key ...`: creates, lists, revokes and rotates API keys in the key store the servers watch. */
 export async function runKeyCommand(args: string[]): Promise<number> {
   const [action, ...rest] = args;
@@ -80,14 +127,16 @@ export async function runKeyCommand(args: string[]): Promise<number> {
     etcd: { type: "string" },
     "data-dir": { type: "string" },
     config: { type: "string" },
+    url: { type: "string" },
     json: { type: "boolean" },
   });
   if (typeof parsed === "number") return parsed;
-  if (!action || !["create", "list", "revoke", "rotate"].includes(action)) {
-    process.stderr.write(`smmf key: say create, list, revoke or rotate\n\n${KEY_USAGE}`);
+  if (!action || !["create", "list", "revoke", "rotate", "usage"].includes(action)) {
+    process.stderr.write(`smmf key: say create, list, revoke, rotate or usage\n\n${KEY_USAGE}`);
     return EXIT.usage;
   }
   const { values, positionals } = parsed;
+  if (action === "usage") return keyUsage(values.url, values.json ?? false);
   const logger = createLogger("error", "key");
   let store: KeyStore | undefined;
   let client: Etcd3 | undefined;

@@ -1,4 +1,5 @@
 import type { LogLevel } from "../telemetry/createLogger.js";
+import type { UpstreamCredential } from "../engines/UpstreamCredential.js";
 
 /** One model the embedded worker (or `smmf worker`) loads at start. */
 export interface ModelConfig {
@@ -16,6 +17,8 @@ export interface ModelConfig {
   apiKeyEnv?: string;
   /** Upstream engines: file holding the API key. */
   apiKeyFile?: string;
+  /** Upstream engines: the name of one of `upstreamCredentials`, whose key is sent (instead of apiKeyEnv / apiKeyFile). */
+  credential?: string;
   /** Upstream engines: extra request headers (not credentials). */
   headers?: Record<string, string>;
   connectTimeoutMs?: number;
@@ -98,6 +101,8 @@ export interface SmmfConfig {
   auth: "auto" | "on" | "off";
   /** File holding the cluster credential (the secret every SMMF process shares); SMMF_CLUSTER_SECRET wins. */
   clusterSecretFile: string;
+  /** Gateway: web origins allowed to call the API from a browser (CORS); none by default. */
+  corsOrigins: string[];
   /** Controller id; empty picks one. */
   controllerId: string;
   /** Worker: labels the controller's placement matches (`--label key=value`). */
@@ -114,4 +119,9 @@ export interface SmmfConfig {
   maxDownloadMb?: number;
   /** Worker: longest model download, in ms; default 1800000 (30 minutes). */
   downloadTimeoutMs?: number;
+  /**
+   * Worker: named upstream API keys (config file only): where each key is read (`env` or `file`) and the base
+   * URLs it may be sent to. Model specs, the API's included, name them in `credential`.
+   */
+  upstreamCredentials?: UpstreamCredential[];
 }

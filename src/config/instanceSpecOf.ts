@@ -15,6 +15,7 @@ export function instanceSpecOf(config: SmmfConfig, model: ModelConfig): MessageI
         upstreamModel: model.upstreamModel ?? "",
         apiKeyEnv: model.apiKeyEnv ?? "",
         apiKeyFile: model.apiKeyFile ?? "",
+        credential: model.credential ?? "",
         headers: model.headers ?? {},
         connectTimeoutMs: model.connectTimeoutMs ?? 0,
         readTimeoutMs: model.readTimeoutMs ?? 0,

@@ -345,4 +345,16 @@ describe("loadConfig: observability, upstream models and worker settings", () =>
     expect(config).toMatchObject({ labels: { rack: "3", zone: "a", gpu: "h100" }, maxMemoryMb: 512, models: [] });
     expect(() => loadConfig({ label: ["bad label=x"] }, {}, d)).toThrow(/--label takes key=value/);
   });
+
+  it("reads the access settings: --auth, the cluster secret file (relative to where it is given), CORS origins", () => {
+    const config = loadConfig({ auth: "on", "cluster-secret-file": "secret.txt", "cors-origin": ["https://app.example.com", "http://localhost:3000"] }, { SMMF_CORS_ORIGINS: "https://x.example" }, d);
+    expect(config).toMatchObject({ auth: "on", clusterSecretFile: join(d, "secret.txt"), corsOrigins: ["https://app.example.com", "http://localhost:3000"] });
+    expect(loadConfig({}, { SMMF_AUTH: "off", SMMF_CORS_ORIGINS: "https://x.example, *" }, d)).toMatchObject({ auth: "off", corsOrigins: ["https://x.example", "*"] });
+    expect(loadConfig({}, {}, d)).toMatchObject({ auth: "auto", clusterSecretFile: "", corsOrigins: [] });
+    expect(() => loadConfig({ auth: "maybe" }, {}, d)).toThrow(/--auth must be auto, on, off/);
+    expect(() => loadConfig({ "cors-origin": ["https://app.example.com/path"] }, {}, d)).toThrow(/--cors-origin takes an origin like https:\/\/app.example.com/);
+    const file = writeConfig({ auth: "on", corsOrigins: ["https://a.example"] });
+    expect(loadConfig({ config: file }, {}, d)).toMatchObject({ auth: "on", corsOrigins: ["https://a.example"] });
+    expect(() => loadConfig({ config: writeConfig({ corsOrigins: "https://a.example" }) }, {}, d)).toThrow(/'corsOrigins' in .* must be an array/);
+  });
 });

@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { SmmfError } from "../errors/SmmfError.js";
 import { DEFAULT_STREAM_INTERVAL_MS } from "../worker/startWorker.js";
 import { ENGINE_NAMES } from "../engines/proxyPresets.js";
+import { parseUpstreamCredentials } from "../engines/parseUpstreamCredentials.js";
 import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";
 
 export const DEFAULT_MODEL: ModelConfig = { name: "stories260K", file: "stories260K.gguf" };
@@ -49,6 +50,8 @@ export const DEFAULTS: SmmfConfig = {
   dataDir: "data",
   auth: "auto",
   clusterSecretFile: "",
+  corsOrigins: [],
+  upstreamCredentials: [],
 };
 
 /** Command-line flags, as parsed by the CLI. */
@@ -96,6 +99,7 @@ export interface ConfigFlags {
   "data-dir"?: string;
   auth?: string;
   "cluster-secret-file"?: string;
+  "cors-origin"?: string[];
 }
 
 const ENV: Record<string, keyof ConfigFlags> = {
@@ -142,6 +146,13 @@ const ENV: Record<string, keyof ConfigFlags> = {
 
 function bad(message: string): SmmfError {
   return new SmmfError("invalid_argument", message);
+}
+
+/** A CORS origin: "*" or scheme://host[:port], as browsers send it in Origin. */
+function corsOrigin(name: string, value: string): string {
+  const v = value.trim();
+  if (v === "*" || /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(v) || /^https?:\/\/\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(v)) return v;
+  throw bad(`${name} takes an origin like https://app.example.com (scheme, host and port only) or *; got '${value}'`);
 }
 
 function integer(name: string, value: string | number, min: number, max: number): number {
@@ -299,6 +310,7 @@ function applyFlags(config: SmmfConfig, flags: ConfigFlags, source: (flag: strin
   config.observability = oneOf("observability", ["on", "off"] as const) ?? config.observability;
   config.auth = oneOf("auth", ["auto", "on", "off"] as const) ?? config.auth;
   if (flags["cluster-secret-file"] !== undefined) config.clusterSecretFile = resolve(baseDir, flags["cluster-secret-file"]);
+  if (flags["cors-origin"] !== undefined) config.corsOrigins = flags["cors-origin"].map((o) => corsOrigin(source("cors-origin"), o));
   config.requestLog = oneOf("request-log", ["on", "off"] as const) ?? config.requestLog;
   config.requestLogCapture = oneOf("request-log-capture", ["full", "truncated", "off"] as const) ?? config.requestLogCapture;
   if (flags["otlp-endpoint"] !== undefined) config.otlpEndpoint = flags["otlp-endpoint"];
@@ -350,6 +362,10 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
       if (!Array.isArray(fromFile.models)) throw bad(`'models' in ${path} must be an array`);
       config.models = fromFile.models;
     }
+    if (fromFile.corsOrigins !== undefined) {
+      if (!Array.isArray(fromFile.corsOrigins)) throw bad(`'corsOrigins' in ${path} must be an array of origins`);
+      config.corsOrigins = fromFile.corsOrigins.map((o) => corsOrigin(`${path}: corsOrigins`, String(o)));
+    }
     // Model-source policy: lists and a boolean, read as the flags that set them (folders relative to the file's).
     const sourceFlags: ConfigFlags = {};
     for (const [key, flag] of [["sourceDirs", "source-dir"], ["sourceHosts", "source-host"]] as const) {
@@ -363,11 +379,14 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
       sourceFlags["source-allow-private"] = fromFile.sourceAllowPrivate ? "on" : "off";
     }
     applyFlags(config, sourceFlags, (flag) => `${path}: ${({ "source-dir": "sourceDirs", "source-host": "sourceHosts" } as Record<string, string>)[flag] ?? flag}`, dirname(path));
+    // Worker: named upstream API keys (config file only), files relative to the file's folder.
+    if (fromFile.upstreamCredentials !== undefined) config.upstreamCredentials = parseUpstreamCredentials(fromFile.upstreamCredentials, path, dirname(path));
   }
   const envFlags: ConfigFlags = {};
   for (const [name, flag] of Object.entries(ENV)) if (env[name] !== undefined && env[name] !== "") (envFlags as Record<string, string>)[flag] = env[name] as string;
   if (env.SMMF_LABELS) envFlags.label = env.SMMF_LABELS.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_PROXIES) envFlags.proxy = env.SMMF_PROXIES.split(",").map((s) => s.trim()).filter(Boolean);
+  if (env.SMMF_CORS_ORIGINS) envFlags["cors-origin"] = env.SMMF_CORS_ORIGINS.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_MODELS) envFlags.model = env.SMMF_MODELS.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_SOURCE_DIRS) envFlags["source-dir"] = env.SMMF_SOURCE_DIRS.split(",").map((s) => s.trim()).filter(Boolean);
   if (env.SMMF_SOURCE_HOSTS) envFlags["source-host"] = env.SMMF_SOURCE_HOSTS.split(",").map((s) => s.trim()).filter(Boolean);

@@ -2,9 +2,11 @@ import { EtcdRegistry } from "../registry/EtcdRegistry.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import type { ControllerServiceDeps } from "./createControllerService.js";
+import { EtcdAuditLog } from "./EtcdAuditLog.js";
 import { EtcdModelStore } from "./EtcdModelStore.js";
 import { EtcdStatusStore } from "./EtcdStatusStore.js";
 import { EventHub } from "./EventHub.js";
+import { MemoryAuditLog } from "./MemoryAuditLog.js";
 import { MemoryModelStore } from "./MemoryModelStore.js";
 import { MemoryStatusStore } from "./MemoryStatusStore.js";
 import { publishStateEvents } from "./publishStateEvents.js";
@@ -15,11 +17,15 @@ export interface ControlPlane extends ControllerServiceDeps {
   close(): Promise<void>;
 }
 
-/** The desired state, statuses and events beside a registry: in etcd with an etcd registry, else in memory. */
+/**
+ * The desired state, statuses, events and the audit record beside a registry: in etcd with an etcd registry,
+ * else in memory.
+ */
 export function createControlPlane(registry: Registry, logger: Logger, clusterSecret?: string): ControlPlane {
   const etcd = registry instanceof EtcdRegistry ? registry.client : undefined;
   const store = etcd ? new EtcdModelStore(etcd, logger) : new MemoryModelStore();
   const statuses = etcd ? new EtcdStatusStore(etcd, logger) : new MemoryStatusStore();
+  const audit = etcd ? new EtcdAuditLog(etcd, logger) : new MemoryAuditLog();
   const events = new EventHub();
   const stopEvents = publishStateEvents(events, registry, store, statuses);
   return {
@@ -28,10 +34,13 @@ export function createControlPlane(registry: Registry, logger: Logger, clusterSe
     statuses,
     events,
     clients: new WorkerServiceClients(clusterSecret),
+    audit,
+    logger,
     async close() {
       stopEvents();
       await store.close();
       await statuses.close();
+      await audit.close();
     },
   };
 }

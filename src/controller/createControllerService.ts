@@ -1,17 +1,24 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   ControllerService,
   GetModelResponseSchema,
+  ListAuditResponseSchema,
   ListModelInstancesResponseSchema,
   ListModelsResponseSchema,
   ListWorkersResponseSchema,
+  RestartModelRequestSchema,
   RestartModelResponseSchema,
+  ScaleModelRequestSchema,
   ScaleModelResponseSchema,
+  SetModelInstanceStateRequestSchema,
   SetModelInstanceStateResponseSchema,
+  StartModelRequestSchema,
   StartModelResponseSchema,
+  StopModelRequestSchema,
   StopModelResponseSchema,
+  UpdateModelRequestSchema,
   UpdateModelResponseSchema,
   type WatchEventsResponse,
 } from "../gen/smmf/v1/controller_pb.js";
@@ -21,8 +28,11 @@ import { WorkerStatusSchema } from "../gen/smmf/v1/worker_pb.js";
 import { rpc } from "../errors/rpc.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Registry } from "../registry/Registry.js";
+import type { Logger } from "../telemetry/createLogger.js";
 import { createAsyncQueue } from "../util/createAsyncQueue.js";
+import { auditQueryOf, type AuditLog } from "./AuditLog.js";
 import { checkPlacement } from "./checkPlacement.js";
+import { createAuditRecorder } from "./createAuditRecorder.js";
 import { describeModels } from "./describeModels.js";
 import type { EventHub } from "./EventHub.js";
 import { modelNotFound } from "./modelNotFound.js";
@@ -39,6 +49,9 @@ export interface ControllerServiceDeps {
   statuses: StatusStore;
   events: EventHub;
   clients: WorkerServiceClients;
+  /** Where every change made through this API is recorded. */
+  audit: AuditLog;
+  logger: Logger;
 }
 
 
@@ -57,10 +70,12 @@ function differsBeyondReplicas(a: ModelRecord["spec"], b: ModelRecord["spec"]): 
 /**
  * ControllerService: reads come from the watched state (registry, desired models, statuses); changes are
  * written to the desired state (checked first: valid, not a duplicate, placeable), where the leading
- * controller picks them up. Instance states go straight to the worker hosting the instance.
+ * controller picks them up. Instance states go straight to the worker hosting the instance. Every change,
+ * done or refused, is recorded in the audit log with the caller's API key name (the context's API_KEY).
  */
 export function createControllerService(deps: ControllerServiceDeps) {
   const { registry, store, statuses, events, clients } = deps;
+  const audited = createAuditRecorder(deps.audit, deps.logger);
   const models = () => describeModels(store.list(), registry.snapshot(), statuses.list());
   const liveInstances = (name: string) => registry.snapshot().filter((i) => i.model === name && i.managed && i.state !== InstanceState.DRAINING).length;
 
@@ -81,8 +96,8 @@ export function createControllerService(deps: ControllerServiceDeps) {
           .map((worker) => create(WorkerStatusSchema, { worker, instances: instances.filter((i) => i.workerId === worker.workerId) }));
         return create(ListWorkersResponseSchema, { workers });
       }),
-    startModel: (req) =>
-      rpc(async () => {
+    startModel: (req, ctx: HandlerContext) =>
+      rpc(() => audited(ctx, { action: "StartModel", target: req.spec?.name ?? "", schema: StartModelRequestSchema, request: req }, async () => {
         const spec = validateModelSpec(req.spec);
         spec.replicas ||= 1;
         if (store.get(spec.name)) throw new SmmfError("already_exists", `The model '${spec.name}' is already started; use 'smmf model update', 'scale' or 'restart'`, { param: "name" });
@@ -90,28 +105,28 @@ export function createControllerService(deps: ControllerServiceDeps) {
         const record = create(ModelRecordSchema, { version: MODEL_RECORD_VERSION, spec, generation: nextGeneration(), createdAt: now, updatedAt: now });
         await checkPlacement(registry, clients, record, spec.replicas);
         return create(StartModelResponseSchema, { model: await store.create(record) });
-      }),
-    stopModel: (req) =>
-      rpc(async () => {
+      })),
+    stopModel: (req, ctx: HandlerContext) =>
+      rpc(() => audited(ctx, { action: "StopModel", target: req.name, schema: StopModelRequestSchema, request: req }, async () => {
         await store.remove(req.name);
         return create(StopModelResponseSchema, {});
-      }),
-    restartModel: (req) =>
-      rpc(async () => {
+      })),
+    restartModel: (req, ctx: HandlerContext) =>
+      rpc(() => audited(ctx, { action: "RestartModel", target: req.name, schema: RestartModelRequestSchema, request: req }, async () => {
         const model = await store.update(req.name, (current) => create(ModelRecordSchema, { ...current, generation: nextGeneration(current.generation), updatedAt: timestampNow() }));
         return create(RestartModelResponseSchema, { model });
-      }),
-    scaleModel: (req) =>
-      rpc(async () => {
+      })),
+    scaleModel: (req, ctx: HandlerContext) =>
+      rpc(() => audited(ctx, { action: "ScaleModel", target: req.name, schema: ScaleModelRequestSchema, request: req }, async () => {
         if (req.replicas > MAX_REPLICAS) throw new SmmfError("invalid_argument", `'replicas' must be at most ${MAX_REPLICAS}; got ${req.replicas}`, { param: "replicas" });
         const current = store.get(req.name);
         if (!current) throw modelNotFound(req.name);
         await checkPlacement(registry, clients, current, req.replicas - liveInstances(req.name));
         const model = await store.update(req.name, (record) => create(ModelRecordSchema, { ...record, spec: { ...record.spec!, replicas: req.replicas }, updatedAt: timestampNow() }));
         return create(ScaleModelResponseSchema, { model });
-      }),
-    updateModel: (req) =>
-      rpc(async () => {
+      })),
+    updateModel: (req, ctx: HandlerContext) =>
+      rpc(() => audited(ctx, { action: "UpdateModel", target: req.spec?.name ?? "", schema: UpdateModelRequestSchema, request: req }, async () => {
         const spec = validateModelSpec(req.spec);
         const current = store.get(spec.name);
         if (!current) throw modelNotFound(spec.name);
@@ -126,9 +141,9 @@ export function createControllerService(deps: ControllerServiceDeps) {
           create(ModelRecordSchema, { ...record, spec, generation: rolls ? nextGeneration(record.generation) : record.generation, updatedAt: timestampNow() }),
         );
         return create(UpdateModelResponseSchema, { model });
-      }),
-    setModelInstanceState: (req) =>
-      rpc(async () => {
+      })),
+    setModelInstanceState: (req, ctx: HandlerContext) =>
+      rpc(() => audited(ctx, { action: "SetModelInstanceState", target: req.instanceId, schema: SetModelInstanceStateRequestSchema, request: req }, async () => {
         if (![InstanceState.ONLINE, InstanceState.OFFLINE, InstanceState.DRAINING].includes(req.state)) {
           throw new SmmfError("invalid_argument", "'state' must be ONLINE, OFFLINE or DRAINING", { param: "state" });
         }
@@ -136,6 +151,11 @@ export function createControllerService(deps: ControllerServiceDeps) {
         if (!instance) throw new SmmfError("not_found", `no instance '${req.instanceId}'`, { param: "instance_id" });
         const res = await clients.get(instance.address).setInstanceState({ instanceId: req.instanceId, state: req.state }, { timeoutMs: 30_000 });
         return create(SetModelInstanceStateResponseSchema, { instance: res.instance });
+      })),
+    listAudit: (req) =>
+      rpc(async () => {
+        const page = await deps.audit.list(auditQueryOf(req));
+        return create(ListAuditResponseSchema, { records: page.records, next: page.next });
       }),
     async *watchEvents(req, ctx) {
       const queue = createAsyncQueue<WatchEventsResponse>();

@@ -17,6 +17,7 @@ import { LeaderElection } from "./LeaderElection.js";
 import { startReconciling } from "./startReconciling.js";
 import type { Authenticator } from "../auth/Authenticator.js";
 import { authInterceptor } from "../auth/authInterceptor.js";
+import { auditAddressValues } from "./AuditAddress.js";
 import { restRole } from "../auth/requiredRole.js";
 import { guardHost } from "../net/guardHost.js";
 import { isLoopbackHost } from "../net/loopbackHost.js";
@@ -65,14 +66,14 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
       const role = options.auth && restRole(req.method ?? "GET", path, loopback);
-      if (role) options.auth!.authorize((name) => [req.headers[name]].flat()[0], role);
+      const key = role ? options.auth!.authorize((name) => [req.headers[name]].flat()[0], role) : null;
       if (path === "/metrics") {
         const text = await metrics.render();
         res.writeHead(200, { "content-type": metrics.contentType });
         return void res.end(text);
       }
       if (path === "/healthz") return sendJson(res, 200, { status: "ok", controller: id, leader: election?.isLeader ?? false, term: election?.term?.toString() ?? null });
-      if (path.startsWith("/api/v1/") && (await control(req, res, path))) return;
+      if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
       sendJson(res, 404, { error: { message: `Unknown route: ${req.method} ${path}`, type: "not_found_error", param: null, code: "not_found" } });
     })().catch((err: unknown) => {
       const error = toSmmfError(err);
@@ -83,6 +84,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   };
   const handler = connectNodeAdapter({
     interceptors: options.auth ? [authInterceptor(options.auth)] : [],
+    contextValues: auditAddressValues,
     routes(r) {
       r.service(ControllerService, service);
     },

@@ -91,6 +91,28 @@ describe("validateModelSpec", () => {
     expect(rejection({ labels: { ok: "x".repeat(257) } })).toMatchObject({ code: "invalid_argument", param: "labels" });
   });
 
+  it("refuses api_key_env and api_key_file from the API, pointing at credential", () => {
+    const upstream = { engine: "openai-compatible", source: "", proxy: { baseUrl: "http://127.0.0.1:9/v1" } };
+    for (const [field, proxy] of [
+      ["api_key_env", { apiKeyEnv: "OPENAI_API_KEY" }],
+      ["api_key_file", { apiKeyFile: "/etc/shadow" }],
+    ] as const) {
+      const err = rejection({ ...upstream, proxy: { ...upstream.proxy, ...proxy } });
+      expect(err, field).toMatchObject({ code: "invalid_argument", param: field });
+      expect(err.message, field).toMatch(new RegExp(`^'${field}' cannot be set through the API: name an upstream credential .* in 'credential'`));
+      expect(err.message, field).not.toMatch(/OPENAI_API_KEY|shadow/);
+    }
+    // Whatever the engine: a llama.cpp spec carrying proxy settings is refused too.
+    expect(rejection({ proxy: { apiKeyEnv: "HOME" } })).toMatchObject({ code: "invalid_argument", param: "api_key_env" });
+  });
+
+  it("accepts a credential name, and refuses a malformed one", () => {
+    const out = validateModelSpec(spec({ engine: "openai", source: "", proxy: { credential: "openai-prod" } }));
+    expect(out.proxy?.credential).toBe("openai-prod");
+    expect(rejection({ engine: "openai", source: "", proxy: { credential: "../x" } })).toMatchObject({ code: "invalid_argument", param: "credential" });
+    expect(rejection({ engine: "openai", source: "", proxy: { credential: "x".repeat(65) } })).toMatchObject({ code: "invalid_argument", param: "credential" });
+  });
+
   // Known bug: create(ModelSpecSchema, input) returns `input` itself when it is already a ModelSpec message,
   // so the defaults are written into the caller's message. Remove `.fails` once the input is cloned.
   it("does not change the input message", () => {

@@ -33,6 +33,13 @@ export function validateModelSpec(input: ModelSpec | undefined): ModelSpec {
     throw bad("name", (err as SmmfError).message.replace("'model' is required", "'name' is required"));
   }
   spec.engine ||= "llama.cpp";
+  // A spec from the API may not make a worker read its own environment variables or files (and send what it
+  // finds to a base URL of the caller's choosing): upstream keys are the operator's named credentials.
+  for (const [field, value] of [["api_key_env", spec.proxy?.apiKeyEnv], ["api_key_file", spec.proxy?.apiKeyFile]] as const) {
+    if (value) {
+      throw bad(field, `'${field}' cannot be set through the API: name an upstream credential the workers define in 'credential' (their upstreamCredentials setting), whose key is sent only to the base URLs it allows`);
+    }
+  }
   if (!ENGINE_NAMES.includes(spec.engine)) throw bad("engine", `unknown engine '${spec.engine.slice(0, 64)}'; known engines: ${ENGINE_NAMES.join(", ")}`);
   if (spec.engine === "llama.cpp") {
     if (!spec.source) throw bad("source", "'source' is required: a GGUF file path (relative to the workers' model directory, or absolute) or a file:// URI");

@@ -59,7 +59,7 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
     const controlPlane = createControlPlane(registry, logger, clusterSecret);
     const leading = new AbortController();
     startReconciling(controlPlane, "embedded", 1n, leading.signal, logger, telemetry.metrics);
-    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry, auth, clusterSecret }).catch(async (err: unknown) => {
+    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry, auth, clusterSecret, corsOrigins: config.corsOrigins }).catch(async (err: unknown) => {
       leading.abort();
       await controlPlane.close();
       throw err;

@@ -3,9 +3,9 @@ import { SmmfError } from "../errors/SmmfError.js";
 import type { EngineInstance, FinishReason, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
 import { checkProxyParams } from "./checkProxyParams.js";
 import { PROXY_PRESETS } from "./proxyPresets.js";
-import { readApiKey } from "./readApiKey.js";
+import { resolveUpstreamKey, type UpstreamKeyOptions } from "./resolveUpstreamKey.js";
 import { SequencePool } from "./SequencePool.js";
-import { redact, upstreamError } from "./upstreamError.js";
+import { redact, redactForLog, upstreamError, upstreamErrorDetail } from "./upstreamError.js";
 import { createUpstreamAgent } from "./createUpstreamAgent.js";
 import { finishResponse, readBody, readSseData, upstreamRequest } from "./upstreamRequest.js";
 
@@ -41,17 +41,20 @@ function finishReasonOf(upstream: string | null | undefined): FinishReason {
  * instance: chat and completions are streamed from the upstream (usage from `stream_options.include_usage`
  * where the upstream gives it, else counted), embeddings are passed through. At most `max_concurrency`
  * requests go upstream at once; more wait in a bounded queue. Upstream failures become SMMF errors (see
- * upstreamError); a malformed, truncated or stalled stream ends with `unavailable`, never a hang. The API key
- * is read here, on the worker, and appears nowhere else: it is removed from every message.
+ * upstreamError); a malformed, truncated or stalled stream ends with `unavailable`, never a hang. What an
+ * upstream says in its errors goes to the worker's log, not to the client. The API key is read here, on the
+ * worker (see resolveUpstreamKey: which key, and whether this base URL may have it, is settled before any
+ * request), and appears nowhere else: it is removed from every message and log line.
  */
-export async function createProxyEngine(spec: InstanceSpec, workerId: string): Promise<EngineInstance> {
+export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKeyOptions): Promise<EngineInstance> {
   checkProxyParams(spec);
   const presetName = spec.engine;
   const preset = PROXY_PRESETS[presetName];
   const p = spec.proxy;
   const base = new URL(p?.baseUrl || preset.baseUrl);
   const upstream = `${base.protocol}//${base.host}`;
-  const key = readApiKey(p?.apiKeyFile ?? "", p?.apiKeyEnv || preset.apiKeyEnv, preset.keyRequired, workerId);
+  const key = resolveUpstreamKey(spec, base.href, options);
+  const logger = options.logger;
   const secrets = key ? [key] : [];
   const headers: Record<string, string> = { ...p?.headers };
   if (key) {
@@ -80,8 +83,10 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
   async function post(path: string, body: object, signal: AbortSignal) {
     const res = await upstreamRequest({ url: endpoint(path), headers, body: JSON.stringify(body), agent, connectTimeoutMs, readTimeoutMs, signal, upstream });
     if (res.statusCode !== 200) {
+      const status = res.statusCode ?? 502;
       const text = await readBody(res, upstream, 1 << 20).catch(() => "");
-      throw upstreamError(res.statusCode ?? 502, text, res.headers["retry-after"] as string | undefined, secrets, upstream);
+      logger?.warn("upstream answered an error", { model: spec.model, upstream, path, status, detail: upstreamErrorDetail(text, secrets) });
+      throw upstreamError(status, text, res.headers["retry-after"] as string | undefined, upstream);
     }
     return res;
   }
@@ -110,7 +115,8 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
   }
 
   function malformed(data: string): SmmfError {
-    return new SmmfError("unavailable", `upstream ${upstream} sent malformed stream data: ${redact(data.slice(0, 120), secrets)}`);
+    logger?.warn("upstream sent malformed data", { model: spec.model, upstream, detail: redactForLog(data.slice(0, 200), secrets) });
+    return new SmmfError("unavailable", `upstream ${upstream} sent malformed stream data`);
   }
 
   async function* generate(input: GenerationInput, sampling: SamplingOptions, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
@@ -140,8 +146,8 @@ export async function createProxyEngine(spec: InstanceSpec, workerId: string): P
         }
         if (typeof chunk !== "object" || chunk === null) throw malformed(data);
         if (chunk.error !== undefined) {
-          const text = redact(typeof chunk.error === "string" ? chunk.error : String((chunk.error as { message?: unknown }).message ?? "error"), secrets);
-          throw new SmmfError("unavailable", `upstream ${upstream} failed during the stream: ${text.slice(0, 300)}`);
+          logger?.warn("upstream failed during the stream", { model: spec.model, upstream, detail: upstreamErrorDetail(JSON.stringify(chunk), secrets) });
+          throw new SmmfError("unavailable", `upstream ${upstream} failed during the stream`);
         }
         if (chunk.usage) usage = chunk.usage;
         const choice = chunk.choices?.[0];

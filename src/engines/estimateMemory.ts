@@ -1,8 +1,9 @@
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { EngineDefaults } from "./loadEngine.js";
-import { ENGINE_NAMES, isProxyEngine } from "./proxyPresets.js";
+import { ENGINE_NAMES, PROXY_PRESETS, isProxyEngine } from "./proxyPresets.js";
 import { checkProxyParams } from "./checkProxyParams.js";
+import { upstreamKeySource } from "./resolveUpstreamKey.js";
 
 /**
  * Estimated memory an instance of `spec` needs (weights plus contexts, all devices together), in bytes,
@@ -16,8 +17,10 @@ export async function estimateMemory(spec: InstanceSpec, defaults: EngineDefault
     }
     default:
       if (!isProxyEngine(spec.engine)) throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: ${ENGINE_NAMES.join(", ")}`, { param: "engine" });
-      // An upstream holds its model elsewhere: here only buffers and sockets.
+      // An upstream holds its model elsewhere: here only buffers and sockets. Its key settings are checked
+      // now (nothing read), so that the controller refuses a model this worker would refuse to load.
       checkProxyParams(spec);
+      upstreamKeySource(spec, new URL(spec.proxy?.baseUrl || PROXY_PRESETS[spec.engine].baseUrl).href, { workerId: defaults.workerId ?? "", credentials: defaults.upstreamCredentials });
       return 0;
   }
 }

@@ -1,13 +1,19 @@
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
+import type { Logger } from "../telemetry/createLogger.js";
 import type { EngineInstance } from "./Engine.js";
 import { ENGINE_NAMES, isProxyEngine } from "./proxyPresets.js";
+import type { UpstreamCredential } from "./UpstreamCredential.js";
 
 export interface EngineDefaults {
   threads?: number;
   gpu?: "auto" | false;
   /** The worker loading it, for messages. */
   workerId?: string;
+  /** Upstream engines: the credentials the worker's operator defines (`upstreamCredentials`). */
+  upstreamCredentials?: readonly UpstreamCredential[];
+  /** Upstream engines: where what upstreams say in their errors is logged (it is not shown to clients). */
+  logger?: Logger;
 }
 
 /** Creates the engine an InstanceSpec names; engine modules are imported only when used. */
@@ -35,7 +41,7 @@ export async function loadEngine(spec: InstanceSpec, defaults: EngineDefaults): 
     default: {
       if (!isProxyEngine(spec.engine)) throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: ${ENGINE_NAMES.join(", ")}`, { param: "engine" });
       const { createProxyEngine } = await import("./createProxyEngine.js");
-      return createProxyEngine(spec, defaults.workerId ?? "");
+      return createProxyEngine(spec, { workerId: defaults.workerId ?? "", credentials: defaults.upstreamCredentials, logger: defaults.logger });
     }
   }
 }

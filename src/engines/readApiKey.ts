@@ -18,7 +18,7 @@ export function readApiKey(file: string, env: string, required: boolean, workerI
   }
   const key = env ? (process.env[env] ?? "").trim() : "";
   if (!key && required) {
-    throw new SmmfError("failed_precondition", `this upstream needs an API key: set the environment variable ${env || "(none named)"} on worker ${workerId}, or give api_key_file`, { param: "api_key_env" });
+    throw new SmmfError("failed_precondition", `this upstream needs an API key: set the environment variable ${env || "(none named)"} on worker ${workerId}, give api_key_file, or name one of the worker's upstream credentials in 'credential'`, { param: "api_key_env" });
   }
   return key;
 }

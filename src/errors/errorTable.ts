@@ -13,6 +13,7 @@ export type ErrorCode =
   | "payload_too_large"
   | "unsupported_media_type"
   | "resource_exhausted"
+  | "rate_limit_exceeded"
   | "unavailable"
   | "cancelled"
   | "deadline_exceeded"
@@ -52,6 +53,8 @@ export const errorTable: Readonly<Record<ErrorCode, ErrorCodeInfo>> = {
   payload_too_large: { http: 413, type: "invalid_request_error", grpc: Code.InvalidArgument },
   unsupported_media_type: { http: 415, type: "invalid_request_error", grpc: Code.InvalidArgument },
   resource_exhausted: { http: 429, type: "rate_limit_error", grpc: Code.ResourceExhausted },
+  // An API key's requests or tokens per minute are used up (OpenAI's code for the same).
+  rate_limit_exceeded: { http: 429, type: "rate_limit_error", grpc: Code.ResourceExhausted },
   unavailable: { http: 503, type: "service_unavailable_error", grpc: Code.Unavailable },
   cancelled: { http: 499, type: "invalid_request_error", grpc: Code.Canceled },
   deadline_exceeded: { http: 504, type: "server_error", grpc: Code.DeadlineExceeded },

@@ -2,9 +2,14 @@ import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { create, fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
+import { API_KEY } from "../auth/authInterceptor.js";
+import { auditAddressValues } from "../controller/AuditAddress.js";
+import { AuditRecordSchema } from "../gen/smmf/v1/audit_pb.js";
+import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import type { ControllerApi } from "../controller/createControllerService.js";
 import {
   GetModelRequestSchema,
+  ListAuditRequestSchema,
   ModelSchema,
   RestartModelRequestSchema,
   ScaleModelRequestSchema,
@@ -48,14 +53,17 @@ function reply(res: AnyResponse, status: number, body: unknown): true {
 /**
  * The controller API as REST under /api/v1 (JSON bodies are the protobuf messages in proto3 JSON form):
  * models (list, start, get, update, stop, restart, scale), workers, instance states, and events as
- * server-sent events. Returns false for paths it does not serve.
+ * server-sent events, and the audit record. Returns false for paths it does not serve. `key` is the caller's
+ * API key as the REST handler authorized it (null when keys are not enforced): changes are recorded with its
+ * name, as over gRPC.
  */
-export function createControlRoutes(service: Service, maxBodyBytes: number): (req: Req, res: AnyResponse, path: string) => Promise<boolean> {
-  return async (req, res, path) => {
+export function createControlRoutes(service: Service, maxBodyBytes: number): (req: Req, res: AnyResponse, path: string, key?: ApiKey | null) => Promise<boolean> {
+  return async (req, res, path, key = null) => {
     const abort = new AbortController();
     const onClose = () => abort.abort();
     res.once("close", onClose);
-    const ctx = { signal: abort.signal } as HandlerContext;
+    const values = auditAddressValues(req).set(API_KEY, key);
+    const ctx = { signal: abort.signal, values } as HandlerContext;
     const segments = path.split("/").slice(3).map(decodeURIComponent); // after /api/v1/
     try {
       const [collection, id, action] = segments;
@@ -67,31 +75,31 @@ export function createControlRoutes(service: Service, maxBodyBytes: number): (re
             return reply(res, 200, { object: "list", data: models.map((m) => json(ModelSchema, m)) });
           }
           const spec = parse(ModelSpecSchema, await readJsonBody(req, maxBodyBytes));
-          const { model } = await service.startModel(create(StartModelRequestSchema, { spec }));
+          const { model } = await service.startModel(create(StartModelRequestSchema, { spec }), ctx);
           return reply(res, 201, json(ModelRecordSchema, model!));
         }
         if (action === undefined) {
           allowMethods(req, "GET", "PUT", "DELETE");
           if (req.method === "GET") return reply(res, 200, json(ModelSchema, (await service.getModel(create(GetModelRequestSchema, { name: id }))).model!));
           if (req.method === "DELETE") {
-            await service.stopModel(create(StopModelRequestSchema, { name: id }));
+            await service.stopModel(create(StopModelRequestSchema, { name: id }), ctx);
             return reply(res, 200, { name: id, stopped: true });
           }
           const spec = parse(ModelSpecSchema, await readJsonBody(req, maxBodyBytes));
           if (spec.name && spec.name !== id) throw new SmmfError("invalid_argument", `the spec names '${spec.name}', the path '${id}'`, { param: "name" });
           spec.name = id;
-          return reply(res, 200, json(ModelRecordSchema, (await service.updateModel(create(UpdateModelRequestSchema, { spec }))).model!));
+          return reply(res, 200, json(ModelRecordSchema, (await service.updateModel(create(UpdateModelRequestSchema, { spec }), ctx)).model!));
         }
         if (action === "restart") {
           allowMethods(req, "POST");
-          return reply(res, 200, json(ModelRecordSchema, (await service.restartModel(create(RestartModelRequestSchema, { name: id }))).model!));
+          return reply(res, 200, json(ModelRecordSchema, (await service.restartModel(create(RestartModelRequestSchema, { name: id }), ctx)).model!));
         }
         if (action === "scale") {
           allowMethods(req, "POST");
           const body = await readJsonBody(req, maxBodyBytes);
           const replicas = body.replicas;
           if (typeof replicas !== "number" || !Number.isInteger(replicas) || replicas < 0) throw new SmmfError("invalid_argument", "'replicas' must be a whole number, 0 or more", { param: "replicas" });
-          return reply(res, 200, json(ModelRecordSchema, (await service.scaleModel(create(ScaleModelRequestSchema, { name: id, replicas }))).model!));
+          return reply(res, 200, json(ModelRecordSchema, (await service.scaleModel(create(ScaleModelRequestSchema, { name: id, replicas }), ctx)).model!));
         }
         return false;
       }
@@ -102,8 +110,17 @@ export function createControlRoutes(service: Service, maxBodyBytes: number): (re
       }
       if (collection === "instances" && id && action !== undefined && Object.hasOwn(STATES, action)) {
         allowMethods(req, "POST");
-        const { instance } = await service.setModelInstanceState(create(SetModelInstanceStateRequestSchema, { instanceId: id, state: STATES[action] }));
+        const { instance } = await service.setModelInstanceState(create(SetModelInstanceStateRequestSchema, { instanceId: id, state: STATES[action] }), ctx);
         return reply(res, 200, json(InstanceSchema, instance!));
+      }
+      if (collection === "audit" && id === undefined) {
+        allowMethods(req, "GET");
+        const query = new URL(req.url ?? "/", "http://x").searchParams;
+        const limitText = query.get("limit") ?? "";
+        if (limitText && !/^\d{1,6}$/.test(limitText)) throw new SmmfError("invalid_argument", "'limit' must be a whole number", { param: "limit" });
+        const request = create(ListAuditRequestSchema, { limit: Number(limitText), before: query.get("before") ?? "", action: query.get("action") ?? "", target: query.get("target") ?? "" });
+        const { records, next } = await service.listAudit(request);
+        return reply(res, 200, { object: "list", data: records.map((r) => toJson(AuditRecordSchema, r, { alwaysEmitImplicit: true })), next: next || null });
       }
       if (collection === "events" && id === undefined) {
         allowMethods(req, "GET");

@@ -3,6 +3,7 @@ import { toJson } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { keyAllowsModel } from "../auth/Authenticator.js";
 import { API_KEY } from "../auth/authInterceptor.js";
+import type { KeyAccounting } from "../auth/KeyAccounting.js";
 import { InferenceService, SamplingParamsSchema } from "../gen/smmf/v1/inference_pb.js";
 import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 import { asConnectError } from "../errors/asConnectError.js";
@@ -27,7 +28,8 @@ function checkModel(ctx: HandlerContext, model: string): void {
  * and Embed calls are observed like REST requests (metrics, trace, request log; endpoints `grpc_generate`
  * and `grpc_embed`; their status is the HTTP status of their SMMF code).
  */
-export function createGatewayInferenceService(router: InferenceRouter, registry?: Registry, telemetry: Telemetry = disabledTelemetry()): ServiceImpl<typeof InferenceService> {
+export function createGatewayInferenceService(router: InferenceRouter, registry?: Registry, telemetry: Telemetry = disabledTelemetry(), accounting?: KeyAccounting): ServiceImpl<typeof InferenceService> {
+  const admit = (ctx: HandlerContext) => accounting?.admit(ctx.values.get(API_KEY), (name, value) => ctx.responseHeader.set(name, value));
   const isKnownModel = (model: string) => registry?.snapshot().some((i) => i.model === model) ?? false;
   const observe = (endpoint: ObservedEndpoint, requestId: string, headers: Headers) => {
     const id = requestId || `grpc-${randomUUID().replaceAll("-", "")}`;
@@ -42,6 +44,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
         const iterator = requests[Symbol.asyncIterator]();
         const start = await readGenerateStart(iterator);
         checkModel(ctx, start.model);
+        const onUsage = admit(ctx);
         obs = observe("grpc_generate", start.requestId, ctx.requestHeader);
         ctx.responseHeader.set("x-request-id", obs.id);
         const input = start.input.case === "chat" ? start.input.value.messages.map((m) => ({ role: m.role, content: m.content })) : start.input.value;
@@ -53,6 +56,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
           if (res.kind.case === "delta") observation.delta(res.kind.value.pieces);
           else if (res.kind.case === "done") {
             const usage = res.kind.value.usage;
+            onUsage?.(usage?.promptTokens ?? 0, usage?.completionTokens ?? 0);
             observation.end(200, { usage: usage && { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } });
           }
           yield res;
@@ -76,7 +80,9 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
       obs.describe({ model: req.model, params: {}, prompt: req.inputs });
       try {
         checkModel(ctx, req.model);
+        const onUsage = admit(ctx);
         const res = await router.embed(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
+        onUsage?.(res.usage?.promptTokens ?? 0, 0);
         obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
         return res;
       } catch (err) {

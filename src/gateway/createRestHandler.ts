@@ -21,6 +21,7 @@ import { readJsonBody } from "./readJsonBody.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { keyAllowsModel, type Authenticator } from "../auth/Authenticator.js";
 import { restRole } from "../auth/requiredRole.js";
+import type { KeyAccounting, UsageListener } from "../auth/KeyAccounting.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 import { streamGeneration } from "./streamGeneration.js";
 
@@ -37,6 +38,8 @@ export interface RestOptions {
   auth?: Authenticator;
   /** The gateway listens on loopback only: /metrics is open without a key. */
   loopback?: boolean;
+  /** Per-key limits and usage of inference requests. */
+  accounting?: KeyAccounting;
 }
 
 /** The sampling and limit fields of a body, as the request log keeps them. */
@@ -86,6 +89,11 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
     }
   }
 
+  /** Admits an inference request of `key` by its limits (429 when over), with the x-ratelimit-* headers. */
+  function admit(key: ApiKey | null, res: AnyResponse): UsageListener | undefined {
+    return options.accounting?.admit(key, (name, value) => res.setHeader(name, value));
+  }
+
   async function readDescribed(req: Req, obs: RequestObservation, key: ApiKey | null): Promise<Record<string, unknown>> {
     const body = await readJsonBody(req, maxBodyBytes);
     if (telemetry.enabled) obs.describe(describeBody(body));
@@ -118,21 +126,23 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
       case "/v1/chat/completions":
         return observed("chat_completions", "chatcmpl", req, res, async (obs, id) => {
           const request = parseChatRequest(await readDescribed(req, obs, key), id);
-          return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()), obs);
+          return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()), obs, admit(key, res));
         });
       case "/v1/completions":
         return observed("completions", "cmpl", req, res, async (obs, id) => {
           const request = parseCompletionRequest(await readDescribed(req, obs, key), id);
-          return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()), obs);
+          return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()), obs, admit(key, res));
         });
       case "/v1/embeddings":
         return observed("embeddings", "emb", req, res, async (obs, id) => {
           const request = parseEmbeddingsRequest(await readDescribed(req, obs, key), id);
+          const onUsage = admit(key, res);
           const abort = new AbortController();
           const onClose = () => abort.abort();
           res.once("close", onClose);
           try {
             const result = await router.embed(request.request, abort.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
+            onUsage?.(result.usage?.promptTokens ?? 0, 0);
             sendJson(res, 200, embeddingsResponse(request, result), { "x-request-id": id, "x-smmf-instance": result.instanceId });
             obs.end(200, { usage: { promptTokens: result.usage?.promptTokens ?? 0, completionTokens: 0 } });
           } finally {
@@ -147,7 +157,7 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
       }
     }
     if (path.startsWith("/api/v1/requests") && (await requestLogRoutes(req, res, path))) return;
-    if (path.startsWith("/api/v1/") && (await control(req, res, path))) return;
+    if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
     if (path.startsWith("/v1/models/")) {
       allowMethods(req, "GET");
       const name = decodeURIComponent(path.slice("/v1/models/".length));

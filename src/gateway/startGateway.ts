@@ -5,9 +5,13 @@ import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import { listenHttp, type HttpListener } from "../net/listenHttp.js";
 import { guardHost } from "../net/guardHost.js";
+import { withCors } from "../net/withCors.js";
 import { isLoopbackHost } from "../net/loopbackHost.js";
 import type { Authenticator } from "../auth/Authenticator.js";
 import { authInterceptor } from "../auth/authInterceptor.js";
+import { KeyAccounting } from "../auth/KeyAccounting.js";
+import { auditAddressValues } from "../controller/AuditAddress.js";
+import { KeyLimiter } from "../auth/KeyLimiter.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { collectRegistryMetrics } from "../telemetry/collectRegistryMetrics.js";
@@ -31,6 +35,10 @@ export interface GatewayOptions {
   auth?: Authenticator;
   /** Presented to workers on every call (their cluster credential). */
   clusterSecret?: string;
+  /** How many gateways share the API keys' limits (this one included); default 1. */
+  fleetSize?: () => number;
+  /** Web origins allowed to call the API from a browser (CORS); none by default. */
+  corsOrigins?: readonly string[];
 }
 
 export interface RunningGateway {
@@ -72,21 +80,28 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret);
   const controller = createControllerService(plane);
   const loopback = isLoopbackHost(options.host);
-  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, auth: options.auth, loopback });
+  const fleetSize = options.fleetSize ?? (() => 1);
+  const limiter = new KeyLimiter(fleetSize);
+  const accounting = new KeyAccounting(limiter, metrics);
+  stopCollecting.push(metrics.onCollect(() => metrics.fleetSize.set(fleetSize())));
+  const stopKeyWatch = options.auth?.store.subscribe(() => limiter.retain(new Set(options.auth!.store.keys().keys())));
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, auth: options.auth, loopback, accounting });
   const handler = connectNodeAdapter({
     interceptors: options.auth ? [authInterceptor(options.auth)] : [],
+    contextValues: auditAddressValues,
     routes(r) {
-      r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry));
+      r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting));
       r.service(ControllerService, controller);
     },
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
   let listener: HttpListener;
   try {
-    listener = await listenHttp(guardHost(handler, loopback), options.host, options.port);
+    listener = await listenHttp(guardHost(withCors(handler, options.corsOrigins ?? []), loopback), options.host, options.port);
   } catch (err) {
     router.close();
     stopCollecting.forEach((stop) => stop());
+    stopKeyWatch?.();
     if (!options.controlPlane) await plane.close();
     throw err;
   }
@@ -100,6 +115,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       await listener.close(graceMs);
       router.close();
       stopCollecting.forEach((stop) => stop());
+      stopKeyWatch?.();
       if (!options.controlPlane) await plane.close();
     },
   };

@@ -1,3 +1,4 @@
+import type { UsageListener } from "../auth/KeyAccounting.js";
 import type { GenerateResponse, GenerateStart } from "../gen/smmf/v1/inference_pb.js";
 import { FinishReason } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
@@ -45,7 +46,7 @@ function incomplete(): SmmfError {
  * first token get a plain HTTP error (thrown to the caller); later ones end the stream with an error event.
  * A client that goes away cancels the generation.
  */
-export async function streamGeneration(router: InferenceRouter, res: AnyResponse, req: GenerationRequest, format: CompletionFormat, obs: RequestObservation): Promise<void> {
+export async function streamGeneration(router: InferenceRouter, res: AnyResponse, req: GenerationRequest, format: CompletionFormat, obs: RequestObservation, onUsage?: UsageListener): Promise<void> {
   const abort = new AbortController();
   const onClose = () => abort.abort();
   res.once("close", onClose);
@@ -74,6 +75,7 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
           const finish = FINISH_NAMES[kind.value.finishReason] ?? "stop";
           const usage = usageOf(kind.value);
           sendJson(res, 200, format.whole(text, finish, usage), headers);
+          onUsage?.(usage.prompt_tokens, usage.completion_tokens);
           return obs.end(200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }, finishReason: finish });
         }
       }
@@ -96,6 +98,7 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
           if (req.includeUsage) await writeSse(res, format.usageChunk(usage));
           await writeSse(res, "[DONE]");
           res.end();
+          onUsage?.(usage.prompt_tokens, usage.completion_tokens);
           return obs.end(abort.signal.aborted ? 499 : 200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }, finishReason: finish });
         }
       }

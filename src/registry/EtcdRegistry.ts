@@ -1,9 +1,10 @@
+import { GatewayInfoSchema, type GatewayInfo } from "../gen/smmf/v1/gateway_pb.js";
 import { toJsonString } from "@bufbuild/protobuf";
 import { circuitBreaker, ConsecutiveBreaker, handleWhen } from "cockatiel";
 import { Etcd3, isRecoverableError, type Lease } from "etcd3";
 import { InstanceSchema, WorkerInfoSchema, type Instance, type WorkerInfo } from "../gen/smmf/v1/instance_pb.js";
 import type { Logger } from "../telemetry/createLogger.js";
-import { INSTANCES_PREFIX, instanceKey, WORKERS_PREFIX, workerKey } from "./instanceKey.js";
+import { GATEWAYS_PREFIX, INSTANCES_PREFIX, instanceKey, WORKERS_PREFIX, workerKey } from "./instanceKey.js";
 import { PrefixWatcher } from "./PrefixWatcher.js";
 import type { Registry } from "./Registry.js";
 
@@ -42,6 +43,7 @@ export class EtcdRegistry implements Registry {
   // discovery
   private readonly instances: PrefixWatcher<typeof InstanceSchema>;
   private workersWatch?: PrefixWatcher<typeof WorkerInfoSchema>;
+  private gatewaysWatch?: PrefixWatcher<typeof GatewayInfoSchema>;
   /** Counts of watch events and re-lists of the instances, and of leases granted, for tests and metrics. */
   readonly stats: { leasesGranted: number; readonly events: number; readonly relists: number };
 
@@ -175,6 +177,17 @@ export class EtcdRegistry implements Registry {
     return this.workerWatcher().subscribe(listener);
   }
 
+  /** Says this gateway is up, under this process's lease (gateways count each other for per-key limits). */
+  registerGateway(info: GatewayInfo): Promise<void> {
+    return this.publish(`${GATEWAYS_PREFIX}${info.gatewayId}`, info.gatewayId, toJsonString(GatewayInfoSchema, info));
+  }
+
+  /** Gateways up, as last seen (at least 1: this one). */
+  gatewayCount(): number {
+    this.gatewaysWatch ??= new PrefixWatcher({ client: this.client, prefix: GATEWAYS_PREFIX, schema: GatewayInfoSchema, logger: this.logger, what: "gateway" });
+    return Math.max(1, this.gatewaysWatch.snapshot().length);
+  }
+
   private workerWatcher(): PrefixWatcher<typeof WorkerInfoSchema> {
     this.workersWatch ??= new PrefixWatcher({ client: this.client, prefix: WORKERS_PREFIX, schema: WorkerInfoSchema, logger: this.logger, what: "worker" });
     return this.workersWatch;
@@ -197,6 +210,7 @@ export class EtcdRegistry implements Registry {
     this.closed = true;
     await this.instances.close();
     await this.workersWatch?.close();
+    await this.gatewaysWatch?.close();
     this.lease?.release();
     this.client.close();
   }

@@ -3,6 +3,7 @@ export const ETCD_ROOT = "/smmf/v1/";
 export const INSTANCES_PREFIX = `${ETCD_ROOT}instances/`;
 export const WORKERS_PREFIX = `${ETCD_ROOT}workers/`;
 export const MODELS_PREFIX = `${ETCD_ROOT}models/`;
+export const GATEWAYS_PREFIX = `${ETCD_ROOT}gateways/`;
 /** The controllers' election: created in a transaction only while it does not exist; its create revision is the term. */
 export const ELECTION_KEY = `${ETCD_ROOT}controller/election`;
 

@@ -34,6 +34,9 @@ export class Metrics {
   readonly retries = new Counter({ name: "smmf_gateway_retries_total", help: "Requests sent again to another instance before their first token.", labelNames: ["model"], registers: [this.registry] });
   readonly failovers = new Counter({ name: "smmf_gateway_failovers_total", help: "Streams continued on another instance after their first token.", labelNames: ["model"], registers: [this.registry] });
   readonly ejections = new Counter({ name: "smmf_gateway_ejections_total", help: "Instances taken out of routing for failing.", labelNames: ["model", "instance"], registers: [this.registry] });
+  readonly keyRequests = new FastCounter({ name: "smmf_key_requests_total", help: "Inference requests per API key (by its name): admitted, or refused by the key's limits.", labelNames: ["key", "outcome"], registers: [this.registry] });
+  readonly keyTokens = new FastCounter({ name: "smmf_key_tokens_total", help: "Tokens of answered requests per API key (by its name), prompt and completion.", labelNames: ["key", "type"], registers: [this.registry] });
+  readonly fleetSize = new Gauge({ name: "smmf_gateway_fleet_size", help: "Gateways this gateway counts, itself included (each enforces a 1/N share of every key's limits).", registers: [this.registry] });
   readonly feedback = new Counter({ name: "smmf_feedback_total", help: "User feedback on requests, by model and sign of the score.", labelNames: ["model", "sentiment"], registers: [this.registry] });
   readonly requestLogDropped = new Counter({ name: "smmf_request_log_dropped_total", help: "Request-log records not written (the log failed or its queue was full).", registers: [this.registry] });
 

@@ -77,7 +77,8 @@ export class Worker {
   constructor(options: WorkerOptions) {
     this.id = options.id || `worker-${randomUUID().slice(0, 8)}`;
     this.registry = options.registry;
-    this.engineDefaults = { ...options.engineDefaults, workerId: this.id };
+    // Engines get the worker's logger too: upstream engines log what their upstreams say in errors there.
+    this.engineDefaults = { logger: options.logger, ...options.engineDefaults, workerId: this.id };
     this.logger = options.logger;
     this.labels = { ...options.labels };
     this.options = options;

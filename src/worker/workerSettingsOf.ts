@@ -25,6 +25,6 @@ export function workerSettingsOf(config: SmmfConfig): Omit<WorkerServerOptions, 
       downloadTimeoutMs: config.downloadTimeoutMs ?? DEFAULTS.downloadTimeoutMs!,
     },
     drainGraceMs: config.shutdownGraceMs,
-    engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto" },
+    engineDefaults: { threads: config.threads || undefined, gpu: config.gpu === "off" ? false : "auto", upstreamCredentials: config.upstreamCredentials ?? [] },
   };
 }

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,7 +17,8 @@ import { projectRoot } from "../helpers/testModel.js";
 
 // An installation without optional and dev dependencies (no node-llama-cpp) runs a gateway, a controller and
 // a worker that serves models from OpenAI-compatible upstreams; the upstream here is an SMMF with the model.
-// The API key is given to the worker only, in its environment; it must not show anywhere else.
+// The API key is given to the worker only, in its environment, under a credential its config names with the
+// base URLs it may go to; models name the credential. The key must not show anywhere else.
 const KEY = `sk-lite-${randomBytes(12).toString("hex")}`;
 let lite: string;
 let etcd: TestEtcd;
@@ -37,15 +38,17 @@ beforeAll(async () => {
   echo = createServer((req, res) => {
     req.resume();
     res.writeHead(400, { "content-type": "application/json" });
-    res.end(JSON.stringify({ error: { message: `rejected ${req.headers.authorization}` } }));
+    res.end(JSON.stringify({ error: { message: `echoing ${req.headers.authorization}` } }));
   });
   await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
   echoUrl = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/v1`;
   [etcd, upstream] = await Promise.all([startEtcd(), startTestServer()]);
   const [gatewayPort, controllerPort] = [await freePort(), await freePort()];
   const common = ["--etcd", etcd.endpoints, "--log-level", "debug", "--lease-ttl", "2"];
+  const workerConfig = join(lite, "worker.config.json");
+  writeFileSync(workerConfig, JSON.stringify({ upstreamCredentials: [{ name: "lite", env: "LITE_KEY", allowedBaseUrls: [`${upstream.url}/v1`, echoUrl] }] }));
   procs = await Promise.all([
-    startSmmf(["worker", ...common, "--no-models", "--worker-id", "lite-w"], { root: lite, env: { LITE_KEY: KEY }, timeoutMs: 60_000 }),
+    startSmmf(["worker", ...common, "--config", workerConfig, "--no-models", "--worker-id", "lite-w"], { root: lite, env: { LITE_KEY: KEY }, timeoutMs: 60_000 }),
     startSmmf(["gateway", ...common, "--port", String(gatewayPort)], { root: lite, timeoutMs: 60_000 }),
     startSmmf(["controller", ...common, "--port", String(controllerPort)], { root: lite, timeoutMs: 60_000 }),
   ]);
@@ -71,12 +74,12 @@ describe("a light install (npm ci --omit=optional --omit=dev)", () => {
 
   it("starts an upstream model through the controller and serves requests", async () => {
     const started = await runCli(
-      ["model", "start", "lite-model", "--engine", "openai-compatible", "--base-url", `${upstream.url}/v1`, "--upstream-model", "stories260K", "--api-key-env", "LITE_KEY", "--wait", `--url=${gatewayUrl}`, "--json"],
+      ["model", "start", "lite-model", "--engine", "openai-compatible", "--base-url", `${upstream.url}/v1`, "--upstream-model", "stories260K", "--credential", "lite", "--wait", `--url=${gatewayUrl}`, "--json"],
       60_000,
       lite,
     );
     expect(started.code, started.stderr).toBe(0);
-    expect(JSON.parse(started.stdout).spec).toMatchObject({ engine: "openai-compatible", proxy: { apiKeyEnv: "LITE_KEY", upstreamModel: "stories260K" } });
+    expect(JSON.parse(started.stdout).spec).toMatchObject({ engine: "openai-compatible", proxy: { credential: "lite", upstreamModel: "stories260K" } });
     const openai = new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: "unused", maxRetries: 0 });
     const chat = await openai.chat.completions.create({ model: "lite-model", messages: [{ role: "user", content: "Hello" }], max_tokens: 5 });
     expect(chat.usage?.completion_tokens).toBe(5);
@@ -96,12 +99,15 @@ describe("a light install (npm ci --omit=optional --omit=dev)", () => {
   });
 
   it("never shows the API key: not in etcd, not in the CLI's JSON, not in error bodies, not in any log line", async () => {
-    const started = await runCli(["model", "start", "echo", "--engine", "openai-compatible", "--base-url", echoUrl, "--api-key-env", "LITE_KEY", "--wait", `--url=${gatewayUrl}`], 60_000, lite);
+    const started = await runCli(["model", "start", "echo", "--engine", "openai-compatible", "--base-url", echoUrl, "--credential", "lite", "--wait", `--url=${gatewayUrl}`], 60_000, lite);
     expect(started.code, started.stderr).toBe(0);
     const res = await fetch(`${gatewayUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "echo", messages: [{ role: "user", content: "hi" }] }) });
     const body = await res.text();
     expect(res.status).toBe(400);
-    expect(body).toContain("rejected Bearer [redacted]");
+    // The upstream's words go to the worker's log (the key taken out), not to the client.
+    expect(body).not.toContain("echoing");
+    expect(body).toMatch(/rejected the request as invalid \(HTTP 400\)/);
+    await waitFor("the upstream's error in the worker's log", () => procs[0].stderr().includes("echoing Bearer [redacted]"), 5_000);
 
     const everything = [
       body,
@@ -111,7 +117,7 @@ describe("a light install (npm ci --omit=optional --omit=dev)", () => {
       (await runCli(["worker", "list", "--json", `--url=${gatewayUrl}`], 60_000, lite)).stdout,
       ...procs.flatMap((p) => [p.stdout(), p.stderr()]),
     ];
-    expect(everything[1]).toContain("LITE_KEY"); // the variable's name is stored, its value is not
+    expect(everything[1]).toContain('"credential":"lite"'); // the credential's name is stored, its key is not
     for (const text of everything) expect(text).not.toContain(KEY.slice(8));
   });
 });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
 import { testModelPath } from "../helpers/testModel.js";
 
@@ -92,10 +92,19 @@ describe("OpenAI-compatible upstream engine, relaying to a second SMMF gateway",
     expect(relayed.usage).toEqual(direct.usage);
   });
 
-  it("maps upstream refusals onto SMMF errors: an over-long request is the client's error, with the upstream's message", async () => {
-    const err = (await relay.openai.completions.create({ model: "relay", prompt: "Once", max_tokens: 100_000 }).catch((e: unknown) => e)) as { status: number; code: string; message: string };
-    expect(err).toMatchObject({ status: 400, code: "context_length_exceeded" });
-    expect(err.message).toMatch(/maximum context length is \d+ tokens/);
+  it("maps upstream refusals onto SMMF errors: an over-long request is the client's error; what the upstream said is in the worker's log", async () => {
+    // The relay's logger writes JSON lines on stderr (at warn and above, see startTestServer).
+    const logged: string[] = [];
+    const stderr = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => (logged.push(String(chunk)), true));
+    try {
+      const err = (await relay.openai.completions.create({ model: "relay", prompt: "Once", max_tokens: 100_000 }).catch((e: unknown) => e)) as { status: number; code: string; message: string };
+      expect(err).toMatchObject({ status: 400, code: "context_length_exceeded" });
+      expect(err.message).toMatch(/^400 the prompt and max_tokens do not fit in the upstream model's context \(upstream http:\/\/127\.0\.0\.1:\d+ answered HTTP 400\)$/);
+      expect(err.message).not.toMatch(/maximum context length/);
+      await expect.poll(() => logged.find((l) => l.includes("upstream answered an error")), { timeout: 5_000 }).toMatch(/maximum context length is \d+ tokens/);
+    } finally {
+      stderr.mockRestore();
+    }
   });
 
   it("cancels the upstream generation when the client goes away", async () => {

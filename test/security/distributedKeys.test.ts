@@ -5,6 +5,7 @@ import { startControllerProc, type ControllerProc } from "../helpers/controlClus
 import { startDistGateway, startDistWorker, waitUntilReady, type DistGateway, type DistWorker } from "../helpers/distCluster.js";
 import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
 import { projectRoot } from "../helpers/testModel.js";
+import { promSamples, promValue } from "../helpers/promSamples.js";
 
 // etcd, a worker, two gateways and a controller as processes; keys made with `smmf key --etcd`.
 let etcd: TestEtcd;
@@ -60,6 +61,27 @@ describe("API keys in etcd, across gateways and a controller", () => {
     const all = await etcd.etcdctl("get", "--prefix", "/smmf/");
     expect(all).toContain("/smmf/v1/keys/");
     expect(all.includes(secret.slice(-43))).toBe(false);
+  });
+
+  it("two gateways hold a key's requests per minute together, within 10% (each admits half)", async () => {
+    const out = await smmfCli(["key", "create", "shared", "--role", "inference", "--rpm", "20", "--etcd", etcd.endpoints]);
+    expect(out.code, out.stderr).toBe(0);
+    const shared = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
+    // Each gateway counts both (their records in etcd), and knows the key.
+    for (const g of gateways) {
+      const root = g.baseURL.replace(/\/v1$/, "");
+      await expect.poll(async () => promValue(promSamples(await (await fetch(`${root}/metrics`)).text()), "smmf_gateway_fleet_size"), { timeout: 10_000 }).toBe(2);
+      await expect.poll(() => status(root, "/v1/models", shared), { timeout: 1_000, interval: 20 }).toBe(200);
+    }
+    let admitted = 0;
+    for (let i = 0; i < 40; i++) {
+      const res = await fetch(`${gateways[i % 2].baseURL}/completions`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${shared}` }, body: JSON.stringify({ model: "stories260K", prompt: "Once", max_tokens: 1 }) });
+      await res.arrayBuffer();
+      if (res.status === 200) admitted++;
+      else expect(res.status).toBe(429);
+    }
+    expect(admitted).toBeGreaterThanOrEqual(18);
+    expect(admitted).toBeLessThanOrEqual(22);
   });
 
   it("a revoked key is refused by both gateways and the controller within a second; revoking the last key does not open them", async () => {

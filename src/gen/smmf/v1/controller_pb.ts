@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { AuditRecord } from "./audit_pb.js";
+import { file_smmf_v1_audit } from "./audit_pb.js";
 import type { Instance, InstanceState } from "./instance_pb.js";
 import { file_smmf_v1_instance } from "./instance_pb.js";
 import type { ModelRecord, ModelSpec } from "./model_pb.js";
@@ -18,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/controller.proto.
  */
 export const file_smmf_v1_controller: GenFile = /*@__PURE__*/
-  fileDesc("ChhzbW1mL3YxL2NvbnRyb2xsZXIucHJvdG8SB3NtbWYudjEiEwoRTGlzdE1vZGVsc1JlcXVlc3Qi+gEKBU1vZGVsEgwKBG5hbWUYASABKAkSDwoHZW5naW5lcxgCIAMoCRIWCg5yZWFkeV9yZXBsaWNhcxgDIAEoDRIPCgdjcmVhdGVkGAQgASgDEg8KB21hbmFnZWQYBSABKAgSGAoQZGVzaXJlZF9yZXBsaWNhcxgGIAEoDRIgCgRzcGVjGAcgASgLMhIuc21tZi52MS5Nb2RlbFNwZWMSEgoKZ2VuZXJhdGlvbhgIIAEoBBIkCglpbnN0YW5jZXMYCSADKAsyES5zbW1mLnYxLkluc3RhbmNlEg8KB21lc3NhZ2UYCiABKAkSEQoJaW5fZmxpZ2h0GAsgASgNIjQKEkxpc3RNb2RlbHNSZXNwb25zZRIeCgZtb2RlbHMYASADKAsyDi5zbW1mLnYxLk1vZGVsIh8KD0dldE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEEdldE1vZGVsUmVzcG9uc2USHQoFbW9kZWwYASABKAsyDi5zbW1mLnYxLk1vZGVsIioKGUxpc3RNb2RlbEluc3RhbmNlc1JlcXVlc3QSDQoFbW9kZWwYASABKAkiQgoaTGlzdE1vZGVsSW5zdGFuY2VzUmVzcG9uc2USJAoJaW5zdGFuY2VzGAEgAygLMhEuc21tZi52MS5JbnN0YW5jZSIUChJMaXN0V29ya2Vyc1JlcXVlc3QiPQoTTGlzdFdvcmtlcnNSZXNwb25zZRImCgd3b3JrZXJzGAEgAygLMhUuc21tZi52MS5Xb3JrZXJTdGF0dXMiNQoRU3RhcnRNb2RlbFJlcXVlc3QSIAoEc3BlYxgBIAEoCzISLnNtbWYudjEuTW9kZWxTcGVjIjkKElN0YXJ0TW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiIAoQU3RvcE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIhMKEVN0b3BNb2RlbFJlc3BvbnNlIiMKE1Jlc3RhcnRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRSZXN0YXJ0TW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiMwoRU2NhbGVNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCghyZXBsaWNhcxgCIAEoDSI5ChJTY2FsZU1vZGVsUmVzcG9uc2USIwoFbW9kZWwYASABKAsyFC5zbW1mLnYxLk1vZGVsUmVjb3JkIjYKElVwZGF0ZU1vZGVsUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc21tZi52MS5Nb2RlbFNwZWMiOgoTVXBkYXRlTW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiWgocU2V0TW9kZWxJbnN0YW5jZVN0YXRlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnNtbWYudjEuSW5zdGFuY2VTdGF0ZSJECh1TZXRNb2RlbEluc3RhbmNlU3RhdGVSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLnNtbWYudjEuSW5zdGFuY2UiIwoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJIqkBChNXYXRjaEV2ZW50c1Jlc3BvbnNlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBHR5cGUYAiABKA4yEi5zbW1mLnYxLkV2ZW50VHlwZRINCgVtb2RlbBgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIRCgl3b3JrZXJfaWQYBSABKAkSDwoHbWVzc2FnZRgGIAEoCSKJAQoQQ29udHJvbGxlckxlYWRlchIVCg1jb250cm9sbGVyX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDAoEdGVybRgDIAEoAxIuCgplbGVjdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAUgASgNKvACCglFdmVudFR5cGUSGgoWRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhwKGEVWRU5UX1RZUEVfTU9ERUxfU1RBUlRFRBABEhwKGEVWRU5UX1RZUEVfTU9ERUxfVVBEQVRFRBACEhwKGEVWRU5UX1RZUEVfTU9ERUxfU1RPUFBFRBADEh0KGUVWRU5UX1RZUEVfSU5TVEFOQ0VfQURERUQQBBIlCiFFVkVOVF9UWVBFX0lOU1RBTkNFX1NUQVRFX0NIQU5HRUQQBRIfChtFVkVOVF9UWVBFX0lOU1RBTkNFX1JFTU9WRUQQBhIcChhFVkVOVF9UWVBFX1dPUktFUl9KT0lORUQQBxIaChZFVkVOVF9UWVBFX1dPUktFUl9MRUZUEAgSFQoRRVZFTlRfVFlQRV9BQ1RJT04QCRIWChJFVkVOVF9UWVBFX1dBUk5JTkcQChIdChlFVkVOVF9UWVBFX0xFQURFUl9FTEVDVEVEEAsy4QYKEUNvbnRyb2xsZXJTZXJ2aWNlEkUKCkxpc3RNb2RlbHMSGi5zbW1mLnYxLkxpc3RNb2RlbHNSZXF1ZXN0Ghsuc21tZi52MS5MaXN0TW9kZWxzUmVzcG9uc2USPwoIR2V0TW9kZWwSGC5zbW1mLnYxLkdldE1vZGVsUmVxdWVzdBoZLnNtbWYudjEuR2V0TW9kZWxSZXNwb25zZRJdChJMaXN0TW9kZWxJbnN0YW5jZXMSIi5zbW1mLnYxLkxpc3RNb2RlbEluc3RhbmNlc1JlcXVlc3QaIy5zbW1mLnYxLkxpc3RNb2RlbEluc3RhbmNlc1Jlc3BvbnNlEkgKC0xpc3RXb3JrZXJzEhsuc21tZi52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHC5zbW1mLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USRQoKU3RhcnRNb2RlbBIaLnNtbWYudjEuU3RhcnRNb2RlbFJlcXVlc3QaGy5zbW1mLnYxLlN0YXJ0TW9kZWxSZXNwb25zZRJCCglTdG9wTW9kZWwSGS5zbW1mLnYxLlN0b3BNb2RlbFJlcXVlc3QaGi5zbW1mLnYxLlN0b3BNb2RlbFJlc3BvbnNlEksKDFJlc3RhcnRNb2RlbBIcLnNtbWYudjEuUmVzdGFydE1vZGVsUmVxdWVzdBodLnNtbWYudjEuUmVzdGFydE1vZGVsUmVzcG9uc2USRQoKU2NhbGVNb2RlbBIaLnNtbWYudjEuU2NhbGVNb2RlbFJlcXVlc3QaGy5zbW1mLnYxLlNjYWxlTW9kZWxSZXNwb25zZRJICgtVcGRhdGVNb2RlbBIbLnNtbWYudjEuVXBkYXRlTW9kZWxSZXF1ZXN0Ghwuc21tZi52MS5VcGRhdGVNb2RlbFJlc3BvbnNlEmYKFVNldE1vZGVsSW5zdGFuY2VTdGF0ZRIlLnNtbWYudjEuU2V0TW9kZWxJbnN0YW5jZVN0YXRlUmVxdWVzdBomLnNtbWYudjEuU2V0TW9kZWxJbnN0YW5jZVN0YXRlUmVzcG9uc2USSgoLV2F0Y2hFdmVudHMSGy5zbW1mLnYxLldhdGNoRXZlbnRzUmVxdWVzdBocLnNtbWYudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_smmf_v1_instance, file_smmf_v1_model, file_smmf_v1_worker]);
+  fileDesc("ChhzbW1mL3YxL2NvbnRyb2xsZXIucHJvdG8SB3NtbWYudjEiEwoRTGlzdE1vZGVsc1JlcXVlc3Qi+gEKBU1vZGVsEgwKBG5hbWUYASABKAkSDwoHZW5naW5lcxgCIAMoCRIWCg5yZWFkeV9yZXBsaWNhcxgDIAEoDRIPCgdjcmVhdGVkGAQgASgDEg8KB21hbmFnZWQYBSABKAgSGAoQZGVzaXJlZF9yZXBsaWNhcxgGIAEoDRIgCgRzcGVjGAcgASgLMhIuc21tZi52MS5Nb2RlbFNwZWMSEgoKZ2VuZXJhdGlvbhgIIAEoBBIkCglpbnN0YW5jZXMYCSADKAsyES5zbW1mLnYxLkluc3RhbmNlEg8KB21lc3NhZ2UYCiABKAkSEQoJaW5fZmxpZ2h0GAsgASgNIjQKEkxpc3RNb2RlbHNSZXNwb25zZRIeCgZtb2RlbHMYASADKAsyDi5zbW1mLnYxLk1vZGVsIh8KD0dldE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEEdldE1vZGVsUmVzcG9uc2USHQoFbW9kZWwYASABKAsyDi5zbW1mLnYxLk1vZGVsIioKGUxpc3RNb2RlbEluc3RhbmNlc1JlcXVlc3QSDQoFbW9kZWwYASABKAkiQgoaTGlzdE1vZGVsSW5zdGFuY2VzUmVzcG9uc2USJAoJaW5zdGFuY2VzGAEgAygLMhEuc21tZi52MS5JbnN0YW5jZSIUChJMaXN0V29ya2Vyc1JlcXVlc3QiPQoTTGlzdFdvcmtlcnNSZXNwb25zZRImCgd3b3JrZXJzGAEgAygLMhUuc21tZi52MS5Xb3JrZXJTdGF0dXMiNQoRU3RhcnRNb2RlbFJlcXVlc3QSIAoEc3BlYxgBIAEoCzISLnNtbWYudjEuTW9kZWxTcGVjIjkKElN0YXJ0TW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiIAoQU3RvcE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIhMKEVN0b3BNb2RlbFJlc3BvbnNlIiMKE1Jlc3RhcnRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRSZXN0YXJ0TW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiMwoRU2NhbGVNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIQCghyZXBsaWNhcxgCIAEoDSI5ChJTY2FsZU1vZGVsUmVzcG9uc2USIwoFbW9kZWwYASABKAsyFC5zbW1mLnYxLk1vZGVsUmVjb3JkIjYKElVwZGF0ZU1vZGVsUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc21tZi52MS5Nb2RlbFNwZWMiOgoTVXBkYXRlTW9kZWxSZXNwb25zZRIjCgVtb2RlbBgBIAEoCzIULnNtbWYudjEuTW9kZWxSZWNvcmQiWgocU2V0TW9kZWxJbnN0YW5jZVN0YXRlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRIlCgVzdGF0ZRgCIAEoDjIWLnNtbWYudjEuSW5zdGFuY2VTdGF0ZSJECh1TZXRNb2RlbEluc3RhbmNlU3RhdGVSZXNwb25zZRIjCghpbnN0YW5jZRgBIAEoCzIRLnNtbWYudjEuSW5zdGFuY2UiIwoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJIqkBChNXYXRjaEV2ZW50c1Jlc3BvbnNlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBHR5cGUYAiABKA4yEi5zbW1mLnYxLkV2ZW50VHlwZRINCgVtb2RlbBgDIAEoCRITCgtpbnN0YW5jZV9pZBgEIAEoCRIRCgl3b3JrZXJfaWQYBSABKAkSDwoHbWVzc2FnZRgGIAEoCSJRChBMaXN0QXVkaXRSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEg4KBmJlZm9yZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSDgoGdGFyZ2V0GAQgASgJIkgKEUxpc3RBdWRpdFJlc3BvbnNlEiUKB3JlY29yZHMYASADKAsyFC5zbW1mLnYxLkF1ZGl0UmVjb3JkEgwKBG5leHQYAiABKAkiiQEKEENvbnRyb2xsZXJMZWFkZXISFQoNY29udHJvbGxlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgwKBHRlcm0YAyABKAMSLgoKZWxlY3RlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgFIAEoDSrwAgoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIcChhFVkVOVF9UWVBFX01PREVMX1NUQVJURUQQARIcChhFVkVOVF9UWVBFX01PREVMX1VQREFURUQQAhIcChhFVkVOVF9UWVBFX01PREVMX1NUT1BQRUQQAxIdChlFVkVOVF9UWVBFX0lOU1RBTkNFX0FEREVEEAQSJQohRVZFTlRfVFlQRV9JTlNUQU5DRV9TVEFURV9DSEFOR0VEEAUSHwobRVZFTlRfVFlQRV9JTlNUQU5DRV9SRU1PVkVEEAYSHAoYRVZFTlRfVFlQRV9XT1JLRVJfSk9JTkVEEAcSGgoWRVZFTlRfVFlQRV9XT1JLRVJfTEVGVBAIEhUKEUVWRU5UX1RZUEVfQUNUSU9OEAkSFgoSRVZFTlRfVFlQRV9XQVJOSU5HEAoSHQoZRVZFTlRfVFlQRV9MRUFERVJfRUxFQ1RFRBALMqUHChFDb250cm9sbGVyU2VydmljZRJFCgpMaXN0TW9kZWxzEhouc21tZi52MS5MaXN0TW9kZWxzUmVxdWVzdBobLnNtbWYudjEuTGlzdE1vZGVsc1Jlc3BvbnNlEj8KCEdldE1vZGVsEhguc21tZi52MS5HZXRNb2RlbFJlcXVlc3QaGS5zbW1mLnYxLkdldE1vZGVsUmVzcG9uc2USXQoSTGlzdE1vZGVsSW5zdGFuY2VzEiIuc21tZi52MS5MaXN0TW9kZWxJbnN0YW5jZXNSZXF1ZXN0GiMuc21tZi52MS5MaXN0TW9kZWxJbnN0YW5jZXNSZXNwb25zZRJICgtMaXN0V29ya2VycxIbLnNtbWYudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Ghwuc21tZi52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEkUKClN0YXJ0TW9kZWwSGi5zbW1mLnYxLlN0YXJ0TW9kZWxSZXF1ZXN0Ghsuc21tZi52MS5TdGFydE1vZGVsUmVzcG9uc2USQgoJU3RvcE1vZGVsEhkuc21tZi52MS5TdG9wTW9kZWxSZXF1ZXN0Ghouc21tZi52MS5TdG9wTW9kZWxSZXNwb25zZRJLCgxSZXN0YXJ0TW9kZWwSHC5zbW1mLnYxLlJlc3RhcnRNb2RlbFJlcXVlc3QaHS5zbW1mLnYxLlJlc3RhcnRNb2RlbFJlc3BvbnNlEkUKClNjYWxlTW9kZWwSGi5zbW1mLnYxLlNjYWxlTW9kZWxSZXF1ZXN0Ghsuc21tZi52MS5TY2FsZU1vZGVsUmVzcG9uc2USSAoLVXBkYXRlTW9kZWwSGy5zbW1mLnYxLlVwZGF0ZU1vZGVsUmVxdWVzdBocLnNtbWYudjEuVXBkYXRlTW9kZWxSZXNwb25zZRJmChVTZXRNb2RlbEluc3RhbmNlU3RhdGUSJS5zbW1mLnYxLlNldE1vZGVsSW5zdGFuY2VTdGF0ZVJlcXVlc3QaJi5zbW1mLnYxLlNldE1vZGVsSW5zdGFuY2VTdGF0ZVJlc3BvbnNlEkoKC1dhdGNoRXZlbnRzEhsuc21tZi52MS5XYXRjaEV2ZW50c1JlcXVlc3QaHC5zbW1mLnYxLldhdGNoRXZlbnRzUmVzcG9uc2UwARJCCglMaXN0QXVkaXQSGS5zbW1mLnYxLkxpc3RBdWRpdFJlcXVlc3QaGi5zbW1mLnYxLkxpc3RBdWRpdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_smmf_v1_audit, file_smmf_v1_instance, file_smmf_v1_model, file_smmf_v1_worker]);
 
 /**
  * @generated from message smmf.v1.ListModelsRequest
@@ -503,6 +505,72 @@ export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__P
   messageDesc(file_smmf_v1_controller, 22);
 
 /**
+ * @generated from message smmf.v1.ListAuditRequest
+ */
+export type ListAuditRequest = Message<"smmf.v1.ListAuditRequest"> & {
+  /**
+   * Records to return: 1 to 1000; 0 = 50.
+   *
+   * @generated from field: uint32 limit = 1;
+   */
+  limit: number;
+
+  /**
+   * Only records older than this one (the `next` of a previous answer); empty = from the newest.
+   *
+   * @generated from field: string before = 2;
+   */
+  before: string;
+
+  /**
+   * Only records of this action (e.g. "ScaleModel"); empty = all.
+   *
+   * @generated from field: string action = 3;
+   */
+  action: string;
+
+  /**
+   * Only records of this target (a model name, an instance id); empty = all.
+   *
+   * @generated from field: string target = 4;
+   */
+  target: string;
+};
+
+/**
+ * Describes the message smmf.v1.ListAuditRequest.
+ * Use `create(ListAuditRequestSchema)` to create a new message.
+ */
+export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 23);
+
+/**
+ * @generated from message smmf.v1.ListAuditResponse
+ */
+export type ListAuditResponse = Message<"smmf.v1.ListAuditResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated smmf.v1.AuditRecord records = 1;
+   */
+  records: AuditRecord[];
+
+  /**
+   * The `before` of the next page; empty when there is none.
+   *
+   * @generated from field: string next = 2;
+   */
+  next: string;
+};
+
+/**
+ * Describes the message smmf.v1.ListAuditResponse.
+ * Use `create(ListAuditResponseSchema)` to create a new message.
+ */
+export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_controller, 24);
+
+/**
  * ControllerLeader is the leading controller, stored at /smmf/v1/controller/leader under its lease, always
  * with its term. The election lock /smmf/v1/controller/election holds the same record without the term.
  *
@@ -546,7 +614,7 @@ export type ControllerLeader = Message<"smmf.v1.ControllerLeader"> & {
  * Use `create(ControllerLeaderSchema)` to create a new message.
  */
 export const ControllerLeaderSchema: GenMessage<ControllerLeader> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_controller, 23);
+  messageDesc(file_smmf_v1_controller, 25);
 
 /**
  * @generated from enum smmf.v1.EventType
@@ -730,6 +798,16 @@ export const ControllerService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * The audit record of changes made through this API, newest first.
+   *
+   * @generated from rpc smmf.v1.ControllerService.ListAudit
+   */
+  listAudit: {
+    methodKind: "unary";
+    input: typeof ListAuditRequestSchema;
+    output: typeof ListAuditResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_smmf_v1_controller, 0);
