@@ -2,13 +2,11 @@
 // request. First the check itself, in process (header, record lookup, SHA-256, expiry, role); then two
 // `smmf serve` processes relaying to one loopback mock upstream, one with API keys (the client sends its key),
 // one without any, taking turns round by round: client latency p50/p99 of small non-streaming requests.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Authenticator } from "../src/auth/Authenticator.js";
@@ -20,9 +18,9 @@ import { newKeyId, newSecret, sha256Hex } from "../src/auth/apiKeySecret.js";
 import { ApiKeyRole, ApiKeySchema } from "../src/gen/smmf/v1/auth_pb.js";
 import { createLogger } from "../src/telemetry/createLogger.js";
 import { startCountingUpstream, UPSTREAM_TEXT } from "../test/helpers/countingUpstream.js";
+import { startServe } from "./startServe.js";
 import { percentile, percentileRatio } from "./stats.js";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_AUTH_ROUNDS ?? 8);
 const REQUESTS = Number(process.env.BENCH_AUTH_REQUESTS ?? 500);
 const BODY = JSON.stringify({ model: "relay", messages: [{ role: "user", content: "Hi" }] });
@@ -53,19 +51,7 @@ async function keysIn(dir: string): Promise<string> {
 async function startSide(name: string, dataDir: string, upstreamUrl: string, dir: string, headers: Record<string, string>): Promise<Side> {
   const config = join(dir, `${name}.json`);
   writeFileSync(config, JSON.stringify({ models: [{ name: "relay", engine: "openai-compatible", file: "", baseUrl: upstreamUrl, upstreamModel: "mock" }] }));
-  const probe = http.createServer();
-  await new Promise<void>((ok) => probe.listen(0, "127.0.0.1", ok));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise((ok) => probe.close(ok));
-  const child = spawn(process.execPath, [resolve(root, "bin/smmf.js"), "serve", "--config", config, "--port", String(port), "--observability", "off", "--data-dir", dataDir, "--log-level", "warn"], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((ok, fail) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes("SMMF is serving")) ok();
-    });
-    child.once("exit", (code) => fail(new Error(`smmf serve (${name}) exited with ${code}`)));
-  });
+  const { child, port } = await startServe(name, ["--config", config, "--observability", "off", "--data-dir", dataDir, "--log-level", "warn"]);
   return { name, child, port, agent: new http.Agent({ keepAlive: true, maxSockets: 1 }), headers, latencies: [] };
 }
 

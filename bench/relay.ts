@@ -3,18 +3,16 @@
 // (`keepAlive: false`: a new TCP connection and TLS handshake per request), side by side. Each side is its own
 // `smmf serve` process with its own mock upstream (which counts connections and TLS handshakes); the sides
 // take turns, in a random order, round by round, so machine noise hits both alike.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { startCountingUpstream, UPSTREAM_TEXT, type CountingUpstream } from "../test/helpers/countingUpstream.js";
 import { makeTestCertificates } from "../test/helpers/testCertificates.js";
+import { startServe } from "./startServe.js";
 import { percentile, percentileRatio } from "./stats.js";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_RELAY_ROUNDS ?? 6);
 const REQUESTS = Number(process.env.BENCH_RELAY_REQUESTS ?? 1000);
 const CONCURRENCY = Number(process.env.BENCH_RELAY_CONCURRENCY ?? 16);
@@ -43,20 +41,7 @@ async function startSide(name: string, keepAlive: boolean, caFile: string, dir: 
   const upstream = await startCountingUpstream(tls);
   const config = join(dir, `${name}.json`);
   writeFileSync(config, JSON.stringify({ models: [{ name: "relay", engine: "openai-compatible", file: "", baseUrl: upstream.url, upstreamModel: "mock", maxConcurrency: CONCURRENCY, keepAlive }] }));
-  const probe = http.createServer();
-  await new Promise<void>((ok) => probe.listen(0, "127.0.0.1", ok));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise((ok) => probe.close(ok));
-  const args = ["serve", "--config", config, "--port", String(port), "--observability", "off", "--data-dir", join(dir, name), "--log-level", "warn"];
-  const child = spawn(process.execPath, [resolve(root, "bin/smmf.js"), ...args], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, NODE_EXTRA_CA_CERTS: caFile } });
-  await new Promise<void>((ok, fail) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes("SMMF is serving")) ok();
-    });
-    child.once("exit", (code) => fail(new Error(`smmf serve (${name}) exited with ${code}`)));
-  });
+  const { child, port } = await startServe(name, ["--config", config, "--observability", "off", "--data-dir", join(dir, name), "--log-level", "warn"], { ...process.env, NODE_EXTRA_CA_CERTS: caFile });
   return { name, upstream, child, port, agent: new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY }), latencies: [], ms: 0, requests: 0, cpuMs: 0 };
 }
 

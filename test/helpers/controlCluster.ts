@@ -154,9 +154,9 @@ function cliEnv(): Record<string, string> {
   return env;
 }
 
-/** Runs `node bin/smmf.js ...args` to its end (at most `timeoutMs`), without SMMF_* variables from this process. */
-export function runCli(args: string[], timeoutMs = 60_000, root = projectRoot): Promise<CliResult> {
-  const env = cliEnv();
+/** Runs `node bin/smmf.js ...args` to its end (at most `timeoutMs`), without SMMF_* variables from this process (`extraEnv` added). */
+export function runCli(args: string[], timeoutMs = 60_000, root = projectRoot, extraEnv: Record<string, string> = {}): Promise<CliResult> {
+  const env = { ...cliEnv(), ...extraEnv };
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [resolve(root, "bin/smmf.js"), ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     trackChild(child);

@@ -2,13 +2,13 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../helpers/controlCluster.js";
 import { FileKeyStore } from "../../src/auth/FileKeyStore.js";
 import { newKeyId, newSecret, sha256Hex } from "../../src/auth/apiKeySecret.js";
 import { ControllerService } from "../../src/gen/smmf/v1/controller_pb.js";
@@ -25,20 +25,9 @@ let smmf: SmmfProcess;
 let url: string;
 const secrets: Record<string, string> = {};
 
-/** Runs `smmf ...args` to its end; resolves with its exit code and output. */
-function smmfCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("exit", (code) => done({ code, stdout, stderr }));
-  });
-}
 
 async function createKey(name: string, ...flags: string[]): Promise<string> {
-  const out = await smmfCli(["key", "create", name, "--data-dir", join(dir, "data"), ...flags]);
+  const out = await runCli(["key", "create", name, "--data-dir", join(dir, "data"), ...flags]);
   expect(out.code, out.stderr).toBe(0);
   const secret = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)?.[0];
   expect(secret, out.stdout).toBeDefined();
@@ -138,28 +127,28 @@ describe("API keys", () => {
     // The admin key gets past the check (this spec is then refused on its own merits, not for the key).
     const admin = await post("/api/v1/models", { name: "x", source: "/no/such/x.gguf", replicas: 1 }, secrets.admin);
     expect([401, 403]).not.toContain(admin.status);
-    const cli = await smmfCli(["model", "list", "--url", url, "--api-key", secrets.ops]);
+    const cli = await runCli(["model", "list", "--url", url, "--api-key", secrets.ops]);
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout).toContain("stories260K");
-    const refused = await smmfCli(["model", "list", "--url", url]);
+    const refused = await runCli(["model", "list", "--url", url]);
     expect(refused.code).toBe(4);
     expect(refused.stderr).toMatch(/API key/);
-    const fromEnv = await smmfCli(["model", "list", "--url", url], { SMMF_API_KEY: secrets.admin });
+    const fromEnv = await runCli(["model", "list", "--url", url], 60_000, projectRoot, { SMMF_API_KEY: secrets.admin });
     expect(fromEnv.code, fromEnv.stderr).toBe(0);
   });
 
   it("a rotated key's old secret stops working and the new one works; a revoked key is refused within a second", async () => {
     const old = secrets.app;
-    const out = await smmfCli(["key", "rotate", "app", "--data-dir", join(dir, "data")]);
+    const out = await runCli(["key", "rotate", "app", "--data-dir", join(dir, "data")]);
     expect(out.code, out.stderr).toBe(0);
     const fresh = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
     await expect.poll(async () => (await get("/v1/models", old)).status, { timeout: 1_000, interval: 20 }).toBe(401);
     expect((await get("/v1/models", fresh)).status).toBe(200);
     secrets.app = fresh;
-    expect((await smmfCli(["key", "revoke", "app", "--data-dir", join(dir, "data")])).code).toBe(0);
+    expect((await runCli(["key", "revoke", "app", "--data-dir", join(dir, "data")])).code).toBe(0);
     await expect.poll(async () => (await get("/v1/models", fresh)).status, { timeout: 1_000, interval: 20 }).toBe(401);
     expect((await get("/v1/models", fresh)).body.error?.message).toMatch(/'app' has been revoked/);
-    expect((await smmfCli(["key", "revoke", "app", "--data-dir", join(dir, "data")])).code).toBe(3);
+    expect((await runCli(["key", "revoke", "app", "--data-dir", join(dir, "data")])).code).toBe(3);
   });
 
   it("an expired key is refused", async () => {
@@ -175,7 +164,7 @@ describe("API keys", () => {
     const path = join(dir, "data", "keys.json");
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const file = readFileSync(path, "utf8");
-    const list = await smmfCli(["key", "list", "--data-dir", join(dir, "data"), "--json"]);
+    const list = await runCli(["key", "list", "--data-dir", join(dir, "data"), "--json"]);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     for (const secret of Object.values(secrets)) {
       const random = secret.slice(-43);
@@ -220,7 +209,7 @@ describe("safe defaults", () => {
   it("`smmf serve --host 0.0.0.0` with no key refuses to start and says how to make the first one", async () => {
     const empty = mkdtempSync(join(tmpdir(), "smmf-nokeys-"));
     try {
-      const out = await smmfCli(["serve", "--host", "0.0.0.0", "--port", String(await freePort()), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--data-dir", empty]);
+      const out = await runCli(["serve", "--host", "0.0.0.0", "--port", String(await freePort()), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--data-dir", empty]);
       expect(out.code).not.toBe(0);
       expect(out.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without an API key/);
       expect(out.stderr).toMatch(/smmf key create admin --role admin/);

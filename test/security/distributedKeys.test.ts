@@ -1,10 +1,7 @@
-import { spawn } from "node:child_process";
-import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startControllerProc, type ControllerProc } from "../helpers/controlCluster.js";
+import { runCli, startControllerProc, type ControllerProc } from "../helpers/controlCluster.js";
 import { startDistGateway, startDistWorker, waitUntilReady, type DistGateway, type DistWorker } from "../helpers/distCluster.js";
 import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
-import { projectRoot } from "../helpers/testModel.js";
 import { promSamples, promValue } from "../helpers/promSamples.js";
 
 // etcd, a worker, two gateways and a controller as processes; keys made with `smmf key --etcd`.
@@ -13,16 +10,6 @@ let worker: DistWorker;
 let gateways: DistGateway[];
 let controller: ControllerProc;
 
-function smmfCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("exit", (code) => done({ code, stdout, stderr }));
-  });
-}
 
 const roots = () => [...gateways.map((g) => g.baseURL.replace(/\/v1$/, "")), controller.url];
 const status = async (root: string, path: string, key?: string) => (await fetch(`${root}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} })).status;
@@ -45,7 +32,7 @@ describe("API keys in etcd, across gateways and a controller", () => {
 
   it("a key created in etcd is checked by every gateway and the controller within a second", async () => {
     for (const root of roots()) expect(await status(root, "/api/v1/models"), root).toBe(200);
-    const out = await smmfCli(["key", "create", "ops", "--role", "reader", "--etcd", etcd.endpoints]);
+    const out = await runCli(["key", "create", "ops", "--role", "reader", "--etcd", etcd.endpoints]);
     expect(out.code, out.stderr).toBe(0);
     secret = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
     for (const root of roots()) {
@@ -64,7 +51,7 @@ describe("API keys in etcd, across gateways and a controller", () => {
   });
 
   it("two gateways hold a key's requests per minute together, within 10% (each admits half)", async () => {
-    const out = await smmfCli(["key", "create", "shared", "--role", "inference", "--rpm", "20", "--etcd", etcd.endpoints]);
+    const out = await runCli(["key", "create", "shared", "--role", "inference", "--rpm", "20", "--etcd", etcd.endpoints]);
     expect(out.code, out.stderr).toBe(0);
     const shared = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
     // Each gateway counts both (their records in etcd), and knows the key.
@@ -85,7 +72,7 @@ describe("API keys in etcd, across gateways and a controller", () => {
   });
 
   it("a revoked key is refused by both gateways and the controller within a second; revoking the last key does not open them", async () => {
-    const out = await smmfCli(["key", "revoke", "ops", "--etcd", etcd.endpoints]);
+    const out = await runCli(["key", "revoke", "ops", "--etcd", etcd.endpoints]);
     expect(out.code, out.stderr).toBe(0);
     for (const root of roots()) {
       await expect.poll(() => status(root, "/api/v1/models", secret), { timeout: 1_000, interval: 20 }).toBe(401);

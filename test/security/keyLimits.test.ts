@@ -1,14 +1,14 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../helpers/controlCluster.js";
 import { InferenceService } from "../../src/gen/smmf/v1/inference_pb.js";
 import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
 import { promSamples, promValue } from "../helpers/promSamples.js";
-import { projectRoot, testModelPath } from "../helpers/testModel.js";
+import { testModelPath } from "../helpers/testModel.js";
 
 // `smmf serve` with keys that have per-minute limits; bursts well inside one minute.
 let dir: string;
@@ -16,19 +16,9 @@ let smmf: SmmfProcess;
 let url: string;
 const secrets: Record<string, string> = {};
 
-function smmfCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("exit", (code) => done({ code, stdout, stderr }));
-  });
-}
 
 async function createKey(name: string, ...flags: string[]): Promise<void> {
-  const out = await smmfCli(["key", "create", name, "--data-dir", join(dir, "data"), ...flags]);
+  const out = await runCli(["key", "create", name, "--data-dir", join(dir, "data"), ...flags]);
   expect(out.code, out.stderr).toBe(0);
   secrets[name] = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
 }
@@ -95,7 +85,7 @@ describe("per-key limits", () => {
     expect(promValue(samples, "smmf_key_requests_total", { key: "burst", outcome: "admitted" })).toBe(5);
     expect(promValue(samples, "smmf_key_requests_total", { key: "burst", outcome: "rate_limited" })).toBe(4);
     expect(promValue(samples, "smmf_key_tokens_total", { key: "tokens", type: "completion" })).toBeGreaterThan(0);
-    const out = await smmfCli(["key", "usage", "--url", url, "--api-key", secrets.ops, "--json"]);
+    const out = await runCli(["key", "usage", "--url", url, "--api-key", secrets.ops, "--json"]);
     expect(out.code, out.stderr).toBe(0);
     expect(JSON.parse(out.stdout)).toContainEqual(expect.objectContaining({ key: "burst", admitted: 5, rateLimited: 4 }));
   });
