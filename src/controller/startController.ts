@@ -1,12 +1,9 @@
 import { randomUUID } from "node:crypto";
-import type { IncomingMessage } from "node:http";
-import type { Http2ServerRequest } from "node:http2";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ControllerService, EventType } from "../gen/smmf/v1/controller_pb.js";
 import { toSmmfError } from "../errors/SmmfError.js";
-import { createControlRoutes } from "../gateway/createControlRoutes.js";
-import { sendJson, type AnyResponse } from "../gateway/sse.js";
-import { listenHttp } from "../net/listenHttp.js";
+import { createControlRoutes } from "./createControlRoutes.js";
+import { sendJson } from "../net/sse.js";
+import { startServer, type RestHandler } from "../net/startServer.js";
 import type { EtcdRegistry } from "../registry/EtcdRegistry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { collectRegistryMetrics } from "../telemetry/collectRegistryMetrics.js";
@@ -16,11 +13,7 @@ import { createControlPlane } from "./createControlPlane.js";
 import { LeaderElection } from "./LeaderElection.js";
 import { startReconciling } from "./startReconciling.js";
 import type { Authenticator } from "../auth/Authenticator.js";
-import { authInterceptor } from "../auth/authInterceptor.js";
 import { auditAddressValues } from "./AuditAddress.js";
-import { restRole } from "../auth/requiredRole.js";
-import { guardHost } from "../net/guardHost.js";
-import { isLoopbackHost } from "../net/loopbackHost.js";
 
 export interface ControllerOptions {
   registry: EtcdRegistry;
@@ -59,14 +52,11 @@ export async function startController(options: ControllerOptions): Promise<Runni
   metrics.leader.set(0);
   const stopCollecting = collectRegistryMetrics(metrics, registry);
   const service = createControllerService(plane);
-  const loopback = isLoopbackHost(options.host);
   const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024);
   let election: LeaderElection | undefined;
-  const fallback = (req: IncomingMessage | Http2ServerRequest, res: AnyResponse): void => {
+  const rest: RestHandler = (req, res, key) => {
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
-      const role = options.auth && restRole(req.method ?? "GET", path, loopback);
-      const key = role ? options.auth!.authorize((name) => [req.headers[name]].flat()[0], role) : null;
       if (path === "/metrics") {
         const text = await metrics.render();
         res.writeHead(200, { "content-type": metrics.contentType });
@@ -82,15 +72,16 @@ export async function startController(options: ControllerOptions): Promise<Runni
       else if (!res.writableEnded) res.end();
     });
   };
-  const handler = connectNodeAdapter({
-    interceptors: options.auth ? [authInterceptor(options.auth)] : [],
+  const listener = await startServer({
+    host: options.host,
+    port: options.port,
+    auth: options.auth,
     contextValues: auditAddressValues,
     routes(r) {
       r.service(ControllerService, service);
     },
-    fallback: fallback as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
+    rest,
   });
-  const listener = await listenHttp(guardHost(handler, loopback), options.host, options.port);
   const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
   election = new LeaderElection({
     client: registry.client,

@@ -3,9 +3,9 @@ import type { Http2ServerRequest } from "node:http2";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Telemetry } from "../telemetry/Telemetry.js";
 import type { RequestLogAccess } from "../telemetry/TelemetryThread.js";
-import { allowMethods } from "./allowMethods.js";
-import { readJsonBody } from "./readJsonBody.js";
-import { sendJson, type AnyResponse } from "./sse.js";
+import { allowMethods } from "../net/allowMethods.js";
+import { readJsonBody } from "../net/readJsonBody.js";
+import { sendJson, type AnyResponse } from "../net/sse.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 

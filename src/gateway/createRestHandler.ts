@@ -4,8 +4,8 @@ import type { Http2ServerRequest } from "node:http2";
 import { toJson } from "@bufbuild/protobuf";
 import type { ControllerApi } from "../controller/createControllerService.js";
 import { listModels, openAiModel } from "../controller/listModels.js";
-import { allowMethods } from "./allowMethods.js";
-import { createControlRoutes } from "./createControlRoutes.js";
+import { allowMethods } from "../net/allowMethods.js";
+import { createControlRoutes } from "../controller/createControlRoutes.js";
 import { createRequestLogRoutes } from "./createRequestLogRoutes.js";
 import { RequestObservation, type ObservedEndpoint, type RequestDescription } from "./RequestObservation.js";
 import type { Telemetry } from "../telemetry/Telemetry.js";
@@ -17,12 +17,12 @@ import { chatFormat, parseChatRequest } from "./chatCompletions.js";
 import { completionFormat, parseCompletionRequest } from "./completions.js";
 import { embeddingsResponse, parseEmbeddingsRequest } from "./embeddings.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
-import { readJsonBody } from "./readJsonBody.js";
+import { readJsonBody } from "../net/readJsonBody.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
-import { keyAllowsModel, type Authenticator } from "../auth/Authenticator.js";
-import { restRole } from "../auth/requiredRole.js";
+import { keyAllowsModel } from "../auth/Authenticator.js";
+import type { RestHandler } from "../net/startServer.js";
 import type { KeyAccounting, UsageListener } from "../auth/KeyAccounting.js";
-import { sendJson, type AnyResponse } from "./sse.js";
+import { sendJson, type AnyResponse } from "../net/sse.js";
 import { streamGeneration } from "./streamGeneration.js";
 
 export interface RestOptions {
@@ -34,10 +34,6 @@ export interface RestOptions {
   /** The controller API, served as REST under /api/v1. */
   controller: ControllerApi;
   telemetry: Telemetry;
-  /** Checks API keys; none: every route is open (tests, tools). */
-  auth?: Authenticator;
-  /** The gateway listens on loopback only: /metrics is open without a key. */
-  loopback?: boolean;
   /** Per-key limits and usage of inference requests. */
   accounting?: KeyAccounting;
 }
@@ -53,11 +49,6 @@ function describeBody(body: Record<string, unknown>): RequestDescription {
 
 type Req = IncomingMessage | Http2ServerRequest;
 
-function headerValue(req: Req, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
 function modelNotFound(name: string): SmmfError {
   return new SmmfError("model_not_found", `The model '${name}' does not exist`, { param: "model" });
 }
@@ -67,7 +58,7 @@ function requestIdFor(prefix: string): string {
 }
 
 /** The OpenAI-compatible REST API and the health endpoints. */
-export function createRestHandler(options: RestOptions): (req: Req, res: AnyResponse) => void {
+export function createRestHandler(options: RestOptions): RestHandler {
   const { router, registry, logger, maxBodyBytes, telemetry } = options;
   const control = createControlRoutes(options.controller, maxBodyBytes);
   const requestLogRoutes = createRequestLogRoutes(telemetry, maxBodyBytes);
@@ -102,10 +93,8 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
     return body;
   }
 
-  async function handle(req: Req, res: AnyResponse): Promise<void> {
+  async function handle(req: Req, res: AnyResponse, key: ApiKey | null): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
-    const role = options.auth && restRole(req.method ?? "GET", path, options.loopback ?? false);
-    const key = role ? options.auth!.authorize((name) => headerValue(req, name), role) : null;
     const now = () => Math.floor(Date.now() / 1000);
     switch (path) {
       case "/healthz":
@@ -168,8 +157,8 @@ export function createRestHandler(options: RestOptions): (req: Req, res: AnyResp
     throw new SmmfError("not_found", `Unknown route: ${req.method} ${path}`);
   }
 
-  return (req, res) => {
-    handle(req, res).catch((err: unknown) => {
+  return (req, res, key) => {
+    handle(req, res, key).catch((err: unknown) => {
       const error = toSmmfError(err);
       if (error.code === "internal") logger.error("request failed", { path: req.url, error: String((err as Error)?.stack ?? err) });
       if (res.headersSent) {

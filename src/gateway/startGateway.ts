@@ -1,16 +1,11 @@
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createControllerService } from "../controller/createControllerService.js";
 import { createControlPlane, type ControlPlane } from "../controller/createControlPlane.js";
 import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
-import { listenHttp, type HttpListener } from "../net/listenHttp.js";
-import { guardHost } from "../net/guardHost.js";
-import { withCors } from "../net/withCors.js";
-import { isLoopbackHost } from "../net/loopbackHost.js";
 import type { Authenticator } from "../auth/Authenticator.js";
-import { authInterceptor } from "../auth/authInterceptor.js";
 import { KeyAccounting } from "../auth/KeyAccounting.js";
 import { auditAddressValues } from "../controller/AuditAddress.js";
+import { startServer, type RunningServer } from "../net/startServer.js";
 import { KeyLimiter } from "../auth/KeyLimiter.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
@@ -79,25 +74,26 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   ];
   const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret);
   const controller = createControllerService(plane);
-  const loopback = isLoopbackHost(options.host);
   const fleetSize = options.fleetSize ?? (() => 1);
   const limiter = new KeyLimiter(fleetSize);
   const accounting = new KeyAccounting(limiter, metrics);
   stopCollecting.push(metrics.onCollect(() => metrics.fleetSize.set(fleetSize())));
   const stopKeyWatch = options.auth?.store.subscribe(() => limiter.retain(new Set(options.auth!.store.keys().keys())));
-  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, auth: options.auth, loopback, accounting });
-  const handler = connectNodeAdapter({
-    interceptors: options.auth ? [authInterceptor(options.auth)] : [],
-    contextValues: auditAddressValues,
-    routes(r) {
-      r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting));
-      r.service(ControllerService, controller);
-    },
-    fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
-  });
-  let listener: HttpListener;
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, accounting });
+  let listener: RunningServer;
   try {
-    listener = await listenHttp(guardHost(withCors(handler, options.corsOrigins ?? []), loopback), options.host, options.port);
+    listener = await startServer({
+      host: options.host,
+      port: options.port,
+      auth: options.auth,
+      corsOrigins: options.corsOrigins,
+      contextValues: auditAddressValues,
+      routes(r) {
+        r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting));
+        r.service(ControllerService, controller);
+      },
+      rest,
+    });
   } catch (err) {
     router.close();
     stopCollecting.forEach((stop) => stop());

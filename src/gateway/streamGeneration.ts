@@ -4,7 +4,7 @@ import { FinishReason } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import type { RequestObservation } from "./RequestObservation.js";
-import { sendJson, startSse, writeSse, type AnyResponse } from "./sse.js";
+import { sendJson, startSse, writeSse, type AnyResponse } from "../net/sse.js";
 
 export interface Usage {
   prompt_tokens: number;

@@ -1,8 +1,7 @@
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import { WorkerService } from "../gen/smmf/v1/worker_pb.js";
 import type { EngineDefaults } from "../engines/loadEngine.js";
-import { listenHttp } from "../net/listenHttp.js";
+import { startServer } from "../net/startServer.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
@@ -10,7 +9,6 @@ import { createWorkerInferenceService } from "./createWorkerInferenceService.js"
 import { createWorkerService } from "./createWorkerService.js";
 import { Worker, type SourcePolicy } from "./Worker.js";
 
-import { requireClusterCredential } from "../auth/clusterCredential.js";
 export const DEFAULT_STREAM_INTERVAL_MS = 20;
 
 export interface WorkerServerOptions {
@@ -77,9 +75,11 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     metrics.workerInFlight.reset();
     for (const i of worker.list()) metrics.workerInFlight.set({ model: i.model, instance: i.instanceId, engine: i.engine }, i.inFlight);
   });
-  const handler = connectNodeAdapter({
-    interceptors: options.clusterSecret ? [requireClusterCredential(options.clusterSecret)] : [],
-    fallback(req, res) {
+  const listener = await startServer({
+    host: options.host,
+    port: options.port,
+    clusterSecret: options.clusterSecret,
+    rest(req, res) {
       // GET /metrics (Prometheus) and /healthz beside the gRPC services.
       void (async () => {
         const path = (req.url ?? "/").split("?")[0];
@@ -98,7 +98,6 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
       r.service(WorkerService, createWorkerService(worker, options.logger));
     },
   });
-  const listener = await listenHttp(handler, options.host, options.port);
   const host = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
   const address = options.advertiseAddress || `http://${host.includes(":") ? `[${host}]` : host}:${listener.port}`;
   worker.setAddress(address);

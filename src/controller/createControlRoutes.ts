@@ -3,10 +3,10 @@ import type { Http2ServerRequest } from "node:http2";
 import { create, fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { API_KEY } from "../auth/authInterceptor.js";
-import { auditAddressValues } from "../controller/AuditAddress.js";
+import { auditAddressValues } from "./AuditAddress.js";
 import { AuditRecordSchema } from "../gen/smmf/v1/audit_pb.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
-import type { ControllerApi } from "../controller/createControllerService.js";
+import type { ControllerApi } from "./createControllerService.js";
 import {
   GetModelRequestSchema,
   ListAuditRequestSchema,
@@ -24,9 +24,9 @@ import { InstanceSchema, InstanceState } from "../gen/smmf/v1/instance_pb.js";
 import { ModelRecordSchema, ModelSpecSchema } from "../gen/smmf/v1/model_pb.js";
 import { WorkerStatusSchema } from "../gen/smmf/v1/worker_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
-import { allowMethods } from "./allowMethods.js";
-import { readJsonBody } from "./readJsonBody.js";
-import { sendJson, startSse, writeSse, type AnyResponse } from "./sse.js";
+import { allowMethods } from "../net/allowMethods.js";
+import { readJsonBody } from "../net/readJsonBody.js";
+import { sendJson, startSse, writeSse, type AnyResponse } from "../net/sse.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Service = ControllerApi;

@@ -1,0 +1,81 @@
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import type { ConnectRouter, ContextValues, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Authenticator } from "../auth/Authenticator.js";
+import { authInterceptor } from "../auth/authInterceptor.js";
+import { requireClusterCredential } from "../auth/clusterCredential.js";
+import { restRole } from "../auth/requiredRole.js";
+import { toSmmfError } from "../errors/SmmfError.js";
+import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
+import { guardHost } from "./guardHost.js";
+import { listenHttp, type HttpListener } from "./listenHttp.js";
+import { isLoopbackHost } from "./loopbackHost.js";
+import { sendJson, type AnyResponse } from "./sse.js";
+import { withCors } from "./withCors.js";
+
+export type Req = IncomingMessage | Http2ServerRequest;
+
+/** A role's REST routes: called after the key check, with the caller's key (null when keys are not enforced). */
+export type RestHandler = (req: Req, res: AnyResponse, key: ApiKey | null) => void;
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  /** The role's gRPC, gRPC-Web and Connect services. */
+  routes(router: ConnectRouter): void;
+  /** The role's REST routes (and everything that is not an RPC). */
+  rest: RestHandler;
+  /** API keys, checked on every REST route (restRole) and RPC (rpcRole); none: all open. */
+  auth?: Authenticator;
+  /** Every RPC must present this cluster credential (workers); none: RPCs are not asked for it. */
+  clusterSecret?: string;
+  /** Web origins allowed to call from a browser (CORS); none by default. */
+  corsOrigins?: readonly string[];
+  /** Per-call context values (the caller's address for the audit record). */
+  contextValues?: (req: Req) => ContextValues;
+}
+
+export interface RunningServer extends HttpListener {
+  /** Listening on loopback only: /metrics is open, and the Host header must name loopback. */
+  readonly loopback: boolean;
+}
+
+/**
+ * The one server shell of every role (gateway, controller, worker, and so `smmf serve`): REST, gRPC, gRPC-Web
+ * and Connect on one port (HTTP/1.1 and h2c), with the checks every route and RPC goes through in one place,
+ * outermost first: the loopback Host check (DNS rebinding), CORS for listed origins only, the cluster
+ * credential on RPCs (workers), and API keys with the role each route or RPC needs. A role registers its
+ * services and its REST handler; it cannot add a route that misses the checks.
+ */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const loopback = isLoopbackHost(options.host);
+  const interceptors: Interceptor[] = [];
+  if (options.clusterSecret) interceptors.push(requireClusterCredential(options.clusterSecret));
+  if (options.auth) interceptors.push(authInterceptor(options.auth));
+  const auth = options.auth;
+  const rest = (req: Req, res: AnyResponse): void => {
+    let key: ApiKey | null = null;
+    if (auth) {
+      const role = restRole(req.method ?? "GET", (req.url ?? "/").split("?")[0], loopback);
+      if (role) {
+        try {
+          key = auth.authorize((name) => [req.headers[name]].flat()[0], role);
+        } catch (err) {
+          req.resume();
+          const error = toSmmfError(err);
+          return sendJson(res, error.httpStatus, error.toOpenAiBody());
+        }
+      }
+    }
+    options.rest(req, res, key);
+  };
+  const handler = connectNodeAdapter({
+    interceptors,
+    contextValues: options.contextValues as Parameters<typeof connectNodeAdapter>[0]["contextValues"],
+    routes: options.routes,
+    fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
+  });
+  const listener = await listenHttp(guardHost(withCors(handler, options.corsOrigins ?? []), loopback), options.host, options.port);
+  return { port: listener.port, host: listener.host, close: (graceMs) => listener.close(graceMs), loopback };
+}
