@@ -19,7 +19,7 @@ export async function startAuth(mode: AuthMode, host: string, store: KeyStore, l
   if (!loopback && store.keys().size === 0) {
     throw new SmmfError(
       "failed_precondition",
-      `refusing to listen on ${host} without an API key: anyone who reaches it could use and change everything. Create the first key with 'smmf key create admin --role admin ${keyStoreFlag}' (it prints the secret once), or listen on 127.0.0.1, or pass --auth off to run without keys.`,
+      `refusing to listen on ${host} without an API key: anyone who reaches it could use and change everything. Create the first key with 'smmf key create admin --role admin --bootstrap ${keyStoreFlag}' (it prints the secret once), or listen on 127.0.0.1, or pass --auth off to run without keys.`,
     );
   }
   return new Authenticator(store, loopback ? mode : "on");

@@ -21,7 +21,7 @@ Operating (through a gateway or controller, --url; each has --help and --json):
   events                                         what happens, as it happens
   requests list|show|tail|feedback               a gateway's request log
   audit                                          who changed what, when, and how it ended
-  key create|list|revoke|rotate                  API keys (in etcd, or the data dir of smmf serve)
+  key create|list|revoke|rotate|usage            API keys (through a server; --bootstrap: the first key, in the store)
 
 Commands that call a server send the API key of --api-key KEY, else of SMMF_API_KEY.
 

@@ -1,14 +1,16 @@
-import { create, toJson } from "@bufbuild/protobuf";
-import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { toJson } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { Etcd3 } from "etcd3";
-import { API_KEY_VERSION, type KeyStore } from "../auth/KeyStore.js";
+import type { KeyStore } from "../auth/KeyStore.js";
 import { EtcdKeyStore } from "../auth/EtcdKeyStore.js";
 import { FileKeyStore } from "../auth/FileKeyStore.js";
 import { ROLE_NAMES } from "../auth/Authenticator.js";
-import { newKeyId, newSecret, sha256Hex } from "../auth/apiKeySecret.js";
+import { createKey, revokeKey, rotateKey, type NewKey } from "../auth/keyOperations.js";
 import { loadConfig } from "../config/loadConfig.js";
 import { SmmfError } from "../errors/SmmfError.js";
-import { ApiKeyRole, ApiKeySchema, type ApiKey } from "../gen/smmf/v1/auth_pb.js";
+import { ApiKeyRole, ApiKeySchema, KeyService, type ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { parseEndpoints } from "../registry/EtcdRegistry.js";
 import { createLogger } from "../telemetry/createLogger.js";
 import { authHeaders, EXIT, reportError, serverUrl } from "./adminClient.js";
@@ -16,32 +18,39 @@ import { formatTable } from "./formatTable.js";
 import { parseCommandArgs } from "./parseCommandArgs.js";
 
 export const KEY_USAGE = `Usage: smmf key create NAME --role inference|reader|admin [--models A,B] [--rpm N] [--tpm N] [--expires 30d]
-       smmf key list | revoke NAME | rotate NAME
+       smmf key list | revoke NAME | rotate NAME        (through a server: --url, --api-key)
+       smmf key create NAME --role admin --bootstrap [--etcd URLS | --data-dir DIR]   (the first key)
        smmf key usage --url GATEWAY[,GATEWAY...] [--api-key KEY]
 
-API keys. A revoked key stays listed (and refused); since any key, revoked or not, turns the checks on, revoking
-the last key does not open the server again. A key's secret is printed once, by create and rotate, and stored nowhere: the record keeps its
+API keys. A key's secret is printed once, by create and rotate, and stored nowhere: the record keeps its
 SHA-256. Roles: inference (the OpenAI API and InferenceService, for the key's models: all when --models is
 not given), reader (also reads /api/v1 and the request log), admin (also changes models, instances, keys).
-Once a key exists, gateways and controllers check every request (see smmf --help: --auth).
+Once a key exists, gateways and controllers check every request (see smmf --help: --auth). A revoked key
+stays listed, and refused; since any key, revoked or not, keeps the checks on, revoking the last key does not
+open the server again.
 
-The keys live where the servers read them: in etcd with --etcd (every gateway and controller sees a change
-within a second), else in the data dir of 'smmf serve' (keys.json, mode 0600; --data-dir, default ./data).
-So this command needs what an operator has: access to etcd or to the data dir.
+The commands go through a gateway or controller (KeyService; the admin role, by --api-key or SMMF_API_KEY),
+which writes the keys where every server reads them: etcd (each gateway and controller sees a change within
+a second), or the data dir of 'smmf serve'. With --bootstrap they write that store directly instead — for the
+first key of a server that listens beyond loopback and so refuses to start without one; that needs what an
+operator has: access to etcd (--etcd) or to the data dir (--data-dir, default ./data; keys.json, mode 0600).
 
 Flags:
   --role ROLE            create: inference, reader or admin
   --models A,B           create: only these models (a model outside the list is answered as unknown)
   --rpm N, --tpm N       create: requests and tokens (prompt + completion) per minute; over them the gateway
                          answers 429 rate_limit_exceeded with Retry-After (each of N gateways admits 1/N)
-  --url URLS             usage: the gateways to ask (their /metrics; a reader key with --api-key)
   --expires DURATION     create: e.g. 30d, 12h, 90m (default: never)
+  --url URL              the gateway or controller (default http://127.0.0.1:8000; env SMMF_URL); usage:
+                         the gateways to ask, comma-separated (their /metrics)
+  --api-key KEY          an admin key (env SMMF_API_KEY); usage: a reader key
+  --bootstrap            write the key store directly, with:
   --etcd URLS            etcd endpoints (env SMMF_ETCD)
   --data-dir DIR         the embedded mode's data dir (env SMMF_DATA_DIR)
   --config FILE          read --etcd / --data-dir defaults from this config file
   --json                 print JSON
 
-Exit codes: 0 done, 1 the key store could not be reached, 2 bad usage, 3 no such key, 4 refused (a key of that name exists).
+Exit codes: 0 done, 1 the server or key store could not be reached, 2 bad usage, 3 no such key, 4 refused (a key of that name exists, or not allowed).
 `;
 
 const ROLES: Record<string, ApiKeyRole> = { inference: ApiKeyRole.INFERENCE, reader: ApiKeyRole.READER, admin: ApiKeyRole.ADMIN };
@@ -55,14 +64,6 @@ function count(flag: string, value: string | undefined): number {
   if (value === undefined) return 0;
   if (!/^\d+$/.test(value)) throw usage(`--${flag} must be a whole number; got '${value}'`);
   return Number(value);
-}
-
-/** The key, not revoked, of that name or id. */
-function byNameOrId(store: KeyStore, which: string | undefined): ApiKey {
-  if (!which) throw usage("name the key (its name or id)");
-  const key = [...store.keys().values()].find((k) => !k.revokedAt && (k.id === which || k.name === which));
-  if (!key) throw new SmmfError("not_found", `no API key named '${which}' (that is not revoked)`);
-  return key;
 }
 
 function describe(key: ApiKey): Record<string, unknown> {
@@ -115,7 +116,67 @@ async function keyUsage(urls: string | undefined, json: boolean): Promise<number
   return EXIT.ok;
 }
 
-/** `smmf key ...`: creates, lists, revokes and rotates API keys in the key store the servers watch. */
+/** Where `smmf key` makes its changes: a server's KeyService, or (--bootstrap) the key store itself. */
+interface KeyBackend {
+  create(spec: NewKey): Promise<{ key: ApiKey; secret: string }>;
+  list(): Promise<ApiKey[]>;
+  revoke(which: string): Promise<ApiKey>;
+  rotate(which: string): Promise<{ key: ApiKey; secret: string }>;
+  close(): Promise<void>;
+}
+
+/** Through a gateway's or controller's KeyService (the admin role; --api-key or SMMF_API_KEY). */
+function apiBackend(url: string | undefined): KeyBackend {
+  const withKey: Interceptor = (next) => (req) => {
+    for (const [name, value] of Object.entries(authHeaders())) req.header.set(name, value);
+    return next(req);
+  };
+  const client = createClient(KeyService, createConnectTransport({ baseUrl: serverUrl(url), httpVersion: "1.1", interceptors: [withKey] }));
+  return {
+    async create(spec) {
+      const r = await client.createApiKey({ ...spec, models: [...(spec.models ?? [])], expiresInSeconds: spec.expiresInSeconds ?? 0 });
+      return { key: r.key!, secret: r.secret };
+    },
+    async list() {
+      return (await client.listApiKeys({})).keys;
+    },
+    async revoke(which) {
+      return (await client.revokeApiKey({ key: which })).key!;
+    },
+    async rotate(which) {
+      const r = await client.rotateApiKey({ key: which });
+      return { key: r.key!, secret: r.secret };
+    },
+    async close() {},
+  };
+}
+
+/** Straight into the key store (--bootstrap): etcd with --etcd, else the data dir; for the first key. */
+async function storeBackend(values: { config?: string; etcd?: string; "data-dir"?: string }): Promise<KeyBackend> {
+  const logger = createLogger("error", "key");
+  const config = loadConfig({ config: values.config, etcd: values.etcd, "data-dir": values["data-dir"] });
+  const client = config.etcd ? new Etcd3({ hosts: parseEndpoints(config.etcd), dialTimeout: 2_000 }) : undefined;
+  const store: KeyStore = client ? new EtcdKeyStore(client, logger) : new FileKeyStore(config.dataDir, logger, { watch: false });
+  try {
+    await store.ready();
+  } catch (err) {
+    await store.close();
+    client?.close();
+    throw new SmmfError("unavailable", `cannot read the API keys in etcd at ${config.etcd}: ${(err as Error).message}`);
+  }
+  return {
+    create: (spec) => createKey(store, spec),
+    list: async () => [...store.keys().values()].sort((a, b) => a.name.localeCompare(b.name)),
+    revoke: (which) => revokeKey(store, which),
+    rotate: (which) => rotateKey(store, which),
+    async close() {
+      await store.close();
+      client?.close();
+    },
+  };
+}
+
+/** `smmf key ...`: creates, lists, revokes and rotates API keys, through a server or (--bootstrap) in the store. */
 export async function runKeyCommand(args: string[]): Promise<number> {
   const [action, ...rest] = args;
   const parsed = parseCommandArgs(`key ${action ?? ""}`.trim(), KEY_USAGE, rest, {
@@ -124,6 +185,7 @@ export async function runKeyCommand(args: string[]): Promise<number> {
     rpm: { type: "string" },
     tpm: { type: "string" },
     expires: { type: "string" },
+    bootstrap: { type: "boolean" },
     etcd: { type: "string" },
     "data-dir": { type: "string" },
     config: { type: "string" },
@@ -137,42 +199,29 @@ export async function runKeyCommand(args: string[]): Promise<number> {
   }
   const { values, positionals } = parsed;
   if (action === "usage") return keyUsage(values.url, values.json ?? false);
-  const logger = createLogger("error", "key");
-  let store: KeyStore | undefined;
-  let client: Etcd3 | undefined;
+  let backend: KeyBackend | undefined;
   try {
-    const config = loadConfig({ config: values.config, etcd: values.etcd, "data-dir": values["data-dir"] });
-    if (config.etcd) {
-      client = new Etcd3({ hosts: parseEndpoints(config.etcd), dialTimeout: 2_000 });
-      store = new EtcdKeyStore(client, logger);
-    } else {
-      store = new FileKeyStore(config.dataDir, logger, { watch: false });
-    }
-    await store.ready();
+    backend = values.bootstrap ? await storeBackend(values) : apiBackend(values.url);
     const print = (value: unknown, text: string) => process.stdout.write(values.json ? `${JSON.stringify(value, null, 2)}\n` : text);
     switch (action) {
       case "create": {
         const name = positionals[0];
-        if (!name || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw usage("smmf key create NAME: a name of letters, digits, '.', '_' and '-' (at most 64)");
+        if (!name) throw usage("smmf key create NAME: name the key");
         const role = ROLES[values.role ?? ""];
         if (!role) throw usage("--role must be inference, reader or admin");
-        if ([...store.keys().values()].some((k) => k.name === name && !k.revokedAt)) throw new SmmfError("already_exists", `an API key named '${name}' exists; revoke or rotate it`);
-        let expiresAt;
+        let expiresInSeconds = 0;
         if (values.expires !== undefined) {
           const m = /^(\d+)([mhd])$/.exec(values.expires);
           if (!m || Number(m[1]) === 0) throw usage(`--expires takes a duration like 30d, 12h or 90m; got '${values.expires}'`);
-          expiresAt = timestampFromMs(Date.now() + Number(m[1]) * UNITS[m[2]]);
+          expiresInSeconds = (Number(m[1]) * UNITS[m[2]]) / 1000;
         }
-        const id = newKeyId();
-        const secret = newSecret(id);
         const models = values.models ? values.models.split(",").map((s) => s.trim()).filter(Boolean) : [];
-        const key = create(ApiKeySchema, { id, name, role, models, rpm: count("rpm", values.rpm), tpm: count("tpm", values.tpm), createdAt: timestampFromMs(Date.now()), expiresAt, secretSha256: sha256Hex(secret), version: API_KEY_VERSION });
-        await store.put(key);
-        print({ ...describe(key), secret }, `created API key '${name}' (id ${id}, role ${ROLE_NAMES[role]}). Its secret, shown only now:\n${secret}\n`);
+        const { key, secret } = await backend.create({ name, role, models, rpm: count("rpm", values.rpm), tpm: count("tpm", values.tpm), expiresInSeconds });
+        print({ ...describe(key), secret }, `created API key '${name}' (id ${key.id}, role ${ROLE_NAMES[role]}). Its secret, shown only now:\n${secret}\n`);
         return EXIT.ok;
       }
       case "list": {
-        const keys = [...store.keys().values()].sort((a, b) => a.name.localeCompare(b.name));
+        const keys = await backend.list();
         const when = (t: ApiKey["createdAt"]) => (t ? new Date(timestampMs(t)).toISOString().replace(/\.\d+Z$/, "Z") : "never");
         print(
           keys.map(describe),
@@ -184,25 +233,19 @@ export async function runKeyCommand(args: string[]): Promise<number> {
         return EXIT.ok;
       }
       case "revoke": {
-        const key = byNameOrId(store, positionals[0]);
-        const revoked = create(ApiKeySchema, { ...key, revokedAt: timestampFromMs(Date.now()) });
-        await store.put(revoked);
-        print({ revoked: describe(revoked) }, `revoked API key '${key.name}' (id ${key.id})\n`);
+        const revoked = await backend.revoke(positionals[0] ?? "");
+        print({ revoked: describe(revoked) }, `revoked API key '${revoked.name}' (id ${revoked.id})\n`);
         return EXIT.ok;
       }
       default: {
-        const key = byNameOrId(store, positionals[0]);
-        const secret = newSecret(key.id);
-        const rotated = create(ApiKeySchema, { ...key, secretSha256: sha256Hex(secret) });
-        await store.put(rotated);
-        print({ ...describe(rotated), secret }, `rotated API key '${key.name}' (id ${key.id}); the old secret no longer works. The new one, shown only now:\n${secret}\n`);
+        const { key, secret } = await backend.rotate(positionals[0] ?? "");
+        print({ ...describe(key), secret }, `rotated API key '${key.name}' (id ${key.id}); the old secret no longer works. The new one, shown only now:\n${secret}\n`);
         return EXIT.ok;
       }
     }
   } catch (err) {
     return reportError(`key ${action}`, err);
   } finally {
-    await store?.close();
-    client?.close();
+    await backend?.close();
   }
 }

@@ -1,11 +1,23 @@
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { create, fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { API_KEY } from "../auth/authInterceptor.js";
 import { auditAddressValues } from "./AuditAddress.js";
 import { AuditRecordSchema } from "../gen/smmf/v1/audit_pb.js";
-import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
+import {
+  ApiKeySchema,
+  CreateApiKeyRequestSchema,
+  type CreateApiKeyResponseSchema,
+  type KeyService,
+  ListApiKeysRequestSchema,
+  type ListApiKeysResponseSchema,
+  RevokeApiKeyRequestSchema,
+  type RevokeApiKeyResponseSchema,
+  RotateApiKeyRequestSchema,
+  type RotateApiKeyResponseSchema,
+  type ApiKey,
+} from "../gen/smmf/v1/auth_pb.js";
 import type { ControllerApi } from "./createControllerService.js";
 import {
   GetModelRequestSchema,
@@ -57,7 +69,7 @@ function reply(res: AnyResponse, status: number, body: unknown): true {
  * API key as the REST handler authorized it (null when keys are not enforced): changes are recorded with its
  * name, as over gRPC.
  */
-export function createControlRoutes(service: Service, maxBodyBytes: number): (req: Req, res: AnyResponse, path: string, key?: ApiKey | null) => Promise<boolean> {
+export function createControlRoutes(service: Service, maxBodyBytes: number, keys?: ServiceImpl<typeof KeyService>): (req: Req, res: AnyResponse, path: string, key?: ApiKey | null) => Promise<boolean> {
   return async (req, res, path, key = null) => {
     const abort = new AbortController();
     const onClose = () => abort.abort();
@@ -121,6 +133,27 @@ export function createControlRoutes(service: Service, maxBodyBytes: number): (re
         const request = create(ListAuditRequestSchema, { limit: Number(limitText), before: query.get("before") ?? "", action: query.get("action") ?? "", target: query.get("target") ?? "" });
         const { records, next } = await service.listAudit(request);
         return reply(res, 200, { object: "list", data: records.map((r) => toJson(AuditRecordSchema, r, { alwaysEmitImplicit: true })), next: next || null });
+      }
+      if (collection === "keys" && keys && (id === undefined || action === "revoke" || action === "rotate")) {
+        // The secret is in the answer of a create or a rotate, once; records carry no hash.
+        const shown = (k: ApiKey | undefined) => (k ? toJson(ApiKeySchema, k, { alwaysEmitImplicit: false }) : null);
+        if (id === undefined) {
+          allowMethods(req, "GET", "POST");
+          if (req.method === "GET") {
+            const listed = (await keys.listApiKeys!(create(ListApiKeysRequestSchema), ctx)) as MessageShape<typeof ListApiKeysResponseSchema>;
+            return reply(res, 200, { object: "list", data: listed.keys.map(shown) });
+          }
+          const request = parse(CreateApiKeyRequestSchema, await readJsonBody(req, maxBodyBytes));
+          const created = (await keys.createApiKey!(request, ctx)) as MessageShape<typeof CreateApiKeyResponseSchema>;
+          return reply(res, 201, { key: shown(created.key), secret: created.secret });
+        }
+        allowMethods(req, "POST");
+        if (action === "revoke") {
+          const revoked = (await keys.revokeApiKey!(create(RevokeApiKeyRequestSchema, { key: id }), ctx)) as MessageShape<typeof RevokeApiKeyResponseSchema>;
+          return reply(res, 200, { key: shown(revoked.key) });
+        }
+        const rotated = (await keys.rotateApiKey!(create(RotateApiKeyRequestSchema, { key: id }), ctx)) as MessageShape<typeof RotateApiKeyResponseSchema>;
+        return reply(res, 200, { key: shown(rotated.key), secret: rotated.secret });
       }
       if (collection === "events" && id === undefined) {
         allowMethods(req, "GET");

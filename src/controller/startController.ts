@@ -4,6 +4,8 @@ import { toSmmfError } from "../errors/SmmfError.js";
 import { createControlRoutes } from "./createControlRoutes.js";
 import { sendJson } from "../net/sse.js";
 import { startServer, type RestHandler } from "../net/startServer.js";
+import { createKeyService } from "../auth/createKeyService.js";
+import { KeyService } from "../gen/smmf/v1/auth_pb.js";
 import type { EtcdRegistry } from "../registry/EtcdRegistry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { collectRegistryMetrics } from "../telemetry/collectRegistryMetrics.js";
@@ -52,7 +54,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
   metrics.leader.set(0);
   const stopCollecting = collectRegistryMetrics(metrics, registry);
   const service = createControllerService(plane);
-  const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024);
+  const keys = options.auth ? createKeyService(options.auth.store, plane.audit, logger) : undefined;
+  const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024, keys);
   let election: LeaderElection | undefined;
   const rest: RestHandler = (req, res, key) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -79,6 +82,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     contextValues: auditAddressValues,
     routes(r) {
       r.service(ControllerService, service);
+      if (keys) r.service(KeyService, keys);
     },
     rest,
   });

@@ -22,6 +22,8 @@ import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { keyAllowsModel } from "../auth/Authenticator.js";
 import type { RestHandler } from "../net/startServer.js";
 import type { KeyAccounting, UsageListener } from "../auth/KeyAccounting.js";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { KeyService } from "../gen/smmf/v1/auth_pb.js";
 import { sendJson, type AnyResponse } from "../net/sse.js";
 import { streamGeneration } from "./streamGeneration.js";
 
@@ -36,6 +38,8 @@ export interface RestOptions {
   telemetry: Telemetry;
   /** Per-key limits and usage of inference requests. */
   accounting?: KeyAccounting;
+  /** API key management, served as REST under /api/v1/keys (when keys are in use). */
+  keys?: ServiceImpl<typeof KeyService>;
 }
 
 /** The sampling and limit fields of a body, as the request log keeps them. */
@@ -60,7 +64,7 @@ function requestIdFor(prefix: string): string {
 /** The OpenAI-compatible REST API and the health endpoints. */
 export function createRestHandler(options: RestOptions): RestHandler {
   const { router, registry, logger, maxBodyBytes, telemetry } = options;
-  const control = createControlRoutes(options.controller, maxBodyBytes);
+  const control = createControlRoutes(options.controller, maxBodyBytes, options.keys);
   const requestLogRoutes = createRequestLogRoutes(telemetry, maxBodyBytes);
   const isKnownModel = (model: string) => registry.snapshot().some((i) => i.model === model);
 

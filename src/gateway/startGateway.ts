@@ -4,6 +4,8 @@ import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import type { Authenticator } from "../auth/Authenticator.js";
 import { KeyAccounting } from "../auth/KeyAccounting.js";
+import { createKeyService } from "../auth/createKeyService.js";
+import { KeyService } from "../gen/smmf/v1/auth_pb.js";
 import { auditAddressValues } from "../controller/AuditAddress.js";
 import { startServer, type RunningServer } from "../net/startServer.js";
 import { KeyLimiter } from "../auth/KeyLimiter.js";
@@ -79,7 +81,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const accounting = new KeyAccounting(limiter, metrics);
   stopCollecting.push(metrics.onCollect(() => metrics.fleetSize.set(fleetSize())));
   const stopKeyWatch = options.auth?.store.subscribe(() => limiter.retain(new Set(options.auth!.store.keys().keys())));
-  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, accounting });
+  const keys = options.auth ? createKeyService(options.auth.store, plane.audit, options.logger) : undefined;
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, accounting, keys });
   let listener: RunningServer;
   try {
     listener = await startServer({
@@ -91,6 +94,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       routes(r) {
         r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting));
         r.service(ControllerService, controller);
+        if (keys) r.service(KeyService, keys);
       },
       rest,
     });

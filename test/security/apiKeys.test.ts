@@ -17,17 +17,19 @@ import { InferenceService } from "../../src/gen/smmf/v1/inference_pb.js";
 import { createLogger } from "../../src/telemetry/createLogger.js";
 import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
 import { projectRoot, testModelPath } from "../helpers/testModel.js";
+import { startOtlpCollector, type OtlpCollector } from "../helpers/otlpCollector.js";
 
 // `smmf serve` (a real process) on loopback serving the test model under two names; keys made with the real
 // `smmf key` command in its data dir, while it runs.
 let dir: string;
+let collector: OtlpCollector;
 let smmf: SmmfProcess;
 let url: string;
 const secrets: Record<string, string> = {};
 
 
 async function createKey(name: string, ...flags: string[]): Promise<string> {
-  const out = await runCli(["key", "create", name, "--data-dir", join(dir, "data"), ...flags]);
+  const out = await runCli(["key", "create", name, "--bootstrap", "--data-dir", join(dir, "data"), ...flags]);
   expect(out.code, out.stderr).toBe(0);
   const secret = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)?.[0];
   expect(secret, out.stdout).toBeDefined();
@@ -55,13 +57,18 @@ async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "smmf-keys-"));
+  collector = await startOtlpCollector();
   const port = await freePort();
-  smmf = await startSmmf(["serve", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--model", `other=${testModelPath()}`, "--gpu", "off", "--threads", "1", "--data-dir", join(dir, "data"), "--log-level", "info"], { timeoutMs: 60_000 });
+  smmf = await startSmmf(
+    ["serve", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--model", `other=${testModelPath()}`, "--gpu", "off", "--threads", "1", "--data-dir", join(dir, "data"), "--log-level", "info", "--otlp-endpoint", collector.url, "--request-log-capture", "full"],
+    { timeoutMs: 60_000 },
+  );
   url = `http://127.0.0.1:${port}`;
 }, 90_000);
 
 afterAll(async () => {
   await smmf?.stop();
+  await collector?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -79,16 +86,42 @@ describe("API keys", () => {
     const plain = await get("/v1/models");
     expect(plain.body.error).toMatchObject({ code: "invalid_api_key", type: "invalid_request_error" });
     expect(plain.body.error?.message).toMatch(/didn't provide an API key/);
-    for (const path of ["/api/v1/models", "/api/v1/instances", "/api/v1/requests", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
-    expect((await post("/api/v1/models", { name: "x", source: "x.gguf" })).status).toBe(401);
+    for (const path of ["/api/v1/models", "/api/v1/models/stories260K", "/api/v1/instances", "/api/v1/workers", "/api/v1/events", "/api/v1/audit", "/api/v1/requests", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
+    // Every route that changes state, as the operating API lists them.
+    const changes: [string, string][] = [
+      ["POST", "/api/v1/models"],
+      ["PUT", "/api/v1/models/stories260K"],
+      ["DELETE", "/api/v1/models/stories260K"],
+      ["POST", "/api/v1/models/stories260K/restart"],
+      ["POST", "/api/v1/models/stories260K/scale"],
+      ["POST", "/api/v1/instances/x/online"],
+      ["POST", "/api/v1/instances/x/offline"],
+      ["POST", "/api/v1/instances/x/drain"],
+      ["POST", "/api/v1/requests/x/feedback"],
+      ["POST", "/v1/chat/completions"],
+      ["POST", "/v1/completions"],
+      ["POST", "/v1/embeddings"],
+    ];
+    for (const [method, path] of changes) {
+      const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json" }, body: method === "DELETE" ? undefined : JSON.stringify({ replicas: 2, name: "stories260K", source: "x.gguf", model: "stories260K", prompt: "x" }) });
+      expect(res.status, `${method} ${path}`).toBe(401);
+    }
     // A wrong secret of the right shape, and one of another shape.
     expect((await get("/v1/models", `smmf-k000000000000-${"A".repeat(43)}`)).body.error?.code).toBe("invalid_api_key");
     expect((await get("/v1/models", "sk-not-ours")).status).toBe(401);
     const err = await openai("sk-nope").models.list().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
     for (const transport of [createConnectTransport({ baseUrl: url, httpVersion: "1.1" }), createGrpcTransport({ baseUrl: url })]) {
-      expect((await rpcError(createClient(ControllerService, transport).listModels({}))).code).toBe(Code.Unauthenticated);
-      expect((await rpcError(createClient(ControllerService, transport).scaleModel({ name: "stories260K", replicas: 2 }))).code).toBe(Code.Unauthenticated);
+      // Every unary method of ControllerService, reads and changes alike, and the streaming watch.
+      const controller = createClient(ControllerService, transport) as unknown as Record<string, (req: object) => Promise<unknown>>;
+      for (const method of ControllerService.methods) {
+        if (method.methodKind !== "unary") continue;
+        expect((await rpcError(controller[method.localName]({}))).code, method.name).toBe(Code.Unauthenticated);
+      }
+      const watch = (async () => {
+        for await (const _ of createClient(ControllerService, transport).watchEvents({}));
+      })();
+      expect((await rpcError(watch)).code).toBe(Code.Unauthenticated);
       expect((await rpcError(createClient(InferenceService, transport).countTokens({ model: "stories260K", input: { case: "prompt", value: "x" } }))).code).toBe(Code.Unauthenticated);
     }
     // Health stays open, and so does /metrics on loopback.
@@ -139,16 +172,24 @@ describe("API keys", () => {
 
   it("a rotated key's old secret stops working and the new one works; a revoked key is refused within a second", async () => {
     const old = secrets.app;
-    const out = await runCli(["key", "rotate", "app", "--data-dir", join(dir, "data")]);
+    // Through the server's KeyService, with the admin key; an inference key may not.
+    expect((await runCli(["key", "rotate", "app", "--url", url, "--api-key", secrets.app])).code).toBe(4);
+    const out = await runCli(["key", "rotate", "app", "--url", url, "--api-key", secrets.admin]);
     expect(out.code, out.stderr).toBe(0);
     const fresh = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
     await expect.poll(async () => (await get("/v1/models", old)).status, { timeout: 1_000, interval: 20 }).toBe(401);
     expect((await get("/v1/models", fresh)).status).toBe(200);
     secrets.app = fresh;
-    expect((await runCli(["key", "revoke", "app", "--data-dir", join(dir, "data")])).code).toBe(0);
+    expect((await runCli(["key", "revoke", "app", "--url", url, "--api-key", secrets.admin])).code).toBe(0);
     await expect.poll(async () => (await get("/v1/models", fresh)).status, { timeout: 1_000, interval: 20 }).toBe(401);
     expect((await get("/v1/models", fresh)).body.error?.message).toMatch(/'app' has been revoked/);
-    expect((await runCli(["key", "revoke", "app", "--data-dir", join(dir, "data")])).code).toBe(3);
+    expect((await runCli(["key", "revoke", "app", "--bootstrap", "--data-dir", join(dir, "data")])).code).toBe(3);
+    // Both changes are in the audit record, with the admin key's name and no secret.
+    const audit = (await get("/api/v1/audit?limit=50", secrets.admin)).body as unknown as { data: { action: string; actor: string; target: string; ok: boolean }[] };
+    expect(audit.data.filter((r) => r.target === "app").map((r) => [r.action, r.actor, r.ok])).toEqual([
+      ["RevokeApiKey", "admin", true],
+      ["RotateApiKey", "admin", true],
+    ]);
   });
 
   it("an expired key is refused", async () => {
@@ -160,15 +201,23 @@ describe("API keys", () => {
     await expect.poll(async () => (await get("/v1/models", secret)).body.error?.message, { timeout: 5_000 }).toMatch(/'stale' has expired/);
   });
 
-  it("keeps secrets only as hashes: not in the keys file (mode 0600), the logs, /metrics or the listing", async () => {
+  it("keeps secrets only as hashes: not in the keys file (mode 0600), the logs, /metrics, traces, the request log, the audit record or the listing", async () => {
     const path = join(dir, "data", "keys.json");
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const file = readFileSync(path, "utf8");
-    const list = await runCli(["key", "list", "--data-dir", join(dir, "data"), "--json"]);
+    const list = await runCli(["key", "list", "--bootstrap", "--data-dir", join(dir, "data"), "--json"]);
+    const listed = await runCli(["key", "list", "--url", url, "--api-key", secrets.admin, "--json"]);
+    expect(JSON.parse(listed.stdout)).toEqual(JSON.parse(list.stdout));
     const metrics = await (await fetch(`${url}/metrics`)).text();
+    await expect.poll(() => collector.spans().length, { timeout: 10_000 }).toBeGreaterThan(0);
+    const traces = JSON.stringify(collector.requests);
+    const requestLog = JSON.stringify((await get("/api/v1/requests?limit=1000", secrets.admin)).body);
+    expect(requestLog).toContain("stories260K");
+    const audit = JSON.stringify((await get("/api/v1/audit?limit=1000", secrets.admin)).body);
     for (const secret of Object.values(secrets)) {
       const random = secret.slice(-43);
-      for (const [where, text] of [["keys file", file], ["stdout", smmf.stdout()], ["stderr", smmf.stderr()], ["metrics", metrics], ["key list", list.stdout]] as const) expect(text.includes(random), where).toBe(false);
+      const sources = [["keys file", file], ["key list through the API", listed.stdout], ["stdout", smmf.stdout()], ["stderr", smmf.stderr()], ["metrics", metrics], ["traces", traces], ["request log", requestLog], ["audit record", audit], ["key list", list.stdout]] as const;
+      for (const [where, text] of sources) expect(text.includes(random), where).toBe(false);
     }
     // The revoked key stays listed, as revoked.
     expect(JSON.parse(list.stdout).map((k: { name: string; revokedAt?: string }) => [k.name, Boolean(k.revokedAt)])).toEqual([["admin", false], ["app", true], ["ops", false], ["stale", false]]);
@@ -212,9 +261,35 @@ describe("safe defaults", () => {
       const out = await runCli(["serve", "--host", "0.0.0.0", "--port", String(await freePort()), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--data-dir", empty]);
       expect(out.code).not.toBe(0);
       expect(out.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without an API key/);
-      expect(out.stderr).toMatch(/smmf key create admin --role admin/);
+      expect(out.stderr).toMatch(/smmf key create admin --role admin --bootstrap --data-dir/);
     } finally {
       rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  it("beyond loopback, /metrics needs a reader key too; --auth off starts without keys, open, and warns", async () => {
+    const data = mkdtempSync(join(tmpdir(), "smmf-wide-"));
+    const open = mkdtempSync(join(tmpdir(), "smmf-open-"));
+    const made = await runCli(["key", "create", "ops", "--role", "reader", "--bootstrap", "--data-dir", data]);
+    const reader = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(made.stdout)![0];
+    let port = await freePort();
+    const wide = await startSmmf(["serve", "--host", "0.0.0.0", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--threads", "1", "--data-dir", data], { timeoutMs: 60_000 });
+    try {
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(401);
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${reader}` } })).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    } finally {
+      await wide.stop();
+    }
+    port = await freePort();
+    const off = await startSmmf(["serve", "--host", "0.0.0.0", "--auth", "off", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--threads", "1", "--data-dir", open], { timeoutMs: 60_000 });
+    try {
+      expect(off.stderr()).toMatch(/API keys are off \(--auth off\)/);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/models`)).status).toBe(200);
+    } finally {
+      await off.stop();
+      rmSync(data, { recursive: true, force: true });
+      rmSync(open, { recursive: true, force: true });
     }
   });
 });

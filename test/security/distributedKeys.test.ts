@@ -32,7 +32,7 @@ describe("API keys in etcd, across gateways and a controller", () => {
 
   it("a key created in etcd is checked by every gateway and the controller within a second", async () => {
     for (const root of roots()) expect(await status(root, "/api/v1/models"), root).toBe(200);
-    const out = await runCli(["key", "create", "ops", "--role", "reader", "--etcd", etcd.endpoints]);
+    const out = await runCli(["key", "create", "ops", "--role", "reader", "--bootstrap", "--etcd", etcd.endpoints]);
     expect(out.code, out.stderr).toBe(0);
     secret = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
     for (const root of roots()) {
@@ -51,7 +51,7 @@ describe("API keys in etcd, across gateways and a controller", () => {
   });
 
   it("two gateways hold a key's requests per minute together, within 10% (each admits half)", async () => {
-    const out = await runCli(["key", "create", "shared", "--role", "inference", "--rpm", "20", "--etcd", etcd.endpoints]);
+    const out = await runCli(["key", "create", "shared", "--role", "inference", "--rpm", "20", "--bootstrap", "--etcd", etcd.endpoints]);
     expect(out.code, out.stderr).toBe(0);
     const shared = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
     // Each gateway counts both (their records in etcd), and knows the key.
@@ -72,7 +72,11 @@ describe("API keys in etcd, across gateways and a controller", () => {
   });
 
   it("a revoked key is refused by both gateways and the controller within a second; revoking the last key does not open them", async () => {
-    const out = await runCli(["key", "revoke", "ops", "--etcd", etcd.endpoints]);
+    // An admin key made through one gateway's API revokes through the controller's.
+    const made = await runCli(["key", "create", "boss", "--role", "admin", "--bootstrap", "--etcd", etcd.endpoints]);
+    const boss = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(made.stdout)![0];
+    await expect.poll(() => status(controller.url, "/api/v1/models", boss), { timeout: 1_000, interval: 20 }).toBe(200);
+    const out = await runCli(["key", "revoke", "ops", "--url", controller.url, "--api-key", boss]);
     expect(out.code, out.stderr).toBe(0);
     for (const root of roots()) {
       await expect.poll(() => status(root, "/api/v1/models", secret), { timeout: 1_000, interval: 20 }).toBe(401);

@@ -18,7 +18,7 @@ const secrets: Record<string, string> = {};
 
 
 async function createKey(name: string, ...flags: string[]): Promise<void> {
-  const out = await runCli(["key", "create", name, "--data-dir", join(dir, "data"), ...flags]);
+  const out = await runCli(["key", "create", name, "--bootstrap", "--data-dir", join(dir, "data"), ...flags]);
   expect(out.code, out.stderr).toBe(0);
   secrets[name] = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
 }

@@ -2,8 +2,8 @@
 // @generated from file smmf/v1/auth.proto (package smmf.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/auth.proto.
  */
 export const file_smmf_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChJzbW1mL3YxL2F1dGgucHJvdG8SB3NtbWYudjEipwIKBkFwaUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiEKBHJvbGUYAyABKA4yEy5zbW1mLnYxLkFwaUtleVJvbGUSDgoGbW9kZWxzGAQgAygJEgsKA3JwbRgFIAEoDRILCgN0cG0YBiABKA0SLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNc2VjcmV0X3NoYTI1NhgJIAEoCRIPCgd2ZXJzaW9uGAogASgNEi4KCnJldm9rZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKncKCkFwaUtleVJvbGUSHAoYQVBJX0tFWV9ST0xFX1VOU1BFQ0lGSUVEEAASGgoWQVBJX0tFWV9ST0xFX0lORkVSRU5DRRABEhcKE0FQSV9LRVlfUk9MRV9SRUFERVIQAhIWChJBUElfS0VZX1JPTEVfQURNSU4QA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChJzbW1mL3YxL2F1dGgucHJvdG8SB3NtbWYudjEipwIKBkFwaUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiEKBHJvbGUYAyABKA4yEy5zbW1mLnYxLkFwaUtleVJvbGUSDgoGbW9kZWxzGAQgAygJEgsKA3JwbRgFIAEoDRILCgN0cG0YBiABKA0SLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNc2VjcmV0X3NoYTI1NhgJIAEoCRIPCgd2ZXJzaW9uGAogASgNEi4KCnJldm9rZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIowBChNDcmVhdGVBcGlLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSIQoEcm9sZRgCIAEoDjITLnNtbWYudjEuQXBpS2V5Um9sZRIOCgZtb2RlbHMYAyADKAkSCwoDcnBtGAQgASgNEgsKA3RwbRgFIAEoDRIaChJleHBpcmVzX2luX3NlY29uZHMYBiABKA0iRAoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USHAoDa2V5GAEgASgLMg8uc21tZi52MS5BcGlLZXkSDgoGc2VjcmV0GAIgASgJIhQKEkxpc3RBcGlLZXlzUmVxdWVzdCI0ChNMaXN0QXBpS2V5c1Jlc3BvbnNlEh0KBGtleXMYASADKAsyDy5zbW1mLnYxLkFwaUtleSIiChNSZXZva2VBcGlLZXlSZXF1ZXN0EgsKA2tleRgBIAEoCSI0ChRSZXZva2VBcGlLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5zbW1mLnYxLkFwaUtleSIiChNSb3RhdGVBcGlLZXlSZXF1ZXN0EgsKA2tleRgBIAEoCSJEChRSb3RhdGVBcGlLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5zbW1mLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkqdwoKQXBpS2V5Um9sZRIcChhBUElfS0VZX1JPTEVfVU5TUEVDSUZJRUQQABIaChZBUElfS0VZX1JPTEVfSU5GRVJFTkNFEAESFwoTQVBJX0tFWV9ST0xFX1JFQURFUhACEhYKEkFQSV9LRVlfUk9MRV9BRE1JThADMr0CCgpLZXlTZXJ2aWNlEksKDENyZWF0ZUFwaUtleRIcLnNtbWYudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBodLnNtbWYudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USSAoLTGlzdEFwaUtleXMSGy5zbW1mLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBocLnNtbWYudjEuTGlzdEFwaUtleXNSZXNwb25zZRJLCgxSZXZva2VBcGlLZXkSHC5zbW1mLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaHS5zbW1mLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlEksKDFJvdGF0ZUFwaUtleRIcLnNtbWYudjEuUm90YXRlQXBpS2V5UmVxdWVzdBodLnNtbWYudjEuUm90YXRlQXBpS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * ApiKey is the record of an API key, stored (as JSON) at /smmf/v1/keys/<id> in etcd, or in the data dir's
@@ -104,6 +104,179 @@ export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
   messageDesc(file_smmf_v1_auth, 0);
 
 /**
+ * @generated from message smmf.v1.CreateApiKeyRequest
+ */
+export type CreateApiKeyRequest = Message<"smmf.v1.CreateApiKeyRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: smmf.v1.ApiKeyRole role = 2;
+   */
+  role: ApiKeyRole;
+
+  /**
+   * @generated from field: repeated string models = 3;
+   */
+  models: string[];
+
+  /**
+   * @generated from field: uint32 rpm = 4;
+   */
+  rpm: number;
+
+  /**
+   * @generated from field: uint32 tpm = 5;
+   */
+  tpm: number;
+
+  /**
+   * 0 = never expires.
+   *
+   * @generated from field: uint32 expires_in_seconds = 6;
+   */
+  expiresInSeconds: number;
+};
+
+/**
+ * Describes the message smmf.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 1);
+
+/**
+ * @generated from message smmf.v1.CreateApiKeyResponse
+ */
+export type CreateApiKeyResponse = Message<"smmf.v1.CreateApiKeyResponse"> & {
+  /**
+   * @generated from field: smmf.v1.ApiKey key = 1;
+   */
+  key?: ApiKey;
+
+  /**
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message smmf.v1.CreateApiKeyResponse.
+ * Use `create(CreateApiKeyResponseSchema)` to create a new message.
+ */
+export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 2);
+
+/**
+ * @generated from message smmf.v1.ListApiKeysRequest
+ */
+export type ListApiKeysRequest = Message<"smmf.v1.ListApiKeysRequest"> & {
+};
+
+/**
+ * Describes the message smmf.v1.ListApiKeysRequest.
+ * Use `create(ListApiKeysRequestSchema)` to create a new message.
+ */
+export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 3);
+
+/**
+ * @generated from message smmf.v1.ListApiKeysResponse
+ */
+export type ListApiKeysResponse = Message<"smmf.v1.ListApiKeysResponse"> & {
+  /**
+   * @generated from field: repeated smmf.v1.ApiKey keys = 1;
+   */
+  keys: ApiKey[];
+};
+
+/**
+ * Describes the message smmf.v1.ListApiKeysResponse.
+ * Use `create(ListApiKeysResponseSchema)` to create a new message.
+ */
+export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 4);
+
+/**
+ * @generated from message smmf.v1.RevokeApiKeyRequest
+ */
+export type RevokeApiKeyRequest = Message<"smmf.v1.RevokeApiKeyRequest"> & {
+  /**
+   * The key's name or id.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+};
+
+/**
+ * Describes the message smmf.v1.RevokeApiKeyRequest.
+ * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
+ */
+export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 5);
+
+/**
+ * @generated from message smmf.v1.RevokeApiKeyResponse
+ */
+export type RevokeApiKeyResponse = Message<"smmf.v1.RevokeApiKeyResponse"> & {
+  /**
+   * @generated from field: smmf.v1.ApiKey key = 1;
+   */
+  key?: ApiKey;
+};
+
+/**
+ * Describes the message smmf.v1.RevokeApiKeyResponse.
+ * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
+ */
+export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 6);
+
+/**
+ * @generated from message smmf.v1.RotateApiKeyRequest
+ */
+export type RotateApiKeyRequest = Message<"smmf.v1.RotateApiKeyRequest"> & {
+  /**
+   * The key's name or id.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+};
+
+/**
+ * Describes the message smmf.v1.RotateApiKeyRequest.
+ * Use `create(RotateApiKeyRequestSchema)` to create a new message.
+ */
+export const RotateApiKeyRequestSchema: GenMessage<RotateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 7);
+
+/**
+ * @generated from message smmf.v1.RotateApiKeyResponse
+ */
+export type RotateApiKeyResponse = Message<"smmf.v1.RotateApiKeyResponse"> & {
+  /**
+   * @generated from field: smmf.v1.ApiKey key = 1;
+   */
+  key?: ApiKey;
+
+  /**
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message smmf.v1.RotateApiKeyResponse.
+ * Use `create(RotateApiKeyResponseSchema)` to create a new message.
+ */
+export const RotateApiKeyResponseSchema: GenMessage<RotateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_auth, 8);
+
+/**
  * What an API key may do. Each role may do what the roles before it may.
  *
  * @generated from enum smmf.v1.ApiKeyRole
@@ -141,4 +314,50 @@ export enum ApiKeyRole {
  */
 export const ApiKeyRoleSchema: GenEnum<ApiKeyRole> = /*@__PURE__*/
   enumDesc(file_smmf_v1_auth, 0);
+
+/**
+ * KeyService manages API keys through a gateway or controller (the `admin` role). A secret is in the answer
+ * of CreateApiKey and RotateApiKey only, once; records in answers carry no secret_sha256.
+ *
+ * @generated from service smmf.v1.KeyService
+ */
+export const KeyService: GenService<{
+  /**
+   * @generated from rpc smmf.v1.KeyService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof CreateApiKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc smmf.v1.KeyService.ListApiKeys
+   */
+  listApiKeys: {
+    methodKind: "unary";
+    input: typeof ListApiKeysRequestSchema;
+    output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * Marks the key revoked (it stays listed, refused); revoked keys keep the checks on.
+   *
+   * @generated from rpc smmf.v1.KeyService.RevokeApiKey
+   */
+  revokeApiKey: {
+    methodKind: "unary";
+    input: typeof RevokeApiKeyRequestSchema;
+    output: typeof RevokeApiKeyResponseSchema;
+  },
+  /**
+   * A new secret for the key; the old one stops working.
+   *
+   * @generated from rpc smmf.v1.KeyService.RotateApiKey
+   */
+  rotateApiKey: {
+    methodKind: "unary";
+    input: typeof RotateApiKeyRequestSchema;
+    output: typeof RotateApiKeyResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_smmf_v1_auth, 0);
 
