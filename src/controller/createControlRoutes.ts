@@ -38,6 +38,7 @@ import { WorkerStatusSchema } from "../gen/smmf/v1/worker_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { allowMethods } from "../net/allowMethods.js";
 import { readJsonBody } from "../net/readJsonBody.js";
+import { decodeSegment } from "../net/decodeSegment.js";
 import { sendJson, startSse, writeSse, type AnyResponse } from "../net/sse.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -76,7 +77,7 @@ export function createControlRoutes(service: Service, maxBodyBytes: number, keys
     res.once("close", onClose);
     const values = auditAddressValues(req).set(API_KEY, key);
     const ctx = { signal: abort.signal, values } as HandlerContext;
-    const segments = path.split("/").slice(3).map(decodeURIComponent); // after /api/v1/
+    const segments = path.split("/").slice(3).map(decodeSegment); // after /api/v1/
     try {
       const [collection, id, action] = segments;
       if (collection === "models") {

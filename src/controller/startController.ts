@@ -80,6 +80,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     port: options.port,
     auth: options.auth,
     contextValues: auditAddressValues,
+    readMaxBytes: options.maxBodyBytes ?? 1024 * 1024,
     routes(r) {
       r.service(ControllerService, service);
       if (keys) r.service(KeyService, keys);

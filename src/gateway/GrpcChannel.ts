@@ -4,6 +4,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL } = http2.constants;
 
+/** A grpc-message trailer, percent-decoded as gRPC sends it (as it came when it is not well-formed). */
+function grpcMessage(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
 export interface ChannelOptions {
   /** Called when the connection closes without being asked to (the worker died, or stopped answering PINGs). */
   onLost?: () => void;
@@ -121,7 +130,7 @@ export class GrpcChannel {
       for (const [key, value] of Object.entries(status ?? {})) {
         if (!key.startsWith(":") && key !== "grpc-status" && key !== "grpc-message" && typeof value === "string") metadata.set(key, value);
       }
-      throw new ConnectError(decodeURIComponent(String(status?.["grpc-message"] ?? "")), code as Code, metadata);
+      throw new ConnectError(grpcMessage(String(status?.["grpc-message"] ?? "")), code as Code, metadata);
     }
   }
 

@@ -1,3 +1,4 @@
+import { decodeSegment } from "../net/decodeSegment.js";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { SmmfError } from "../errors/SmmfError.js";
@@ -35,7 +36,7 @@ function log(telemetry: Telemetry): RequestLogAccess {
  */
 export function createRequestLogRoutes(telemetry: Telemetry, maxBodyBytes: number): (req: Req, res: AnyResponse, path: string) => Promise<boolean> {
   return async (req, res, path) => {
-    const parts = path.split("/").slice(3).map(decodeURIComponent); // ["requests", id?, "feedback"?]
+    const parts = path.split("/").slice(3).map(decodeSegment); // ["requests", id?, "feedback"?]
     if (parts[0] !== "requests") return false;
     const [, id, action] = parts;
     if (id === undefined || id === "") {

@@ -18,6 +18,7 @@ import { completionFormat, parseCompletionRequest } from "./completions.js";
 import { embeddingsResponse, parseEmbeddingsRequest } from "./embeddings.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import { readJsonBody } from "../net/readJsonBody.js";
+import { decodeSegment } from "../net/decodeSegment.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { keyAllowsModel } from "../auth/Authenticator.js";
 import type { RestHandler } from "../net/startServer.js";
@@ -153,7 +154,7 @@ export function createRestHandler(options: RestOptions): RestHandler {
     if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
     if (path.startsWith("/v1/models/")) {
       allowMethods(req, "GET");
-      const name = decodeURIComponent(path.slice("/v1/models/".length));
+      const name = decodeSegment(path.slice("/v1/models/".length));
       const model = listModels(registry.snapshot()).find((m) => m.name === name && keyAllowsModel(key, m.name));
       if (!model) throw modelNotFound(name);
       return sendJson(res, 200, openAiModel(model));

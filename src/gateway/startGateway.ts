@@ -91,6 +91,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       auth: options.auth,
       corsOrigins: options.corsOrigins,
       contextValues: auditAddressValues,
+      readMaxBytes: options.maxBodyBytes,
       routes(r) {
         r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting));
         r.service(ControllerService, controller);

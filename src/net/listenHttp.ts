@@ -18,9 +18,28 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0");
  * Serves one handler on one port for both HTTP/1.1 and cleartext HTTP/2 (h2c with prior knowledge,
  * as gRPC clients use): the first bytes of each connection pick the protocol.
  */
-export async function listenHttp(handler: HttpHandler, host: string, port: number): Promise<HttpListener> {
-  const h1 = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
-  const h2 = http2.createServer({}, handler);
+export interface ListenOptions {
+  /** Longest wait for a request's headers, in ms; default 30000. */
+  headersTimeoutMs?: number;
+  /** Longest wait for a whole request (headers and body; not the answer, which may stream), in ms; default 300000. */
+  requestTimeoutMs?: number;
+  /** Most concurrent streams on one HTTP/2 connection; default 256. */
+  maxConcurrentStreams?: number;
+}
+
+export async function listenHttp(handler: HttpHandler, host: string, port: number, options: ListenOptions = {}): Promise<HttpListener> {
+  const headersTimeout = options.headersTimeoutMs ?? 30_000;
+  const h1 = http.createServer(
+    {
+      keepAliveTimeout: 65_000,
+      headersTimeout,
+      requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? 300_000),
+      // The timeouts above are checked this often.
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(headersTimeout / 4))),
+    },
+    handler,
+  );
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 256 } }, handler);
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   let open = 0;
@@ -61,6 +80,9 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
     server.once("error", reject);
     server.listen(port, host, () => {
       server.off("error", reject);
+      // The HTTP/1.1 server gets its connections from this one and never listens itself: 'listening' is what
+      // starts its checks of the header and request timeouts.
+      h1.emit("listening");
       resolve();
     });
   });
@@ -70,6 +92,8 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
     host,
     async close(graceMs = 0) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Stops the timeout checks too (the server itself was never listening: that is all close() has to do).
+      h1.close(() => undefined);
       h1.closeIdleConnections();
       for (const session of sessions) session.close();
       if (open > 0 && graceMs > 0) {

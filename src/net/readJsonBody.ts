@@ -23,6 +23,7 @@ export async function readJsonBody(req: IncomingMessage | Http2ServerRequest, li
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString("utf8");
+  checkDepth(text);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -33,6 +34,25 @@ export async function readJsonBody(req: IncomingMessage | Http2ServerRequest, li
     throw new SmmfError("invalid_argument", "The request body must be a JSON object");
   }
   return body as Record<string, unknown>;
+}
+
+/** Deepest nesting of arrays and objects a body may have: deeper ones break what walks them recursively. */
+export const MAX_JSON_DEPTH = 64;
+
+/** Refuses JSON nested deeper than MAX_JSON_DEPTH, scanning the text once (brackets inside strings do not count). */
+function checkDepth(text: string): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > MAX_JSON_DEPTH) throw new SmmfError("invalid_argument", `The JSON body is nested more than ${MAX_JSON_DEPTH} levels deep`);
+    } else if (c === 93 || c === 125) depth--;
+  }
 }
 
 function tooLarge(limit: number): SmmfError {

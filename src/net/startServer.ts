@@ -6,10 +6,10 @@ import type { Authenticator } from "../auth/Authenticator.js";
 import { authInterceptor } from "../auth/authInterceptor.js";
 import { requireClusterCredential } from "../auth/clusterCredential.js";
 import { restRole } from "../auth/requiredRole.js";
-import { toSmmfError } from "../errors/SmmfError.js";
+import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { guardHost } from "./guardHost.js";
-import { listenHttp, type HttpListener } from "./listenHttp.js";
+import { listenHttp, type HttpHandler, type HttpListener } from "./listenHttp.js";
 import { isLoopbackHost } from "./loopbackHost.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 import { withCors } from "./withCors.js";
@@ -34,6 +34,22 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /** Per-call context values (the caller's address for the audit record). */
   contextValues?: (req: Req) => ContextValues;
+  /** Largest RPC request message, in bytes (Connect and gRPC; compressed requests are not accepted); default 16 MiB. */
+  readMaxBytes?: number;
+  /** Most concurrent streams on one HTTP/2 connection; default 256. */
+  maxConcurrentStreams?: number;
+}
+
+const COMPRESSED = new SmmfError("unsupported_media_type", "Compressed request bodies are not accepted: send the body as it is (no Content-Encoding)").toOpenAiBody();
+
+/** Request bodies are read as sent: a compressed one (which could inflate far past the body limit) gets 415. */
+function refuseCompressedBodies(handler: HttpHandler): HttpHandler {
+  return (req, res) => {
+    const encoding = req.headers["content-encoding"] ?? req.headers["connect-content-encoding"];
+    if (encoding === undefined || encoding === "identity") return handler(req, res);
+    req.resume();
+    sendJson(res, 415, COMPRESSED, { connection: "close" });
+  };
 }
 
 export interface RunningServer extends HttpListener {
@@ -72,10 +88,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
   const handler = connectNodeAdapter({
     interceptors,
+    readMaxBytes: options.readMaxBytes ?? 16 * 1024 * 1024,
+    // No request decompression: a small compressed body cannot grow past the read limit in memory.
+    acceptCompression: [],
     contextValues: options.contextValues as Parameters<typeof connectNodeAdapter>[0]["contextValues"],
     routes: options.routes,
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
-  const listener = await listenHttp(guardHost(withCors(handler, options.corsOrigins ?? []), loopback), options.host, options.port);
+  const listener = await listenHttp(guardHost(withCors(refuseCompressedBodies(handler), options.corsOrigins ?? []), loopback), options.host, options.port, { maxConcurrentStreams: options.maxConcurrentStreams });
   return { port: listener.port, host: listener.host, close: (graceMs) => listener.close(graceMs), loopback };
 }

@@ -79,6 +79,8 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     host: options.host,
     port: options.port,
     clusterSecret: options.clusterSecret,
+    // Gateways send every request to a worker on one connection: room for all of them.
+    maxConcurrentStreams: 4096,
     rest(req, res) {
       // GET /metrics (Prometheus) and /healthz beside the gRPC services.
       void (async () => {
