@@ -2,12 +2,11 @@ import { toJsonString } from "@bufbuild/protobuf";
 import type { Etcd3 } from "etcd3";
 import { ApiKeySchema, type ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { PrefixWatcher } from "../registry/PrefixWatcher.js";
-import { withTimeout } from "../registry/withTimeout.js";
+import { etcdCall } from "../registry/etcdCall.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import type { KeyStore } from "./KeyStore.js";
 
 export const KEYS_PREFIX = "/smmf/v1/keys/";
-const WRITE_TIMEOUT_MS = 5_000;
 
 /** API keys in etcd, one JSON ApiKey at /smmf/v1/keys/<id>, mirrored in memory by a watch. */
 export class EtcdKeyStore implements KeyStore {
@@ -35,11 +34,11 @@ export class EtcdKeyStore implements KeyStore {
   }
 
   async put(key: ApiKey): Promise<void> {
-    await withTimeout(this.client.put(KEYS_PREFIX + key.id).value(toJsonString(ApiKeySchema, key)).exec(), WRITE_TIMEOUT_MS);
+    await etcdCall(this.client.put(KEYS_PREFIX + key.id).value(toJsonString(ApiKeySchema, key)).exec());
   }
 
   async delete(id: string): Promise<boolean> {
-    const res = await withTimeout(this.client.delete().key(KEYS_PREFIX + id).exec(), WRITE_TIMEOUT_MS);
+    const res = await etcdCall(this.client.delete().key(KEYS_PREFIX + id).exec());
     return Number(res.deleted) > 0;
   }
 

@@ -4,6 +4,7 @@ import { ModelRecordSchema, type ModelRecord } from "../gen/smmf/v1/model_pb.js"
 import { SmmfError } from "../errors/SmmfError.js";
 import { MODELS_PREFIX, modelKey } from "../registry/instanceKey.js";
 import { PrefixWatcher } from "../registry/PrefixWatcher.js";
+import { etcdCall } from "../registry/etcdCall.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { modelNotFound } from "./modelNotFound.js";
 import type { ModelStore } from "./ModelStore.js";
@@ -39,7 +40,7 @@ export class EtcdModelStore implements ModelStore {
   async create(record: ModelRecord): Promise<ModelRecord> {
     const name = record.spec!.name;
     const key = modelKey(name);
-    const res = await this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(toJsonString(ModelRecordSchema, record))).commit();
+    const res = await etcdCall(this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(toJsonString(ModelRecordSchema, record))).commit());
     if (!res.succeeded) throw new SmmfError("already_exists", `The model '${name}' is already started; use 'smmf model update', 'scale' or 'restart'`, { param: "name" });
     return record;
   }
@@ -47,18 +48,18 @@ export class EtcdModelStore implements ModelStore {
   async update(name: string, change: (current: ModelRecord) => ModelRecord): Promise<ModelRecord> {
     const key = modelKey(name);
     for (let i = 0; i < UPDATE_TRIES; i++) {
-      const got = await this.client.get(key).exec();
+      const got = await etcdCall(this.client.get(key).exec());
       const kv = got.kvs[0];
       if (!kv) throw modelNotFound(name);
       const next = change(fromJsonString(ModelRecordSchema, kv.value.toString(), { ignoreUnknownFields: true }));
-      const res = await this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(toJsonString(ModelRecordSchema, next))).commit();
+      const res = await etcdCall(this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(toJsonString(ModelRecordSchema, next))).commit());
       if (res.succeeded) return next;
     }
     throw new SmmfError("unavailable", `The model '${name}' is changing too often to update it now; retry`);
   }
 
   async remove(name: string): Promise<void> {
-    const res = await this.client.delete().key(modelKey(name)).exec();
+    const res = await etcdCall(this.client.delete().key(modelKey(name)).exec());
     if (Number(res.deleted) === 0) throw modelNotFound(name);
   }
 

@@ -50,6 +50,8 @@ export class RequestObservation {
   private tokens = 0;
   private output = "";
   private ended = false;
+  /** The id the caller gave the request (gRPC `request_id`, at most 128 characters), kept beside the server's own. */
+  clientRequestId: string | null = null;
 
   constructor(
     private readonly telemetry: Telemetry,
@@ -162,6 +164,7 @@ export class RequestObservation {
       completionTokens: usage ? usage.completionTokens : null,
       retries,
       traceId: this.span?.spanContext().traceId ?? null,
+      clientRequestId: this.clientRequestId,
     });
   }
 

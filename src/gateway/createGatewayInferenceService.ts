@@ -31,9 +31,12 @@ function checkModel(ctx: HandlerContext, model: string): void {
 export function createGatewayInferenceService(router: InferenceRouter, registry?: Registry, telemetry: Telemetry = disabledTelemetry(), accounting?: KeyAccounting): ServiceImpl<typeof InferenceService> {
   const admit = (ctx: HandlerContext) => accounting?.admit(ctx.values.get(API_KEY), (name, value) => ctx.responseHeader.set(name, value));
   const isKnownModel = (model: string) => registry?.snapshot().some((i) => i.model === model) ?? false;
+  // The server names every request itself: a caller's request_id is kept beside it, never as the log's key
+  // (where it could overwrite another caller's row and its feedback).
   const observe = (endpoint: ObservedEndpoint, requestId: string, headers: Headers) => {
-    const id = requestId || `grpc-${randomUUID().replaceAll("-", "")}`;
-    return new RequestObservation(telemetry, endpoint, id, Object.fromEntries(headers), isKnownModel);
+    const obs = new RequestObservation(telemetry, endpoint, `grpc-${randomUUID().replaceAll("-", "")}`, Object.fromEntries(headers), isKnownModel);
+    if (requestId) obs.clientRequestId = requestId.slice(0, 128);
+    return obs;
   };
   return {
     async *generate(requests, ctx) {

@@ -95,4 +95,23 @@ describe("RequestLog", () => {
     expect(() => log.query({ limit: 1 })).toThrow(expect.objectContaining({ code: "unavailable" }));
     log.close();
   });
+
+  it("never replaces a row (feedback stays), keeps no oversized parameters, and opens a log of the first schema", async () => {
+    const path = join(dir, "v1.db");
+    // A log written before client_request_id existed.
+    const { default: Sqlite } = await import("better-sqlite3");
+    const old = new Sqlite(path);
+    old.exec("CREATE TABLE requests (id TEXT PRIMARY KEY, time INTEGER NOT NULL, endpoint TEXT NOT NULL, model TEXT NOT NULL, instance TEXT, engine TEXT, stream INTEGER NOT NULL, params TEXT NOT NULL, prompt TEXT, output TEXT, status INTEGER NOT NULL, error_code TEXT, error_message TEXT, latency_ms REAL NOT NULL, ttft_ms REAL, prompt_tokens INTEGER, completion_tokens INTEGER, retries INTEGER NOT NULL, trace_id TEXT, feedback_score REAL, feedback_comment TEXT, feedback_label TEXT, feedback_time INTEGER)");
+    old.close();
+    const log = await RequestLog.open({ path, retentionDays: 7, maxRows: 100, logger });
+    log.record(entry("a", Date.now(), { clientRequestId: "mine" }));
+    log.flush();
+    log.setFeedback("a", { score: 1, comment: null, label: null });
+    log.record(entry("a", Date.now(), { model: "other" }));
+    log.record(entry("big", Date.now(), { params: { stop: "x".repeat(20_000) } }));
+    log.flush();
+    expect(log.get("a")).toMatchObject({ model: "m", clientRequestId: "mine", feedback: { score: 1 } });
+    expect(log.get("big")?.params).toEqual({ _omitted: "parameters over 8192 characters are not kept" });
+    log.close();
+  });
 });

@@ -29,6 +29,8 @@ export interface RequestEntry {
   completionTokens: number | null;
   retries: number;
   traceId: string | null;
+  /** The id the caller gave the request (gRPC `request_id`), kept beside the server's own `id`. */
+  clientRequestId?: string | null;
 }
 
 export interface Feedback {
@@ -86,6 +88,7 @@ CREATE TABLE IF NOT EXISTS requests (
   completion_tokens INTEGER,
   retries INTEGER NOT NULL,
   trace_id TEXT,
+  client_request_id TEXT,
   feedback_score REAL,
   feedback_comment TEXT,
   feedback_label TEXT,
@@ -94,7 +97,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time, id);
 CREATE INDEX IF NOT EXISTS requests_model_time ON requests (model, time);
 `;
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const FLUSH_MS = 200;
 const MAX_QUEUE = 10_000;
 const PRUNE_EVERY_MS = 60_000;
@@ -119,10 +122,19 @@ interface Row {
   completion_tokens: number | null;
   retries: number;
   trace_id: string | null;
+  client_request_id: string | null;
   feedback_score: number | null;
   feedback_comment: string | null;
   feedback_label: string | null;
   feedback_time: number | null;
+}
+
+/** Parameters larger than this (as JSON) are not kept: a request cannot make the log keep a huge row. */
+export const MAX_PARAMS_CHARS = 8 * 1024;
+
+function cappedParams(params: Record<string, unknown>): string {
+  const json = JSON.stringify(params);
+  return json.length <= MAX_PARAMS_CHARS ? json : JSON.stringify({ _omitted: `parameters over ${MAX_PARAMS_CHARS} characters are not kept` });
 }
 
 function fromRow(r: Row): LoggedRequest {
@@ -146,6 +158,7 @@ function fromRow(r: Row): LoggedRequest {
     completionTokens: r.completion_tokens,
     retries: r.retries,
     traceId: r.trace_id,
+    clientRequestId: r.client_request_id,
     feedback: r.feedback_score === null ? null : { score: r.feedback_score, comment: r.feedback_comment, label: r.feedback_label, time: r.feedback_time ?? 0 },
   };
 }
@@ -195,11 +208,14 @@ export class RequestLog {
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = NORMAL");
       db.exec(SCHEMA);
+      // Version 1 had no client_request_id.
+      if (!(db.prepare("PRAGMA table_info(requests)").all() as { name: string }[]).some((c) => c.name === "client_request_id")) db.exec("ALTER TABLE requests ADD COLUMN client_request_id TEXT");
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
       log.db = db;
       log.insert = db.prepare(
-        `INSERT OR REPLACE INTO requests (id, time, endpoint, model, instance, engine, stream, params, prompt, output, status, error_code, error_message, latency_ms, ttft_ms, prompt_tokens, completion_tokens, retries, trace_id)
-         VALUES (@id, @time, @endpoint, @model, @instance, @engine, @stream, @params, @prompt, @output, @status, @errorCode, @errorMessage, @latencyMs, @ttftMs, @promptTokens, @completionTokens, @retries, @traceId)`,
+        // Ids are the server's own: a row is never replaced (feedback on it could be lost).
+        `INSERT OR IGNORE INTO requests (id, time, endpoint, model, instance, engine, stream, params, prompt, output, status, error_code, error_message, latency_ms, ttft_ms, prompt_tokens, completion_tokens, retries, trace_id, client_request_id)
+         VALUES (@id, @time, @endpoint, @model, @instance, @engine, @stream, @params, @prompt, @output, @status, @errorCode, @errorMessage, @latencyMs, @ttftMs, @promptTokens, @completionTokens, @retries, @traceId, @clientRequestId)`,
       );
       log.prune();
     } catch (err) {
@@ -235,7 +251,7 @@ export class RequestLog {
     try {
       const insert = this.insert;
       this.db.transaction((entries: RequestEntry[]) => {
-        for (const e of entries) insert.run({ ...e, stream: e.stream ? 1 : 0, params: JSON.stringify(e.params) });
+        for (const e of entries) insert.run({ ...e, stream: e.stream ? 1 : 0, params: cappedParams(e.params), clientRequestId: e.clientRequestId ?? null });
       })(batch);
     } catch (err) {
       this.dropped(batch.length);

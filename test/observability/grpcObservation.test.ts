@@ -58,4 +58,28 @@ describe("the gateway's gRPC InferenceService, observed", () => {
     expect(promValue(samples, "smmf_gateway_requests_total", { endpoint: "grpc_embed", status: "200" })).toBe(1);
     expect(promValue(samples, "smmf_gateway_completion_tokens_total", { model: "stories260K" })).toBe(6);
   });
+
+  it("names every call itself: a caller's request_id is kept beside it and cannot overwrite another caller's row or its feedback", async () => {
+    const client = createClient(InferenceService, createGrpcTransport({ baseUrl: server.url }));
+    const ids: string[] = [];
+    async function* withId(): AsyncIterable<GenerateRequest> {
+      yield create(GenerateRequestSchema, { kind: { case: "start", value: { model: "stories260K", requestId: "mine", input: { case: "prompt", value: "Once upon a time" }, params: { maxTokens: 2, temperature: 0 } } } });
+    }
+    for (let i = 0; i < 2; i++) {
+      for await (const _ of client.generate(withId(), { onHeader: (h) => void ids.push(h.get("x-request-id") ?? "") })) void _;
+      if (i === 0) {
+        // The first caller gives feedback on its request.
+        await expect.poll(async () => (await fetch(`${server.url}/api/v1/requests/${ids[0]}`)).status, { timeout: 5_000 }).toBe(200);
+        const fb = await fetch(`${server.url}/api/v1/requests/${ids[0]}/feedback`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ score: 1 }) });
+        expect(fb.status).toBe(200);
+      }
+    }
+    expect(ids[0]).toMatch(/^grpc-/);
+    expect(ids[1]).not.toBe(ids[0]);
+    await expect.poll(async () => (await fetch(`${server.url}/api/v1/requests/${ids[1]}`)).status, { timeout: 5_000 }).toBe(200);
+    const first = (await (await fetch(`${server.url}/api/v1/requests/${ids[0]}`)).json()) as { clientRequestId: string; feedback: { score: number } | null };
+    const second = (await (await fetch(`${server.url}/api/v1/requests/${ids[1]}`)).json()) as { clientRequestId: string; feedback: unknown };
+    expect(first).toMatchObject({ clientRequestId: "mine", feedback: { score: 1 } });
+    expect(second).toMatchObject({ clientRequestId: "mine", feedback: null });
+  });
 });
