@@ -67,6 +67,9 @@ function differsBeyondReplicas(a: ModelRecord["spec"], b: ModelRecord["spec"]): 
   return strip(a) !== strip(b);
 }
 
+/** Events a watcher may have waiting; one that falls further behind is dropped with resource_exhausted. */
+export const MAX_PENDING_EVENTS = 1000;
+
 /**
  * ControllerService: reads come from the watched state (registry, desired models, statuses); changes are
  * written to the desired state (checked first: valid, not a duplicate, placeable), where the leading
@@ -160,7 +163,13 @@ export function createControllerService(deps: ControllerServiceDeps) {
     async *watchEvents(req, ctx) {
       const queue = createAsyncQueue<WatchEventsResponse>();
       const unsubscribe = events.subscribe((event) => {
-        if (!req.model || event.model === req.model) queue.push(event);
+        if (req.model && event.model !== req.model) return;
+        // A watcher that does not keep up is dropped, not buffered without end.
+        if (queue.size >= MAX_PENDING_EVENTS) {
+          unsubscribe();
+          return queue.fail(new SmmfError("resource_exhausted", `this watcher fell ${MAX_PENDING_EVENTS} events behind and was dropped; watch again`));
+        }
+        queue.push(event);
       });
       const onAbort = () => queue.end();
       ctx.signal.addEventListener("abort", onAbort);

@@ -3,6 +3,8 @@ export interface AsyncQueue<T> extends AsyncIterable<T> {
   push(item: T): void;
   end(): void;
   fail(err: unknown): void;
+  /** Items pushed and not yet taken. */
+  readonly size: number;
 }
 
 /**
@@ -30,6 +32,9 @@ export function createAsyncQueue<T>(options: { deferWake?: boolean } = {}): Asyn
     setImmediate(() => setImmediate(wakeNow));
   };
   return {
+    get size() {
+      return items.length;
+    },
     push(item) {
       if (done) return;
       items.push(item);
