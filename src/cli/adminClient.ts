@@ -1,4 +1,4 @@
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { toSmmfError } from "../errors/SmmfError.js";
@@ -29,13 +29,18 @@ export function authHeaders(): Record<string, string> {
   return key ? { authorization: `Bearer ${key}` } : {};
 }
 
-/** The ControllerService of a gateway or controller (Connect protocol over HTTP/1.1, so any SMMF port will do). */
-export function adminClient(url: string | undefined): ControllerClient {
+/** A Connect transport to a gateway or controller (HTTP/1.1, so any SMMF port will do) that sends the API key. */
+export function adminTransport(url: string | undefined): Transport {
   const withKey: Interceptor = (next) => (req) => {
     for (const [name, value] of Object.entries(authHeaders())) req.header.set(name, value);
     return next(req);
   };
-  return createClient(ControllerService, createConnectTransport({ baseUrl: serverUrl(url), httpVersion: "1.1", interceptors: [withKey] }));
+  return createConnectTransport({ baseUrl: serverUrl(url), httpVersion: "1.1", interceptors: [withKey] });
+}
+
+/** The ControllerService of a gateway or controller. */
+export function adminClient(url: string | undefined): ControllerClient {
+  return createClient(ControllerService, adminTransport(url));
 }
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {

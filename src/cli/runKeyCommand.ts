@@ -1,7 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createClient } from "@connectrpc/connect";
 import { Etcd3 } from "etcd3";
 import type { KeyStore } from "../auth/KeyStore.js";
 import { EtcdKeyStore } from "../auth/EtcdKeyStore.js";
@@ -13,7 +12,7 @@ import { SmmfError } from "../errors/SmmfError.js";
 import { ApiKeyRole, ApiKeySchema, KeyService, type ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { parseEndpoints } from "../registry/EtcdRegistry.js";
 import { createLogger } from "../telemetry/createLogger.js";
-import { authHeaders, EXIT, reportError, serverUrl } from "./adminClient.js";
+import { adminTransport, authHeaders, EXIT, reportError, serverUrl } from "./adminClient.js";
 import { formatTable } from "./formatTable.js";
 import { parseCommandArgs } from "./parseCommandArgs.js";
 
@@ -127,11 +126,7 @@ interface KeyBackend {
 
 /** Through a gateway's or controller's KeyService (the admin role; --api-key or SMMF_API_KEY). */
 function apiBackend(url: string | undefined): KeyBackend {
-  const withKey: Interceptor = (next) => (req) => {
-    for (const [name, value] of Object.entries(authHeaders())) req.header.set(name, value);
-    return next(req);
-  };
-  const client = createClient(KeyService, createConnectTransport({ baseUrl: serverUrl(url), httpVersion: "1.1", interceptors: [withKey] }));
+  const client = createClient(KeyService, adminTransport(url));
   return {
     async create(spec) {
       const r = await client.createApiKey({ ...spec, models: [...(spec.models ?? [])], expiresInSeconds: spec.expiresInSeconds ?? 0 });

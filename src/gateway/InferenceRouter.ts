@@ -25,6 +25,7 @@ import { DEFAULT_EJECTION, InstanceHealth, type EjectionOptions } from "./Instan
 import { RetryBudget } from "./RetryBudget.js";
 import type { GrpcChannel } from "./GrpcChannel.js";
 import { WorkerClients } from "./WorkerClients.js";
+import { unknownModel } from "./unknownModel.js";
 import { clusterHeaders } from "../auth/clusterCredential.js";
 
 export interface RouterOptions {
@@ -171,7 +172,7 @@ export class InferenceRouter {
     for (;;) {
       if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
       const all = this.registry.snapshot().filter((i) => i.model === model);
-      if (all.length === 0) throw new SmmfError("model_not_found", `The model '${model}' does not exist`, { param: "model" });
+      if (all.length === 0) throw unknownModel(model);
       const healthy = all.filter((i) => i.state === InstanceState.ONLINE && !this.health.isEjected(i.instanceId) && !exclude.has(i.instanceId));
       const capable = needsEmbeddings ? healthy.filter((i) => i.embeddingSize > 0) : healthy;
       if (needsEmbeddings && healthy.length > 0 && capable.length === 0) {

@@ -15,12 +15,13 @@ import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import { RequestObservation, type ObservedEndpoint } from "./RequestObservation.js";
+import { unknownModel } from "./unknownModel.js";
 
 const cancelled = () => new SmmfError("cancelled", "request cancelled");
 
 /** Refuses a model the call's API key may not use, like a model that does not exist. */
 function checkModel(ctx: HandlerContext, model: string): void {
-  if (!keyAllowsModel(ctx.values.get(API_KEY), model)) throw new SmmfError("model_not_found", `The model '${model}' does not exist`, { param: "model" });
+  if (!keyAllowsModel(ctx.values.get(API_KEY), model)) throw unknownModel(model);
 }
 
 /**

@@ -27,6 +27,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { KeyService } from "../gen/smmf/v1/auth_pb.js";
 import { sendJson, type AnyResponse } from "../net/sse.js";
 import { streamGeneration } from "./streamGeneration.js";
+import { unknownModel } from "./unknownModel.js";
 
 export interface RestOptions {
   router: InferenceRouter;
@@ -53,10 +54,6 @@ function describeBody(body: Record<string, unknown>): RequestDescription {
 }
 
 type Req = IncomingMessage | Http2ServerRequest;
-
-function modelNotFound(name: string): SmmfError {
-  return new SmmfError("model_not_found", `The model '${name}' does not exist`, { param: "model" });
-}
 
 function requestIdFor(prefix: string): string {
   return `${prefix}-${randomUUID().replaceAll("-", "")}`;
@@ -87,14 +84,14 @@ export function createRestHandler(options: RestOptions): RestHandler {
 
   /** Admits an inference request of `key` by its limits (429 when over), with the x-ratelimit-* headers. */
   function admit(key: ApiKey | null, res: AnyResponse): UsageListener | undefined {
-    return options.accounting?.admit(key, (name, value) => res.setHeader(name, value));
+    return key ? options.accounting?.admit(key, (name, value) => res.setHeader(name, value)) : undefined;
   }
 
   async function readDescribed(req: Req, obs: RequestObservation, key: ApiKey | null): Promise<Record<string, unknown>> {
     const body = await readJsonBody(req, maxBodyBytes);
     if (telemetry.enabled) obs.describe(describeBody(body));
     // A model the key may not use is answered like one that does not exist: names do not leak.
-    if (typeof body.model === "string" && !keyAllowsModel(key, body.model)) throw modelNotFound(body.model);
+    if (typeof body.model === "string" && !keyAllowsModel(key, body.model)) throw unknownModel(body.model);
     return body;
   }
 
@@ -156,7 +153,7 @@ export function createRestHandler(options: RestOptions): RestHandler {
       allowMethods(req, "GET");
       const name = decodeSegment(path.slice("/v1/models/".length));
       const model = listModels(registry.snapshot()).find((m) => m.name === name && keyAllowsModel(key, m.name));
-      if (!model) throw modelNotFound(name);
+      if (!model) throw unknownModel(name);
       return sendJson(res, 200, openAiModel(model));
     }
     throw new SmmfError("not_found", `Unknown route: ${req.method} ${path}`);

@@ -52,6 +52,11 @@ function refuseCompressedBodies(handler: HttpHandler): HttpHandler {
   };
 }
 
+function headerOf(req: Req, name: string): string | undefined {
+  const value = req.headers[name];
+  return typeof value === "string" ? value : value?.[0];
+}
+
 export interface RunningServer extends HttpListener {
   /** Listening on loopback only: /metrics is open, and the Host header must name loopback. */
   readonly loopback: boolean;
@@ -76,7 +81,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const role = restRole(req.method ?? "GET", (req.url ?? "/").split("?")[0], loopback);
       if (role) {
         try {
-          key = auth.authorize((name) => [req.headers[name]].flat()[0], role);
+          key = auth.authorize((name) => headerOf(req, name), role);
         } catch (err) {
           req.resume();
           const error = toSmmfError(err);

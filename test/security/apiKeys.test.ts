@@ -12,7 +12,7 @@ import { runCli } from "../helpers/controlCluster.js";
 import { FileKeyStore } from "../../src/auth/FileKeyStore.js";
 import { newKeyId, newSecret, sha256Hex } from "../../src/auth/apiKeySecret.js";
 import { ControllerService } from "../../src/gen/smmf/v1/controller_pb.js";
-import { ApiKeyRole, ApiKeySchema } from "../../src/gen/smmf/v1/auth_pb.js";
+import { ApiKeyRole, ApiKeySchema, KeyService } from "../../src/gen/smmf/v1/auth_pb.js";
 import { InferenceService } from "../../src/gen/smmf/v1/inference_pb.js";
 import { createLogger } from "../../src/telemetry/createLogger.js";
 import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
@@ -86,7 +86,7 @@ describe("API keys", () => {
     const plain = await get("/v1/models");
     expect(plain.body.error).toMatchObject({ code: "invalid_api_key", type: "invalid_request_error" });
     expect(plain.body.error?.message).toMatch(/didn't provide an API key/);
-    for (const path of ["/api/v1/models", "/api/v1/models/stories260K", "/api/v1/instances", "/api/v1/workers", "/api/v1/events", "/api/v1/audit", "/api/v1/requests", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
+    for (const path of ["/api/v1/models", "/api/v1/models/stories260K", "/api/v1/instances", "/api/v1/workers", "/api/v1/events", "/api/v1/audit", "/api/v1/keys", "/api/v1/requests", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
     // Every route that changes state, as the operating API lists them.
     const changes: [string, string][] = [
       ["POST", "/api/v1/models"],
@@ -98,6 +98,9 @@ describe("API keys", () => {
       ["POST", "/api/v1/instances/x/offline"],
       ["POST", "/api/v1/instances/x/drain"],
       ["POST", "/api/v1/requests/x/feedback"],
+      ["POST", "/api/v1/keys"],
+      ["POST", "/api/v1/keys/app/revoke"],
+      ["POST", "/api/v1/keys/app/rotate"],
       ["POST", "/v1/chat/completions"],
       ["POST", "/v1/completions"],
       ["POST", "/v1/embeddings"],
@@ -118,6 +121,9 @@ describe("API keys", () => {
         if (method.methodKind !== "unary") continue;
         expect((await rpcError(controller[method.localName]({}))).code, method.name).toBe(Code.Unauthenticated);
       }
+      // Every KeyService method.
+      const keyService = createClient(KeyService, transport) as unknown as Record<string, (req: object) => Promise<unknown>>;
+      for (const method of KeyService.methods) expect((await rpcError(keyService[method.localName]({}))).code, method.name).toBe(Code.Unauthenticated);
       const watch = (async () => {
         for await (const _ of createClient(ControllerService, transport).watchEvents({}));
       })();
