@@ -109,6 +109,52 @@ export interface SmmfConfig {
   labels: Record<string, string>;
   /** Worker: memory offered to model instances, in MiB; 0 = the machine's. */
   maxMemoryMb: number;
+  /** PEM certificate (chain) this process's listener serves (HTTPS and h2 on gateway and controller; workers too). Empty: cleartext. */
+  tlsCert: string;
+  /** PEM private key of tlsCert. */
+  tlsKey: string;
+  /** PEM CA bundle for the cluster's mTLS: workers require client certificates from it; gateways and controllers verify workers with it. */
+  tlsCa: string;
+  /** PEM client certificate gateways and controllers present to workers (default: tlsCert). */
+  tlsClientCert: string;
+  /** PEM private key of tlsClientCert (default: tlsKey). */
+  tlsClientKey: string;
+  /** etcd: PEM CA that etcd's server certificate chains to. */
+  etcdCa: string;
+  /** etcd: PEM client certificate (etcd --client-cert-auth). */
+  etcdCert: string;
+  /** etcd: PEM private key of etcdCert. */
+  etcdKey: string;
+  /** etcd: user name (etcd auth enabled). */
+  etcdUser: string;
+  /** etcd: file holding etcdUser's password (SMMF_ETCD_PASSWORD holds the password itself). */
+  etcdPasswordFile: string;
+  /** Longest wait for a request's headers, in ms. */
+  headersTimeoutMs: number;
+  /** Longest wait for a whole request (headers and body; not the answer), in ms. */
+  requestTimeoutMs: number;
+  /** A connection with no traffic (no request in flight) is closed after this long, in ms. */
+  idleSocketTimeoutMs: number;
+  /** Most open connections per listener; more are closed at once. */
+  maxConnections: number;
+  /** Most concurrent streams on one HTTP/2 connection. */
+  maxStreams: number;
+  /** Gateway: most messages in one chat request. */
+  maxMessages: number;
+  /** Gateway: most characters of prompt (all messages or the prompt together), checked before tokenizing. */
+  maxPromptChars: number;
+  /** Gateway: longest stop string, in characters (at most 16 stop strings). */
+  maxStopChars: number;
+  /** Controller: most models in the desired state. */
+  maxModels: number;
+  /** Controller: most replicas of one model. */
+  maxReplicas: number;
+  /** Worker: most model instances hosted at once. */
+  maxInstancesPerWorker: number;
+  /** Worker: bytes of downloaded model files kept, in MiB; unused files are evicted oldest-used first. */
+  downloadCacheMb: number;
+  /** Gateway: the request log's largest size on disk, in MiB; oldest rows go first. */
+  requestLogMaxMb: number;
   /** Worker: folders (beside modelDir) that local model sources may lie in; default none. */
   sourceDirs?: string[];
   /** Worker: hosts http(s) model sources may be downloaded from (exact names, IP literals or `*.suffix`); default none. */
