@@ -1,4 +1,5 @@
 import type { SmmfConfig } from "../config/SmmfConfig.js";
+import { clientTlsOf, listenerSettingsOf } from "../net/listenerSettingsOf.js";
 import { startController } from "../controller/startController.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { requireEtcd } from "./requireEtcd.js";
@@ -13,7 +14,7 @@ export async function runController(config: SmmfConfig, logger: Logger): Promise
   await registry.ready(3_000).catch(() => undefined);
   const keys = new EtcdKeyStore(registry.client, logger);
   const auth = await startAuth(config.auth, config.host, keys, logger, `--etcd ${config.etcd}`);
-  const controller = await startController({ registry, logger, host: config.host, port: config.port, id: config.controllerId || undefined, leaseTtlSeconds: config.leaseTtlSeconds, maxBodyBytes: config.maxBodyBytes, auth, clusterSecret: readClusterSecret(config.clusterSecretFile) });
+  const controller = await startController({ registry, logger, host: config.host, port: config.port, id: config.controllerId || undefined, leaseTtlSeconds: config.leaseTtlSeconds, maxBodyBytes: config.maxBodyBytes, auth, clusterSecret: readClusterSecret(config.clusterSecretFile), listener: listenerSettingsOf(config, "controller", logger), clientTls: clientTlsOf(config, logger), maxModels: config.maxModels, maxReplicas: config.maxReplicas });
   process.stdout.write(`SMMF controller ${controller.id} serving at ${controller.url}\n`);
   return untilStopped(logger, async () => {
     await controller.close();

@@ -1,4 +1,5 @@
 import type { SmmfConfig } from "../config/SmmfConfig.js";
+import { clientTlsOf, listenerSettingsOf } from "../net/listenerSettingsOf.js";
 import { startGateway } from "../gateway/startGateway.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { requireEtcd } from "./requireEtcd.js";
@@ -22,7 +23,7 @@ export async function runGateway(config: SmmfConfig, logger: Logger): Promise<nu
   const keys = new EtcdKeyStore(registry.client, logger);
   const auth = await startAuth(config.auth, config.host, keys, logger, `--etcd ${config.etcd}`);
   const telemetry = await createTelemetry(config, "smmf-gateway", logger, { requestLog: true });
-  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config), telemetry, auth, clusterSecret: readClusterSecret(config.clusterSecretFile), fleetSize: () => registry.gatewayCount(), corsOrigins: config.corsOrigins });
+  const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: routingOptions(config), telemetry, auth, clusterSecret: readClusterSecret(config.clusterSecretFile), fleetSize: () => registry.gatewayCount(), corsOrigins: config.corsOrigins, listener: listenerSettingsOf(config, "gateway", logger), clientTls: clientTlsOf(config, logger), requestCaps: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars, maxStopChars: config.maxStopChars } });
   // Gateways count each other in etcd: each enforces its share of every API key's limits.
   await registry.registerGateway(create(GatewayInfoSchema, { gatewayId: `gateway-${randomUUID().slice(0, 8)}`, address: gateway.url, startedAt: timestampNow(), version: 1 })).catch((err: unknown) => logger.warn("could not register the gateway in etcd yet; retrying", { error: (err as Error).message }));
   process.stdout.write(`SMMF gateway serving at ${gateway.url}/v1\n`);

@@ -1,4 +1,5 @@
 import { toJson } from "@bufbuild/protobuf";
+import { etcdSecurityOf } from "../registry/etcdSecurityOf.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { Etcd3 } from "etcd3";
@@ -150,7 +151,8 @@ function apiBackend(url: string | undefined): KeyBackend {
 async function storeBackend(values: { config?: string; etcd?: string; "data-dir"?: string }): Promise<KeyBackend> {
   const logger = createLogger("error", "key");
   const config = loadConfig({ config: values.config, etcd: values.etcd, "data-dir": values["data-dir"] });
-  const client = config.etcd ? new Etcd3({ hosts: parseEndpoints(config.etcd), dialTimeout: 2_000 }) : undefined;
+  const security = config.etcd ? etcdSecurityOf(config) : {};
+  const client = config.etcd ? new Etcd3({ hosts: parseEndpoints(config.etcd, Boolean(security.credentials)), dialTimeout: 2_000, ...security }) : undefined;
   const store: KeyStore = client ? new EtcdKeyStore(client, logger) : new FileKeyStore(config.dataDir, logger, { watch: false });
   try {
     await store.ready();

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { listenerSettingsOf } from "../net/listenerSettingsOf.js";
 import { assertModelFiles } from "../config/assertModelFiles.js";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
 import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
@@ -18,10 +19,11 @@ import { closeTelemetry } from "../telemetry/Telemetry.js";
 export async function runWorker(config: SmmfConfig, logger: Logger): Promise<number> {
   assertModelFiles(config);
   const clusterSecret = readClusterSecret(config.clusterSecretFile);
-  if (!clusterSecret && !isLoopbackHost(config.workerHost)) {
+  const listener = listenerSettingsOf(config, "worker", logger);
+  if (!clusterSecret && !listener.tls?.requireClientCertificate && !isLoopbackHost(config.workerHost)) {
     throw new SmmfError(
       "failed_precondition",
-      `refusing to listen on ${config.workerHost} without a cluster credential: anyone who reaches the port could generate, load and unload models. Give every SMMF process the same secret (16 characters or more) in SMMF_CLUSTER_SECRET or a file named by --cluster-secret-file.`,
+      `refusing to listen on ${config.workerHost} without a cluster credential: anyone who reaches the port could generate, load and unload models. Give every SMMF process the same secret (16 characters or more) in SMMF_CLUSTER_SECRET or a file named by --cluster-secret-file, or require mTLS (--tls-cert, --tls-key and --tls-ca).`,
     );
   }
   const registry = requireEtcd(config, logger, "worker");
@@ -34,6 +36,7 @@ export async function runWorker(config: SmmfConfig, logger: Logger): Promise<num
     registry,
     logger,
     clusterSecret,
+    listener,
   });
   try {
     for (const model of config.models) await running.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));

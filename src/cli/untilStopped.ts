@@ -1,7 +1,10 @@
 import type { Logger } from "../telemetry/createLogger.js";
+import { installProcessErrorHandlers } from "../telemetry/installProcessErrorHandlers.js";
 
 /** Resolves with an exit code once SIGTERM or SIGINT has arrived and `stop` has finished. */
 export function untilStopped(logger: Logger, stop: (signal: string) => Promise<void>): Promise<number> {
+  // Every serving role comes here: uncaught exceptions and unhandled rejections are logged with its name.
+  installProcessErrorHandlers(logger);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const onSignal = (signal: string) => {

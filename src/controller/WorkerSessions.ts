@@ -14,7 +14,14 @@ interface Link {
   abort: AbortController;
   requests?: AsyncQueue<SessionRequest>;
   status?: WorkerStatus;
+  /** Statuses received on this link, over all its sessions: a later status has a higher number. */
+  statusSeq: number;
   pending: Map<bigint, { resolve(result: CommandResult): void; reject(err: unknown): void }>;
+}
+
+export interface SendOptions {
+  /** The longest to wait for the command's result; then it rejects with deadline_exceeded (the worker may still carry it out). */
+  timeoutMs?: number;
 }
 
 export interface WorkerSessionsOptions {
@@ -24,10 +31,18 @@ export interface WorkerSessionsOptions {
   logger: Logger;
   /** Called whenever a worker's status arrives or a session ends. */
   onChange(): void;
+  /** A session silent for this long is opened again (ms); default SESSION_SILENCE_MS. */
+  silenceMs?: number;
 }
 
 const RETRY_MIN_MS = 200;
 const RETRY_MAX_MS = 2_000;
+/**
+ * A session on which nothing arrives for this long is given up and opened again: a worker sends its status
+ * at least every 2 s, so silence means a stalled connection or worker (the first status also waits for the
+ * worker's term check in etcd, up to 3 s).
+ */
+export const SESSION_SILENCE_MS = 15_000;
 
 /**
  * The leader's sessions with the workers: one bidirectional Session stream per worker in the registry,
@@ -40,8 +55,11 @@ export class WorkerSessions {
   private nextCommandId = 1n;
   private closed = false;
 
+  private readonly silenceMs: number;
+
   constructor(options: WorkerSessionsOptions) {
     this.options = options;
+    this.silenceMs = options.silenceMs ?? SESSION_SILENCE_MS;
   }
 
   /** Opens sessions to workers that are new, closes those of workers that are gone (or moved). */
@@ -53,7 +71,7 @@ export class WorkerSessions {
     }
     for (const worker of wanted.values()) {
       if (this.links.has(worker.workerId)) continue;
-      const link: Link = { workerId: worker.workerId, address: worker.address, abort: new AbortController(), pending: new Map() };
+      const link: Link = { workerId: worker.workerId, address: worker.address, abort: new AbortController(), statusSeq: 0, pending: new Map() };
       this.links.set(worker.workerId, link);
       void this.run(link);
     }
@@ -66,13 +84,45 @@ export class WorkerSessions {
     return out;
   }
 
-  /** Sends a command to a worker; resolves with its result, rejects (unavailable) when there is no session or it breaks. */
-  send(workerId: string, command: Command): Promise<CommandResult> {
+  /**
+   * How many statuses have come from the worker so far, while its session is open (undefined without one).
+   * A status numbered higher than the count at some moment was sent after that moment's results.
+   */
+  statusSeq(workerId: string): number | undefined {
+    const link = this.links.get(workerId);
+    return link?.requests && link.status ? link.statusSeq : undefined;
+  }
+
+  /**
+   * Sends a command to a worker; resolves with its result, rejects (unavailable) when there is no session or
+   * it breaks, and (deadline_exceeded) when `timeoutMs` passes first.
+   */
+  send(workerId: string, command: Command, options: SendOptions = {}): Promise<CommandResult> {
     const link = this.links.get(workerId);
     if (!link?.requests || !link.status) return Promise.reject(new SmmfError("unavailable", `no session with worker ${workerId}`));
     const commandId = this.nextCommandId++;
     return new Promise<CommandResult>((resolve, reject) => {
-      link.pending.set(commandId, { resolve, reject });
+      let timer: NodeJS.Timeout | undefined;
+      const settle = () => {
+        clearTimeout(timer);
+        link.pending.delete(commandId);
+      };
+      link.pending.set(commandId, {
+        resolve: (result) => {
+          settle();
+          resolve(result);
+        },
+        reject: (err) => {
+          settle();
+          reject(err);
+        },
+      });
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          settle();
+          reject(new SmmfError("deadline_exceeded", `worker ${workerId} did not answer the '${command.case}' command within ${options.timeoutMs} ms`));
+        }, options.timeoutMs);
+      }
       link.requests!.push(create(SessionRequestSchema, { commandId, command }));
     });
   }
@@ -83,24 +133,39 @@ export class WorkerSessions {
     while (!this.closed && !link.abort.signal.aborted) {
       const requests = createAsyncQueue<SessionRequest>();
       requests.push(create(SessionRequestSchema, { command: { case: "open", value: { controllerId, term } } }));
+      // This session's own abort: the link's, or silence from the worker for too long.
+      const attempt = new AbortController();
+      const onLinkAbort = () => attempt.abort();
+      link.abort.signal.addEventListener("abort", onLinkAbort, { once: true });
+      let silence: NodeJS.Timeout | undefined;
+      const heard = () => {
+        clearTimeout(silence);
+        silence = setTimeout(() => attempt.abort(new SmmfError("deadline_exceeded", `no word from worker ${link.workerId} for ${this.silenceMs} ms`)), this.silenceMs);
+      };
+      heard();
       try {
-        const responses = clients.get(link.address).session(requests, { signal: link.abort.signal });
+        const responses = clients.get(link.address).session(requests, { signal: attempt.signal });
         for await (const response of responses) {
+          heard();
           if (response.event.case === "status") {
             if (!link.requests) logger.info("worker session open", { worker: link.workerId });
             link.requests = requests;
             link.status = response.event.value;
+            link.statusSeq++;
             delay = RETRY_MIN_MS;
             this.options.onChange();
           } else if (response.event.case === "result") {
             const result = response.event.value;
             link.pending.get(result.commandId)?.resolve(result);
-            link.pending.delete(result.commandId);
           }
         }
       } catch (err) {
-        if (!link.abort.signal.aborted) logger.debug("worker session broke", { worker: link.workerId, error: toSmmfError(err).message });
+        if (!link.abort.signal.aborted) logger.debug("worker session broke", { worker: link.workerId, error: toSmmfError(attempt.signal.reason ?? err).message });
+      } finally {
+        clearTimeout(silence);
+        link.abort.signal.removeEventListener("abort", onLinkAbort);
       }
+      if (attempt.signal.aborted && !link.abort.signal.aborted) logger.warn("worker session silent: opening it again", { worker: link.workerId });
       requests.end();
       this.endLink(link, "the session with the worker ended");
       if (this.closed || link.abort.signal.aborted) return;
@@ -113,7 +178,7 @@ export class WorkerSessions {
     const had = link.requests !== undefined;
     link.requests = undefined;
     link.status = undefined;
-    for (const { reject } of link.pending.values()) reject(new SmmfError("unavailable", `${why} (worker ${link.workerId})`));
+    for (const { reject } of [...link.pending.values()]) reject(new SmmfError("unavailable", `${why} (worker ${link.workerId})`));
     link.pending.clear();
     if (had) {
       this.options.logger.info("worker session closed", { worker: link.workerId });

@@ -1,7 +1,8 @@
 import { EtcdRegistry } from "../registry/EtcdRegistry.js";
+import type { CertificateFiles } from "../net/CertificateFiles.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
-import type { ControllerServiceDeps } from "./createControllerService.js";
+import type { ControllerLimits, ControllerServiceDeps } from "./createControllerService.js";
 import { EtcdAuditLog } from "./EtcdAuditLog.js";
 import { EtcdModelStore } from "./EtcdModelStore.js";
 import { EtcdStatusStore } from "./EtcdStatusStore.js";
@@ -19,9 +20,9 @@ export interface ControlPlane extends ControllerServiceDeps {
 
 /**
  * The desired state, statuses, events and the audit record beside a registry: in etcd with an etcd registry,
- * else in memory.
+ * else in memory. `limits`: the quotas the API enforces (default DEFAULT_LIMITS).
  */
-export function createControlPlane(registry: Registry, logger: Logger, clusterSecret?: string): ControlPlane {
+export function createControlPlane(registry: Registry, logger: Logger, clusterSecret?: string, clientTls?: CertificateFiles, limits?: Partial<ControllerLimits>): ControlPlane {
   const etcd = registry instanceof EtcdRegistry ? registry.client : undefined;
   const store = etcd ? new EtcdModelStore(etcd, logger) : new MemoryModelStore();
   const statuses = etcd ? new EtcdStatusStore(etcd, logger) : new MemoryStatusStore();
@@ -33,9 +34,10 @@ export function createControlPlane(registry: Registry, logger: Logger, clusterSe
     store,
     statuses,
     events,
-    clients: new WorkerServiceClients(clusterSecret),
+    clients: new WorkerServiceClients(clusterSecret, clientTls),
     audit,
     logger,
+    limits,
     async close() {
       stopEvents();
       await store.close();

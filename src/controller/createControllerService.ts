@@ -52,8 +52,23 @@ export interface ControllerServiceDeps {
   /** Where every change made through this API is recorded. */
   audit: AuditLog;
   logger: Logger;
+  /** Quotas on the desired state; default DEFAULT_LIMITS. */
+  limits?: Partial<ControllerLimits>;
 }
 
+/** Quotas the API enforces on the desired state (SmmfConfig's maxModels and maxReplicas). */
+export interface ControllerLimits {
+  /** Most models in the desired state. */
+  maxModels: number;
+  /** Most replicas of one model. */
+  maxReplicas: number;
+}
+
+/** As SmmfConfig's defaults. */
+export const DEFAULT_LIMITS: ControllerLimits = { maxModels: 1000, maxReplicas: 256 };
+
+/** How long a model started through this node counts toward maxModels before the store shows it (the etcd watch lags the write). */
+const STARTED_GRACE_MS = 10_000;
 
 /** A generation newer than `previous`: milliseconds since the epoch, so that a model started again under an old name outranks its old instances. */
 function nextGeneration(previous = 0n): bigint {
@@ -81,6 +96,25 @@ export function createControllerService(deps: ControllerServiceDeps) {
   const audited = createAuditRecorder(deps.audit, deps.logger);
   const models = () => describeModels(store.list(), registry.snapshot(), statuses.list());
   const liveInstances = (name: string) => registry.snapshot().filter((i) => i.model === name && i.managed && i.state !== InstanceState.DRAINING).length;
+  const limits: ControllerLimits = { maxModels: deps.limits?.maxModels ?? DEFAULT_LIMITS.maxModels, maxReplicas: deps.limits?.maxReplicas ?? DEFAULT_LIMITS.maxReplicas };
+  const checkReplicas = (replicas: number) => {
+    if (replicas > limits.maxReplicas) {
+      throw new SmmfError("failed_precondition", `'replicas' ${replicas} is above the quota of ${limits.maxReplicas} replicas per model (maxReplicas, --max-replicas)`, { param: "replicas" });
+    }
+  };
+  // Models being started through this node, and those started whose records the store may not show yet
+  // (until when they count): concurrent starts here cannot together pass maxModels.
+  const starting = new Map<string, number>();
+  const reserveModel = (name: string) => {
+    const now = Date.now();
+    const names = new Set(store.list().map((r) => r.spec!.name));
+    for (const [other, until] of starting) if (names.has(other) || until < now) starting.delete(other);
+    const count = names.size + [...starting.keys()].filter((n) => n !== name).length;
+    if (count >= limits.maxModels) {
+      throw new SmmfError("failed_precondition", `cannot start '${name}': the quota of ${limits.maxModels} models (maxModels, --max-models) is used up (${count} started); stop one first`);
+    }
+    starting.set(name, Infinity);
+  };
 
   const service = {
     listModels: () => rpc(async () => create(ListModelsResponseSchema, { models: models() })),
@@ -104,14 +138,24 @@ export function createControllerService(deps: ControllerServiceDeps) {
         const spec = validateModelSpec(req.spec);
         spec.replicas ||= 1;
         if (store.get(spec.name)) throw new SmmfError("already_exists", `The model '${spec.name}' is already started; use 'smmf model update', 'scale' or 'restart'`, { param: "name" });
-        const now = timestampNow();
-        const record = create(ModelRecordSchema, { version: MODEL_RECORD_VERSION, spec, generation: nextGeneration(), createdAt: now, updatedAt: now });
-        await checkPlacement(registry, clients, record, spec.replicas);
-        return create(StartModelResponseSchema, { model: await store.create(record) });
+        checkReplicas(spec.replicas);
+        reserveModel(spec.name);
+        try {
+          const now = timestampNow();
+          const record = create(ModelRecordSchema, { version: MODEL_RECORD_VERSION, spec, generation: nextGeneration(), createdAt: now, updatedAt: now });
+          await checkPlacement(registry, clients, record, spec.replicas);
+          const model = await store.create(record);
+          starting.set(spec.name, Date.now() + STARTED_GRACE_MS);
+          return create(StartModelResponseSchema, { model });
+        } catch (err) {
+          starting.delete(spec.name);
+          throw err;
+        }
       })),
     stopModel: (req, ctx: HandlerContext) =>
       rpc(() => audited(ctx, { action: "StopModel", target: req.name, schema: StopModelRequestSchema, request: req }, async () => {
         await store.remove(req.name);
+        starting.delete(req.name);
         return create(StopModelResponseSchema, {});
       })),
     restartModel: (req, ctx: HandlerContext) =>
@@ -124,6 +168,7 @@ export function createControllerService(deps: ControllerServiceDeps) {
         if (req.replicas > MAX_REPLICAS) throw new SmmfError("invalid_argument", `'replicas' must be at most ${MAX_REPLICAS}; got ${req.replicas}`, { param: "replicas" });
         const current = store.get(req.name);
         if (!current) throw modelNotFound(req.name);
+        checkReplicas(req.replicas);
         await checkPlacement(registry, clients, current, req.replicas - liveInstances(req.name));
         const model = await store.update(req.name, (record) => create(ModelRecordSchema, { ...record, spec: { ...record.spec!, replicas: req.replicas }, updatedAt: timestampNow() }));
         return create(ScaleModelResponseSchema, { model });
@@ -133,6 +178,7 @@ export function createControllerService(deps: ControllerServiceDeps) {
         const spec = validateModelSpec(req.spec);
         const current = store.get(spec.name);
         if (!current) throw modelNotFound(spec.name);
+        checkReplicas(spec.replicas);
         const rolls = differsBeyondReplicas(current.spec, spec);
         if (rolls) {
           // A rolling update loads one new instance beside the old ones first.

@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import type { CertificateFiles } from "../net/CertificateFiles.js";
+import type { ListenerSettings } from "../net/listenerSettingsOf.js";
 import { ControllerService, EventType } from "../gen/smmf/v1/controller_pb.js";
 import { toSmmfError } from "../errors/SmmfError.js";
 import { createControlRoutes } from "./createControlRoutes.js";
@@ -32,6 +34,14 @@ export interface ControllerOptions {
   auth?: Authenticator;
   /** Presented to workers on every call (their cluster credential). */
   clusterSecret?: string;
+  /** mTLS to workers: their CA and this process's client certificate. */
+  clientTls?: CertificateFiles;
+  /** Listener limits, and HTTPS when configured. */
+  listener?: ListenerSettings;
+  /** Quota: most models in the desired state (config maxModels); default DEFAULT_LIMITS'. */
+  maxModels?: number;
+  /** Quota: most replicas of one model (config maxReplicas); default DEFAULT_LIMITS'. */
+  maxReplicas?: number;
 }
 
 export interface RunningController {
@@ -49,7 +59,7 @@ export interface RunningController {
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const id = options.id || `controller-${randomUUID().slice(0, 8)}`;
   const { logger, registry } = options;
-  const plane = createControlPlane(registry, logger, options.clusterSecret);
+  const plane = createControlPlane(registry, logger, options.clusterSecret, options.clientTls, { maxModels: options.maxModels, maxReplicas: options.maxReplicas });
   const metrics = options.metrics ?? new Metrics();
   metrics.leader.set(0);
   const stopCollecting = collectRegistryMetrics(metrics, registry);
@@ -81,13 +91,15 @@ export async function startController(options: ControllerOptions): Promise<Runni
     auth: options.auth,
     contextValues: auditAddressValues,
     readMaxBytes: options.maxBodyBytes ?? 1024 * 1024,
+    limits: options.listener?.limits,
+    tls: options.listener?.tls,
     routes(r) {
       r.service(ControllerService, service);
       if (keys) r.service(KeyService, keys);
     },
     rest,
   });
-  const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
+  const url = `${options.listener?.tls ? "https" : "http"}://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
   election = new LeaderElection({
     client: registry.client,
     controllerId: id,

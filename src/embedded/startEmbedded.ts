@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { listenerLimitsOf, listenerSettingsOf } from "../net/listenerSettingsOf.js";
 import { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
 import { assertModelFiles } from "../config/assertModelFiles.js";
 import type { SmmfConfig } from "../config/SmmfConfig.js";
@@ -50,16 +51,16 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
   }
   // The worker answers only this process's gateway and controller: its port is closed to anyone else.
   const clusterSecret = readClusterSecret(config.clusterSecretFile) ?? randomBytes(32).toString("base64url");
-  const worker = await startWorker({ ...workerSettingsOf(config), telemetry, registry, logger, clusterSecret });
+  const worker = await startWorker({ ...workerSettingsOf(config), telemetry, registry, logger, clusterSecret, listener: { limits: listenerLimitsOf(config) } });
   try {
     for (const model of config.models) {
       await worker.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
     }
     // The controller's desired state lives in memory here; its control loop leads alone (one term, no election).
-    const controlPlane = createControlPlane(registry, logger, clusterSecret);
+    const controlPlane = createControlPlane(registry, logger, clusterSecret, undefined, { maxModels: config.maxModels, maxReplicas: config.maxReplicas });
     const leading = new AbortController();
     startReconciling(controlPlane, "embedded", 1n, leading.signal, logger, telemetry.metrics);
-    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry, auth, clusterSecret, corsOrigins: config.corsOrigins }).catch(async (err: unknown) => {
+    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry, auth, clusterSecret, corsOrigins: config.corsOrigins, listener: listenerSettingsOf(config, "gateway", logger), requestCaps: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars, maxStopChars: config.maxStopChars } }).catch(async (err: unknown) => {
       leading.abort();
       await controlPlane.close();
       throw err;

@@ -1,5 +1,7 @@
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
+import type { CertificateFiles } from "../net/CertificateFiles.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL } = http2.constants;
@@ -20,6 +22,8 @@ export interface ChannelOptions {
   pingTimeoutMs?: number;
   /** Sent with every call (the cluster credential). */
   headers?: Record<string, string>;
+  /** For https addresses: the CA that the worker's certificate must chain to, and this client's certificate (mTLS); new connections take the files as they are now. */
+  tls?: CertificateFiles;
 }
 
 /**
@@ -37,8 +41,12 @@ export class GrpcChannel {
   private connect(): http2.ClientHttp2Session {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     const url = new URL(this.address);
+    const host = url.hostname.replace(/^\[|\]$/g, "");
     const session = http2.connect(this.address, {
-      createConnection: () => net.connect({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port), noDelay: true }),
+      createConnection:
+        url.protocol === "https:"
+          ? () => tls.connect({ host, port: Number(url.port) || 443, servername: net.isIP(host) ? undefined : host, ALPNProtocols: ["h2"], ...this.options.tls?.current }).setNoDelay(true)
+          : () => net.connect({ host, port: Number(url.port), noDelay: true }),
     });
     session.on("error", () => undefined);
     // A worker shutting down sends GOAWAY: calls in flight finish, new ones go on a new connection.

@@ -1,4 +1,5 @@
 import { clone, create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { CertificateFiles } from "../net/CertificateFiles.js";
 import { ConnectError } from "@connectrpc/connect";
 import {
   CountTokensRequestSchema,
@@ -45,6 +46,8 @@ export interface RouterOptions {
   observer?: RouterObserver;
   /** Presented to workers on every call. */
   clusterSecret?: string;
+  /** mTLS to workers (their CA, this gateway's client certificate). */
+  clientTls?: CertificateFiles;
 }
 
 export interface RouterObserver {
@@ -134,7 +137,7 @@ export class InferenceRouter {
       if (model) options.observer?.ejected(model, instanceId);
     };
     this.budget = options.retryBudget ?? new RetryBudget();
-    this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret));
+    this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret), options.clientTls);
     this.unsubscribe = registry.subscribe(() => this.registryChanged());
   }
 

@@ -1,4 +1,5 @@
 import { GrpcChannel } from "./GrpcChannel.js";
+import type { CertificateFiles } from "../net/CertificateFiles.js";
 
 /**
  * One HTTP/2 connection (gRPC) per worker address, reused by every request, kept alive with PINGs.
@@ -11,12 +12,14 @@ export class WorkerClients {
     private readonly onConnectionLost: (address: string) => void = () => undefined,
     /** Sent with every call: the cluster credential. */
     private readonly headers: Record<string, string> = {},
+    /** mTLS to workers at https addresses (their CA, this gateway's client certificate). */
+    private readonly tls?: CertificateFiles,
   ) {}
 
   get(address: string): GrpcChannel {
     let channel = this.channels.get(address);
     if (!channel) {
-      channel = new GrpcChannel(address, { onLost: () => this.onConnectionLost(address), headers: this.headers });
+      channel = new GrpcChannel(address, { onLost: () => this.onConnectionLost(address), headers: this.headers, tls: this.tls });
       this.channels.set(address, channel);
     }
     return channel;

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { GenerateStartSchema, type ChatMessage } from "../gen/smmf/v1/inference_pb.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import { invalidField, optionalBoolean, requiredString } from "./fields.js";
+import { checkMessageCount, DEFAULT_REQUEST_CAPS, PromptChars, type RequestCaps } from "./requestCaps.js";
 import { samplingFromBody } from "./samplingFromBody.js";
 import type { CompletionFormat, GenerationRequest } from "./streamGeneration.js";
 
@@ -22,27 +23,32 @@ function contentText(content: unknown, i: number): string {
   throw invalidField(`messages[${i}].content`, `messages[${i}].content must be a string or an array of text parts.`);
 }
 
-function parseMessages(value: unknown): { role: string; content: string }[] {
+/** The messages of a chat body; their count and characters are capped before anything else is done with them. */
+function parseMessages(value: unknown, caps: RequestCaps): { role: string; content: string }[] {
   if (value === undefined || value === null) throw invalidField("messages", "Missing required parameter: 'messages'.");
   if (!Array.isArray(value)) throw invalidField("messages", "'messages' must be an array.");
   if (value.length === 0) throw invalidField("messages", "'messages' must contain at least one message.");
+  checkMessageCount(value.length, caps);
+  const chars = new PromptChars(caps, "messages");
   return value.map((m, i) => {
-    if (typeof m !== "object" || m === null) throw invalidField(`messages[${i}]`, `messages[${i}] must be an object.`);
+    if (typeof m !== "object" || m === null || Array.isArray(m)) throw invalidField(`messages[${i}]`, `messages[${i}] must be an object.`);
     const { role, content } = m as { role?: unknown; content?: unknown };
     if (typeof role !== "string") throw invalidField(`messages[${i}].role`, `messages[${i}].role must be a string.`);
-    return { role, content: contentText(content, i) };
+    const text = contentText(content, i);
+    chars.add(text);
+    return { role, content: text };
   });
 }
 
 /** Reads a /v1/chat/completions body into a GenerationRequest. */
-export function parseChatRequest(body: Record<string, unknown>, requestId: string): GenerationRequest {
+export function parseChatRequest(body: Record<string, unknown>, requestId: string, caps: RequestCaps = DEFAULT_REQUEST_CAPS): GenerationRequest {
   const model = requiredString(body, "model");
-  const messages = parseMessages(body.messages) as ChatMessage[];
+  const messages = parseMessages(body.messages, caps) as ChatMessage[];
   const maxField = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? "max_completion_tokens" : "max_tokens";
   const start = create(GenerateStartSchema, {
     model,
     input: { case: "chat", value: { messages } },
-    params: samplingFromBody(body, maxField),
+    params: samplingFromBody(body, maxField, caps),
     requestId,
   });
   parseGenerateStart(start);

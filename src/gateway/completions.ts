@@ -3,6 +3,7 @@ import { GenerateStartSchema } from "../gen/smmf/v1/inference_pb.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import { includeUsage } from "./chatCompletions.js";
 import { invalidField, optionalBoolean, rejectUnsupported, requiredString } from "./fields.js";
+import { DEFAULT_REQUEST_CAPS, PromptChars, type RequestCaps } from "./requestCaps.js";
 import { samplingFromBody } from "./samplingFromBody.js";
 import type { CompletionFormat, GenerationRequest } from "./streamGeneration.js";
 
@@ -17,14 +18,15 @@ function parsePrompt(value: unknown): string {
 }
 
 /** Reads a /v1/completions body into a GenerationRequest. */
-export function parseCompletionRequest(body: Record<string, unknown>, requestId: string): GenerationRequest {
+export function parseCompletionRequest(body: Record<string, unknown>, requestId: string, caps: RequestCaps = DEFAULT_REQUEST_CAPS): GenerationRequest {
   const model = requiredString(body, "model");
   const prompt = parsePrompt(body.prompt);
+  new PromptChars(caps, "prompt").add(prompt);
   rejectUnsupported(body, { suffix: (v) => v === "" });
   const start = create(GenerateStartSchema, {
     model,
     input: { case: "prompt", value: prompt },
-    params: samplingFromBody(body),
+    params: samplingFromBody(body, "max_tokens", caps),
     requestId,
   });
   parseGenerateStart(start);

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { toJson } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { keyAllowsModel } from "../auth/Authenticator.js";
 import { API_KEY } from "../auth/authInterceptor.js";
 import type { KeyAccounting } from "../auth/KeyAccounting.js";
@@ -15,9 +15,21 @@ import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import { RequestObservation, type ObservedEndpoint } from "./RequestObservation.js";
+import { checkCountTokens, checkEmbedInputs, checkGenerateStart, DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
 import { unknownModel } from "./unknownModel.js";
 
 const cancelled = () => new SmmfError("cancelled", "request cancelled");
+
+/**
+ * An error reading the caller's request stream — a message that does not parse, a broken envelope — is the
+ * caller's: invalid_argument, not the internal error Connect reports it as. Other errors pass unchanged.
+ */
+export function requestStreamError(err: unknown): unknown {
+  if (err instanceof ConnectError && !err.metadata.has("smmf-error-code") && (err.code === Code.Internal || err.code === Code.InvalidArgument) && /^(parse |protocol error|invalid )/i.test(err.rawMessage)) {
+    return new SmmfError("invalid_argument", `The request stream is malformed: ${err.rawMessage.slice(0, 200)}`);
+  }
+  return err;
+}
 
 /** Refuses a model the call's API key may not use, like a model that does not exist. */
 function checkModel(ctx: HandlerContext, model: string): void {
@@ -29,7 +41,7 @@ function checkModel(ctx: HandlerContext, model: string): void {
  * and Embed calls are observed like REST requests (metrics, trace, request log; endpoints `grpc_generate`
  * and `grpc_embed`; their status is the HTTP status of their SMMF code).
  */
-export function createGatewayInferenceService(router: InferenceRouter, registry?: Registry, telemetry: Telemetry = disabledTelemetry(), accounting?: KeyAccounting): ServiceImpl<typeof InferenceService> {
+export function createGatewayInferenceService(router: InferenceRouter, registry?: Registry, telemetry: Telemetry = disabledTelemetry(), accounting?: KeyAccounting, caps: RequestCaps = DEFAULT_REQUEST_CAPS): ServiceImpl<typeof InferenceService> {
   const admit = (ctx: HandlerContext) => accounting?.admit(ctx.values.get(API_KEY), (name, value) => ctx.responseHeader.set(name, value));
   const isKnownModel = (model: string) => registry?.snapshot().some((i) => i.model === model) ?? false;
   // The server names every request itself: a caller's request_id is kept beside it, never as the log's key
@@ -46,13 +58,16 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
       let finished = false;
       try {
         const iterator = requests[Symbol.asyncIterator]();
-        const start = await readGenerateStart(iterator);
+        const start = await readGenerateStart(iterator).catch((err: unknown) => {
+          throw requestStreamError(err);
+        });
         checkModel(ctx, start.model);
         const onUsage = admit(ctx);
         obs = observe("grpc_generate", start.requestId, ctx.requestHeader);
         ctx.responseHeader.set("x-request-id", obs.id);
         const input = start.input.case === "chat" ? start.input.value.messages.map((m) => ({ role: m.role, content: m.content })) : start.input.value;
         obs.describe({ model: start.model, stream: true, params: start.params ? (toJson(SamplingParamsSchema, start.params) as Record<string, unknown>) : {}, prompt: input });
+        checkGenerateStart(start, caps);
         parseGenerateStart(start);
         watchForCancel(iterator, () => abort.abort());
         const observation = obs;
@@ -84,6 +99,8 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
       obs.describe({ model: req.model, params: {}, prompt: req.inputs });
       try {
         checkModel(ctx, req.model);
+        if (req.inputs.length === 0) throw new SmmfError("invalid_argument", "'inputs' must hold at least one string", { param: "input" });
+        checkEmbedInputs(req.inputs, caps);
         const onUsage = admit(ctx);
         const res = await router.embed(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
         onUsage?.(res.usage?.promptTokens ?? 0, 0);
@@ -98,6 +115,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
     async countTokens(req, ctx) {
       try {
         checkModel(ctx, req.model);
+        checkCountTokens(req, caps);
         return await router.countTokens(req, ctx.signal);
       } catch (err) {
         throw asConnectError(err);

@@ -28,6 +28,7 @@ import type { KeyService } from "../gen/smmf/v1/auth_pb.js";
 import { sendJson, type AnyResponse } from "../net/sse.js";
 import { streamGeneration } from "./streamGeneration.js";
 import { unknownModel } from "./unknownModel.js";
+import { DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
 
 export interface RestOptions {
   router: InferenceRouter;
@@ -42,6 +43,8 @@ export interface RestOptions {
   accounting?: KeyAccounting;
   /** API key management, served as REST under /api/v1/keys (when keys are in use). */
   keys?: ServiceImpl<typeof KeyService>;
+  /** Caps on messages, prompt characters and stop strings (defaults: DEFAULT_REQUEST_CAPS). */
+  caps?: RequestCaps;
 }
 
 /** The sampling and limit fields of a body, as the request log keeps them. */
@@ -62,6 +65,7 @@ function requestIdFor(prefix: string): string {
 /** The OpenAI-compatible REST API and the health endpoints. */
 export function createRestHandler(options: RestOptions): RestHandler {
   const { router, registry, logger, maxBodyBytes, telemetry } = options;
+  const caps = options.caps ?? DEFAULT_REQUEST_CAPS;
   const control = createControlRoutes(options.controller, maxBodyBytes, options.keys);
   const requestLogRoutes = createRequestLogRoutes(telemetry, maxBodyBytes);
   const isKnownModel = (model: string) => registry.snapshot().some((i) => i.model === model);
@@ -116,17 +120,17 @@ export function createRestHandler(options: RestOptions): RestHandler {
         return sendJson(res, 200, { object: "list", data: listModels(registry.snapshot()).filter((m) => keyAllowsModel(key, m.name)).map(openAiModel) });
       case "/v1/chat/completions":
         return observed("chat_completions", "chatcmpl", req, res, async (obs, id) => {
-          const request = parseChatRequest(await readDescribed(req, obs, key), id);
+          const request = parseChatRequest(await readDescribed(req, obs, key), id, caps);
           return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()), obs, admit(key, res));
         });
       case "/v1/completions":
         return observed("completions", "cmpl", req, res, async (obs, id) => {
-          const request = parseCompletionRequest(await readDescribed(req, obs, key), id);
+          const request = parseCompletionRequest(await readDescribed(req, obs, key), id, caps);
           return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()), obs, admit(key, res));
         });
       case "/v1/embeddings":
         return observed("embeddings", "emb", req, res, async (obs, id) => {
-          const request = parseEmbeddingsRequest(await readDescribed(req, obs, key), id);
+          const request = parseEmbeddingsRequest(await readDescribed(req, obs, key), id, caps);
           const onUsage = admit(key, res);
           const abort = new AbortController();
           const onClose = () => abort.abort();
@@ -168,8 +172,6 @@ export function createRestHandler(options: RestOptions): RestHandler {
         return;
       }
       const headers: Record<string, string> = {};
-      // The rest of an over-long body is not read; close the connection rather than drain it.
-      if (error.code === "payload_too_large") headers.connection = "close";
       if (error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
       if (!res.destroyed) sendJson(res, error.httpStatus, error.toOpenAiBody(), headers);
     });

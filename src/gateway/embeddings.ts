@@ -1,8 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { EmbedRequestSchema, type EmbedRequest, type EmbedResponse } from "../gen/smmf/v1/inference_pb.js";
 import { invalidField, optionalNumber, requiredString } from "./fields.js";
-
-const MAX_INPUTS = 2048;
+import { checkEmbedInputs, DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
 
 export interface EmbeddingsRequest {
   request: EmbedRequest;
@@ -11,7 +10,7 @@ export interface EmbeddingsRequest {
 }
 
 /** Reads a /v1/embeddings body. */
-export function parseEmbeddingsRequest(body: Record<string, unknown>, requestId: string): EmbeddingsRequest {
+export function parseEmbeddingsRequest(body: Record<string, unknown>, requestId: string, caps: RequestCaps = DEFAULT_REQUEST_CAPS): EmbeddingsRequest {
   const model = requiredString(body, "model");
   const input = body.input;
   let inputs: string[];
@@ -19,7 +18,7 @@ export function parseEmbeddingsRequest(body: Record<string, unknown>, requestId:
   if (typeof input === "string") inputs = [input];
   else if (Array.isArray(input) && input.length > 0 && input.every((s) => typeof s === "string")) inputs = input as string[];
   else throw invalidField("input", "'input' must be a non-empty string or a non-empty array of strings (token arrays are not supported).");
-  if (inputs.length > MAX_INPUTS) throw invalidField("input", `'input' takes at most ${MAX_INPUTS} strings.`);
+  checkEmbedInputs(inputs, caps);
   if (inputs.some((s) => s.length === 0)) throw invalidField("input", "'input' strings must not be empty.");
   const encoding = body.encoding_format ?? "float";
   if (encoding !== "float" && encoding !== "base64") throw invalidField("encoding_format", "'encoding_format' must be 'float' or 'base64'.");

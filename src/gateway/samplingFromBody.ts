@@ -1,11 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import { SamplingParamsSchema, type SamplingParams } from "../gen/smmf/v1/inference_pb.js";
-import { invalidField, optionalNumber, optionalStop, rejectUnsupported } from "./fields.js";
+import { optionalNumber, optionalStop, rejectUnsupported } from "./fields.js";
+import { checkStop, DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
 
 const UINT32 = 2 ** 32;
 
 /** Sampling fields shared by /v1/chat/completions and /v1/completions. */
-export function samplingFromBody(body: Record<string, unknown>, maxTokensField: "max_tokens" | "max_completion_tokens" = "max_tokens"): SamplingParams {
+export function samplingFromBody(body: Record<string, unknown>, maxTokensField: "max_tokens" | "max_completion_tokens" = "max_tokens", caps: RequestCaps = DEFAULT_REQUEST_CAPS): SamplingParams {
   rejectUnsupported(body, {
     n: (v) => v === 1,
     logprobs: (v) => v === false,
@@ -19,7 +20,7 @@ export function samplingFromBody(body: Record<string, unknown>, maxTokensField: 
   const seed = optionalNumber(body, "seed", { integer: true });
   const maxTokens = optionalNumber(body, maxTokensField, { integer: true, min: 1, max: UINT32 - 1 });
   const stop = optionalStop(body);
-  if (stop.length > 4) throw invalidField("stop", "'stop' takes at most 4 sequences.");
+  checkStop(stop, caps);
   return create(SamplingParamsSchema, {
     maxTokens,
     temperature: optionalNumber(body, "temperature", { min: 0, max: 2 }),

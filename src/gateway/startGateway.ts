@@ -1,4 +1,6 @@
 import { createControllerService } from "../controller/createControllerService.js";
+import type { CertificateFiles } from "../net/CertificateFiles.js";
+import type { ListenerSettings } from "../net/listenerSettingsOf.js";
 import { createControlPlane, type ControlPlane } from "../controller/createControlPlane.js";
 import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
@@ -16,6 +18,7 @@ import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { createGatewayInferenceService } from "./createGatewayInferenceService.js";
 import { createRestHandler } from "./createRestHandler.js";
 import { InferenceRouter, type RouterOptions } from "./InferenceRouter.js";
+import { requestCaps, type RequestCaps } from "./requestCaps.js";
 
 export interface GatewayOptions {
   registry: Registry;
@@ -32,10 +35,16 @@ export interface GatewayOptions {
   auth?: Authenticator;
   /** Presented to workers on every call (their cluster credential). */
   clusterSecret?: string;
+  /** mTLS to workers: their CA and this process's client certificate. */
+  clientTls?: CertificateFiles;
+  /** Listener limits, and HTTPS when configured. */
+  listener?: ListenerSettings;
   /** How many gateways share the API keys' limits (this one included); default 1. */
   fleetSize?: () => number;
   /** Web origins allowed to call the API from a browser (CORS); none by default. */
   corsOrigins?: readonly string[];
+  /** Caps on one inference request: messages, prompt characters, stop strings (defaults where not set). */
+  requestCaps?: Partial<RequestCaps>;
 }
 
 export interface RunningGateway {
@@ -56,6 +65,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     logger: options.logger,
     ...options.routing,
     clusterSecret: options.clusterSecret,
+    clientTls: options.clientTls,
     observer: telemetry.enabled
       ? {
           retried: (model, midStream) => (midStream ? metrics.failovers : metrics.retries).inc({ model }),
@@ -74,7 +84,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }),
     collectRegistryMetrics(metrics, options.registry),
   ];
-  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret);
+  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret, options.clientTls);
   const controller = createControllerService(plane);
   const fleetSize = options.fleetSize ?? (() => 1);
   const limiter = new KeyLimiter(fleetSize);
@@ -82,7 +92,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   stopCollecting.push(metrics.onCollect(() => metrics.fleetSize.set(fleetSize())));
   const stopKeyWatch = options.auth?.store.subscribe(() => limiter.retain(new Set(options.auth!.store.keys().keys())));
   const keys = options.auth ? createKeyService(options.auth.store, plane.audit, options.logger) : undefined;
-  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, accounting, keys });
+  const caps = requestCaps(options.requestCaps);
+  const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, accounting, keys, caps });
   let listener: RunningServer;
   try {
     listener = await startServer({
@@ -92,8 +103,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       corsOrigins: options.corsOrigins,
       contextValues: auditAddressValues,
       readMaxBytes: options.maxBodyBytes,
+      limits: options.listener?.limits,
+      tls: options.listener?.tls,
       routes(r) {
-        r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting));
+        r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting, caps));
         r.service(ControllerService, controller);
         if (keys) r.service(KeyService, keys);
       },
@@ -106,7 +119,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     if (!options.controlPlane) await plane.close();
     throw err;
   }
-  const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
+  const url = `${options.listener?.tls ? "https" : "http"}://${options.host.includes(":") ? `[${options.host}]` : options.host}:${listener.port}`;
   options.logger.info("gateway listening", { url });
   return {
     port: listener.port,

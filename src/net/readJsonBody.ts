@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { SmmfError } from "../errors/SmmfError.js";
+import { drainBody } from "./drainBody.js";
 
 /**
  * Reads a JSON object body of at most `limit` bytes. The body must say it is JSON (`Content-Type:
@@ -13,16 +14,7 @@ export async function readJsonBody(req: IncomingMessage | Http2ServerRequest, li
   if (!/^application\/json\b/i.test(type) && !/\+json\b/i.test(type)) {
     throw new SmmfError("unsupported_media_type", `Content-Type must be application/json; got '${type.slice(0, 100)}'`);
   }
-  const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString("utf8");
+  const text = (await readBody(req, limit)).toString("utf8");
   checkDepth(text);
   let body: unknown;
   try {
@@ -53,6 +45,48 @@ function checkDepth(text: string): void {
       if (++depth > MAX_JSON_DEPTH) throw new SmmfError("invalid_argument", `The JSON body is nested more than ${MAX_JSON_DEPTH} levels deep`);
     } else if (c === 93 || c === 125) depth--;
   }
+}
+
+/**
+ * The body, at most `limit` bytes. A larger one is refused as soon as it is known to be (by Content-Length, or
+ * once past the limit), and its rest is read and thrown away (drainBody) so the client can read the 413.
+ */
+function readBody(req: IncomingMessage | Http2ServerRequest, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) {
+    drainBody(req);
+    return Promise.reject(tooLarge(limit));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) return void chunks.push(chunk);
+      done();
+      drainBody(req);
+      reject(tooLarge(limit));
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(new SmmfError("cancelled", `the request body was not received: ${err.message}`));
+    };
+    const onAborted = () => onError(new Error("the client went away"));
+    const done = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("aborted", onAborted);
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("aborted", onAborted);
+  });
 }
 
 function tooLarge(limit: number): SmmfError {

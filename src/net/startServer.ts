@@ -9,7 +9,10 @@ import { restRole } from "../auth/requiredRole.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { guardHost } from "./guardHost.js";
-import { listenHttp, type HttpHandler, type HttpListener } from "./listenHttp.js";
+import { drainBody } from "./drainBody.js";
+import { listenHttp, type HttpHandler, type HttpListener, type ListenOptions, type ListenTls } from "./listenHttp.js";
+import { PEER_ROLES, peerRolesOf, requirePeerRole } from "../auth/peerRoles.js";
+import { createContextValues } from "@connectrpc/connect";
 import { isLoopbackHost } from "./loopbackHost.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 import { withCors } from "./withCors.js";
@@ -36,9 +39,14 @@ export interface ServerOptions {
   contextValues?: (req: Req) => ContextValues;
   /** Largest RPC request message, in bytes (Connect and gRPC; compressed requests are not accepted); default 16 MiB. */
   readMaxBytes?: number;
-  /** Most concurrent streams on one HTTP/2 connection; default 256. */
-  maxConcurrentStreams?: number;
+  /** Listener limits: header, request and idle timeouts, connections, HTTP/2 streams per connection. */
+  limits?: ListenerLimits;
+  /** Serve HTTPS; with `requireClientCertificate` (workers), mTLS: each RPC must be allowed to the certificate's role. */
+  tls?: ListenTls;
 }
+
+/** The listener limits of ListenOptions. */
+export type ListenerLimits = Omit<ListenOptions, "tls">;
 
 const COMPRESSED = new SmmfError("unsupported_media_type", "Compressed request bodies are not accepted: send the body as it is (no Content-Encoding)").toOpenAiBody();
 
@@ -47,8 +55,8 @@ function refuseCompressedBodies(handler: HttpHandler): HttpHandler {
   return (req, res) => {
     const encoding = req.headers["content-encoding"] ?? req.headers["connect-content-encoding"];
     if (encoding === undefined || encoding === "identity") return handler(req, res);
-    req.resume();
-    sendJson(res, 415, COMPRESSED, { connection: "close" });
+    drainBody(req);
+    sendJson(res, 415, COMPRESSED);
   };
 }
 
@@ -64,14 +72,16 @@ export interface RunningServer extends HttpListener {
 
 /**
  * The one server shell of every role (gateway, controller, worker, and so `smmf serve`): REST, gRPC, gRPC-Web
- * and Connect on one port (HTTP/1.1 and h2c), with the checks every route and RPC goes through in one place,
- * outermost first: the loopback Host check (DNS rebinding), CORS for listed origins only, the cluster
+ * and Connect on one port (HTTP/1.1 and h2, cleartext or TLS), with the checks every route and RPC goes through in one place,
+ * outermost first: TLS (and on workers the client certificate's role), the loopback Host check (DNS rebinding), CORS for listed origins only, the cluster
  * credential on RPCs (workers), and API keys with the role each route or RPC needs. A role registers its
  * services and its REST handler; it cannot add a route that misses the checks.
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const loopback = isLoopbackHost(options.host);
   const interceptors: Interceptor[] = [];
+  const mtls = options.tls?.requireClientCertificate === true;
+  if (mtls) interceptors.push(requirePeerRole());
   if (options.clusterSecret) interceptors.push(requireClusterCredential(options.clusterSecret));
   if (options.auth) interceptors.push(authInterceptor(options.auth));
   const auth = options.auth;
@@ -96,10 +106,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     readMaxBytes: options.readMaxBytes ?? 16 * 1024 * 1024,
     // No request decompression: a small compressed body cannot grow past the read limit in memory.
     acceptCompression: [],
-    contextValues: options.contextValues as Parameters<typeof connectNodeAdapter>[0]["contextValues"],
+    contextValues: (mtls
+      ? (req: Req) => {
+          const values = options.contextValues?.(req) ?? createContextValues();
+          return values.set(PEER_ROLES, peerRolesOf(req));
+        }
+      : options.contextValues) as Parameters<typeof connectNodeAdapter>[0]["contextValues"],
     routes: options.routes,
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
-  const listener = await listenHttp(guardHost(withCors(refuseCompressedBodies(handler), options.corsOrigins ?? []), loopback), options.host, options.port, { maxConcurrentStreams: options.maxConcurrentStreams });
+  const listener = await listenHttp(guardHost(withCors(refuseCompressedBodies(handler), options.corsOrigins ?? []), loopback), options.host, options.port, { ...options.limits, tls: options.tls });
   return { port: listener.port, host: listener.host, close: (graceMs) => listener.close(graceMs), loopback };
 }

@@ -7,6 +7,7 @@ import type { Logger } from "../telemetry/createLogger.js";
 import { GATEWAYS_PREFIX, INSTANCES_PREFIX, instanceKey, WORKERS_PREFIX, workerKey } from "./instanceKey.js";
 import { PrefixWatcher } from "./PrefixWatcher.js";
 import type { Registry } from "./Registry.js";
+import type { EtcdSecurity } from "./etcdSecurityOf.js";
 
 export interface EtcdRegistryOptions {
   /** Comma-separated or listed endpoints, e.g. "http://127.0.0.1:2379". */
@@ -14,13 +15,15 @@ export interface EtcdRegistryOptions {
   /** TTL of the lease the keys of this process are bound to, in seconds. */
   leaseTtlSeconds?: number;
   logger: Logger;
+  /** TLS and a user for etcd (etcdSecurityOf); endpoints without a scheme are https when TLS is set. */
+  security?: EtcdSecurity;
 }
 
 const RESYNC_MIN_MS = 200;
 
-export function parseEndpoints(endpoints: string | string[]): string[] {
+export function parseEndpoints(endpoints: string | string[], secure = false): string[] {
   const list = (Array.isArray(endpoints) ? endpoints : endpoints.split(",")).map((e) => e.trim()).filter(Boolean);
-  return list.map((e) => (/^[a-z]+:\/\//.test(e) ? e : `http://${e}`));
+  return list.map((e) => (/^[a-z]+:\/\//.test(e) ? e : `${secure ? "https" : "http"}://${e}`));
 }
 
 /**
@@ -52,8 +55,9 @@ export class EtcdRegistry implements Registry {
     // Retry well within a lease's TTL: after an outage the keys must be back before etcd expires the old lease.
     this.retryMaxMs = Math.max(RESYNC_MIN_MS, Math.floor((this.ttl * 1000) / 3));
     this.client = new Etcd3({
-      hosts: parseEndpoints(options.endpoints),
+      hosts: parseEndpoints(options.endpoints, Boolean(options.security?.credentials)),
       dialTimeout: 2_000,
+      ...options.security,
       faultHandling: {
         host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: Math.min(1_000, this.retryMaxMs), breaker: new ConsecutiveBreaker(3) }),
       },

@@ -48,6 +48,18 @@ export class ByteWriter {
     this.offset = start + written;
   }
 
+  /** Writes `value` over the 4 bytes at `offset` (already written): a length known only after what follows it. */
+  u32At(offset: number, value: number): void {
+    if (offset < 0 || offset + 4 > this.offset) throw new RangeError(`no 4 written bytes at ${offset}`);
+    this.buffer.writeUInt32LE(value, offset);
+  }
+
+  /** Forgets what was written after `offset` (an earlier `length`): an item that failed half-way leaves no trace. */
+  rewind(offset: number): void {
+    if (offset < 0 || offset > this.offset) throw new RangeError(`cannot rewind to ${offset} of ${this.offset}`);
+    this.offset = offset;
+  }
+
   /** What was written, as a buffer of its own (its ArrayBuffer holds nothing else); the writer starts afresh. */
   take(): { buffer: ArrayBuffer; length: number } {
     const taken = { buffer: this.buffer.buffer as ArrayBuffer, length: this.offset };

@@ -55,6 +55,15 @@ export abstract class FastMetric<C> {
     this.cells.clear();
   }
 
+  /** Drops the series whose labels `gone` picks (e.g. those of an instance that was unloaded); returns how many. */
+  removeSeries(gone: (labels: Record<string, string | number>) => boolean): number {
+    return this.cells.remove((values) => {
+      const labels: Record<string, string | number> = {};
+      for (let i = 0; i < this.labelNames.length; i++) labels[this.labelNames[i]] = values[i];
+      return gone(labels);
+    });
+  }
+
   /** Adds a cell's lines to `values` (at scrape time). */
   protected abstract read(cell: C, labels: Record<string, string | number>, values: MetricSnapshot["values"]): void;
 

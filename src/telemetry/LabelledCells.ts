@@ -47,6 +47,22 @@ export class LabelledCells<C> {
     this.list.length = 0;
   }
 
+  /** Drops the cells whose label values `gone` picks; returns how many. The others keep their cells. */
+  remove(gone: (values: readonly LabelValue[]) => boolean): number {
+    const kept = this.list.filter((e) => !gone(e.values));
+    const removed = this.list.length - kept.length;
+    if (removed === 0) return 0;
+    // Rare (an instance went away): the maps are built again from the cells kept.
+    this.clear();
+    for (const e of kept) {
+      let level = this.root;
+      for (let i = 0; i < this.labelCount - 1; i++) level = this.level(level, e.values[i]);
+      level.set(this.labelCount === 0 ? "" : e.values[this.labelCount - 1], e.cell);
+      this.list.push(e);
+    }
+    return removed;
+  }
+
   private level(from: Map<LabelValue, unknown>, key: LabelValue): Map<LabelValue, unknown> {
     let next = from.get(key) as Map<LabelValue, unknown> | undefined;
     if (!next) from.set(key, (next = new Map()));

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import { FastCounter } from "./FastCounter.js";
 import { FastHistogram } from "./FastHistogram.js";
+import type { FastMetric } from "./FastMetric.js";
 
 /** Latency buckets (seconds) from 5 ms to 2 min: request durations and times to first token. */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -21,6 +22,7 @@ export type Collector = () => void;
 export class Metrics {
   readonly registry = new Registry();
   private readonly collectors: Collector[] = [];
+  private readonly instanceSources: (() => Iterable<string>)[] = [];
 
   // gateway
   readonly requests = new FastCounter({ name: "smmf_gateway_requests_total", help: "Requests answered by the gateway, by endpoint, model and HTTP status.", labelNames: ["endpoint", "model", "status"], registers: [this.registry] });
@@ -39,6 +41,11 @@ export class Metrics {
   readonly fleetSize = new Gauge({ name: "smmf_gateway_fleet_size", help: "Gateways this gateway counts, itself included (each enforces a 1/N share of every key's limits).", registers: [this.registry] });
   readonly feedback = new Counter({ name: "smmf_feedback_total", help: "User feedback on requests, by model and sign of the score.", labelNames: ["model", "sentiment"], registers: [this.registry] });
   readonly requestLogDropped = new Counter({ name: "smmf_request_log_dropped_total", help: "Request-log records not written (the log failed or its queue was full).", registers: [this.registry] });
+
+  // telemetry thread
+  readonly telemetryDropped = new Counter({ name: "smmf_telemetry_dropped_total", help: "Spans and request-log entries lost on their way to the telemetry thread or in it, by record and reason (encode, queue_full, thread_down, write).", labelNames: ["record", "reason"], registers: [this.registry] });
+  readonly telemetryReplaced = new Counter({ name: "smmf_telemetry_replaced_total", help: "Records kept in a reduced form because they could not be encoded as they were, by record and reason (unserializable, too_large).", labelNames: ["record", "reason"], registers: [this.registry] });
+  readonly telemetryRestarts = new Counter({ name: "smmf_telemetry_restarts_total", help: "Times the telemetry thread was started again after it died or could not start.", registers: [this.registry] });
 
   // registry and instances
   readonly instances = new Gauge({ name: "smmf_instances", help: "Model instances known from the registry, by model, engine and state.", labelNames: ["model", "engine", "state"], registers: [this.registry] });
@@ -70,10 +77,37 @@ export class Metrics {
     };
   }
 
+  /**
+   * Names where the instances that exist can be read (a registry, a worker's own list). Once one is given, at
+   * every scrape the series of per-instance metrics (`instance` label) whose instance none of them lists are
+   * dropped: an unloaded instance leaves no series behind. Without any, series are kept.
+   */
+  trackInstances(source: () => Iterable<string>): () => void {
+    this.instanceSources.push(source);
+    return () => {
+      const i = this.instanceSources.indexOf(source);
+      if (i >= 0) this.instanceSources.splice(i, 1);
+    };
+  }
+
   /** The exposition in Prometheus text format. */
   async render(): Promise<string> {
     for (const collect of this.collectors) collect();
+    await this.dropGoneInstances();
     return this.registry.metrics();
+  }
+
+  /** Drops the series of instances that no source lists (see `trackInstances`). */
+  private async dropGoneInstances(): Promise<void> {
+    if (this.instanceSources.length === 0) return;
+    const live = new Set<string>();
+    for (const source of this.instanceSources) for (const id of source()) live.add(id);
+    const gone = (labels: Record<string, string | number>) => labels.instance !== undefined && !live.has(String(labels.instance));
+    const fast: FastMetric<unknown>[] = [this.generations];
+    for (const metric of fast) metric.removeSeries(gone);
+    for (const metric of [this.ejections, this.workerInFlight] as (Counter<string> | Gauge<string>)[]) {
+      for (const { labels } of (await metric.get()).values) if (gone(labels as Record<string, string | number>)) metric.remove(labels as Record<string, string | number>);
+    }
   }
 
   get contentType(): string {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -112,6 +112,67 @@ describe("RequestLog", () => {
     log.flush();
     expect(log.get("a")).toMatchObject({ model: "m", clientRequestId: "mine", feedback: { score: 1 } });
     expect(log.get("big")?.params).toEqual({ _omitted: "parameters over 8192 characters are not kept" });
+    log.close();
+  });
+
+  it("stays under its bound in bytes: the oldest rows go first, and the pages they free are used again", async () => {
+    const path = join(dir, "b.db");
+    const maxBytes = 1024 * 1024;
+    let written = 0;
+    const log = await RequestLog.open({ path, retentionDays: 7, maxRows: 1_000_000, maxBytes, logger, onWritten: (n) => (written += n) });
+    const prompt = "x".repeat(8 * 1024);
+    const now = Date.now();
+    let fileAtBound = 0;
+    // 600 entries of ~8 KiB (~5 MB) in batches of 20, five times what the bound holds.
+    for (let i = 0; i < 600; i++) {
+      log.record(entry(`e${String(i).padStart(4, "0")}`, now + i, { prompt }));
+      if (i % 20 !== 19) continue;
+      log.flush();
+      const size = log.sizeBytes();
+      expect(size.used).toBeLessThanOrEqual(maxBytes);
+      if (i >= 200 && fileAtBound === 0) fileAtBound = size.file;
+    }
+    expect(written).toBe(600);
+    // The file reached about the bound (plus a batch) and stopped growing: freed pages were reused.
+    const { file } = log.sizeBytes();
+    expect(fileAtBound).toBeGreaterThan(0.8 * maxBytes);
+    expect(file).toBeLessThanOrEqual(maxBytes + 20 * 9 * 1024 + 64 * 1024);
+    expect(file).toBeLessThanOrEqual(fileAtBound + 20 * 9 * 1024);
+    // The newest are kept, the oldest are gone.
+    const kept = log.query({ limit: 1000 }).data.map((e) => e.id);
+    expect(kept[0]).toBe("e0599");
+    expect(kept.length).toBeGreaterThan(60);
+    expect(kept.length).toBeLessThan(130);
+    expect(log.get("e0000")).toBeUndefined();
+    log.close();
+    expect(statSync(path).size).toBeLessThanOrEqual(file);
+  });
+
+  it("vacuums a file opened far over its bound (a lowered bound) down to it", async () => {
+    const path = join(dir, "v.db");
+    const big = await RequestLog.open({ path, retentionDays: 7, maxRows: 1_000_000, logger });
+    for (let i = 0; i < 400; i++) big.record(entry(`v${i}`, Date.now() + i, { prompt: "y".repeat(8 * 1024) }));
+    big.close();
+    expect(statSync(path).size).toBeGreaterThan(3 * 1024 * 1024);
+    const small = await RequestLog.open({ path, retentionDays: 7, maxRows: 1_000_000, maxBytes: 1024 * 1024, logger });
+    expect(small.sizeBytes().file).toBeLessThanOrEqual(1024 * 1024);
+    expect(small.get("v399")).toMatchObject({ id: "v399" });
+    small.close();
+    expect(statSync(path).size).toBeLessThanOrEqual(1024 * 1024);
+  });
+
+  it("an entry the database refuses costs only itself, counted; entries that came as JSON without null fields are written", async () => {
+    const dropped: number[] = [];
+    const log = await RequestLog.open({ path: join(dir, "w.db"), retentionDays: 7, maxRows: 100, logger, onDropped: (n) => dropped.push(n) });
+    log.record(entry("ok-1", Date.now()));
+    log.record({ ...entry("bad", Date.now()), time: { not: "a number" } as never });
+    const sparse = JSON.parse(JSON.stringify({ ...entry("sparse", Date.now()), ttftMs: undefined, traceId: undefined })) as RequestEntry;
+    log.record(sparse);
+    log.flush();
+    expect(dropped).toEqual([1]);
+    expect(log.get("ok-1")).toMatchObject({ id: "ok-1" });
+    expect(log.get("sparse")).toMatchObject({ ttftMs: null, traceId: null });
+    expect(log.get("bad")).toBeUndefined();
     log.close();
   });
 });

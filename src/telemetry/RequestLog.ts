@@ -62,9 +62,16 @@ export interface RequestLogOptions {
   retentionDays: number;
   /** At most this many entries are kept (the oldest go first). */
   maxRows: number;
+  /**
+   * The database's largest size in bytes (pages in use; 0 or absent: no bound): past it the oldest entries
+   * are deleted, down to 90% of it, and SQLite reuses the pages they free.
+   */
+  maxBytes?: number;
   logger: Logger;
-  /** Called with how many entries could not be written. */
-  onDropped?: (count: number) => void;
+  /** Called with how many entries could not be written (the database could not be opened or written). */
+  onDropped?: (count: number, reason: "write") => void;
+  /** Called with how many entries were written (or were already there). */
+  onWritten?: (count: number) => void;
 }
 
 const SCHEMA = `
@@ -101,6 +108,10 @@ const SCHEMA_VERSION = 2;
 const FLUSH_MS = 200;
 const MAX_QUEUE = 10_000;
 const PRUNE_EVERY_MS = 60_000;
+/** Past the byte bound, entries are deleted down to this share of it: not a delete after every write. */
+const BYTES_LOW_WATER = 0.9;
+/** The write-ahead log is cut back to this after a checkpoint (SQLite checkpoints at ~4 MB by default). */
+const WAL_SIZE_LIMIT = 8 * 1024 * 1024;
 
 interface Row {
   id: string;
@@ -133,8 +144,47 @@ interface Row {
 export const MAX_PARAMS_CHARS = 8 * 1024;
 
 function cappedParams(params: Record<string, unknown>): string {
-  const json = JSON.stringify(params);
-  return json.length <= MAX_PARAMS_CHARS ? json : JSON.stringify({ _omitted: `parameters over ${MAX_PARAMS_CHARS} characters are not kept` });
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(params ?? {}) as string | undefined;
+  } catch {
+    return JSON.stringify({ _omitted: "parameters that cannot be written as JSON are not kept" });
+  }
+  return json !== undefined && json.length <= MAX_PARAMS_CHARS ? json : JSON.stringify({ _omitted: `parameters over ${MAX_PARAMS_CHARS} characters are not kept` });
+}
+
+/** A UTF-16 half without its other half. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** Text as SQLite keeps it: a lone surrogate becomes one U+FFFD (SQLite's UTF-8 would make it three). */
+function text(v: string | null | undefined): string | null {
+  return typeof v === "string" ? v.replace(LONE_SURROGATE, "\ufffd") : (v ?? null);
+}
+
+/** The row's values: fields an entry lacks (it came as JSON, where undefined is left out) are null. */
+function rowOf(e: RequestEntry): Record<string, unknown> {
+  return {
+    id: e.id,
+    time: e.time,
+    endpoint: e.endpoint,
+    model: text(e.model),
+    instance: e.instance ?? null,
+    engine: e.engine ?? null,
+    stream: e.stream ? 1 : 0,
+    params: cappedParams(e.params),
+    prompt: text(e.prompt),
+    output: text(e.output),
+    status: e.status,
+    errorCode: e.errorCode ?? null,
+    errorMessage: text(e.errorMessage),
+    latencyMs: e.latencyMs,
+    ttftMs: e.ttftMs ?? null,
+    promptTokens: e.promptTokens ?? null,
+    completionTokens: e.completionTokens ?? null,
+    retries: e.retries ?? 0,
+    traceId: e.traceId ?? null,
+    clientRequestId: e.clientRequestId ?? null,
+  };
 }
 
 function fromRow(r: Row): LoggedRequest {
@@ -178,8 +228,14 @@ function parseCursor(cursor: string): { time: number; id: string } {
 /**
  * The request log: one row per request in SQLite (better-sqlite3), written off the request path — entries
  * queue in memory and are written in one transaction every 200 ms — with bounded retention (age and row
- * count, pruned every minute). When the database cannot be opened or written, entries are dropped and
- * counted; requests never wait for it or fail because of it.
+ * count, pruned every minute) and a bound in bytes (checked after every write). When the database cannot be
+ * opened or written, entries are dropped and counted; requests never wait for it or fail because of it.
+ *
+ * The byte bound counts the pages in use (page_count − freelist_count, times page_size). Past it the oldest
+ * rows are deleted until the pages in use are under 90% of it; the pages they free go to SQLite's free list
+ * and the next rows are written into them, so the file stops growing at about the bound (plus one batch).
+ * No incremental vacuum: the file is not shrunk while running. Only when it opens a file much larger than
+ * its bound (the bound was lowered) does the log VACUUM it once, down to the rows it keeps.
  */
 export class RequestLog {
   private db?: Database;
@@ -207,6 +263,7 @@ export class RequestLog {
       const db = new SqliteDatabase(options.path);
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = NORMAL");
+      db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
       db.exec(SCHEMA);
       // Version 1 had no client_request_id.
       if (!(db.prepare("PRAGMA table_info(requests)").all() as { name: string }[]).some((c) => c.name === "client_request_id")) db.exec("ALTER TABLE requests ADD COLUMN client_request_id TEXT");
@@ -218,6 +275,7 @@ export class RequestLog {
          VALUES (@id, @time, @endpoint, @model, @instance, @engine, @stream, @params, @prompt, @output, @status, @errorCode, @errorMessage, @latencyMs, @ttftMs, @promptTokens, @completionTokens, @retries, @traceId, @clientRequestId)`,
       );
       log.prune();
+      log.compactIfOversized();
     } catch (err) {
       log.fail(`cannot open ${options.path}: ${(err as Error).message}`);
     }
@@ -230,10 +288,12 @@ export class RequestLog {
 
   /** Queues an entry; returns at once. */
   record(entry: RequestEntry): void {
-    if (this.failure !== undefined || this.queue.length >= MAX_QUEUE) {
-      this.dropped(1);
+    if (this.failure !== undefined) {
+      this.dropped(1, "write");
       return;
     }
+    // A full queue is written at once (the log runs on its own thread: nothing waits for it).
+    if (this.queue.length >= MAX_QUEUE) this.flush();
     this.queue.push(entry);
     if (!this.flushTimer) {
       this.flushTimer = setTimeout(() => this.flush(), FLUSH_MS);
@@ -247,16 +307,74 @@ export class RequestLog {
     this.flushTimer = undefined;
     const batch = this.queue;
     this.queue = [];
-    if (batch.length === 0 || !this.db || !this.insert) return;
+    if (batch.length === 0) return;
+    const db = this.db;
+    if (!db || !this.insert) return this.dropped(batch.length, "write");
+    const insert = this.insert;
+    const write = (e: RequestEntry) => insert.run(rowOf(e));
     try {
-      const insert = this.insert;
-      this.db.transaction((entries: RequestEntry[]) => {
-        for (const e of entries) insert.run({ ...e, stream: e.stream ? 1 : 0, params: cappedParams(e.params), clientRequestId: e.clientRequestId ?? null });
-      })(batch);
+      db.transaction((entries: RequestEntry[]) => entries.forEach(write))(batch);
+      this.options.onWritten?.(batch.length);
     } catch (err) {
-      this.dropped(batch.length);
-      this.warn(`could not write ${batch.length} request-log entries: ${(err as Error).message}`);
+      // One entry the database refuses does not cost the others: each on its own, the failing ones dropped.
+      let failed = 0;
+      for (const e of batch) {
+        try {
+          write(e);
+        } catch {
+          failed++;
+        }
+      }
+      if (failed < batch.length) this.options.onWritten?.(batch.length - failed);
+      if (failed > 0) {
+        this.dropped(failed, "write");
+        this.warn(`could not write ${failed} request-log entries: ${(err as Error).message}`);
+      }
     }
+    this.enforceBytes();
+  }
+
+  /** Bytes of the database: the pages in use, and the file's pages (in use or free). */
+  sizeBytes(): { used: number; file: number } {
+    if (!this.db) return { used: 0, file: 0 };
+    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    const pages = this.db.pragma("page_count", { simple: true }) as number;
+    const free = this.db.pragma("freelist_count", { simple: true }) as number;
+    return { used: (pages - free) * pageSize, file: pages * pageSize };
+  }
+
+  /** Past the byte bound: deletes the oldest entries until the pages in use are under 90% of it. Returns how many. */
+  private enforceBytes(): number {
+    const max = this.options.maxBytes ?? 0;
+    if (!this.db || !(max > 0)) return 0;
+    try {
+      let { used } = this.sizeBytes();
+      if (used <= max) return 0;
+      const target = max * BYTES_LOW_WATER;
+      const db = this.db;
+      const count = db.prepare("SELECT count(*) AS n FROM requests").pluck();
+      const deleteOldest = db.prepare("DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests ORDER BY time, id LIMIT ?)");
+      let deleted = 0;
+      // Rows in proportion to the excess; a page frees only once all its rows are gone, so measure again.
+      for (let round = 0; round < 20 && used > target; round++) {
+        const rows = count.get() as number;
+        if (rows === 0) break;
+        deleted += deleteOldest.run(Math.max(1, Math.ceil((rows * (used - target)) / used))).changes;
+        used = this.sizeBytes().used;
+      }
+      return deleted;
+    } catch (err) {
+      this.warn(`could not keep the request log under ${max} bytes: ${(err as Error).message}`);
+      return 0;
+    }
+  }
+
+  /** A file over 1.5 times the byte bound (a lowered bound): VACUUM it down to what is kept. */
+  private compactIfOversized(): void {
+    const max = this.options.maxBytes ?? 0;
+    if (!this.db || !(max > 0)) return;
+    this.enforceBytes();
+    if (this.sizeBytes().file > max * 1.5) this.db.exec("VACUUM");
   }
 
   private ready(): Database {
@@ -306,7 +424,7 @@ export class RequestLog {
       this.flush();
       const old = this.db.prepare("DELETE FROM requests WHERE time < ?").run(Date.now() - this.options.retentionDays * 86_400_000).changes;
       const extra = this.db.prepare("DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY time DESC, id DESC LIMIT -1 OFFSET ?)").run(this.options.maxRows).changes;
-      return old + extra;
+      return old + extra + this.enforceBytes();
     } catch (err) {
       this.warn(`could not prune the request log: ${(err as Error).message}`);
       return 0;
@@ -325,8 +443,8 @@ export class RequestLog {
     this.warn(`request log disabled: ${why}`);
   }
 
-  private dropped(count: number): void {
-    this.options.onDropped?.(count);
+  private dropped(count: number, reason: "write"): void {
+    this.options.onDropped?.(count, reason);
   }
 
   private warn(message: string): void {

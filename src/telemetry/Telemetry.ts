@@ -6,7 +6,7 @@ import { Tracing } from "./Tracing.js";
 export type CaptureMode = "full" | "truncated" | "off";
 
 /** Characters of a prompt or an output kept with capture "truncated". */
-export const TRUNCATED_CHARS = 2_000;
+export { TRUNCATED_CHARS } from "./telemetryItems.js";
 
 /** The observability of one process: metrics, tracing and the request log, on or off together. */
 export interface Telemetry {

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { getPriority, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -5,8 +6,10 @@ import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startOtlpCollector } from "../../test/helpers/otlpCollector.js";
 import { createLogger } from "./createLogger.js";
+import type { FinishedSpan } from "./RecordedSpan.js";
 import type { RequestEntry } from "./RequestLog.js";
-import { TelemetryThread } from "./TelemetryThread.js";
+import { TelemetryThread, type TelemetryThreadEvents } from "./TelemetryThread.js";
+import type { TelemetryThreadSettings } from "./telemetryThreadProtocol.js";
 import { Tracing } from "./Tracing.js";
 
 let dir: string;
@@ -53,7 +56,7 @@ describe("TelemetryThread", () => {
   it("counts entries it cannot write as dropped and answers reads with unavailable", async () => {
     let dropped = 0;
     const warnings: string[] = [];
-    const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: "/dev/null/x/requests.db", retentionDays: 7, maxRows: 100 } }, createLogger("warn", "t", (l) => warnings.push(l)), (n) => (dropped += n));
+    const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: "/dev/null/x/requests.db", retentionDays: 7, maxRows: 100 } }, createLogger("warn", "t", (l) => warnings.push(l)), { dropped: (n, reason) => (reason === "write" ? (dropped += n) : undefined) });
     const log = thread.requestLog();
     log.record(entry("a", Date.now()));
     log.record(entry("b", Date.now()));
@@ -112,5 +115,137 @@ describe("TelemetryThread", () => {
     } finally {
       await collector.close();
     }
+  });
+
+  describe("no record can break it", () => {
+    /** Counts of what the thread reports, by "record/reason". */
+    function counting() {
+      const counts: Record<string, number> = {};
+      let restarts = 0;
+      const add = (key: string, n: number) => (counts[key] = (counts[key] ?? 0) + n);
+      const events: TelemetryThreadEvents = {
+        dropped: (n, reason, record) => add(`dropped ${record}/${reason}`, n),
+        replaced: (n, reason, record) => add(`replaced ${record}/${reason}`, n),
+        restarted: () => restarts++,
+      };
+      return { counts, events, restarts: () => restarts };
+    }
+
+    function nested(depth: number): unknown {
+      let v: unknown = "x";
+      for (let i = 0; i < depth; i++) v = [v];
+      return v;
+    }
+
+    it("a record that cannot be encoded is dropped or kept reduced, and counted; the records around it get through", async () => {
+      const collector = await startOtlpCollector();
+      const c = counting();
+      const thread = await TelemetryThread.start({ serviceName: "t", otlpEndpoint: collector.url, requestLog: { path: join(dir, "e.db"), retentionDays: 7, maxRows: 100 } }, logger, c.events);
+      try {
+        const log = thread.requestLog();
+        const now = Date.now();
+        log.record(entry("before", now));
+        // Parameters too deep for JSON.stringify (the request that once killed the thread), a BigInt, and an
+        // entry whose field throws when read: none of them may leave a half-written frame.
+        log.record({ ...entry("deep", now + 1), params: { stop: nested(100_000) } });
+        log.record({ ...entry("bigint", now + 2), params: { seed: 10n } });
+        const throwing = { ...entry("throws", now + 3) };
+        Object.defineProperty(throwing, "model", { enumerable: true, get: () => { throw new Error("no model"); } });
+        log.record(throwing);
+        log.record({ ...entry("surrogates", now + 4), prompt: "lone \ud800 and \udc00 halves", output: "fine ✓" });
+        log.record({ ...entry("huge", now + 5), prompt: "p".repeat(17 * 1024 * 1024) });
+        log.record(entry("after", now + 6));
+
+        const tracing = new Tracing({ serviceName: "t", sink: thread.spanSink() });
+        tracing.tracer.startSpan("span-before").end();
+        // A span whose attributes throw half-way through encoding: the frame is rewound to before it.
+        const good = { context: { traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", traceFlags: 1 }, parent: undefined, name: "bad", kind: SpanKind.INTERNAL, startMs: Date.now(), durationMs: 1, status: { code: 0 }, droppedAttributes: 0, events: undefined, droppedEvents: 0, links: undefined, droppedLinks: 0 };
+        const attributes = { first: "ok" } as Record<string, unknown>;
+        Object.defineProperty(attributes, "second", { enumerable: true, get: () => { throw new Error("unreadable"); } });
+        thread.spanSink()({ ...good, attributes } as unknown as FinishedSpan);
+        tracing.tracer.startSpan("span-after").end();
+
+        const ids = (await log.query({ limit: 10 })).data.map((e) => e.id);
+        expect(ids).toEqual(["after", "huge", "surrogates", "bigint", "deep", "before"]);
+        expect((await log.get("deep"))?.params).toEqual({ _omitted: "parameters that cannot be written as JSON are not kept" });
+        expect((await log.get("bigint"))?.params).toEqual({ _omitted: "parameters that cannot be written as JSON are not kept" });
+        expect((await log.get("huge"))?.prompt).toHaveLength(2_000);
+        expect((await log.get("surrogates"))?.prompt).toBe("lone \ufffd and \ufffd halves");
+        expect(c.counts).toEqual({ "dropped entry/encode": 1, "dropped span/encode": 1, "replaced entry/unserializable": 2, "replaced entry/too_large": 1 });
+        await tracing.shutdown();
+        await thread.close();
+        expect(collector.spans().map((sp) => sp.name).sort()).toEqual(["span-after", "span-before"]);
+      } finally {
+        await thread.close();
+        await collector.close();
+      }
+    });
+
+    it("records past the bound of the queue to the thread are dropped (queue_full) and counted; the others are written", async () => {
+      const c = counting();
+      const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: join(dir, "q.db"), retentionDays: 7, maxRows: 100_000 } }, logger, c.events);
+      const log = thread.requestLog();
+      const now = Date.now();
+      // Synchronously: nothing is sent meanwhile, and the queue holds 20,000.
+      for (let i = 0; i < 20_003; i++) log.record(entry(`q${i}`, now + i));
+      expect(c.counts).toEqual({ "dropped entry/queue_full": 3 });
+      expect((await log.query({ limit: 1 })).data.map((e) => e.id)).toEqual(["q19999"]);
+      expect(await log.get("q0")).toMatchObject({ id: "q0" });
+      expect(c.counts).toEqual({ "dropped entry/queue_full": 3 });
+      await thread.close();
+    });
+
+    it.each(["terminate", "throw"] as const)("a thread that dies (%s) is started again after a backoff, its losses counted; the request log answers again", async (how) => {
+      const c = counting();
+      const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: join(dir, "r.db"), retentionDays: 7, maxRows: 100 } }, logger, c.events, { restartDelayMs: 50 });
+      const log = thread.requestLog();
+      const now = Date.now();
+      log.record(entry("kept", now));
+      expect((await log.query({ limit: 5 })).data.map((e) => e.id)).toEqual(["kept"]);
+
+      // A record handed over, not yet written (the log writes every 200 ms), when the thread dies: lost, and counted.
+      log.record(entry("in-flight", now + 1));
+      const up = once(thread, "up");
+      await thread.failForTesting(how);
+      expect(thread.running).toBe(false);
+      await expect(log.query({ limit: 5 })).rejects.toMatchObject({ code: "unavailable" });
+      // Recorded while it is down: waits for the next thread.
+      log.record(entry("while-down", now + 2));
+      await up;
+      expect(thread.running).toBe(true);
+      expect(thread.restarts).toBe(1);
+      expect(c.restarts()).toBe(1);
+      expect((await log.query({ limit: 5 })).data.map((e) => e.id)).toEqual(["while-down", "kept"]);
+      expect(c.counts).toEqual({ "dropped entry/thread_down": 1 });
+
+      // Again, and the log still answers; then it closes as usual.
+      const again = once(thread, "up");
+      await thread.failForTesting(how);
+      await again;
+      log.record(entry("later", now + 3));
+      expect((await log.get("later"))?.id).toBe("later");
+      expect(thread.restarts).toBe(2);
+      await thread.close();
+      await expect(log.get("later")).rejects.toMatchObject({ code: "unavailable" });
+    });
+
+    it("a thread that cannot start is tried again with a growing backoff, each try counted", async () => {
+      const c = counting();
+      const warnings: string[] = [];
+      // Settings that cannot be handed to a thread (a function) make every start fail.
+      const settings = { serviceName: "t", unusable: () => undefined } as unknown as TelemetryThreadSettings;
+      const thread = await TelemetryThread.start(settings, createLogger("warn", "t", (l) => warnings.push(l)), c.events, { restartDelayMs: 20, maxRestartDelayMs: 80 });
+      expect(thread.running).toBe(false);
+      for (let i = 0; i < 3; i++) await once(thread, "down");
+      expect(c.restarts()).toBe(3);
+      const delays = warnings.map((l) => JSON.parse(l) as { msg: string; restartInMs: number });
+      expect(delays.map((d) => d.restartInMs)).toEqual([20, 40, 80, 80]);
+      expect(delays[0].msg).toMatch(/^the telemetry thread could not start: /);
+      await expect(thread.requestLog().query({ limit: 1 })).rejects.toMatchObject({ code: "unavailable" });
+      // Recorded meanwhile, and never handed over: counted when it closes.
+      thread.requestLog().record(entry("never", Date.now()));
+      await thread.close();
+      expect(c.counts).toEqual({ "dropped entry/thread_down": 1 });
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { Worker } from "node:worker_threads";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "./createLogger.js";
@@ -6,14 +7,24 @@ import { bundleThreadSource } from "./bundleThreadSource.js";
 import { ByteWriter } from "./ByteWriter.js";
 import type { FinishedSpan } from "./RecordedSpan.js";
 import { encodeSpan } from "./spanCodec.js";
-import { ITEM_ENTRY, ITEM_SPAN, type FromThread, type RequestLogMethod, type TelemetryThreadSettings, type ToThread } from "./telemetryThreadProtocol.js";
+import { entryJson, writeItem, writeString, type ReplaceReason } from "./telemetryItems.js";
+import { ITEM_ENTRY, ITEM_SPAN, type DropReason, type FromThread, type RecordKind, type RequestLogMethod, type TelemetryThreadSettings, type ToThread } from "./telemetryThreadProtocol.js";
 
 const CLOSE_TIMEOUT_MS = 10_000;
 const CALL_TIMEOUT_MS = 10_000;
 /** How often what was handed over goes to the thread: waking a thread costs ~80 µs here. */
 const SEND_EVERY_MS = 100;
-/** Items held for the thread at most; beyond that spans are dropped and entries counted as dropped. */
+/** Records held for the thread at most (and bytes): beyond either, records are dropped (`queue_full`). */
 const MAX_OUTBOX = 20_000;
+const MAX_OUTBOX_BYTES = 64 * 1024 * 1024;
+/** Records and bytes handed over and not yet settled by the thread at most: past them, sends wait (and the outbox fills). */
+const MAX_IN_FLIGHT = 50_000;
+const MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024;
+/** First wait before a restart; it doubles for every failure in a row, up to the maximum. */
+const RESTART_DELAY_MS = 250;
+const MAX_RESTART_DELAY_MS = 30_000;
+/** A thread that ran this long before it died starts the backoff afresh. */
+const STABLE_MS = 60_000;
 
 /** The request log as the serving thread sees it: entries go in at once, reads are answered asynchronously. */
 export interface RequestLogAccess {
@@ -26,59 +37,97 @@ export interface RequestLogAccess {
   setFeedback(id: string, feedback: Omit<Feedback, "time">): Promise<LoggedRequest | undefined>;
 }
 
+/** What a telemetry thread reports (metrics are kept by the caller). Called synchronously; must not throw. */
+export interface TelemetryThreadEvents {
+  /** Records lost, and why. */
+  dropped?(count: number, reason: DropReason, record: RecordKind): void;
+  /** Records kept in a reduced form (e.g. parameters that cannot be serialized left out). */
+  replaced?(count: number, reason: ReplaceReason, record: RecordKind): void;
+  /** The thread is being started again after it died (or could not start). */
+  restarted?(): void;
+}
+
+export interface TelemetryThreadOptions {
+  /** First wait before a restart, in ms (default 250); doubles per failure in a row. */
+  restartDelayMs?: number;
+  /** Longest wait before a restart, in ms (default 30 s). */
+  maxRestartDelayMs?: number;
+}
+
 /**
  * A worker thread that does a process's telemetry I/O: it batches finished spans and exports them over
  * OTLP/HTTP, and writes and reads the request log (SQLite). The serving thread only writes each finished span
  * (field by field) or entry (as JSON) into an off-heap buffer, a few microseconds each, and every 100 ms
  * transfers that buffer to the thread in one message, so exports, log writes and thread wake-ups never hold up
  * a request, and what is handed over makes next to no garbage on the serving thread.
- * When the thread fails, spans and entries are dropped (entries counted) and log reads answer `unavailable`.
+ *
+ * Nothing a request carries can break it: each record is written into the buffer whole or not at all (one
+ * that cannot be encoded is dropped, or kept reduced, and counted), and the thread skips a record it cannot
+ * read. Queues are bounded (records past them are dropped and counted). When the thread dies (an exit or an
+ * uncaught error), what it held and had not settled is counted lost, log reads answer `unavailable`, and it is
+ * started again after a backoff (250 ms, doubling to 30 s; afresh after a minute of running); records handed
+ * over meanwhile wait for it in the bounded buffer.
+ *
+ * Events: "down" (why) when the thread died or could not start; "up" when a thread (re)started.
  */
-export class TelemetryThread {
+export class TelemetryThread extends EventEmitter {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
-  private failure?: string;
+  private thread?: Worker;
+  /** Why there is no thread now (it died, or could not start), while there is none. */
+  private downReason?: string = "not started";
+  private closing = false;
   private closed?: Promise<void>;
+  private closeTimedOut = false;
   private outbox = new ByteWriter();
-  private outboxItems = 0;
-  /** How many of the outbox's items are request-log entries (counted as dropped if the thread fails). */
+  private outboxSpans = 0;
   private outboxEntries = 0;
+  /** Byte lengths of the frames sent and not yet read by the thread, oldest first. */
+  private readonly frames: number[] = [];
+  private inFlightBytes = 0;
+  private spansInFlight = 0;
+  private entriesInFlight = 0;
   private readonly sender: NodeJS.Timeout;
+  private restartTimer?: NodeJS.Timeout;
+  private failuresInRow = 0;
+  private startedAt = 0;
+  /** How many times the thread was started again. */
+  restarts = 0;
 
-  /** Starts the thread; one that cannot start is returned failed (it drops what it is given, and says why). */
-  static async start(settings: TelemetryThreadSettings, logger: Logger, onDropped: (count: number) => void = () => undefined): Promise<TelemetryThread> {
-    try {
-      return new TelemetryThread(new Worker(await bundleThreadSource(), { workerData: settings, name: "smmf-telemetry" }), logger, onDropped);
-    } catch (err) {
-      return new TelemetryThread(undefined, logger, onDropped, `the telemetry thread could not start: ${(err as Error).message}`);
-    }
+  /** Starts the thread; one that cannot start is started again later (meanwhile records wait, and reads answer `unavailable`). */
+  static async start(settings: TelemetryThreadSettings, logger: Logger, events: TelemetryThreadEvents = {}, options: TelemetryThreadOptions = {}): Promise<TelemetryThread> {
+    const thread = new TelemetryThread(settings, logger, events, options);
+    await thread.launch();
+    return thread;
   }
 
   private constructor(
-    private readonly thread: Worker | undefined,
+    private readonly settings: TelemetryThreadSettings,
     private readonly logger: Logger,
-    private readonly onDropped: (count: number) => void,
-    failure?: string,
+    private readonly events: TelemetryThreadEvents,
+    private readonly options: TelemetryThreadOptions,
   ) {
+    super();
     this.sender = setInterval(() => this.send(), SEND_EVERY_MS);
     this.sender.unref();
-    if (!thread) {
-      this.fail(failure ?? "no telemetry thread");
-      return;
-    }
-    thread.unref();
-    thread.on("message", (m: FromThread) => this.receive(m));
-    thread.on("error", (err) => this.fail(`the telemetry thread failed: ${err.message}`));
-    thread.on("exit", () => this.fail("the telemetry thread has stopped"));
   }
 
-  /** Where finished spans go (`Tracing`'s sink): to the thread, which exports them. */
+  /** Whether a thread is running now. */
+  get running(): boolean {
+    return this.thread !== undefined;
+  }
+
+  /** Where finished spans go (`Tracing`'s sink): to the thread, which exports them. Never throws. */
   spanSink(): (span: FinishedSpan) => void {
     return (span) => {
-      if (!this.canTake()) return;
-      this.outbox.u8(ITEM_SPAN);
-      encodeSpan(this.outbox, span);
-      this.outboxItems++;
+      try {
+        const refused = this.refusal();
+        if (refused) return this.lose(1, refused, "span");
+        if (writeItem(this.outbox, ITEM_SPAN, encodeSpan, span)) this.outboxSpans++;
+        else this.lose(1, "encode", "span");
+      } catch {
+        // Nothing a span carries may fail the request that ended it.
+      }
     };
   }
 
@@ -86,11 +135,16 @@ export class TelemetryThread {
   requestLog(): RequestLogAccess {
     return {
       record: (entry) => {
-        if (!this.canTake()) return this.onDropped(1);
-        this.outbox.u8(ITEM_ENTRY);
-        this.outbox.string(JSON.stringify(entry));
-        this.outboxItems++;
-        this.outboxEntries++;
+        try {
+          const refused = this.refusal();
+          if (refused) return this.lose(1, refused, "entry");
+          const encoded = entryJson(entry);
+          if (!encoded || !writeItem(this.outbox, ITEM_ENTRY, writeString, encoded.json)) return this.lose(1, "encode", "entry");
+          this.outboxEntries++;
+          if (encoded.replaced) this.events.replaced?.(1, encoded.replaced, "entry");
+        } catch {
+          // Never throws: a request is not failed by its log entry.
+        }
       },
       get: (id) => this.call("get", id) as Promise<LoggedRequest | undefined>,
       query: (q) => this.call("query", q) as Promise<{ data: LoggedRequest[]; next: string | null }>,
@@ -98,25 +152,119 @@ export class TelemetryThread {
     };
   }
 
+  /**
+   * A test hook: hands over what is waiting, then makes the thread die, by `terminate` (an exit) or `throw`
+   * (an uncaught error in it), and resolves once it is down. It is started again as after any other death.
+   */
+  async failForTesting(how: "terminate" | "throw" = "terminate"): Promise<void> {
+    const thread = this.thread;
+    if (!thread) return;
+    const down = new Promise<void>((resolve) => this.once("down", () => resolve()));
+    this.send(true);
+    if (how === "terminate") void thread.terminate();
+    else thread.postMessage({ type: "fail", message: "telemetry thread test hook: uncaught error" } satisfies ToThread);
+    await down;
+  }
+
   /** Writes what the log holds, exports the spans left (a collector that is gone loses them), and stops. */
   close(): Promise<void> {
     this.closed ??= new Promise<void>((resolve) => {
+      this.closing = true;
+      clearInterval(this.sender);
+      clearTimeout(this.restartTimer);
       const thread = this.thread;
-      if (this.failure !== undefined || !thread) return resolve();
-      const timer = setTimeout(() => void thread.terminate().then(() => resolve()), CLOSE_TIMEOUT_MS);
+      if (!thread) {
+        this.loseOutbox();
+        return resolve();
+      }
+      const timer = setTimeout(() => {
+        this.closeTimedOut = true;
+        void thread.terminate();
+      }, CLOSE_TIMEOUT_MS);
       thread.once("exit", () => {
         clearTimeout(timer);
         resolve();
       });
       thread.ref();
-      clearInterval(this.sender);
-      this.post({ type: "close" });
+      this.send(true);
+      thread.postMessage({ type: "close" } satisfies ToThread);
     });
     return this.closed;
   }
 
+  /** Starts a thread (at start, or again after one died). */
+  private async launch(): Promise<void> {
+    let thread: Worker;
+    try {
+      thread = new Worker(await bundleThreadSource(), { workerData: this.settings, name: "smmf-telemetry" });
+    } catch (err) {
+      return this.down(`the telemetry thread could not start: ${(err as Error).message}`);
+    }
+    if (this.closing) {
+      void thread.terminate();
+      return;
+    }
+    this.thread = thread;
+    this.downReason = undefined;
+    this.startedAt = performance.now();
+    thread.unref();
+    thread.on("message", (m: FromThread) => this.receive(thread, m));
+    thread.on("error", (err) => this.died(thread, `the telemetry thread failed: ${err.message}`));
+    thread.on("exit", (code) => this.died(thread, `the telemetry thread has stopped (exit code ${code})`));
+    this.emit("up");
+    // What was handed over while there was no thread goes now.
+    this.send();
+  }
+
+  /** The thread is gone (an error, then an exit: handled once). */
+  private died(thread: Worker, why: string): void {
+    if (thread !== this.thread) return;
+    this.thread = undefined;
+    const lost = !this.closing || this.closeTimedOut;
+    if (lost) {
+      // What it held and had not settled (read and exported, or written) is gone with it.
+      if (this.spansInFlight > 0) this.lose(this.spansInFlight, "thread_down", "span");
+      if (this.entriesInFlight > 0) this.lose(this.entriesInFlight, "thread_down", "entry");
+    }
+    this.frames.length = 0;
+    this.inFlightBytes = this.spansInFlight = this.entriesInFlight = 0;
+    if (this.closing) {
+      this.downReason = "closed";
+      this.rejectPending("closed");
+      return;
+    }
+    if (performance.now() - this.startedAt >= STABLE_MS) this.failuresInRow = 0;
+    this.down(why);
+  }
+
+  /** No thread: reads fail, and another is started after the backoff. */
+  private down(why: string): void {
+    this.downReason = why;
+    this.rejectPending(why);
+    if (this.closing) return;
+    const base = this.options.restartDelayMs ?? RESTART_DELAY_MS;
+    const delay = Math.min(this.options.maxRestartDelayMs ?? MAX_RESTART_DELAY_MS, base * 2 ** this.failuresInRow);
+    this.failuresInRow++;
+    this.logger.warn(why, { restartInMs: delay });
+    this.emit("down", why);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.closing) return;
+      this.restarts++;
+      this.events.restarted?.();
+      void this.launch();
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  private rejectPending(why: string): void {
+    for (const p of this.pending.values()) p.reject(new SmmfError("unavailable", `the request log is not available (${why})`));
+    this.pending.clear();
+  }
+
   private call(method: RequestLogMethod, ...args: unknown[]): Promise<unknown> {
-    if (this.failure !== undefined) return Promise.reject(new SmmfError("unavailable", `the request log is not available (${this.failure})`));
+    const thread = this.thread;
+    if (!thread || this.closing) return Promise.reject(new SmmfError("unavailable", `the request log is not available (${this.closing ? "closed" : this.downReason})`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       // A thread that does not answer (e.g. stuck on a locked database file) fails the call, not hangs it.
@@ -126,54 +274,68 @@ export class TelemetryThread {
       }, CALL_TIMEOUT_MS);
       const done = () => clearTimeout(timer);
       this.pending.set(id, { resolve: (v) => (done(), resolve(v)), reject: (e) => (done(), reject(e)) });
-      this.post({ type: "call", id, method, args });
+      // After everything handed over before it: a read sees the entries recorded before it.
+      this.send(true);
+      thread.postMessage({ type: "call", id, method, args } satisfies ToThread);
     });
   }
 
-  /** Whether another item can be queued for the next send. */
-  private canTake(): boolean {
-    return this.failure === undefined && this.outboxItems < MAX_OUTBOX;
+  /** Why another record cannot be taken now, if it cannot. */
+  private refusal(): DropReason | undefined {
+    if (this.closing) return "thread_down";
+    if (this.outboxSpans + this.outboxEntries >= MAX_OUTBOX || this.outbox.length >= MAX_OUTBOX_BYTES) return "queue_full";
+    return undefined;
   }
 
-  private send(): void {
-    if (this.outboxItems === 0) return;
+  private lose(count: number, reason: DropReason, record: RecordKind): void {
+    this.events.dropped?.(count, reason, record);
+  }
+
+  /** Hands the outbox to the thread: when there is one and it is keeping up (or `force`, for reads and close). */
+  private send(force = false): void {
+    const thread = this.thread;
+    const spans = this.outboxSpans;
+    const entries = this.outboxEntries;
+    if (spans + entries === 0 || !thread) return;
+    if (!force && (this.inFlightBytes >= MAX_IN_FLIGHT_BYTES || this.spansInFlight + this.entriesInFlight >= MAX_IN_FLIGHT)) return;
     const { buffer, length } = this.outbox.take();
-    this.outboxItems = 0;
-    this.outboxEntries = 0;
-    this.thread?.postMessage({ type: "items", buffer, length } satisfies ToThread, [buffer]);
+    this.outboxSpans = this.outboxEntries = 0;
+    this.frames.push(length);
+    this.inFlightBytes += length;
+    this.spansInFlight += spans;
+    this.entriesInFlight += entries;
+    thread.postMessage({ type: "items", buffer, length, spans, entries } satisfies ToThread, [buffer]);
   }
 
-  /** Sends a message after everything handed over before it. */
-  private post(m: ToThread): void {
-    this.send();
-    this.thread?.postMessage(m);
+  private loseOutbox(): void {
+    if (this.outboxSpans > 0) this.lose(this.outboxSpans, "thread_down", "span");
+    if (this.outboxEntries > 0) this.lose(this.outboxEntries, "thread_down", "entry");
+    this.outbox = new ByteWriter();
+    this.outboxSpans = this.outboxEntries = 0;
   }
 
-  private receive(m: FromThread): void {
-    if (m.type === "reply") {
+  private receive(thread: Worker, m: FromThread): void {
+    const current = thread === this.thread;
+    if (m.type === "dropped") {
+      this.lose(m.count, m.reason, m.record);
+      if (current && m.record === "span") this.spansInFlight = Math.max(0, this.spansInFlight - m.count);
+      if (current && m.record === "entry") this.entriesInFlight = Math.max(0, this.entriesInFlight - m.count);
+      return;
+    }
+    if (!current) return;
+    if (m.type === "settled") {
+      for (let i = 0; i < m.frames && this.frames.length > 0; i++) this.inFlightBytes -= this.frames.shift()!;
+      this.spansInFlight = Math.max(0, this.spansInFlight - m.spans);
+      this.entriesInFlight = Math.max(0, this.entriesInFlight - m.entries);
+    } else if (m.type === "reply") {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (m.error) p?.reject(new SmmfError(m.error.code, m.error.message, { param: m.error.param }));
       else p?.resolve(m.result);
-    } else if (m.type === "dropped") {
-      this.onDropped(m.count);
     } else if (m.type === "warn") {
       this.logger.warn(m.message);
     } else if (m.type === "closed") {
-      void this.thread?.terminate();
+      void thread.terminate();
     }
-  }
-
-  private fail(why: string): void {
-    if (this.failure !== undefined) return;
-    this.failure = why;
-    clearInterval(this.sender);
-    if (this.outboxEntries > 0) this.onDropped(this.outboxEntries);
-    this.outbox = new ByteWriter();
-    this.outboxItems = 0;
-    this.outboxEntries = 0;
-    if (this.closed === undefined) this.logger.warn(why);
-    for (const p of this.pending.values()) p.reject(new SmmfError("unavailable", `the request log is not available (${why})`));
-    this.pending.clear();
   }
 }

@@ -6,6 +6,8 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** What the lines are of (the process's role, e.g. "smmf-gateway"), when the logger says. */
+  readonly component?: string;
 }
 
 /** Logs one JSON object per line on stderr. Callers never pass secrets or prompt text. */
@@ -15,5 +17,5 @@ export function createLogger(level: LogLevel = "info", component = "smmf", write
     if (ORDER[lvl] < min) return;
     write(JSON.stringify({ time: new Date().toISOString(), level: lvl, component, msg, ...fields }) + "\n");
   };
-  return { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
+  return { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"), component };
 }

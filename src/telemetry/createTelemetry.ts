@@ -3,8 +3,23 @@ import type { SmmfConfig } from "../config/SmmfConfig.js";
 import type { Logger } from "./createLogger.js";
 import { Metrics } from "./Metrics.js";
 import { disabledTelemetry, type Telemetry } from "./Telemetry.js";
-import { TelemetryThread } from "./TelemetryThread.js";
+import { TelemetryThread, type TelemetryThreadEvents } from "./TelemetryThread.js";
+import { DROP_REASONS, type RecordKind, type TelemetryThreadSettings } from "./telemetryThreadProtocol.js";
 import { Tracing } from "./Tracing.js";
+
+const MIB = 1024 * 1024;
+
+/** What the telemetry thread reports, counted in `metrics` (dropped entries also in `smmf_request_log_dropped_total`). */
+export function telemetryThreadMetrics(metrics: Metrics): TelemetryThreadEvents {
+  return {
+    dropped: (count, reason, record) => {
+      metrics.telemetryDropped.inc({ record, reason }, count);
+      if (record === "entry") metrics.requestLogDropped.inc(count);
+    },
+    replaced: (count, reason, record) => metrics.telemetryReplaced.inc({ record, reason }, count),
+    restarted: () => metrics.telemetryRestarts.inc(),
+  };
+}
 
 /**
  * The telemetry a component runs with, from the settings: metrics always; traces when an OTLP endpoint is
@@ -15,8 +30,22 @@ export async function createTelemetry(config: SmmfConfig, serviceName: string, l
   const metrics = new Metrics();
   if (config.observability === "off") return disabledTelemetry(metrics);
   const otlpEndpoint = config.otlpEndpoint || undefined;
-  const requestLog = options.requestLog && config.requestLog === "on" ? { path: resolve(config.dataDir, "requests.db"), retentionDays: config.requestLogRetentionDays, maxRows: config.requestLogMaxRows } : undefined;
-  const thread = otlpEndpoint || requestLog ? await TelemetryThread.start({ serviceName, otlpEndpoint, requestLog }, logger, (n) => metrics.requestLogDropped.inc(n)) : undefined;
+  const requestLog: TelemetryThreadSettings["requestLog"] =
+    options.requestLog && config.requestLog === "on"
+      ? {
+          path: resolve(config.dataDir, "requests.db"),
+          retentionDays: config.requestLogRetentionDays,
+          maxRows: config.requestLogMaxRows,
+          maxBytes: config.requestLogMaxMb > 0 ? Math.floor(config.requestLogMaxMb * MIB) : 0,
+        }
+      : undefined;
+  let thread: TelemetryThread | undefined;
+  if (otlpEndpoint || requestLog) {
+    // The series of what this process hands over start at 0: a rate over them needs no first loss.
+    const records: RecordKind[] = [...(otlpEndpoint ? (["span"] as const) : []), ...(requestLog ? (["entry"] as const) : [])];
+    for (const record of records) for (const reason of DROP_REASONS) if (record === "entry" || reason !== "write") metrics.telemetryDropped.inc({ record, reason }, 0);
+    thread = await TelemetryThread.start({ serviceName, otlpEndpoint, requestLog }, logger, telemetryThreadMetrics(metrics));
+  }
   return {
     enabled: true,
     metrics,

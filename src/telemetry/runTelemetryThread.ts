@@ -10,7 +10,8 @@ import { RequestLog, type RequestEntry } from "./RequestLog.js";
 import { ByteReader } from "./ByteReader.js";
 import { decodeSpan } from "./spanCodec.js";
 import { readableSpanOf } from "./spanRecord.js";
-import { ITEM_SPAN, type FromThread, type TelemetryThreadSettings, type ToThread } from "./telemetryThreadProtocol.js";
+import { readItems } from "./telemetryItems.js";
+import { ITEM_ENTRY, ITEM_SPAN, type FromThread, type RecordKind, type TelemetryThreadSettings, type ToThread } from "./telemetryThreadProtocol.js";
 
 /**
  * The thread's nice value: when the cores are busy, the threads that serve requests and run the model go
@@ -41,8 +42,48 @@ if (settings.otlpEndpoint) {
 }
 const resource = resourceFromAttributes({ "service.name": settings.serviceName });
 
+// Records settled since the last report (see FromThread "settled"), reported after each frame and each write.
+const settled = { frames: 0, spans: 0, entries: 0 };
+function reportSettled(): void {
+  if (settled.frames + settled.spans + settled.entries === 0) return;
+  send({ type: "settled", ...settled });
+  settled.frames = settled.spans = settled.entries = 0;
+}
+
 let log: RequestLog | undefined;
-if (settings.requestLog) log = await RequestLog.open({ ...settings.requestLog, logger, onDropped: (count) => send({ type: "dropped", count }) });
+if (settings.requestLog) {
+  log = await RequestLog.open({
+    ...settings.requestLog,
+    logger,
+    onDropped: (count, reason) => send({ type: "dropped", count, reason, record: "entry" }),
+    onWritten: (count) => {
+      settled.entries += count;
+      reportSettled();
+    },
+  });
+}
+
+/** Handles one item of a frame; throws when it cannot be read (the item is then dropped and counted). */
+function handleItem(tag: number, item: ByteReader): void {
+  if (tag === ITEM_SPAN) {
+    const span = decodeSpan(item);
+    processor?.onEnd(readableSpanOf(span, resource));
+    settled.spans++;
+  } else if (tag === ITEM_ENTRY) {
+    const entry = JSON.parse(item.string()) as RequestEntry;
+    if (typeof entry !== "object" || entry === null || typeof entry.id !== "string") throw new TypeError("not a request-log entry");
+    // Settled once written (onWritten) or dropped (onDropped); without a log, now.
+    if (log) log.record(entry);
+    else settled.entries++;
+  } else {
+    throw new TypeError(`unknown item tag ${tag}`);
+  }
+}
+
+function itemFailed(tag: number): void {
+  const record: RecordKind = tag === ITEM_SPAN ? "span" : "entry";
+  send({ type: "dropped", count: 1, reason: "encode", record });
+}
 
 function answer(id: number, run: () => unknown): void {
   try {
@@ -53,19 +94,16 @@ function answer(id: number, run: () => unknown): void {
   }
 }
 
+
 port.on("message", (m: ToThread) => {
   switch (m.type) {
     case "items": {
-      const r = new ByteReader(m.buffer, m.length);
-      while (!r.done) {
-        if (r.u8() === ITEM_SPAN) {
-          const span = decodeSpan(r);
-          processor?.onEnd(readableSpanOf(span, resource));
-        } else {
-          const entry = r.string();
-          log?.record(JSON.parse(entry) as RequestEntry);
-        }
-      }
+      // An item that cannot be read is dropped and counted; the others of its frame still go through.
+      const read = readItems(new ByteReader(m.buffer, m.length), handleItem, itemFailed);
+      const expected = m.spans + m.entries;
+      if (read < expected) send({ type: "dropped", count: expected - read, reason: "encode", record: m.entries > 0 ? "entry" : "span" });
+      settled.frames++;
+      reportSettled();
       break;
     }
     case "call":
@@ -74,6 +112,12 @@ port.on("message", (m: ToThread) => {
         if (m.method === "get") return log.get(m.args[0] as string);
         if (m.method === "query") return log.query(m.args[0] as Parameters<RequestLog["query"]>[0]);
         return log.setFeedback(m.args[0] as string, m.args[1] as Parameters<RequestLog["setFeedback"]>[1]);
+      });
+      break;
+    case "fail":
+      // A test hook: the thread fails as it would on an uncaught exception.
+      setImmediate(() => {
+        throw new Error(m.message);
       });
       break;
     case "close":

@@ -8,6 +8,8 @@ export interface HostedInstance {
   engine?: EngineInstance;
   /** Estimated memory it holds, in bytes. */
   memoryBytes: number;
+  /** Lets go of its downloaded model file (the cache may evict it then); idempotent. */
+  release?: () => void;
   /** Set when it drains: resolves once it is unloaded. */
   draining?: Promise<void>;
 }

@@ -12,12 +12,15 @@ import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import type { HostedInstance, ResolvedInstance } from "./HostedInstance.js";
 import { mib } from "../util/mib.js";
-import { fetchModelFile, isRemoteSource } from "./fetchModelFile.js";
+import { evictDownloads, removeStaleParts } from "./downloadCache.js";
+import { acquireModelFile, isRemoteSource } from "./fetchModelFile.js";
 import { resolveSource } from "./resolveSource.js";
 import { validateModelName } from "./validateModelName.js";
 
 export const INSTANCE_RECORD_VERSION = 1;
 export const WORKER_RECORD_VERSION = 1;
+/** Most instances a worker hosts by default. */
+export const DEFAULT_MAX_INSTANCES = 256;
 
 /** Which model sources a worker accepts (sources come from API callers: the operator decides what they may name). */
 export interface SourcePolicy {
@@ -46,6 +49,13 @@ export interface WorkerOptions {
   modelDir?: string;
   /** Folder GGUF files downloaded from http(s) sources are kept in; default: `.download-cache` in the model folder. */
   downloadDir?: string;
+  /**
+   * Bound of the download folder, in bytes; default none. Files no instance uses are evicted, least recently
+   * used first, while it holds more; a download larger than the bound is refused.
+   */
+  downloadCacheBytes?: number;
+  /** Most instances hosted at once, loading ones and upstream (proxy) ones included; default 256. */
+  maxInstances?: number;
   /** Which model sources this worker accepts; default: files in the model folder only, no http(s) sources. */
   sourcePolicy?: SourcePolicy;
   /** After marking an instance draining, how long to keep taking requests already on their way (ms). */
@@ -60,6 +70,8 @@ export class Worker {
   readonly labels: Record<string, string>;
   private address = "";
   private readonly instances = new Map<string, HostedInstance>();
+  /** Instances whose source is being resolved (downloaded): not hosted yet, but counted against maxInstances. */
+  private readonly resolving = new Set<string>();
   /** Where the worker publishes its instances (and, with etcd, where a session's term is checked). */
   readonly registry?: Registry;
   private readonly engineDefaults: EngineDefaults;
@@ -82,6 +94,14 @@ export class Worker {
     this.logger = options.logger;
     this.labels = { ...options.labels };
     this.options = options;
+    // Downloads a previous run left half done are of no use; a cache over a (lowered) bound shrinks now.
+    const removed = removeStaleParts(this.downloadDir());
+    if (removed.length > 0) this.logger.info("removed partial downloads", { files: removed.length });
+    if (options.downloadCacheBytes !== undefined) evictDownloads(this.downloadDir(), options.downloadCacheBytes, this.logger);
+  }
+
+  private downloadDir(): string {
+    return this.options.downloadDir ?? join(this.options.modelDir ?? ".", ".download-cache");
   }
 
   /** Sets the gRPC address gateways reach this worker on (known once it listens), and publishes the worker. */
@@ -98,45 +118,83 @@ export class Worker {
 
   /**
    * The spec with its source as a local file, within the source policy: a path inside the model folder or an
-   * allowed folder, an http(s) URL from an allowed host downloaded (once) into the download folder.
+   * allowed folder, an http(s) URL from an allowed host downloaded (once) into the download folder. A
+   * downloaded file stays in use (never evicted) until `release`.
    */
-  private async resolved(spec: InstanceSpec): Promise<InstanceSpec> {
-    if ((spec.engine || "llama.cpp") !== "llama.cpp") return spec;
+  private async resolved(spec: InstanceSpec): Promise<{ spec: InstanceSpec; release: () => void }> {
+    const none = () => undefined;
+    if ((spec.engine || "llama.cpp") !== "llama.cpp") return { spec, release: none };
     const modelDir = this.options.modelDir ?? ".";
     const policy = this.options.sourcePolicy;
     if (isRemoteSource(spec.source)) {
-      const source = await fetchModelFile(spec.source, this.options.downloadDir ?? join(modelDir, ".download-cache"), this.id, {
+      const file = await acquireModelFile(spec.source, this.downloadDir(), this.id, {
         allowedHosts: policy?.allowedHosts ?? [],
         allowPrivate: policy?.allowPrivate ?? false,
         maxBytes: policy?.maxDownloadBytes,
         timeoutMs: policy?.downloadTimeoutMs,
+        cacheMaxBytes: this.options.downloadCacheBytes,
+        logger: this.logger,
       });
-      return { ...spec, source };
+      return { spec: { ...spec, source: file.path }, release: file.release };
     }
-    return { ...spec, source: resolveSource(spec.source, modelDir, this.id, policy?.allowedDirs ?? []) };
+    return { spec: { ...spec, source: resolveSource(spec.source, modelDir, this.id, policy?.allowedDirs ?? []) }, release: none };
   }
 
   /** Estimated memory an instance of `spec` would need here, in bytes. */
   async estimate(spec: InstanceSpec): Promise<number> {
     validateModelName(spec.model);
-    return estimateMemory(await this.resolved(spec), this.engineDefaults);
+    const { spec: resolved, release } = await this.resolved(spec);
+    try {
+      return await estimateMemory(resolved, this.engineDefaults);
+    } finally {
+      release();
+    }
+  }
+
+  /** Most instances this worker hosts at once. */
+  maxInstances(): number {
+    return this.options.maxInstances ?? DEFAULT_MAX_INSTANCES;
   }
 
   async load(spec: InstanceSpec): Promise<Instance> {
     validateModelName(spec.model);
     const instanceId = spec.instanceId || `${spec.model}-${randomUUID().slice(0, 8)}`;
-    if (this.instances.has(instanceId)) throw new SmmfError("failed_precondition", `instance '${instanceId}' is already loaded`, { param: "instance_id" });
-    const resolved = await this.resolved(spec);
-    // Instances the controller places must fit; a statically configured one is loaded as asked, and counted.
-    const memoryBytes = spec.managed
-      ? await estimateMemory(resolved, this.engineDefaults)
-      : await estimateMemory(resolved, this.engineDefaults).catch(() => 0);
-    const { free, total } = this.memory();
-    if (spec.managed && memoryBytes > free) {
-      throw new SmmfError("resource_exhausted", `an instance of '${spec.model}' needs about ${mib(memoryBytes)}; worker ${this.id} has ${mib(free)} free of ${mib(total)}`);
+    if (this.instances.has(instanceId) || this.resolving.has(instanceId)) {
+      throw new SmmfError("failed_precondition", `instance '${instanceId}' is already ${this.instances.has(instanceId) ? "loaded" : "loading"}`, { param: "instance_id" });
+    }
+    // Every instance counts, upstream ones too (they hold no model memory, but sockets, buffers and records).
+    const hostedCount = this.instances.size + this.resolving.size;
+    if (hostedCount >= this.maxInstances()) {
+      throw new SmmfError(
+        "resource_exhausted",
+        `worker ${this.id} hosts ${hostedCount} instances, its most (maxInstancesPerWorker ${this.maxInstances()}); unload one or place '${spec.model}' on another worker`,
+      );
+    }
+    // Its slot is held from here until it is hosted (or fails): loads running side by side cannot overshoot.
+    // Resolving may download for minutes; other loads go on meanwhile (nothing here waits for another load).
+    this.resolving.add(instanceId);
+    let resolved: InstanceSpec;
+    let release: () => void = () => undefined;
+    let memoryBytes: number;
+    try {
+      ({ spec: resolved, release } = await this.resolved(spec));
+      // Instances the controller places must fit; a statically configured one is loaded as asked, and counted.
+      memoryBytes = spec.managed
+        ? await estimateMemory(resolved, this.engineDefaults)
+        : await estimateMemory(resolved, this.engineDefaults).catch(() => 0);
+      const { free, total } = this.memory();
+      if (spec.managed && memoryBytes > free) {
+        throw new SmmfError("resource_exhausted", `an instance of '${spec.model}' needs about ${mib(memoryBytes)}; worker ${this.id} has ${mib(free)} free of ${mib(total)}`);
+      }
+    } catch (err) {
+      release();
+      throw err;
+    } finally {
+      this.resolving.delete(instanceId);
     }
     const started = performance.now();
     const hosted: HostedInstance = {
+      release,
       memoryBytes,
       record: create(InstanceSchema, {
         instanceId,
@@ -166,11 +224,13 @@ export class Worker {
         await this.registry?.unregister(instanceId).catch(() => undefined);
         this.changed();
       }
+      this.releaseFile(hosted);
       throw err;
     }
     if (this.instances.get(instanceId) !== hosted) {
       // Unloaded while it was loading.
       await engine.close();
+      this.releaseFile(hosted);
       throw new SmmfError("unavailable", `instance '${instanceId}' was unloaded while it loaded`);
     }
     hosted.engine = engine;
@@ -199,8 +259,17 @@ export class Worker {
       this.logger.warn("could not remove the instance from the registry", { instance: instanceId, error: (err as Error).message });
     }
     await hosted.engine?.close();
+    // One still loading lets go of its file when its load ends (the engine may be reading it now).
+    if (hosted.engine) this.releaseFile(hosted);
     this.changed();
     this.logger.info("instance unloaded", { instance: instanceId });
+  }
+
+  /** The instance no longer uses its downloaded file: the cache may evict it (and does, when over its bound). */
+  private releaseFile(hosted: HostedInstance): void {
+    if (!hosted.release) return;
+    hosted.release();
+    if (this.options.downloadCacheBytes !== undefined) evictDownloads(this.downloadDir(), this.options.downloadCacheBytes, this.logger);
   }
 
   /** Sets an instance online, offline (loaded, not routed to) or draining (finishes its requests, then unloads). */

@@ -1,11 +1,12 @@
 import { once } from "node:events";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { fetchModelFile } from "./fetchModelFile.js";
+import { isPinned } from "./downloadCache.js";
+import { acquireModelFile, cachePathOf, fetchModelFile } from "./fetchModelFile.js";
 
 // Every server here listens on loopback (127.0.0.1 or ::1) and every URL points at one of them: nothing leaves the machine.
 
@@ -236,6 +237,97 @@ describe("fetchModelFile", () => {
     const [p1, p2] = await Promise.all([fetchModelFile(a.url("/shared.gguf"), dir, "w1", LOOPBACK), fetchModelFile(a.url("/shared.gguf"), dir, "w1", LOOPBACK)]);
     expect(p1).toBe(p2);
     expect(requests).toBe(1);
+  });
+});
+
+describe("fetchModelFile with a bounded cache", () => {
+  it("refuses a file larger than the whole cache before its body: by its Content-Length, and keeps nothing", async () => {
+    const dir = freshCache();
+    let closed: Promise<unknown> | undefined;
+    a.handler = (_req, res) => {
+      closed = once(res, "close");
+      // Only the head: the refusal cannot wait for the body.
+      res.writeHead(200, { "content-length": String(MODEL.length) });
+      res.flushHeaders();
+    };
+    const err = await failure(fetchModelFile(a.url("/huge.gguf"), dir, "w1", { ...LOOPBACK, cacheMaxBytes: MODEL.length - 1 }));
+    expect(err).toMatchObject({ code: "failed_precondition", param: "source" });
+    expect(err.message).toBe(`worker w1 cannot download ${a.url("/huge.gguf")}: the file (${MODEL.length} bytes) is larger than the worker's whole download cache of ${MODEL.length - 1} bytes`);
+    await closed;
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("cuts off a download without a length as soon as it passes the cache's bound, and keeps nothing", async () => {
+    const dir = freshCache();
+    a.handler = (_req, res) => {
+      res.writeHead(200);
+      res.write(MODEL.subarray(0, 1000));
+      res.end(MODEL.subarray(1000));
+    };
+    const err = await failure(fetchModelFile(a.url("/chunked.gguf"), dir, "w1", { ...LOOPBACK, cacheMaxBytes: 2000 }));
+    expect(err.message).toBe(`worker w1 cannot download ${a.url("/chunked.gguf")}: the file is larger than the worker's whole download cache of 2000 bytes`);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("evicts the least recently used file nothing uses to make room, and keeps the one in use", async () => {
+    a.handler = (_req, res) => serveModel(res);
+    const dir = freshCache();
+    const bound = 2 * MODEL.length + 100; // room for two
+    const opts = { ...LOOPBACK, cacheMaxBytes: bound };
+    const used = await acquireModelFile(a.url("/used.gguf"), dir, "w1", opts);
+    const unused = await acquireModelFile(a.url("/unused.gguf"), dir, "w1", opts);
+    unused.release();
+    expect(isPinned(unused.path)).toBe(false);
+    // The one in use is the least recently used of the two; it stays all the same.
+    utimesSync(used.path, 1_000, 1_000);
+    const third = await acquireModelFile(a.url("/third.gguf"), dir, "w1", opts);
+    expect(existsSync(used.path)).toBe(true);
+    expect(existsSync(unused.path)).toBe(false);
+    expect(existsSync(third.path)).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual([used.path, third.path].map((p) => p.split("/").pop()).sort());
+    // Let go: the oldest goes when the next one needs room.
+    used.release();
+    third.release();
+    utimesSync(third.path, 2_000, 2_000);
+    const fourth = await acquireModelFile(a.url("/fourth.gguf"), dir, "w1", opts);
+    expect(existsSync(third.path)).toBe(false);
+    expect(existsSync(used.path)).toBe(true); // its release recorded a use, after the third's
+    fourth.release();
+  });
+
+  it("records a use when a file is taken and when it is let go; a failed download leaves no pin", async () => {
+    a.handler = (_req, res) => serveModel(res);
+    const dir = freshCache();
+    const first = await acquireModelFile(a.url("/m.gguf"), dir, "w1", LOOPBACK);
+    first.release();
+    utimesSync(first.path, 1_000, 1_000);
+    const again = await acquireModelFile(a.url("/m.gguf"), dir, "w1", LOOPBACK);
+    expect(again.path).toBe(first.path);
+    expect(statSync(again.path).mtimeMs).toBeGreaterThan(1_000_000);
+    expect(isPinned(again.path)).toBe(true);
+    utimesSync(again.path, 1_000, 1_000);
+    again.release();
+    expect(statSync(again.path).mtimeMs).toBeGreaterThan(1_000_000);
+    expect(isPinned(again.path)).toBe(false);
+    a.handler = (_req, res) => res.writeHead(404).end();
+    await failure(acquireModelFile(a.url("/missing.gguf"), dir, "w1", LOOPBACK));
+    expect(isPinned(cachePathOf(a.url("/missing.gguf"), dir))).toBe(false);
+  });
+
+  it("shares one file between concurrent acquisitions of one URL, each its own user", async () => {
+    let requests = 0;
+    a.handler = (_req, res) => {
+      requests++;
+      serveModel(res);
+    };
+    const dir = freshCache();
+    const [x, y] = await Promise.all([acquireModelFile(a.url("/s.gguf"), dir, "w1", LOOPBACK), acquireModelFile(a.url("/s.gguf"), dir, "w1", LOOPBACK)]);
+    expect(x.path).toBe(y.path);
+    expect(requests).toBe(1);
+    x.release();
+    expect(isPinned(x.path)).toBe(true);
+    y.release();
+    expect(isPinned(x.path)).toBe(false);
   });
 });
 

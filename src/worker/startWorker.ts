@@ -1,4 +1,5 @@
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
+import type { ListenerSettings } from "../net/listenerSettingsOf.js";
 import { WorkerService } from "../gen/smmf/v1/worker_pb.js";
 import type { EngineDefaults } from "../engines/loadEngine.js";
 import { startServer } from "../net/startServer.js";
@@ -27,6 +28,10 @@ export interface WorkerServerOptions {
   modelDir?: string;
   /** Folder GGUF files downloaded from http(s) sources are kept in. */
   downloadDir?: string;
+  /** Bound of the download folder, in bytes: unused files are evicted least recently used first; default none. */
+  downloadCacheBytes?: number;
+  /** Most instances hosted at once (upstream ones included); default 256. */
+  maxInstances?: number;
   /** Which model sources the worker accepts; default: files in the model folder only, no http(s) sources. */
   sourcePolicy?: SourcePolicy;
   /** Longest an instance drained by the controller may take to finish its requests (ms). */
@@ -37,6 +42,8 @@ export interface WorkerServerOptions {
   streamIntervalMs?: number;
   /** Every RPC must present this cluster credential; none: the RPCs are open (loopback development). */
   clusterSecret?: string;
+  /** Listener limits, and TLS (mTLS with a CA: callers need a client certificate whose role allows the RPC). */
+  listener?: ListenerSettings;
   logger: Logger;
 }
 
@@ -66,6 +73,8 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     maxMemoryBytes: options.maxMemoryBytes,
     modelDir: options.modelDir,
     downloadDir: options.downloadDir,
+    downloadCacheBytes: options.downloadCacheBytes,
+    maxInstances: options.maxInstances,
     sourcePolicy: options.sourcePolicy,
     drainGraceMs: options.drainGraceMs,
   });
@@ -80,7 +89,8 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     port: options.port,
     clusterSecret: options.clusterSecret,
     // Gateways send every request to a worker on one connection: room for all of them.
-    maxConcurrentStreams: 4096,
+    limits: { ...options.listener?.limits, maxConcurrentStreams: Math.max(4096, options.listener?.limits.maxConcurrentStreams ?? 0) },
+    tls: options.listener?.tls,
     rest(req, res) {
       // GET /metrics (Prometheus) and /healthz beside the gRPC services.
       void (async () => {
@@ -101,7 +111,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     },
   });
   const host = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
-  const address = options.advertiseAddress || `http://${host.includes(":") ? `[${host}]` : host}:${listener.port}`;
+  const address = options.advertiseAddress || `${options.listener?.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${listener.port}`;
   worker.setAddress(address);
   options.logger.info("worker listening", { worker: worker.id, address });
   return {

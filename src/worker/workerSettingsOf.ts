@@ -17,6 +17,8 @@ export function workerSettingsOf(config: SmmfConfig): Omit<WorkerServerOptions, 
     maxMemoryBytes: config.maxMemoryMb * MIB,
     modelDir: config.modelDir,
     downloadDir: resolve(config.dataDir, "model-cache"),
+    downloadCacheBytes: (config.downloadCacheMb ?? DEFAULTS.downloadCacheMb) * MIB,
+    maxInstances: config.maxInstancesPerWorker ?? DEFAULTS.maxInstancesPerWorker,
     sourcePolicy: {
       allowedDirs: [...(config.sourceDirs ?? []), ...configuredFiles],
       allowedHosts: config.sourceHosts ?? [],

@@ -109,13 +109,23 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * Starts etcd (a one-member cluster) on three free ports with a fresh data folder, and waits until
  * `etcdctl endpoint health` succeeds. Throws, with a hint on how to install it, when etcd is missing.
  */
-export async function startEtcd(): Promise<TestEtcd> {
+export interface StartEtcdOptions {
+  /**
+   * TLS with client certificates (etcd --client-cert-auth): etcd serves `cert`/`key` and accepts clients with
+   * certificates of `caFile`; etcdctl uses `client`. Endpoints are https.
+   */
+  tls?: { caFile: string; cert: string; key: string; client: { cert: string; key: string } };
+}
+
+export async function startEtcd(options: StartEtcdOptions = {}): Promise<TestEtcd> {
   requireBinaries();
+  const tls = options.tls;
+  const ctlArgs = tls ? [`--cacert=${tls.caFile}`, `--cert=${tls.client.cert}`, `--key=${tls.client.key}`] : [];
   const dir = await mkdtemp(join(tmpdir(), "smmf-etcd-"));
   openDirs.add(dir);
   const dataDir = join(dir, "data");
   const [clientPort, peerPort, metricsPort] = await freePorts(3);
-  const endpoints = `http://127.0.0.1:${clientPort}`;
+  const endpoints = `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const name = "smmf-test";
 
@@ -140,6 +150,7 @@ export async function startEtcd(): Promise<TestEtcd> {
         // One member: no peers to lose, so short Raft timers only make (re)starts quicker (~0.1 s, not ~1 s).
         "--heartbeat-interval=10",
         "--election-timeout=100",
+        ...(tls ? ["--cert-file", tls.cert, "--key-file", tls.key, "--trusted-ca-file", tls.caFile, "--client-cert-auth"] : []),
       ],
       { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] },
     );
@@ -170,7 +181,7 @@ export async function startEtcd(): Promise<TestEtcd> {
         const info = await exitedDuringStart;
         throw failure(`exited during start-up (code ${info.code}, signal ${info.signal})`);
       }
-      const health = runEtcdctl(endpoints, ["--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"], 5_000);
+      const health = runEtcdctl(endpoints, [...ctlArgs, "--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"], 5_000);
       const outcome = await Promise.race([
         health.then(
           () => "healthy" as const,
@@ -233,7 +244,7 @@ export async function startEtcd(): Promise<TestEtcd> {
     stop,
     kill,
     start,
-    etcdctl: (...args: string[]) => runEtcdctl(endpoints, args),
+    etcdctl: (...args: string[]) => runEtcdctl(endpoints, [...ctlArgs, ...args]),
     close: async () => {
       await stop();
       await rm(dir, { recursive: true, force: true });

@@ -1,5 +1,11 @@
+import http from "node:http";
 import http2 from "node:http2";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
+import tls from "node:tls";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { CertificateFiles } from "../../src/net/CertificateFiles.js";
+import { makeTestCa } from "../helpers/testCertificates.js";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listenHttp, type HttpListener } from "../../src/net/listenHttp.js";
@@ -64,6 +70,165 @@ describe("listener limits", () => {
       expect(settings.maxConcurrentStreams).toBe(256);
     } finally {
       session.close();
+    }
+  });
+});
+
+/** POSTs `size` bytes in 64 KiB writes on one keep-alive connection; resolves with the status and body read, or the error that ended it. */
+function postLarge(port: number, path: string, size: number, agent: http.Agent, chunked = false): Promise<{ status: number; body: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const headers: Record<string, string | number> = { "content-type": "application/json" };
+    if (!chunked) headers["content-length"] = size;
+    const req = http.request({ host: "127.0.0.1", port, path, method: "POST", agent, headers }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", (err) => resolve({ error: (err as NodeJS.ErrnoException).code ?? err.message }));
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let sent = 0;
+    const write = () => {
+      while (sent < size) {
+        sent += chunk.length;
+        if (!req.write(chunk)) return void req.once("drain", write);
+      }
+      req.end();
+    };
+    write();
+  });
+}
+
+describe("oversized bodies", () => {
+  it("a client sending a 12 MB body reads its 413 (REST) instead of a reset connection", async () => {
+    const port = Number(new URL(server.url).port);
+    for (const chunked of [false, true]) {
+      const agent = new http.Agent({ keepAlive: false });
+      const res = await postLarge(port, "/v1/chat/completions", 12 * 1024 * 1024, agent, chunked);
+      expect(res, `chunked: ${chunked}`).toMatchObject({ status: 413 });
+      expect(JSON.parse((res as { body: string }).body).error.code).toBe("payload_too_large");
+      agent.destroy();
+    }
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  });
+
+  it("a 20 MB Connect body is refused with resource_exhausted, readable by the client, and /healthz answers meanwhile", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const res = await postLarge(Number(new URL(server.url).port), "/smmf.v1.InferenceService/CountTokens", 20 * 1024 * 1024, agent);
+    expect(res).toMatchObject({ status: 429 });
+    expect(JSON.parse((res as { body: string }).body).code).toBe("resource_exhausted");
+    agent.destroy();
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe("connection limits", () => {
+  const opened: Socket[] = [];
+  const open = async (port: number): Promise<Socket> => {
+    const socket = connect(port, "127.0.0.1");
+    opened.push(socket);
+    await new Promise((r) => socket.once("connect", r));
+    return socket;
+  };
+  afterAll(() => opened.forEach((s) => s.destroy()));
+
+  it("closes connections beyond --max-connections at once, and takes new ones when others close", async () => {
+    const listener = await listenHttp((_req, res) => res.end("ok"), "127.0.0.1", 0, { maxConnections: 3 });
+    try {
+      const first = [await open(listener.port), await open(listener.port), await open(listener.port)];
+      const extra = await open(listener.port);
+      await new Promise((r) => extra.once("close", r));
+      first[0].destroy();
+      await new Promise((r) => first[0].once("close", r));
+      // The server notices the close asynchronously: retry until a new connection is kept and answered.
+      await expect
+        .poll(async () => {
+          const res = await fetch(`http://127.0.0.1:${listener.port}/`, { headers: { connection: "close" } }).catch(() => undefined);
+          return res?.status;
+        }, { timeout: 10_000 })
+        .toBe(200);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it("closes idle connections: HTTP/2 sessions without streams and HTTP/1.1 keep-alive ones", async () => {
+    const listener = await listenHttp((_req, res) => res.end("ok"), "127.0.0.1", 0, { idleSocketTimeoutMs: 300 });
+    try {
+      const session = http2.connect(`http://127.0.0.1:${listener.port}`);
+      session.on("error", () => undefined);
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ":path": "/" });
+        stream.on("response", (h) => resolve(Number(h[":status"])));
+        stream.on("error", reject);
+        stream.resume();
+        stream.end();
+      });
+      expect(status).toBe(200);
+      await new Promise((r) => session.once("close", r));
+
+      const socket = await open(listener.port);
+      socket.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      let answer = "";
+      socket.on("data", (c: Buffer) => (answer += c.toString()));
+      await new Promise((r) => socket.once("close", r));
+      expect(answer).toMatch(/^HTTP\/1.1 200/);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it("a TLS connection that never finishes its handshake is closed within the header timeout", async () => {
+    const ca = makeTestCa();
+    try {
+      const files = new CertificateFiles(ca.issue("server"));
+      const listener = await listenHttp((_req, res) => res.end("ok"), "127.0.0.1", 0, { headersTimeoutMs: 400, tls: { files } });
+      try {
+        const socket = await open(listener.port);
+        const started = Date.now();
+        socket.resume();
+        await new Promise((r) => socket.once("close", r));
+        expect(Date.now() - started).toBeLessThan(10_000);
+      } finally {
+        await listener.close();
+        files.close();
+      }
+    } finally {
+      ca.remove();
+    }
+  });
+});
+
+describe("certificate files", () => {
+  it("are reloaded when they change on disk; a broken set is not taken", async () => {
+    const ca = makeTestCa();
+    const files = new CertificateFiles({ ...ca.issue("server"), ca: ca.caFile });
+    try {
+      const listener = await listenHttp((_req, res) => res.end("ok"), "127.0.0.1", 0, { tls: { files } });
+      const served = () =>
+        new Promise<string>((resolve, reject) => {
+          const socket = tls.connect({ host: "127.0.0.1", port: listener.port, ca: files.current.ca }, () => {
+            resolve(socket.getPeerCertificate().fingerprint256);
+            socket.destroy();
+          });
+          socket.on("error", reject);
+        });
+      const first = await served();
+      const changed = new Promise((r) => files.onChange(r));
+      ca.issue("server");
+      await changed;
+      expect(files.reloads).toBe(1);
+      expect(await served()).not.toBe(first);
+      // A key that does not match the certificate is refused; the last good pair stays in use.
+      const second = await served();
+      writeFileSync(join(ca.dir, "server.key"), "not a key");
+      files.reload();
+      expect(files.reloads).toBe(1);
+      expect(await served()).toBe(second);
+      await listener.close();
+    } finally {
+      files.close();
+      ca.remove();
     }
   });
 });

@@ -1,0 +1,97 @@
+import type { CountTokensRequest, EmbedRequest, GenerateStart } from "../gen/smmf/v1/inference_pb.js";
+import { MAX_STOP_SEQUENCES } from "../worker/parseGenerateStart.js";
+import { invalidField } from "./fields.js";
+
+/**
+ * What one inference request may hold, checked by the gateway before anything reaches a worker (and so
+ * before tokenizing): REST (/v1/chat/completions, /v1/completions, /v1/embeddings) and RPC (Generate, Embed,
+ * CountTokens) alike. Over a cap: invalid_argument (400 / INVALID_ARGUMENT) naming the field.
+ */
+export interface RequestCaps {
+  /** Most messages in one chat request. */
+  maxMessages: number;
+  /** Most characters of prompt: all messages, the prompt, or all embedding inputs together. */
+  maxPromptChars: number;
+  /** Longest stop string, in characters. */
+  maxStopChars: number;
+}
+
+export const DEFAULT_REQUEST_CAPS: Readonly<RequestCaps> = { maxMessages: 2048, maxPromptChars: 1_048_576, maxStopChars: 512 };
+
+/**
+ * Most stop strings in one request: OpenAI's 4, which the worker enforces too (the issue's hard ceiling, 16, is
+ * above it).
+ */
+export const MAX_STOP_STRINGS = Math.min(16, MAX_STOP_SEQUENCES);
+
+/** Most strings in one embeddings request. */
+export const MAX_EMBED_INPUTS = 2048;
+
+/** The caps with defaults for what is not set (or not a positive number). */
+export function requestCaps(caps: Partial<RequestCaps> = {}): RequestCaps {
+  const pick = (value: number | undefined, fallback: number) => (typeof value === "number" && Number.isFinite(value) && value > 0 ? Math.floor(value) : fallback);
+  return {
+    maxMessages: pick(caps.maxMessages, DEFAULT_REQUEST_CAPS.maxMessages),
+    maxPromptChars: pick(caps.maxPromptChars, DEFAULT_REQUEST_CAPS.maxPromptChars),
+    maxStopChars: pick(caps.maxStopChars, DEFAULT_REQUEST_CAPS.maxStopChars),
+  };
+}
+
+export function checkMessageCount(count: number, caps: RequestCaps): void {
+  if (count > caps.maxMessages) throw invalidField("messages", `'messages' holds ${count} messages; at most ${caps.maxMessages} are allowed.`);
+}
+
+/** Counts prompt characters as they are added; throws once the total passes the cap. */
+export class PromptChars {
+  private total = 0;
+  constructor(
+    private readonly caps: RequestCaps,
+    private readonly param: string,
+  ) {}
+
+  add(text: string): void {
+    this.total += text.length;
+    if (this.total > this.caps.maxPromptChars) {
+      throw invalidField(this.param, `The prompt is longer than ${this.caps.maxPromptChars} characters (all of '${this.param}' together); shorten it.`);
+    }
+  }
+}
+
+export function checkStop(stop: readonly string[], caps: RequestCaps): void {
+  if (stop.length > MAX_STOP_STRINGS) throw invalidField("stop", `'stop' takes at most ${MAX_STOP_STRINGS} sequences.`);
+  for (const s of stop) {
+    if (s.length > caps.maxStopChars) throw invalidField("stop", `Each 'stop' sequence may be at most ${caps.maxStopChars} characters long.`);
+  }
+}
+
+function checkInput(input: GenerateStart["input"] | CountTokensRequest["input"], caps: RequestCaps, extra = ""): void {
+  if (input.case === "chat") {
+    const messages = input.value.messages;
+    checkMessageCount(messages.length, caps);
+    const chars = new PromptChars(caps, "messages");
+    for (const m of messages) chars.add(m.content);
+    if (extra) chars.add(extra);
+  } else if (input.case === "prompt") {
+    const chars = new PromptChars(caps, "prompt");
+    chars.add(input.value);
+    if (extra) chars.add(extra);
+  }
+}
+
+/** The caps of a Generate call (gRPC, Connect). */
+export function checkGenerateStart(start: GenerateStart, caps: RequestCaps): void {
+  checkInput(start.input, caps, start.continuation);
+  if (start.params) checkStop(start.params.stop, caps);
+}
+
+/** The caps of a CountTokens call: the same prompt caps as a generation. */
+export function checkCountTokens(req: CountTokensRequest, caps: RequestCaps): void {
+  checkInput(req.input, caps);
+}
+
+/** The caps of an embeddings request: how many strings, and their characters together. */
+export function checkEmbedInputs(inputs: readonly string[], caps: RequestCaps): void {
+  if (inputs.length > MAX_EMBED_INPUTS) throw invalidField("input", `'input' takes at most ${MAX_EMBED_INPUTS} strings.`);
+  const chars = new PromptChars(caps, "input");
+  for (const s of inputs) chars.add(s);
+}
