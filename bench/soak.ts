@@ -65,7 +65,8 @@ export interface SoakResult {
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
-const RSS_SAMPLE_MS = 5_000;
+const RSS_SAMPLE_MS = 1_000;
+const RSS_WINDOW_MS = 60_000;
 const CLUSTER_SECRET = "soak-bench-cluster-secret-0123456789";
 
 const envNumber = (name: string): number | undefined => (process.env[name] !== undefined && process.env[name] !== "" ? Number(process.env[name]) : undefined);
@@ -96,28 +97,30 @@ function rssMbOf(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** One process's RSS and CPU over the measured part. */
+/**
+ * One process's RSS and CPU over the measured part. RSS is sampled every second: a Node process's RSS saws up
+ * and down by 10–20% with V8's heap growing and shrinking, so "after warm-up" and "at the end" are medians of
+ * the samples of the first and the last minute (a quarter of the run when it is shorter than 4 minutes).
+ */
 class ProcessWatch {
-  rssAfterWarmup = NaN;
-  rssMax = 0;
-  rssEnd = NaN;
+  readonly samples: { at: number; rss: number }[] = [];
   cpuAtStart = 0;
   cpuAtMark = 0;
   constructor(
     readonly label: string,
     readonly proc: SmmfProcess,
   ) {}
-  rss(): number {
+  /** RSS now, MB, recorded as a sample at `at` (ms since the start of the measured part). */
+  sample(at: number): number {
     const rss = rssMbOf(this.proc.pid);
-    if (rss > this.rssMax) this.rssMax = rss;
+    this.samples.push({ at, rss });
     return rss;
   }
   cpu(): number {
     return cpuMsOf(this.proc.pid);
   }
   startMeasuring(): void {
-    this.rssAfterWarmup = this.rss();
-    this.rssMax = this.rssAfterWarmup;
+    this.sample(0);
     this.cpuAtStart = this.cpuAtMark = this.cpu();
   }
   /** CPU ms since the last mark (or the start), and a new mark. */
@@ -127,14 +130,18 @@ class ProcessWatch {
     this.cpuAtMark = now;
     return used;
   }
-  summary(requests: number): SoakProcessSummary {
-    this.rssEnd = this.rss();
+  summary(requests: number, measuredMs: number): SoakProcessSummary {
+    this.sample(measuredMs);
+    const window = Math.min(RSS_WINDOW_MS, measuredMs / 4);
+    const median = (from: number, to: number) => percentile(this.samples.filter((s) => s.at >= from && s.at <= to).map((s) => s.rss), 50);
+    const first = median(0, window);
+    const last = median(measuredMs - window, measuredMs);
     return {
       cpuMsPerRequest: (this.cpu() - this.cpuAtStart) / requests,
-      rssAfterWarmupMb: this.rssAfterWarmup,
-      rssEndMb: this.rssEnd,
-      rssMaxMb: this.rssMax,
-      rssChangePercent: ((this.rssEnd - this.rssAfterWarmup) / this.rssAfterWarmup) * 100,
+      rssAfterWarmupMb: first,
+      rssEndMb: last,
+      rssMaxMb: Math.max(...this.samples.map((s) => s.rss)),
+      rssChangePercent: ((last - first) / first) * 100,
     };
   }
 }
@@ -353,7 +360,8 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
     }
     const measureStart = performance.now();
     const sampler = setInterval(() => {
-      for (const side of sides) for (const w of Object.values(side.watches)) w.rss();
+      const at = performance.now() - measureStart;
+      for (const side of sides) for (const w of Object.values(side.watches)) w.sample(at);
     }, RSS_SAMPLE_MS);
 
     const totalMs = minutes * 60_000;
@@ -369,7 +377,7 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
         console.log(
           `[${clock(at / 1000).padStart(5)}] ${side.name.padEnd(7)}  ${String(m.requests).padStart(5)} requests (${m.streamed} streamed), ${m.errors} errors, ` +
             `p50 ${ms(percentile(m.latencies, 50))} ms, p99 ${ms(percentile(m.latencies, 99))} ms, ` +
-            `RSS gateway ${mb(side.watches.gateway.rss())} MB, worker ${mb(side.watches.worker.rss())} MB, ` +
+            `RSS gateway ${mb(side.watches.gateway.sample(at))} MB, worker ${mb(side.watches.worker.sample(at))} MB, ` +
             `CPU ms/request gateway ${(gwCpu / m.requests).toFixed(3)}, worker ${(wkCpu / m.requests).toFixed(3)}`,
         );
         side.minute = emptyWindow();
@@ -378,10 +386,11 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
     stop = true;
     await schedule;
     clearInterval(sampler);
-    const measuredSeconds = (performance.now() - measureStart) / 1000;
     // Let the last requests finish (they count).
     const drainDeadline = Date.now() + REQUEST_TIMEOUT_MS + 5_000;
     while (sides.some((s) => s.inFlight > 0) && Date.now() < drainDeadline) await sleep(20);
+    const measuredMs = performance.now() - measureStart;
+    const measuredSeconds = measuredMs / 1000;
 
     const summaries: SoakSideSummary[] = sides.map((s) => ({
       name: s.name,
@@ -390,8 +399,8 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
       errors: s.total.errors,
       p50Ms: percentile(s.total.latencies, 50),
       p99Ms: percentile(s.total.latencies, 99),
-      gateway: s.watches.gateway.summary(s.total.requests),
-      worker: s.watches.worker.summary(s.total.requests),
+      gateway: s.watches.gateway.summary(s.total.requests, measuredMs),
+      worker: s.watches.worker.summary(s.total.requests, measuredMs),
     }));
 
     // The table: one column per side, and on/off.
@@ -408,14 +417,16 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
     const both = (s: SoakSideSummary) => s.gateway.cpuMsPerRequest + s.worker.cpuMsPerRequest;
     row("gateway + worker CPU ms/request", both(on).toFixed(3), both(off).toFixed(3), ratio(both(on), both(off)));
     for (const role of ["gateway", "worker"] as const) {
-      row(`${role} RSS MB after warm-up`, mb(on[role].rssAfterWarmupMb), mb(off[role].rssAfterWarmupMb), ratio(on[role].rssAfterWarmupMb, off[role].rssAfterWarmupMb));
-      row(`${role} RSS MB at the end`, mb(on[role].rssEndMb), mb(off[role].rssEndMb), ratio(on[role].rssEndMb, off[role].rssEndMb));
+      row(`${role} RSS MB after warm-up ¹`, mb(on[role].rssAfterWarmupMb), mb(off[role].rssAfterWarmupMb), ratio(on[role].rssAfterWarmupMb, off[role].rssAfterWarmupMb));
+      row(`${role} RSS MB at the end ¹`, mb(on[role].rssEndMb), mb(off[role].rssEndMb), ratio(on[role].rssEndMb, off[role].rssEndMb));
       row(`${role} RSS MB max`, mb(on[role].rssMaxMb), mb(off[role].rssMaxMb), ratio(on[role].rssMaxMb, off[role].rssMaxMb));
       const pct = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(1)}%`;
       row(`${role} RSS change (limit +${rssLimit}%)`, pct(on[role].rssChangePercent), pct(off[role].rssChangePercent));
     }
     const [onSide, offSide] = sides;
-    row("upstream connections (TLS)", `${onSide.upstream.connections} (${onSide.upstream.handshakes})`, `${offSide.upstream.connections} (-)`);
+    row("upstream connections", onSide.upstream.connections, offSide.upstream.connections);
+    row("upstream TLS handshakes (resumed)", `${onSide.upstream.handshakes} (${onSide.upstream.resumed})`, "-");
+    console.log(`¹ medians of the RSS samples (1/s) of the first and the last ${(Math.min(RSS_WINDOW_MS, measuredMs / 4) / 1000).toFixed(0)} s; max: of all samples`);
     console.log(`latency on/off with 90% bootstrap intervals: p50 ${percentileRatio(onSide.total.latencies, offSide.total.latencies, 50, 200)}, p99 ${percentileRatio(onSide.total.latencies, offSide.total.latencies, 99, 200)}`);
 
     const failures: string[] = [];

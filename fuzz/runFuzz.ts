@@ -39,6 +39,8 @@ export interface FuzzReport {
   seconds: number;
   /** Errors the server logged ("request failed" lines), distinct. */
   serverErrors: string[];
+  /** Time spent in the cases of each category (summed over concurrent cases), in ms. */
+  msByCategory: Record<string, number>;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -79,12 +81,14 @@ async function cleanUp(server: FuzzServer): Promise<void> {
   }
 }
 
-async function runBatch(target: Target, cases: FuzzCase[], concurrency: number, onOutcome: (c: FuzzCase, o: Outcome) => void): Promise<void> {
+async function runBatch(target: Target, cases: FuzzCase[], concurrency: number, onOutcome: (c: FuzzCase, o: Outcome, ms: number) => void): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < cases.length) {
       const c = cases[next++];
-      onOutcome(c, await sendWithDeadline(target, c));
+      const t0 = performance.now();
+      const outcome = await sendWithDeadline(target, c);
+      onOutcome(c, outcome, performance.now() - t0);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
@@ -100,7 +104,9 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const byClass: Record<string, number> = Object.fromEntries([...OK_CLASSES, ...FAIL_CLASSES].map((c) => [c, 0]));
   const byCategory: Record<string, Record<string, number>> = {};
   const failures: Failure[] = [];
-  const record = (c: { index: number; category: string; label: string }, o: Outcome) => {
+  const msByCategory: Record<string, number> = {};
+  const record = (c: { index: number; category: string; label: string }, o: Outcome, ms = 0) => {
+    msByCategory[c.category] = (msByCategory[c.category] ?? 0) + ms;
     byClass[o.class] = (byClass[o.class] ?? 0) + 1;
     const cat = (byCategory[c.category] ??= {});
     cat[o.class] = (cat[o.class] ?? 0) + 1;
@@ -169,6 +175,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     rss: { baseline: rssBaseline, end: rssEnd, ratio: rssBaseline ? rssEnd / rssBaseline : 0 },
     seconds: (Date.now() - started) / 1000,
     serverErrors,
+    msByCategory,
   };
 }
 
@@ -180,7 +187,7 @@ export function formatReport(report: FuzzReport): string {
   for (const [cls, n] of Object.entries(report.byClass)) if (n > 0 || isFailure(cls as OutcomeClass)) lines.push(`  ${isFailure(cls as OutcomeClass) ? "FAIL" : "ok  "} ${cls.padEnd(24)} ${n}`);
   lines.push("per category:");
   for (const [cat, counts] of Object.entries(report.byCategory).sort()) {
-    lines.push(`  ${cat.padEnd(18)} ${Object.entries(counts).map(([c, n]) => `${c} ${n}`).join(", ")}`);
+    lines.push(`  ${cat.padEnd(18)} ${Object.entries(counts).map(([c, n]) => `${c} ${n}`).join(", ")}${report.msByCategory[cat] ? ` (${(report.msByCategory[cat] / 1000).toFixed(1)} s)` : ""}`);
   }
   lines.push(`RSS: post-warm-up ${(report.rss.baseline / 2 ** 20).toFixed(1)} MiB, end ${(report.rss.end / 2 ** 20).toFixed(1)} MiB (${((report.rss.ratio - 1) * 100).toFixed(1)}%)`);
   if (report.failures.length > 0) {

@@ -482,19 +482,6 @@ async function sendH2Odd(target: Target, c: H2Case): Promise<Outcome> {
         if (a.status === undefined) return a.error === "timeout" ? { class: "timeout", detail: c.label } : { class: "dropped", detail: a.error ?? "" };
         return classifyStatus(a.status, a.body.toString("utf8"), { auth: "admin", expect: c.expect });
       }
-      case "settings-flood": {
-        let refused = 0;
-        for (let i = 0; i < c.n; i++) {
-          try {
-            session.settings({ headerTableSize: i % 4096, initialWindowSize: 65535 + (i % 7) });
-          } catch {
-            refused++;
-          }
-        }
-        const a = await get("/healthz");
-        if (a.status === undefined) return a.error === "timeout" ? { class: "timeout", detail: c.label } : { class: "dropped", detail: `after ${c.n} SETTINGS (${refused} refused by the client): ${a.error}` };
-        return classifyStatus(a.status, a.body.toString("utf8"), { auth: "admin", expect: c.expect });
-      }
       default:
         return { class: "client-refused", detail: `unknown variant ${c.variant as string}` };
     }

@@ -232,6 +232,7 @@ export class Reconciler {
     this.backoff.delete(name);
     this.messages.delete(name);
     for (const key of this.estimates.keys()) if (key.startsWith(`${name}@`)) this.estimates.delete(key);
+    for (const key of this.failedOn.keys()) if (key.startsWith(`${name}|`)) this.failedOn.delete(key);
   }
 
   /** Every managed instance as best known, by model: session statuses first, the registry for workers without a session, pending actions on top. */

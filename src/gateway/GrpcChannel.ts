@@ -41,6 +41,8 @@ export class GrpcChannel {
   private connect(): http2.ClientHttp2Session {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     const url = new URL(this.address);
+    // Under mTLS a cleartext address (one written into etcd by someone else) is never called: prompts go only to certified workers.
+    if (this.options.tls && url.protocol !== "https:") throw new Error("this gateway requires TLS to workers (--tls-ca) and the address is not https");
     const host = url.hostname.replace(/^\[|\]$/g, "");
     const session = http2.connect(this.address, {
       createConnection:

@@ -15,6 +15,8 @@ export interface HttpListener {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+/** Largest request head (all headers together), HTTP/1.1 and HTTP/2: more gets 431 (or the stream refused). */
+const MAX_HEADER_BYTES = 64 * 1024;
 
 /** TLS on a listener: its identity (reloaded when the files change) and whether peers must present a certificate. */
 export interface ListenTls {
@@ -48,6 +50,7 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
   const idleMs = options.idleSocketTimeoutMs ?? 300_000;
   const h1 = http.createServer(
     {
+      maxHeaderSize: MAX_HEADER_BYTES,
       keepAliveTimeout: idleMs,
       headersTimeout,
       requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? 300_000),
@@ -56,7 +59,18 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
     },
     handler,
   );
-  const h2 = http2.createServer({ settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 256 } }, handler);
+  const h2 = http2.createServer(
+    {
+      settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 256, maxHeaderListSize: MAX_HEADER_BYTES },
+      // Per-session bounds: memory for a session's buffers and headers (MB), header pairs, and how many invalid
+      // frames and refused streams (floods, rapid resets) a session may send before it is closed.
+      maxSessionMemory: 16,
+      maxHeaderListPairs: 256,
+      maxSessionInvalidFrames: 100,
+      maxSessionRejectedStreams: 100,
+    },
+    handler,
+  );
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   let open = 0;

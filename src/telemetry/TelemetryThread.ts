@@ -93,6 +93,7 @@ export class TelemetryThread extends EventEmitter {
   private startedAt = 0;
   /** How many times the thread was started again. */
   restarts = 0;
+  private readonly replacedEntry = (reason: ReplaceReason) => this.events.replaced?.(1, reason, "entry");
 
   /** Starts the thread; one that cannot start is started again later (meanwhile records wait, and reads answer `unavailable`). */
   static async start(settings: TelemetryThreadSettings, logger: Logger, events: TelemetryThreadEvents = {}, options: TelemetryThreadOptions = {}): Promise<TelemetryThread> {
@@ -138,10 +139,9 @@ export class TelemetryThread extends EventEmitter {
         try {
           const refused = this.refusal();
           if (refused) return this.lose(1, refused, "entry");
-          const encoded = entryJson(entry);
-          if (!encoded || !writeItem(this.outbox, ITEM_ENTRY, writeString, encoded.json)) return this.lose(1, "encode", "entry");
+          const json = entryJson(entry, this.replacedEntry);
+          if (json === undefined || !writeItem(this.outbox, ITEM_ENTRY, writeString, json)) return this.lose(1, "encode", "entry");
           this.outboxEntries++;
-          if (encoded.replaced) this.events.replaced?.(1, encoded.replaced, "entry");
         } catch {
           // Never throws: a request is not failed by its log entry.
         }

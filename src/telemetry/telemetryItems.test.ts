@@ -75,7 +75,9 @@ describe("the items handed to the telemetry thread", () => {
   describe("a request-log entry as JSON", () => {
     it("is the entry as it is when it serializes", () => {
       const e = entry({ params: { stop: ["a", "b"] } });
-      expect(entryJson(e)).toEqual({ json: JSON.stringify(e) });
+      const reasons: string[] = [];
+      expect(entryJson(e, (r) => reasons.push(r))).toBe(JSON.stringify(e));
+      expect(reasons).toEqual([]);
     });
 
     it.each([
@@ -83,23 +85,25 @@ describe("the items handed to the telemetry thread", () => {
       ["a BigInt", { seed: 12n }],
       ["a toJSON that throws", { stop: { toJSON: () => { throw new Error("no"); } } }],
     ])("keeps the entry without its parameters when they cannot be serialized: %s", (_, params) => {
-      const out = entryJson(entry({ params: params as Record<string, unknown> }))!;
-      expect(out.replaced).toBe("unserializable");
-      expect(JSON.parse(out.json)).toMatchObject({ id: "r1", status: 400, prompt: "p", params: { _omitted: "parameters that cannot be written as JSON are not kept" } });
+      const reasons: string[] = [];
+      const out = entryJson(entry({ params: params as Record<string, unknown> }), (r) => reasons.push(r))!;
+      expect(reasons).toEqual(["unserializable"]);
+      expect(JSON.parse(out)).toMatchObject({ id: "r1", status: 400, prompt: "p", params: { _omitted: "parameters that cannot be written as JSON are not kept" } });
     });
 
     it("cuts an entry over the size bound to a short prompt and output", () => {
-      const out = entryJson(entry({ prompt: "p".repeat(MAX_ENTRY_CHARS), output: "o".repeat(10) }))!;
-      expect(out.replaced).toBe("too_large");
-      const back = JSON.parse(out.json) as RequestEntry;
+      const reasons: string[] = [];
+      const out = entryJson(entry({ prompt: "p".repeat(MAX_ENTRY_CHARS), output: "o".repeat(10) }), (r) => reasons.push(r))!;
+      expect(reasons).toEqual(["too_large"]);
+      const back = JSON.parse(out) as RequestEntry;
       expect(back.prompt).toHaveLength(TRUNCATED_CHARS);
       expect(back.output).toBe("o".repeat(10));
     });
 
     it("keeps lone surrogates as JSON escapes, and odd field values as nulls when reduced", () => {
-      expect(JSON.parse(entryJson(entry({ prompt: "\udc00x" }))!.json)).toMatchObject({ prompt: "\udc00x" });
+      expect(JSON.parse(entryJson(entry({ prompt: "\udc00x" }))!)).toMatchObject({ prompt: "\udc00x" });
       const odd = entryJson(entry({ params: { s: 1n }, ttftMs: NaN, instance: 5 as never }))!;
-      expect(JSON.parse(odd.json)).toMatchObject({ ttftMs: null, instance: null });
+      expect(JSON.parse(odd)).toMatchObject({ ttftMs: null, instance: null });
     });
 
     it("is undefined (dropped) when not even the reduced entry can be read", () => {

@@ -124,12 +124,13 @@ function stringify(value: unknown): string | undefined {
 /**
  * A request-log entry as JSON, whatever it carries: as it is when it serializes and is at most
  * `MAX_ENTRY_CHARS`; otherwise reduced (its parameters replaced by a note; prompt and output cut when it was
- * too large), with the reason; undefined when not even that serializes (the entry is dropped).
- * Lone surrogates need nothing: JSON.stringify escapes them, and the UTF-8 encoder writes U+FFFD.
+ * too large), the reason told to `replaced`; undefined when not even that serializes (the entry is dropped).
+ * Lone surrogates need nothing here: JSON.stringify writes them as escapes. (No object is made for the result:
+ * this runs once per request on the serving thread.)
  */
-export function entryJson(entry: RequestEntry): { json: string; replaced?: ReplaceReason } | undefined {
+export function entryJson(entry: RequestEntry, replaced?: (reason: ReplaceReason) => void): string | undefined {
   const json = stringify(entry);
-  if (json !== undefined && json.length <= MAX_ENTRY_CHARS) return { json };
+  if (json !== undefined && json.length <= MAX_ENTRY_CHARS) return json;
   let reason: ReplaceReason = json === undefined ? "unserializable" : "too_large";
   let smaller: string | undefined;
   try {
@@ -139,5 +140,7 @@ export function entryJson(entry: RequestEntry): { json: string; replaced?: Repla
     // Fields whose reading throws (getters): nothing to keep.
     return undefined;
   }
-  return smaller === undefined || smaller.length > MAX_ENTRY_CHARS ? undefined : { json: smaller, replaced: reason };
+  if (smaller === undefined || smaller.length > MAX_ENTRY_CHARS) return undefined;
+  replaced?.(reason);
+  return smaller;
 }

@@ -184,6 +184,32 @@ describe("TLS everywhere: etcd TLS and auth, mTLS to workers, HTTPS front doors"
     expect((refused as ConnectError).rawMessage).toMatch(/names no SMMF role/);
   });
 
+  it("never sends a prompt to a worker address that is not https, even one written into etcd", async () => {
+    let received = 0;
+    const fake = http.createServer((req, res) => {
+      received++;
+      req.resume();
+      res.end();
+    });
+    fake.on("connection", () => received++);
+    await new Promise<void>((r) => fake.listen(0, "127.0.0.1", r));
+    const address = `http://127.0.0.1:${(fake.address() as { port: number }).port}`;
+    try {
+      const record = { instanceId: "fake-1", model: "fake", engine: "llama.cpp", workerId: "fake-worker", address, state: "INSTANCE_STATE_ONLINE", maxConcurrency: 4, contextSize: 256, startedAt: new Date().toISOString(), version: 1 };
+      await etcd.etcdctl("--user", "root:root-password", "put", "/smmf/v1/instances/fake/fake-1", JSON.stringify(record));
+      const openai = new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: "unused", maxRetries: 0, fetch: fetchWithCa(caPem) });
+      // Wait until the gateway has discovered the record (it lists the model), then ask for it.
+      await waitFor("the gateway to list the fake model", async () => (await openai.models.list()).data.some((m) => m.id === "fake"), 20_000, 100);
+      const err = await openai.chat.completions.create({ model: "fake", messages: [{ role: "user", content: "a secret prompt" }], max_tokens: 2 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.APIError);
+      expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+      expect(received).toBe(0);
+    } finally {
+      await etcd.etcdctl("--user", "root:root-password", "del", "/smmf/v1/instances/fake/fake-1");
+      fake.close();
+    }
+  });
+
   it("picks up rotated certificates on disk while requests keep succeeding (0 failed)", async () => {
     const before = { worker: await fingerprint(workerAddress, certs.gateway), gateway: await fingerprint(gatewayUrl) };
     const openai = new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: "unused", maxRetries: 0, fetch: fetchWithCa(caPem) });
