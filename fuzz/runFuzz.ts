@@ -45,11 +45,19 @@ export interface FuzzReport {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-async function rss(url: string): Promise<number> {
+async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const m = /^process_resident_memory_bytes\s+(\d+(?:\.\d+)?(?:e\+\d+)?)/m.exec(text);
-  if (!m) throw new Error("process_resident_memory_bytes is not on /metrics");
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+(\\S+)`, "m").exec(text);
+  if (!m) throw new Error(`${name} is not on /metrics`);
   return Number(m[1]);
+}
+
+const rss = (url: string) => metric(url, "process_resident_memory_bytes");
+
+async function memoryLine(url: string): Promise<string> {
+  const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+  const [r, heap, external] = await Promise.all([rss(url), metric(url, "nodejs_heap_size_used_bytes"), metric(url, "nodejs_external_memory_bytes")]);
+  return `RSS ${mib(r)} MiB (heap ${mib(heap)}, external ${mib(external)})`;
 }
 
 /** A valid chat completion (1 or 2 tokens) must succeed. */
@@ -145,8 +153,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       await cleanUp(server).catch(() => undefined);
       const problem = await healthy(server);
       if (problem) record({ index: from, category: "server", label: `health check after the batch from #${from}` }, { class: problem.includes("exited") ? "crash" : "health", detail: problem });
-      const now = server.exited() ? 0 : await rss(server.url).catch(() => 0);
-      log(`${Math.min(from + batchSize, options.count)}/${options.count} cases, ${failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s, RSS ${(now / 2 ** 20).toFixed(1)} MiB`);
+      const memory = server.exited() ? "" : await memoryLine(server.url).catch((err: unknown) => String(err));
+      log(`${Math.min(from + batchSize, options.count)}/${options.count} cases, ${failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s, ${memory}`);
       if (server.exited()) break;
     }
 

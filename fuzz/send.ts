@@ -402,7 +402,7 @@ const CHAT = JSON.stringify({ model: "stories260K", messages: [{ role: "user", c
 
 async function sendH2Odd(target: Target, c: H2Case): Promise<Outcome> {
   if (c.variant === "raw-frames" || c.variant === "continuation-flood") {
-    const res = await rawHttp2(target.port, c.frames ?? Buffer.alloc(0), 1500);
+    const res = await rawHttp2(target.port, c.frames ?? Buffer.alloc(0), 400);
     return { class: "refused-by-protocol", detail: res.goaway !== undefined ? `GOAWAY ${res.goaway}` : res.closed ? `closed${res.error ? ` (${res.error})` : ""}` : "left open" };
   }
   const settings: http2.Settings = c.variant === "tiny-window" ? { initialWindowSize: [1, 16, 100][c.n % 3] } : {};

@@ -80,10 +80,16 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
   });
   const telemetry = options.telemetry ?? disabledTelemetry();
   const { metrics } = telemetry;
-  const stopCollecting = metrics.onCollect(() => {
+  const stopInFlight = metrics.onCollect(() => {
     metrics.workerInFlight.reset();
     for (const i of worker.list()) metrics.workerInFlight.set({ model: i.model, instance: i.instanceId, engine: i.engine }, i.inFlight);
   });
+  // Series of instances this worker no longer hosts are dropped at the next scrape.
+  const stopTracking = metrics.trackInstances(() => worker.list().map((i) => i.instanceId));
+  const stopCollecting = () => {
+    stopInFlight();
+    stopTracking();
+  };
   const listener = await startServer({
     host: options.host,
     port: options.port,
