@@ -369,7 +369,6 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
       const at = Math.min(next, totalMs);
       const wait = measureStart + at - performance.now();
       if (wait > 0) await sleep(wait);
-      if (at >= totalMs) break;
       for (const side of sides) {
         const m = side.minute;
         const gwCpu = side.watches.gateway.cpuSinceMark();
@@ -382,6 +381,7 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
         );
         side.minute = emptyWindow();
       }
+      if (at >= totalMs) break;
     }
     stop = true;
     await schedule;

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { formatReport, runFuzz } from "./runFuzz.js";
 
 /**
- * `npm run fuzz [-- --count N --seed S --concurrency C --replay I[,J...]]`: sends N (default 10,000) seeded,
+ * `npm run fuzz [-- --count N --seed S --concurrency C --only CATEGORY,...]`: sends N (default 10,000) seeded,
  * malformed or hostile inputs to a real `smmf serve` and exits non-zero on any failure (a 5xx the route does
  * not document, a dropped answer, a crash, an authorization bypass, a failed health check, or RSS not back
  * within 10% of its post-warm-up value).
@@ -15,6 +15,7 @@ const { values } = parseArgs({
     "batch-size": { type: "string", default: "250" },
     warmup: { type: "string", default: "300" },
     quiet: { type: "boolean", default: false },
+    only: { type: "string" },
   },
 });
 
@@ -24,6 +25,7 @@ const report = await runFuzz({
   concurrency: Number(values.concurrency),
   batchSize: Number(values["batch-size"]),
   warmup: Number(values.warmup),
+  only: values.only?.split(","),
   log: values.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
 });
 process.stdout.write(`${formatReport(report)}\n`);

@@ -962,8 +962,8 @@ export const SETTINGS = [
     env: ["SMMF_MAX_MODELS"],
     default: 1000,
     parse: integer(1, 1_000_000),
-    section: "controller",
-    help: "most models in the desired state",
+    section: "gateway",
+    help: "most models in the desired state (the operating API's quota, on every node that serves it)",
   }),
   setting({
     key: "maxReplicas",
@@ -971,8 +971,8 @@ export const SETTINGS = [
     env: ["SMMF_MAX_REPLICAS"],
     default: 256,
     parse: integer(1, 1_000_000),
-    section: "controller",
-    help: "most replicas of one model",
+    section: "gateway",
+    help: "most replicas of one model (the operating API's quota, on every node that serves it)",
   }),
 ] as const;
 

@@ -38,9 +38,9 @@ export interface ControllerOptions {
   clientTls?: CertificateFiles;
   /** Listener limits, and HTTPS when configured. */
   listener?: ListenerSettings;
-  /** Quota: most models in the desired state (config maxModels); default DEFAULT_LIMITS'. */
+  /** Quota: most models in the desired state (config maxModels); default DEFAULT_LIMITS. */
   maxModels?: number;
-  /** Quota: most replicas of one model (config maxReplicas); default DEFAULT_LIMITS'. */
+  /** Quota: most replicas of one model (config maxReplicas); default DEFAULT_LIMITS. */
   maxReplicas?: number;
 }
 

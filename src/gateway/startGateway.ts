@@ -39,6 +39,9 @@ export interface GatewayOptions {
   clientTls?: CertificateFiles;
   /** Listener limits, and HTTPS when configured. */
   listener?: ListenerSettings;
+  /** Quotas of the operating API this gateway serves (without a controlPlane given): most models, replicas per model. */
+  maxModels?: number;
+  maxReplicas?: number;
   /** How many gateways share the API keys' limits (this one included); default 1. */
   fleetSize?: () => number;
   /** Web origins allowed to call the API from a browser (CORS); none by default. */
@@ -84,7 +87,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }),
     collectRegistryMetrics(metrics, options.registry),
   ];
-  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret, options.clientTls);
+  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret, options.clientTls, { maxModels: options.maxModels, maxReplicas: options.maxReplicas });
   const controller = createControllerService(plane);
   const fleetSize = options.fleetSize ?? (() => 1);
   const limiter = new KeyLimiter(fleetSize);

@@ -88,6 +88,18 @@ describe("controller quotas: smmf controller --max-models 2 --max-replicas 3", (
       ["q3", 1],
     ]);
   });
+
+  it("a gateway serving the operating API checks its own quotas (smmf gateway --max-replicas 2)", async () => {
+    const port = await freePort();
+    const gateway = await startSmmf(["gateway", "--etcd", etcd.endpoints, "--port", String(port), "--log-level", "warn", "--max-replicas", "2"], { timeoutMs: 60_000 });
+    try {
+      const root = `http://127.0.0.1:${port}`;
+      expectRefused(await api(root, "POST", "/api/v1/models/q3/scale", { replicas: 3 }), "replicas", /'replicas' 3 is above the quota of 2 replicas per model \(maxReplicas, --max-replicas\)/);
+      expect((await api(root, "POST", "/api/v1/models/q3/scale", { replicas: 2 })).status).toBe(200);
+    } finally {
+      await killAll(gateway);
+    }
+  });
 });
 
 describe("controller quotas: the embedded mode (maxModels 1, maxReplicas 2)", () => {
