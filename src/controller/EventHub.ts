@@ -12,6 +12,11 @@ export class EventHub {
     for (const listener of this.listeners) listener(event);
   }
 
+  /** Listeners subscribed now. */
+  get subscribers(): number {
+    return this.listeners.size;
+  }
+
   subscribe(listener: (event: WatchEventsResponse) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -84,6 +84,8 @@ function differsBeyondReplicas(a: ModelRecord["spec"], b: ModelRecord["spec"]): 
 
 /** Events a watcher may have waiting; one that falls further behind is dropped with resource_exhausted. */
 export const MAX_PENDING_EVENTS = 1000;
+/** Event watchers (WatchEvents and /api/v1/events streams) one node serves at once. */
+export const MAX_WATCHERS = 1024;
 
 /**
  * ControllerService: reads come from the watched state (registry, desired models, statuses); changes are
@@ -207,6 +209,7 @@ export function createControllerService(deps: ControllerServiceDeps) {
         return create(ListAuditResponseSchema, { records: page.records, next: page.next });
       }),
     async *watchEvents(req, ctx) {
+      if (events.subscribers >= MAX_WATCHERS) throw new SmmfError("resource_exhausted", `${MAX_WATCHERS} watchers are open on this node; close one or watch another node`);
       const queue = createAsyncQueue<WatchEventsResponse>();
       const unsubscribe = events.subscribe((event) => {
         if (req.model && event.model !== req.model) return;

@@ -4,7 +4,7 @@ import { ControllerService, EventType, type WatchEventsResponse } from "../gen/s
 import { MemoryRegistry } from "../registry/MemoryRegistry.js";
 import { createLogger } from "../telemetry/createLogger.js";
 import { createControlPlane } from "./createControlPlane.js";
-import { createControllerService, MAX_PENDING_EVENTS } from "./createControllerService.js";
+import { createControllerService, MAX_PENDING_EVENTS, MAX_WATCHERS } from "./createControllerService.js";
 
 const plane = createControlPlane(new MemoryRegistry(), createLogger("silent"));
 const service = createControllerService(plane);
@@ -37,5 +37,27 @@ describe("WatchEvents", () => {
     plane.events.publish({ type: EventType.MODEL_STOPPED, model: "m5" });
     expect(((await keeping.next()).value as WatchEventsResponse).type).toBe(EventType.MODEL_STOPPED);
     await keeping.return?.(undefined);
+  });
+
+  it("serves at most MAX_WATCHERS watchers at once: one more gets resource_exhausted, and a closed one makes room", async () => {
+    // A watcher whose client goes away: its call context is aborted.
+    const watch = () => {
+      const ctx = context();
+      const iterator = service.watchEvents({ model: "" } as never, ctx)[Symbol.asyncIterator]();
+      return { abort: ctx, iterator, first: iterator.next() };
+    };
+    const open = Array.from({ length: MAX_WATCHERS }, watch);
+    const extra = watch();
+    await expect(extra.first).rejects.toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/1024 watchers are open/) });
+    const closed = open.pop()!;
+    closed.abort.abort();
+    expect((await closed.first).done).toBe(true);
+    const next = watch();
+    plane.events.publish({ type: EventType.MODEL_STARTED, model: "room" });
+    expect(((await next.first).value as WatchEventsResponse).model).toBe("room");
+    // The others had "room" too; once their clients go, each stream ends and lets go of its subscription.
+    for (const w of [...open, next]) w.abort.abort();
+    for (const w of [...open, next]) expect((await w.iterator.next()).done).toBe(true);
+    expect(plane.events.subscribers).toBe(0);
   });
 });
