@@ -151,8 +151,11 @@ interface Window {
   streamed: number;
   errors: number;
   latencies: number[];
+  /** Of the non-streaming and the streaming requests. */
+  nonStreamLatencies: number[];
+  streamLatencies: number[];
 }
-const emptyWindow = (): Window => ({ requests: 0, streamed: 0, errors: 0, latencies: [] });
+const emptyWindow = (): Window => ({ requests: 0, streamed: 0, errors: 0, latencies: [], nonStreamLatencies: [], streamLatencies: [] });
 
 interface Side {
   name: string;
@@ -218,6 +221,27 @@ function chat(side: Side, stream: boolean): Promise<string | undefined> {
   });
 }
 
+/** The gateway's JS heap (used and total) and external memory, MB, from its /metrics; NaN when not readable. */
+function gatewayHeap(side: Side): Promise<{ used: number; total: number; external: number }> {
+  const request = side.tls ? https.request : http.request;
+  return new Promise((resolve) => {
+    const none = { used: NaN, total: NaN, external: NaN };
+    const req = request({ host: "127.0.0.1", port: side.port, path: "/metrics", agent: side.agent }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("end", () => {
+        if (res.statusCode !== 200) return resolve(none);
+        const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, "m").exec(text)?.[1] ?? NaN) / 1024 / 1024;
+        resolve({ used: metric("nodejs_heap_size_used_bytes"), total: metric("nodejs_heap_size_total_bytes"), external: metric("nodejs_external_memory_bytes") });
+      });
+    });
+    req.setTimeout(5_000, () => req.destroy());
+    req.on("error", () => resolve(none));
+    req.end();
+  });
+}
+
 async function startSide(options: { name: string; model: string; tls: boolean; etcd: TestEtcd; ca: TestCa; dir: string; maxInFlight: number }): Promise<Side> {
   const { name, model, tls, etcd, ca, dir } = options;
   const pem = (file: string) => readFileSync(file, "utf8");
@@ -242,9 +266,11 @@ async function startSide(options: { name: string; model: string; tls: boolean; e
   const config = join(dir, `${slug}.json`);
   writeFileSync(config, JSON.stringify({ models: [{ name: model, engine: "openai-compatible", file: "", baseUrl: upstream.url, upstreamModel: "mock" }] }));
   const common = ["--etcd", etcd.endpoints, "--log-level", "warn"];
-  const worker = await startSmmf(["worker", "--config", config, ...common, "--data-dir", join(dir, `${slug}-worker`), "--worker-id", `soak-${slug}`, ...workerTls], { env, timeoutMs: 60_000 });
+  // BENCH_SOAK_GATEWAY_FLAGS / BENCH_SOAK_WORKER_FLAGS: more flags for both sides' gateways / workers (e.g. --request-log off).
+  const extra = (name: string) => (process.env[name] ?? "").split(" ").filter(Boolean);
+  const worker = await startSmmf(["worker", "--config", config, ...common, "--data-dir", join(dir, `${slug}-worker`), "--worker-id", `soak-${slug}`, ...workerTls, ...extra("BENCH_SOAK_WORKER_FLAGS")], { env, timeoutMs: 60_000 });
   const port = await freePort();
-  const gateway = await startSmmf(["gateway", ...common, "--data-dir", join(dir, `${slug}-gateway`), "--port", String(port), ...gatewayTls], { env, timeoutMs: 60_000 });
+  const gateway = await startSmmf(["gateway", ...common, "--data-dir", join(dir, `${slug}-gateway`), "--port", String(port), ...gatewayTls, ...extra("BENCH_SOAK_GATEWAY_FLAGS")], { env, timeoutMs: 60_000 });
   const agentOptions = { keepAlive: true, maxSockets: options.maxInFlight, timeout: 60_000 };
   const agent = tls ? new https.Agent({ ...agentOptions, ca: pem(ca.caFile) }) : new http.Agent(agentOptions);
   return {
@@ -318,7 +344,10 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
           w.requests++;
           if (stream) w.streamed++;
           if (error) w.errors++;
-          else w.latencies.push(latency);
+          else {
+            w.latencies.push(latency);
+            (stream ? w.streamLatencies : w.nonStreamLatencies).push(latency);
+          }
         }
         if (error) {
           const kind = error.slice(0, 200);
@@ -373,10 +402,11 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
         const m = side.minute;
         const gwCpu = side.watches.gateway.cpuSinceMark();
         const wkCpu = side.watches.worker.cpuSinceMark();
+        const heap = await gatewayHeap(side);
         console.log(
           `[${clock(at / 1000).padStart(5)}] ${side.name.padEnd(7)}  ${String(m.requests).padStart(5)} requests (${m.streamed} streamed), ${m.errors} errors, ` +
             `p50 ${ms(percentile(m.latencies, 50))} ms, p99 ${ms(percentile(m.latencies, 99))} ms, ` +
-            `RSS gateway ${mb(side.watches.gateway.sample(at))} MB, worker ${mb(side.watches.worker.sample(at))} MB, ` +
+            `RSS gateway ${mb(side.watches.gateway.sample(at))} MB (JS heap ${mb(heap.used)}/${mb(heap.total)}, external ${mb(heap.external)}), worker ${mb(side.watches.worker.sample(at))} MB, ` +
             `CPU ms/request gateway ${(gwCpu / m.requests).toFixed(3)}, worker ${(wkCpu / m.requests).toFixed(3)}`,
         );
         side.minute = emptyWindow();
@@ -413,6 +443,10 @@ export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> 
     row("errors", on.errors, off.errors);
     row("latency p50 ms", ms(on.p50Ms), ms(off.p50Ms), ratio(on.p50Ms, off.p50Ms));
     row("latency p99 ms", ms(on.p99Ms), ms(off.p99Ms), ratio(on.p99Ms, off.p99Ms));
+    for (const kind of ["nonStreamLatencies", "streamLatencies"] as const) {
+      const [a, b] = sides.map((x) => x.total[kind]);
+      for (const p of [50, 99]) row(`  ${kind === "streamLatencies" ? "streaming" : "non-streaming"} p${p} ms`, ms(percentile(a, p)), ms(percentile(b, p)), ratio(percentile(a, p), percentile(b, p)));
+    }
     for (const role of ["gateway", "worker"] as const) row(`${role} CPU ms/request`, on[role].cpuMsPerRequest.toFixed(3), off[role].cpuMsPerRequest.toFixed(3), ratio(on[role].cpuMsPerRequest, off[role].cpuMsPerRequest));
     const both = (s: SoakSideSummary) => s.gateway.cpuMsPerRequest + s.worker.cpuMsPerRequest;
     row("gateway + worker CPU ms/request", both(on).toFixed(3), both(off).toFixed(3), ratio(both(on), both(off)));

@@ -296,7 +296,8 @@ function inferenceBody(r: Prng, path: string): { body: Buffer; label: string } {
   }
   // Inference bodies stay cheap: a valid one generates 1 or 2 tokens.
   if (typeof doc.max_tokens === "number" && doc.max_tokens > 2 && doc.max_tokens < 2 ** 32 && r.bool(0.9)) doc.max_tokens = 2;
-  if (path !== "/v1/embeddings" && doc.max_tokens === undefined && doc.max_completion_tokens === undefined) doc.max_tokens = 1;
+  // No limit (absent or null) would generate up to the context's end: seconds per case.
+  if (path !== "/v1/embeddings" && doc.max_tokens == null && doc.max_completion_tokens == null) doc.max_tokens = 1;
   return { body: Buffer.from(JSON.stringify(doc)), label };
 }
 
@@ -745,8 +746,10 @@ function raw1Case(r: Prng, index: number): Raw1Case {
       return one("Host that is not loopback", rawRequest("GET", "/v1/models", [["Host", r.pick(["evil.example", "127.0.0.1.evil.example", "localhost.", "0x7f.1", "[::ffff:127.0.0.1]"])]]));
     case 16:
       return one("absolute-form URI", rawRequest("GET", r.pick(["http://evil.example/api/v1/keys", "http://127.0.0.1/api/v1/keys", "*", "healthz", "/healthz#frag"]), [HOST]));
-    case 17:
-      return one("odd method", rawRequest(r.pick(["FOO", "get", "G E T", "CONNECT", "PRI", "M".repeat(2000), "TRACE"]), "/healthz", [HOST]));
+    case 17: {
+      const method = r.pick(["FOO", "get", "G E T", "CONNECT", "PRI", "M".repeat(2000), "TRACE"]);
+      return one(`odd method ${method.slice(0, 20)}`, rawRequest(method, method === "CONNECT" ? "127.0.0.1:80" : "/healthz", [HOST]));
+    }
     case 18:
       return one("Expect: 100-continue", rawRequest("POST", "/v1/completions", [HOST, ["Content-Type", "application/json"], ["Expect", "100-continue"], ["Content-Length", "2"]], "{}"));
     case 19:
@@ -876,6 +879,9 @@ function bigBody(r: Prng, index: number): HttpCase {
     expect: expectAnswer("inference"),
   };
 }
+
+/** Every category a case may have (a run also reports "server": crash, health, RSS). */
+export const CATEGORY_NAMES = ["rest-inference", "rest-operating", "rest-request-log", "connect-json", "connect-proto", "grpc-frames", "raw-http1", "http2", "oversized-body"] as const;
 
 const CATEGORIES: readonly (readonly [(r: Prng, index: number) => FuzzCase, number])[] = [
   [restInference, 30],

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { formatReport, runFuzz } from "./runFuzz.js";
 
 /**
- * `npm run fuzz [-- --count N --seed S --concurrency C --only CATEGORY,...]`: sends N (default 10,000) seeded,
+ * `npm run fuzz [-- --count N --seed S --concurrency C --only CATEGORY,... --cases I,J,...]`: sends N (default 10,000) seeded,
  * malformed or hostile inputs to a real `smmf serve` and exits non-zero on any failure (a 5xx the route does
  * not document, a dropped answer, a crash, an authorization bypass, a failed health check, or RSS not back
  * within 10% of its post-warm-up value).
@@ -13,9 +13,10 @@ const { values } = parseArgs({
     seed: { type: "string", default: "14" },
     concurrency: { type: "string", default: "8" },
     "batch-size": { type: "string", default: "250" },
-    warmup: { type: "string", default: "300" },
+    warmup: { type: "string" },
     quiet: { type: "boolean", default: false },
     only: { type: "string" },
+    cases: { type: "string" },
   },
 });
 
@@ -24,8 +25,10 @@ const report = await runFuzz({
   count: Number(values.count),
   concurrency: Number(values.concurrency),
   batchSize: Number(values["batch-size"]),
-  warmup: Number(values.warmup),
+  // A replay of a few cases needs no warm-up.
+  warmup: Number(values.warmup ?? (values.cases ? 0 : 300)),
   only: values.only?.split(","),
+  indices: values.cases?.split(",").map(Number),
   log: values.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
 });
 process.stdout.write(`${formatReport(report)}\n`);

@@ -1,5 +1,6 @@
-import { makeCase, type FuzzCase } from "./cases.js";
+import { CATEGORY_NAMES, makeCase, type FuzzCase } from "./cases.js";
 import { closeAgent, FAIL_CLASSES, isFailure, OK_CLASSES, sendWithDeadline, type Outcome, type OutcomeClass, type Target } from "./send.js";
+import { collectGarbage } from "./inspector.js";
 import { startFuzzServer, type FuzzServer } from "./server.js";
 
 /**
@@ -22,6 +23,8 @@ export interface FuzzOptions {
   log?: (line: string) => void;
   /** Only cases of these categories (the others of the run are skipped, not counted). */
   only?: readonly string[];
+  /** Only these case indices (a replay of cases a run reported). */
+  indices?: readonly number[];
 }
 
 export interface Failure {
@@ -43,6 +46,8 @@ export interface FuzzReport {
   serverErrors: string[];
   /** Time spent in the cases of each category (summed over concurrent cases), in ms. */
   msByCategory: Record<string, number>;
+  /** The slowest cases (over 1 s). */
+  slowest: { index: number; label: string; ms: number }[];
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -55,6 +60,13 @@ async function metric(url: string, name: string): Promise<number> {
 }
 
 const rss = (url: string) => metric(url, "process_resident_memory_bytes");
+
+/** RSS after a full GC (so garbage V8 has not collected yet does not count), read from /metrics. */
+async function rssAfterGc(server: FuzzServer): Promise<number> {
+  await collectGarbage(server.inspectorUrl);
+  await sleep(200);
+  return rss(server.url);
+}
 
 async function memoryLine(url: string): Promise<string> {
   const mib = (n: number) => (n / 2 ** 20).toFixed(1);
@@ -104,6 +116,22 @@ async function runBatch(target: Target, cases: FuzzCase[], concurrency: number, 
   await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
+/** `count` cases of `seed`, then more of it until every category has had at least 3 (none when count is 0). */
+function warmupCases(seed: number, count: number): FuzzCase[] {
+  if (count <= 0) return [];
+  const cases = Array.from({ length: count }, (_, i) => makeCase(seed, i));
+  const seen = new Map<string, number>();
+  for (const c of cases) seen.set(c.category, (seen.get(c.category) ?? 0) + 1);
+  for (let i = count; i < count + 100_000 && CATEGORY_NAMES.some((name) => (seen.get(name) ?? 0) < 3); i++) {
+    const c = makeCase(seed, i);
+    if ((seen.get(c.category) ?? 0) < 3) {
+      cases.push(c);
+      seen.set(c.category, (seen.get(c.category) ?? 0) + 1);
+    }
+  }
+  return cases;
+}
+
 export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const log = options.log ?? (() => undefined);
   const batchSize = options.batchSize ?? 250;
@@ -115,8 +143,13 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const byCategory: Record<string, Record<string, number>> = {};
   const failures: Failure[] = [];
   const msByCategory: Record<string, number> = {};
+  const slowest: { index: number; label: string; ms: number }[] = [];
   const record = (c: { index: number; category: string; label: string }, o: Outcome, ms = 0) => {
     msByCategory[c.category] = (msByCategory[c.category] ?? 0) + ms;
+    if (ms > 1000) {
+      slowest.push({ index: c.index, label: c.label.slice(0, 160), ms });
+      slowest.sort((a, b) => b.ms - a.ms).splice(8);
+    }
     byClass[o.class] = (byClass[o.class] ?? 0) + 1;
     const cat = (byCategory[c.category] ??= {});
     cat[o.class] = (cat[o.class] ?? 0) + 1;
@@ -126,27 +159,27 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     }
   };
 
-  log(`starting smmf serve (seed ${options.seed}, ${options.count} cases)`);
+  const count = options.indices?.length ?? options.count;
+  log(`starting smmf serve (seed ${options.seed}, ${count} cases)`);
   const server = await startFuzzServer();
   const target: Target = { port: server.port, url: server.url, keys: server.keys, requestIds: [], timeoutMs: 20_000 };
   let rssBaseline = 0;
   let rssEnd = 0;
   try {
-    // Warm-up: cases of another seed, not counted, so the baseline holds what normal traffic allocates.
-    const warmSeed = (options.seed ^ 0x5f5f5f5f) >>> 0;
-    for (let from = 0; from < warmupCount; from += batchSize) {
-      const cases = Array.from({ length: Math.min(batchSize, warmupCount - from) }, (_, i) => makeCase(warmSeed, from + i));
-      await runBatch(target, cases, concurrency, () => undefined);
-    }
+    // Warm-up: cases of another seed, not counted, so the baseline holds what the run's traffic allocates —
+    // with at least a few of every category, the rare large ones (12 MB bodies) included.
+    const warmup = warmupCases((options.seed ^ 0x5f5f5f5f) >>> 0, warmupCount);
+    for (let from = 0; from < warmup.length; from += batchSize) await runBatch(target, warmup.slice(from, from + batchSize), concurrency, () => undefined);
     await cleanUp(server);
     const warm = await healthy(server);
     if (warm) throw new Error(`the server is not healthy after the warm-up: ${warm}`);
-    await sleep(500);
-    rssBaseline = await rss(server.url);
-    log(`warm-up done (${warmupCount} cases), RSS ${(rssBaseline / 2 ** 20).toFixed(1)} MiB`);
+    rssBaseline = await rssAfterGc(server);
+    log(`warm-up done (${warmup.length} cases), RSS ${(rssBaseline / 2 ** 20).toFixed(1)} MiB`);
 
-    for (let from = 0; from < options.count; from += batchSize) {
-      const cases = Array.from({ length: Math.min(batchSize, options.count - from) }, (_, i) => makeCase(options.seed, from + i)).filter((c) => !options.only || options.only.includes(c.category));
+    // A replay (indices) sends only those cases; otherwise cases 0 to count - 1.
+    const indices = options.indices ?? Array.from({ length: options.count }, (_, i) => i);
+    for (let from = 0; from < indices.length; from += batchSize) {
+      const cases = indices.slice(from, from + batchSize).map((i) => makeCase(options.seed, i)).filter((c) => !options.only || options.only.includes(c.category));
       await runBatch(target, cases, concurrency, record);
       if (server.exited()) {
         record({ index: from, category: "server", label: `batch from #${from}` }, { class: "crash", detail: server.exited()! });
@@ -156,21 +189,20 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       const problem = await healthy(server);
       if (problem) record({ index: from, category: "server", label: `health check after the batch from #${from}` }, { class: problem.includes("exited") ? "crash" : "health", detail: problem });
       const memory = server.exited() ? "" : await memoryLine(server.url).catch((err: unknown) => String(err));
-      log(`${Math.min(from + batchSize, options.count)}/${options.count} cases, ${failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s, ${memory}`);
+      log(`${Math.min(from + batchSize, indices.length)}/${indices.length} cases, ${failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s, ${memory}`);
       if (server.exited()) break;
     }
 
     if (!server.exited()) {
       // RSS must come back within the tolerance of the baseline (allow a few seconds for it to settle).
-      // Idle, V8's memory reducer collects and shrinks the heap within seconds; wait up to 30 s for it.
-      for (let i = 0; i < 30; i++) {
-        rssEnd = await rss(server.url);
-        log(`RSS ${(rssEnd / 2 ** 20).toFixed(1)} MiB`);
+      // After a full GC; glibc may hand freed pages back a little later, so a few tries.
+      for (let i = 0; i < 5; i++) {
+        rssEnd = await rssAfterGc(server);
         if (rssEnd <= rssBaseline * (1 + tolerance)) break;
         await sleep(1000);
       }
       if (rssEnd > rssBaseline * (1 + tolerance)) {
-        record({ index: options.count, category: "server", label: "RSS after the run" }, { class: "rss", detail: `${(rssEnd / 2 ** 20).toFixed(1)} MiB, ${((rssEnd / rssBaseline - 1) * 100).toFixed(1)}% over the post-warm-up ${(rssBaseline / 2 ** 20).toFixed(1)} MiB` });
+        record({ index: count, category: "server", label: "RSS after the run" }, { class: "rss", detail: `${(rssEnd / 2 ** 20).toFixed(1)} MiB, ${((rssEnd / rssBaseline - 1) * 100).toFixed(1)}% over the post-warm-up ${(rssBaseline / 2 ** 20).toFixed(1)} MiB` });
       }
     }
   } finally {
@@ -180,7 +212,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const serverErrors = [...new Set(server.smmf.stderr().split("\n").filter((l) => /"level":"error"|request failed|uncaught|unhandled/i.test(l)).map((l) => l.slice(0, 600)))].slice(0, 50);
   return {
     seed: options.seed,
-    count: options.count,
+    count,
     byClass,
     byCategory,
     failures,
@@ -188,6 +220,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     seconds: (Date.now() - started) / 1000,
     serverErrors,
     msByCategory,
+    slowest,
   };
 }
 
@@ -201,15 +234,20 @@ export function formatReport(report: FuzzReport): string {
   for (const [cat, counts] of Object.entries(report.byCategory).sort()) {
     lines.push(`  ${cat.padEnd(18)} ${Object.entries(counts).map(([c, n]) => `${c} ${n}`).join(", ")}${report.msByCategory[cat] ? ` (${(report.msByCategory[cat] / 1000).toFixed(1)} s)` : ""}`);
   }
+  if (report.slowest.length > 0) lines.push(`slowest cases: ${report.slowest.map((c) => `#${c.index} ${(c.ms / 1000).toFixed(1)} s (${c.label})`).join("; ")}`);
   lines.push(`RSS: post-warm-up ${(report.rss.baseline / 2 ** 20).toFixed(1)} MiB, end ${(report.rss.end / 2 ** 20).toFixed(1)} MiB (${((report.rss.ratio - 1) * 100).toFixed(1)}%)`);
   if (report.failures.length > 0) {
     lines.push(`${report.failures.length} failures:`);
+    // Grouped by what went wrong (class, category, the answer with its numbers left out), with one case to replay.
     const groups = new Map<string, Failure[]>();
     for (const f of report.failures) {
-      const key = `${f.outcome.class} | ${f.category} | ${f.label.replace(/\d+ B/, "N B").replace(/\(n=\d+\)/, "")}`;
+      const key = `${f.outcome.class} | ${f.category} | ${f.outcome.detail.replace(/\b\d+\b/g, "N").slice(0, 120)}`;
       groups.set(key, [...(groups.get(key) ?? []), f]);
     }
-    for (const [key, fs] of groups) lines.push(`  ${fs.length}× ${key} — e.g. #${fs[0].index}: ${fs[0].outcome.detail.slice(0, 300)}`);
+    for (const [key, fs] of [...groups].sort((a, b) => b[1].length - a[1].length)) {
+      lines.push(`  ${String(fs.length).padStart(4)}× ${key}`);
+      lines.push(`         e.g. #${fs[0].index}: ${fs[0].label.slice(0, 200)} (replay: npm run fuzz -- --seed ${report.seed} --cases ${fs[0].index})`);
+    }
   }
   if (report.serverErrors.length > 0) {
     lines.push("server errors logged:");

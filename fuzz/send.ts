@@ -39,11 +39,13 @@ export interface Target {
   timeoutMs: number;
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+const newAgent = () => new http.Agent({ keepAlive: true, maxSockets: 32 });
+let agent = newAgent();
 
-/** Closes the keep-alive connections of the HTTP/1.1 agent. */
+/** Closes the keep-alive connections of the HTTP/1.1 agent (a later run gets a new one). */
 export function closeAgent(): void {
   agent.destroy();
+  agent = newAgent();
 }
 
 function authValue(target: Target, auth: AuthAs, index: number): string | undefined {
@@ -194,6 +196,11 @@ function classifyAnswer(a: Answer & { status: number }, c: { auth: AuthAs; expec
   return classifyStatus(a.status, a.body.toString("utf8"), c);
 }
 
+/** How long to wait for an answer: an event stream may hold its headers until its first event. */
+function waitFor(target: Target, c: HttpCase): number {
+  return c.read === "headers" ? 1500 : target.timeoutMs;
+}
+
 function h1Request(target: Target, c: HttpCase, headers: Record<string, string>, fresh: boolean): Promise<Answer & { reused: boolean }> {
   return new Promise((resolve) => {
     let req: http.ClientRequest;
@@ -207,7 +214,7 @@ function h1Request(target: Target, c: HttpCase, headers: Record<string, string>,
     const timer = setTimeout(() => {
       done({ body: EMPTY, error: "timeout" });
       req?.destroy();
-    }, target.timeoutMs);
+    }, waitFor(target, c));
     try {
       req = http.request(
         { host: "127.0.0.1", port: target.port, method: c.method, path: fillPlaceholders(target, c.path), headers: { ...headers, ...(c.body ? { "content-length": String(c.body.length) } : {}) }, agent: fresh ? false : agent },
@@ -318,7 +325,7 @@ function h2Stream(target: Target, session: http2.ClientHttp2Session, headers: ht
   });
 }
 
-async function sendH2(target: Target, c: HttpCase, headers: Record<string, string>): Promise<Answer> {
+async function sendH2(target: Target, c: HttpCase, headers: Record<string, string>): Promise<H2Answer> {
   const session = await connectH2(target);
   if (typeof session === "string") return { body: EMPTY, error: session };
   try {
@@ -327,7 +334,7 @@ async function sendH2(target: Target, c: HttpCase, headers: Record<string, strin
       if (k === "host") h2Headers[":authority"] = v;
       else if (!H2_FORBIDDEN.has(k)) h2Headers[k] = v;
     }
-    return await h2Stream(target, session, h2Headers, c.body, { read: c.read, end: "end", timeoutMs: target.timeoutMs });
+    return await h2Stream(target, session, h2Headers, c.body, { read: c.read, end: "end", timeoutMs: waitFor(target, c) });
   } finally {
     session.destroy();
   }
@@ -335,11 +342,13 @@ async function sendH2(target: Target, c: HttpCase, headers: Record<string, strin
 
 async function sendHttp(target: Target, c: HttpCase): Promise<Outcome> {
   const headers = withAuth(target, c, c.headers, c.authHeader);
-  const a = c.transport === "h1" ? await sendH1(target, c, headers) : await sendH2(target, c, headers);
+  const a: H2Answer = c.transport === "h1" ? await sendH1(target, c, headers) : await sendH2(target, c, headers);
   noteRequestId(target, headerOf(a.headers, "x-request-id"));
   if (a.error?.startsWith("client-refused")) return { class: "client-refused", detail: a.error };
   if (a.status === undefined) {
-    if (a.error === "timeout") return { class: "timeout", detail: `no answer in ${target.timeoutMs} ms` };
+    if (a.error === "timeout") return c.read === "headers" ? { class: "closed-no-answer-due", detail: "event stream, no headers yet" } : { class: "timeout", detail: `no answer in ${target.timeoutMs} ms` };
+    // HTTP/2: a request with an empty :authority is malformed, and a stream reset (PROTOCOL_ERROR) is the answer the protocol prescribes.
+    if (c.transport === "h2" && c.headers.host === "" && (a as H2Answer).rstCode === http2.constants.NGHTTP2_PROTOCOL_ERROR) return { class: "refused-by-protocol", detail: "empty :authority, stream reset (PROTOCOL_ERROR)" };
     return c.expect.answerDue ? { class: "dropped", detail: a.error ?? "no answer" } : { class: "closed-no-answer-due", detail: a.error ?? "" };
   }
   const outcome = classifyAnswer({ ...a, status: a.status }, c, c.read === "full");

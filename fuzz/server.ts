@@ -11,6 +11,8 @@ export interface FuzzServer {
   port: number;
   url: string;
   keys: Record<"admin" | "reader" | "inference", string>;
+  /** The server's inspector (DevTools protocol), on a loopback port: the fuzzer asks it for full GCs. */
+  inspectorUrl: string;
   /** Set when the process has exited (a crash while fuzzing). */
   exited(): string | undefined;
   stop(): Promise<void>;
@@ -50,8 +52,18 @@ export async function startFuzzServer(): Promise<FuzzServer> {
     const port = await freePort();
     const smmf = await startSmmf(
       ["serve", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--threads", "1", "--data-dir", dataDir, "--auth", "on", "--log-level", "warn", "--request-log-capture", "truncated"],
-      { timeoutMs: 60_000 },
+      // RSS is compared before and after the run, so it must count what the server retains:
+      // - the inspector, on a free loopback port, lets the fuzzer force a full GC before reading it;
+      // - glibc's mmap threshold is fixed at its default (128 KiB): left dynamic, freeing one 12 MB body raises
+      //   it so that later large buffers come from the heap, whose freed top glibc then keeps (tens of MB of
+      //   RSS that no live object holds, and that come and go with the order of the cases).
+      { timeoutMs: 60_000, env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --inspect=127.0.0.1:0`.trim(), MALLOC_MMAP_THRESHOLD_: "131072" } },
     );
+    const inspectorUrl = /ws:\/\/127\.0\.0\.1:\d+\/[0-9a-f-]+/.exec(smmf.stderr())?.[0];
+    if (!inspectorUrl) {
+      await smmf.stop();
+      throw new Error(`the server did not print its inspector address:\n${smmf.stderr().slice(-2000)}`);
+    }
     let exitedWith: string | undefined;
     void smmf.exited.then((info) => (exitedWith = `exited with code ${info.code}, signal ${info.signal}`));
     const url = `http://127.0.0.1:${port}`;
@@ -61,6 +73,7 @@ export async function startFuzzServer(): Promise<FuzzServer> {
       port,
       url,
       keys,
+      inspectorUrl,
       exited: () => exitedWith,
       async stop() {
         await smmf.stop();

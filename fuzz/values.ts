@@ -70,7 +70,11 @@ export function nested(depth: number): Json {
 /** Replaces, removes or adds fields of `doc` (a copy) and its nested objects and arrays. */
 export function mutateJson(r: Prng, doc: Json, fields: readonly string[], times: number): Json {
   const copy = JSON.parse(JSON.stringify(doc)) as Json;
-  for (let i = 0; i < times; i++) mutateOnce(r, copy, fields);
+  for (let i = 0; i < times; i++) {
+    mutateOnce(r, copy, fields);
+    // Copies of copies could grow without bound: stop at about 3 MB (past the body limit, cheap to send).
+    if (JSON.stringify(copy).length > 3_000_000) break;
+  }
   return copy;
 }
 
@@ -96,7 +100,8 @@ function mutateOnce(r: Prng, doc: Json, fields: readonly string[]): void {
       // Copies up to about 2 MB of JSON: past the body limit sometimes, never a client out of memory.
       const size = JSON.stringify(item)?.length ?? 4;
       const copies = Math.min(r.pick([3, 10, 100, 2049, 5000]), Math.floor(2_000_000 / Math.max(1, size)));
-      for (let i = 0; i < copies && target.length < 6000; i++) target.push(item);
+      // Deep copies: an alias mutated later would grow every copy at once.
+      for (let i = 0; i < copies && target.length < 6000; i++) target.push(structuredClone(item));
     }
     return;
   }

@@ -21,11 +21,12 @@ import { unknownModel } from "./unknownModel.js";
 const cancelled = () => new SmmfError("cancelled", "request cancelled");
 
 /**
- * An error reading the caller's request stream — a message that does not parse, a broken envelope — is the
- * caller's: invalid_argument, not the internal error Connect reports it as. Other errors pass unchanged.
+ * An error reading the caller's request stream — a message that does not parse, a broken envelope, a compressed
+ * flag without an encoding — is the caller's: invalid_argument, not the internal error Connect reports it as
+ * (which would also lose its message). Other errors (a message over the size limit, a cancellation) pass unchanged.
  */
 export function requestStreamError(err: unknown): unknown {
-  if (err instanceof ConnectError && !err.metadata.has("smmf-error-code") && (err.code === Code.Internal || err.code === Code.InvalidArgument) && /^(parse |protocol error|invalid )/i.test(err.rawMessage)) {
+  if (err instanceof ConnectError && !err.metadata.has("smmf-error-code") && (err.code === Code.Internal || err.code === Code.InvalidArgument)) {
     return new SmmfError("invalid_argument", `The request stream is malformed: ${err.rawMessage.slice(0, 200)}`);
   }
   return err;

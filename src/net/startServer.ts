@@ -10,6 +10,7 @@ import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { guardHost } from "./guardHost.js";
 import { drainBody } from "./drainBody.js";
+import { parseErrorsAsInvalid } from "./parseErrorsAsInvalid.js";
 import { listenHttp, type HttpHandler, type HttpListener, type ListenOptions, type ListenTls } from "./listenHttp.js";
 import { PEER_ROLES, peerRolesOf, requirePeerRole } from "../auth/peerRoles.js";
 import { createContextValues } from "@connectrpc/connect";
@@ -112,7 +113,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           return values.set(PEER_ROLES, peerRolesOf(req));
         }
       : options.contextValues) as Parameters<typeof connectNodeAdapter>[0]["contextValues"],
-    routes: options.routes,
+    routes(router) {
+      options.routes(router);
+      parseErrorsAsInvalid(router);
+    },
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
   const listener = await listenHttp(guardHost(withCors(refuseCompressedBodies(handler), options.corsOrigins ?? []), loopback), options.host, options.port, { ...options.limits, tls: options.tls });

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync } from "node:fs";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import type { LookupFunction } from "node:net";
@@ -223,7 +223,8 @@ async function download(url: string, path: string, workerId: string, options: Fe
     if (Number.isFinite(cacheMaxBytes)) evictDownloads(cacheDir, cacheMaxBytes, options.logger);
     mkdirSync(cacheDir, { recursive: true });
     try {
-      await pipeline(response, new GgufGuard(maxBytes, cacheMaxBytes), createWriteStream(part), { signal: abort.signal });
+      // Opened here, at once: a stream that opened its file later could create it after a failure removed it.
+      await pipeline(response, new GgufGuard(maxBytes, cacheMaxBytes), createWriteStream(part, { fd: openSync(part, "w") }), { signal: abort.signal });
     } catch (err) {
       const why = err instanceof DownloadError ? err.message : timedOut ? "timeout" : "";
       if (why === "too large") throw cannot(`the file is larger than the worker's limit of ${maxBytes} bytes`);

@@ -15,13 +15,9 @@ export interface TestCertificates {
   remove(): void;
 }
 
-/**
- * A throw-away CA and a server certificate for loopback (IP 127.0.0.1, DNS localhost), made with openssl at
- * test time. Fails saying how to get openssl when it is missing.
- */
-export function makeTestCertificates(): TestCertificates {
-  const dir = mkdtempSync(join(tmpdir(), "smmf-certs-"));
-  const openssl = (...args: string[]) => {
+/** Runs openssl in `dir`; fails saying how to get openssl when it is missing. */
+function opensslIn(dir: string): (...args: string[]) => void {
+  return (...args) => {
     try {
       execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
     } catch (err) {
@@ -29,6 +25,15 @@ export function makeTestCertificates(): TestCertificates {
       throw err;
     }
   };
+}
+
+/**
+ * A throw-away CA and a server certificate for loopback (IP 127.0.0.1, DNS localhost), made with openssl at
+ * test time. Fails saying how to get openssl when it is missing.
+ */
+export function makeTestCertificates(): TestCertificates {
+  const dir = mkdtempSync(join(tmpdir(), "smmf-certs-"));
+  const openssl = opensslIn(dir);
   openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=SMMF test CA");
   openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
   writeFileSync(join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
@@ -58,14 +63,7 @@ export interface TestCa {
 /** A throw-away CA (openssl) that issues server and client certificates for loopback, in a folder of its own. */
 export function makeTestCa(label = "SMMF test CA"): TestCa {
   const dir = mkdtempSync(join(tmpdir(), "smmf-ca-"));
-  const openssl = (...args: string[]) => {
-    try {
-      execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new Error("openssl not found on PATH: the TLS tests make their certificates with it. Install it with `apt-get install -y openssl`, or run `npm test`, which provisions it (scripts/ensure-tools.sh).");
-      throw err;
-    }
-  };
+  const openssl = opensslIn(dir);
   openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", `/CN=${label}`);
   let serial = 0;
   return {

@@ -63,6 +63,26 @@ describe("listener limits", () => {
     await expect.poll(async () => (await fetch(`${server.url}/api/v1/requests?limit=5`)).status, { timeout: 5_000 }).toBe(200);
   });
 
+  it("a request message that is not valid protobuf is the caller's error (400 / INVALID_ARGUMENT), not an internal one", async () => {
+    const malformed = new Uint8Array([0x0a, 0x50, 1, 2]); // a field claiming 80 bytes, with 2
+    const res = await fetch(`${server.url}/smmf.v1.InferenceService/CountTokens`, { method: "POST", headers: { "content-type": "application/proto" }, body: malformed });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { code: string }).code).toBe("invalid_argument");
+    const session = http2.connect(server.url);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/smmf.v1.InferenceService/CountTokens", "content-type": "application/grpc", te: "trailers" });
+      const frame = Buffer.alloc(5 + malformed.length);
+      frame.writeUInt32BE(malformed.length, 1);
+      frame.set(malformed, 5);
+      stream.end(frame);
+      stream.resume();
+      const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once("trailers", resolve));
+      expect(trailers["grpc-status"]).toBe("3");
+    } finally {
+      session.close();
+    }
+  });
+
   it("caps the concurrent streams of one HTTP/2 connection", async () => {
     const session = http2.connect(server.url);
     try {

@@ -1,6 +1,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import http2 from "node:http2";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChatMessageSchema, GenerateRequestSchema, GenerateStartSchema, InferenceService, type GenerateRequest } from "../../src/gen/smmf/v1/inference_pb.js";
@@ -133,4 +134,45 @@ describe("request caps over gRPC and Connect", () => {
       expect((await client().countTokens({ model: "stories260K", input: { case: "prompt", value: "Once upon a time" } })).tokenCount).toBeGreaterThan(1);
     });
   }
+});
+
+/** A gRPC call with a hand-made body; resolves with its grpc-status and grpc-message. */
+function rawGrpc(path: string, body: Buffer): Promise<{ status: string | undefined; message: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(server.url);
+    session.on("error", reject);
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    stream.on("response", (h) => (headers = h));
+    stream.on("trailers", (t) => (trailers = t));
+    stream.resume();
+    stream.on("close", () => {
+      session.close();
+      const status = trailers["grpc-status"] ?? headers["grpc-status"];
+      resolve({ status: status === undefined ? undefined : String(status), message: decodeURIComponent(String(trailers["grpc-message"] ?? headers["grpc-message"] ?? "")) });
+    });
+    stream.end(body);
+  });
+}
+
+function envelope(payload: Buffer, flags = 0): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = flags;
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload]);
+}
+
+describe("a malformed Generate stream (found by the fuzzer)", () => {
+  it("a first message that does not parse, or one with the compressed flag and no encoding, is INVALID_ARGUMENT, not INTERNAL", async () => {
+    // Field 1 (start) claims 5 bytes and holds 1: "premature EOF".
+    const truncated = await rawGrpc("/smmf.v1.InferenceService/Generate", envelope(Buffer.from([0x0a, 0x05, 0x61])));
+    expect(truncated.status).toBe(String(Code.InvalidArgument));
+    expect(truncated.message).toMatch(/malformed/);
+    const compressed = await rawGrpc("/smmf.v1.InferenceService/Generate", envelope(Buffer.from([0x0a, 0x00]), 1));
+    expect(compressed.status).toBe(String(Code.InvalidArgument));
+    // The server still serves a well-formed call.
+    const ok = await server.openai.completions.create({ model: "stories260K", prompt: "Once", max_tokens: 1 });
+    expect(ok.usage?.completion_tokens).toBe(1);
+  });
 });

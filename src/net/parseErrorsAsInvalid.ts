@@ -1,0 +1,69 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+
+/**
+ * Connect reports a request message that does not parse as protobuf ("parse binary: premature EOF") as
+ * INTERNAL: HTTP 500 on the Connect protocol, as if the server had failed. It is the caller's bad input:
+ * these wrappers make it INVALID_ARGUMENT (HTTP 400) on the Connect protocol's unary calls and in gRPC
+ * trailers. Nothing else is touched: a real internal error stays one.
+ */
+const PARSE_ERROR = /^parse binary: /;
+const GRPC_INTERNAL = "13";
+const GRPC_INVALID_ARGUMENT = "3";
+
+/** Wraps every handler registered on `router` (call after the routes are registered). */
+export function parseErrorsAsInvalid(router: ConnectRouter): void {
+  const handlers = router.handlers as UniversalHandler[];
+  for (let i = 0; i < handlers.length; i++) handlers[i] = wrap(handlers[i]);
+}
+
+function wrap(handler: UniversalHandler): UniversalHandler {
+  const wrapped = async (req: Parameters<UniversalHandler>[0]): Promise<UniversalServerResponse> => {
+    const res = await handler(req);
+    if (res.status === 500 && res.body !== undefined && !(res.body instanceof Uint8Array)) return fixConnectUnary(res);
+    if (res.trailer !== undefined) fixGrpcTrailerWhenRead(res);
+    return res;
+  };
+  return Object.assign(wrapped, handler);
+}
+
+/** A Connect unary error: `{"code":"internal","message":"parse binary: ..."}` with 500 becomes invalid_argument with 400. */
+async function fixConnectUnary(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) chunks.push(chunk);
+  let body = Buffer.concat(chunks);
+  let status = res.status;
+  try {
+    const error = JSON.parse(body.toString("utf8")) as { code?: string; message?: string };
+    if (error.code === "internal" && PARSE_ERROR.test(error.message ?? "")) {
+      body = Buffer.from(JSON.stringify({ ...error, code: "invalid_argument", message: `the request message is not valid protobuf (${error.message})` }));
+      status = 400;
+      res.header?.set("content-length", String(body.byteLength));
+    }
+  } catch {
+    // Not JSON: left as it is.
+  }
+  const once = body;
+  return { ...res, status, body: (async function* () { yield once; })() };
+}
+
+/** gRPC: the status is in the trailers, set once the body is done; it is corrected when the adapter reads them. */
+function fixGrpcTrailerWhenRead(res: UniversalServerResponse): void {
+  const trailer = res.trailer!;
+  Object.defineProperty(res, "trailer", {
+    get() {
+      if (trailer.get("grpc-status") === GRPC_INTERNAL && PARSE_ERROR.test(decodeURIComponentSafe(trailer.get("grpc-message") ?? ""))) {
+        trailer.set("grpc-status", GRPC_INVALID_ARGUMENT);
+      }
+      return trailer;
+    },
+  });
+}
+
+function decodeURIComponentSafe(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
