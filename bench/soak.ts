@@ -8,7 +8,9 @@
 // loopback mock upstream (test/helpers/countingUpstream.ts). After a warm-up, every minute prints one line per
 // side (requests, errors, latency, RSS of the gateway and worker processes, their CPU per request); the end
 // prints both sides side by side with the ratios on/off. The soak fails (ok: false) when a side had an error
-// or a process's RSS grew more than the limit (10%) from the end of the warm-up to the end.
+// or a process's RSS grew more than the limit (10%) from the end of the warm-up to the end (medians of the RSS
+// samples of the first and the last minute: see ProcessWatch). The processes run with their defaults (the
+// gateways keep the request log); BENCH_SOAK_GATEWAY_FLAGS and BENCH_SOAK_WORKER_FLAGS add flags to both sides.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -293,7 +295,7 @@ async function startSide(options: { name: string; model: string; tls: boolean; e
 
 const mb = (v: number) => v.toFixed(1);
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "-");
-const clock = (seconds: number) => `${Math.floor(seconds / 60)}:${String(Math.round(seconds % 60)).padStart(2, "0")}`;
+const clock = (seconds: number) => `${Math.floor(Math.round(seconds) / 60)}:${String(Math.round(seconds) % 60).padStart(2, "0")}`;
 
 export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> {
   const minutes = options.minutes ?? envNumber("BENCH_SOAK_MINUTES") ?? 10;

@@ -1,3 +1,4 @@
+import { decodeSegment } from "../net/decodeSegment.js";
 import { ApiKeyRole } from "../gen/smmf/v1/auth_pb.js";
 
 /** ControllerService methods that only read. */
@@ -14,15 +15,18 @@ export function rpcRole(service: string, method: string): ApiKeyRole {
  * The role a REST route needs; undefined for the open ones (/healthz, /readyz, and /metrics when
  * `metricsOpen`). The OpenAI API needs `inference` (feedback on a request too: applications give it);
  * reading /api/v1 needs `reader` (API keys, even to list, `admin`), changing anything there `admin`. Unknown routes need `inference`, so that a
- * caller without a key learns nothing of what exists.
+ * caller without a key learns nothing of what exists. The path is judged as the routes read it, segment by
+ * segment percent-decoded (`/api/v1/ke%79s` is `/api/v1/keys`); malformed percent-encoding is a 400.
  */
-export function restRole(method: string, path: string, metricsOpen: boolean): ApiKeyRole | undefined {
+export function restRole(method: string, rawPath: string, metricsOpen: boolean): ApiKeyRole | undefined {
+  const path = rawPath.includes("%") ? rawPath.split("/").map(decodeSegment).join("/") : rawPath;
   if (path === "/healthz" || path === "/readyz") return undefined;
   if (path === "/metrics") return metricsOpen ? undefined : ApiKeyRole.READER;
-  if (path === "/api/v1/keys" || path.startsWith("/api/v1/keys/")) return ApiKeyRole.ADMIN;
-  if (path.startsWith("/api/v1/")) {
+  const segments = path.split("/");
+  if (segments[1] === "api" && segments[2] === "v1") {
+    if (segments[3] === "keys") return ApiKeyRole.ADMIN;
     if (method === "GET" || method === "HEAD") return ApiKeyRole.READER;
-    if (method === "POST" && /^\/api\/v1\/requests\/[^/]+\/feedback$/.test(path)) return ApiKeyRole.INFERENCE;
+    if (method === "POST" && segments.length === 6 && segments[3] === "requests" && segments[5] === "feedback") return ApiKeyRole.INFERENCE;
     return ApiKeyRole.ADMIN;
   }
   return ApiKeyRole.INFERENCE;

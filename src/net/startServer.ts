@@ -89,15 +89,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const rest = (req: Req, res: AnyResponse): void => {
     let key: ApiKey | null = null;
     if (auth) {
-      const role = restRole(req.method ?? "GET", (req.url ?? "/").split("?")[0], loopback);
-      if (role) {
-        try {
-          key = auth.authorize((name) => headerOf(req, name), role);
-        } catch (err) {
-          req.resume();
-          const error = toSmmfError(err);
-          return sendJson(res, error.httpStatus, error.toOpenAiBody());
-        }
+      try {
+        const role = restRole(req.method ?? "GET", (req.url ?? "/").split("?")[0], loopback);
+        if (role) key = auth.authorize((name) => headerOf(req, name), role);
+      } catch (err) {
+        drainBody(req);
+        const error = toSmmfError(err);
+        return sendJson(res, error.httpStatus, error.toOpenAiBody());
       }
     }
     options.rest(req, res, key);

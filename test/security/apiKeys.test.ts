@@ -176,6 +176,16 @@ describe("API keys", () => {
     expect(fromEnv.code, fromEnv.stderr).toBe(0);
   });
 
+  it("a percent-encoded path is judged as the routes read it: a reader cannot list API keys as /api/v1/ke%79s", async () => {
+    for (const path of ["/api/v1/ke%79s", "/api/v1/%6Beys", "/api/v1/keys"]) {
+      const asReader = await get(path, secrets.ops);
+      expect(asReader.status, path).toBe(403);
+      expect((await get(path, secrets.admin)).status, path).toBe(200);
+    }
+    // Malformed percent-encoding is the caller's error, before any route.
+    expect((await get("/api/v1/ke%zzs", secrets.ops)).status).toBe(400);
+  });
+
   it("a rotated key's old secret stops working and the new one works; a revoked key is refused within a second", async () => {
     const old = secrets.app;
     // Through the server's KeyService, with the admin key; an inference key may not.
