@@ -15,6 +15,8 @@ export interface HttpListener {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+const TUNNEL_REFUSED = JSON.stringify({ error: { message: "CONNECT and protocol upgrades are not served", type: "invalid_request_error", param: null, code: "method_not_allowed" } });
+
 /** Largest request head (all headers together), HTTP/1.1 and HTTP/2: more gets 431 (or the stream refused). */
 const MAX_HEADER_BYTES = 64 * 1024;
 
@@ -82,6 +84,13 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
       if (open === 0) idle?.();
     });
   };
+  // CONNECT (proxying) and protocol upgrades (WebSocket) are not served: an answer, not a silent close.
+  const refuseTunnel = (_req: IncomingMessage, socket: Socket) => {
+    socket.on("error", () => undefined);
+    socket.end("HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " + Buffer.byteLength(TUNNEL_REFUSED) + "\r\n\r\n" + TUNNEL_REFUSED);
+  };
+  h1.on("connect", refuseTunnel);
+  h1.on("upgrade", refuseTunnel);
   h1.prependListener("request", track);
   h2.prependListener("request", track);
   h2.on("session", (session) => {
@@ -109,7 +118,7 @@ export async function listenHttp(handler: HttpHandler, host: string, port: numbe
       requestCert: tlsOptions.requireClientCertificate === true,
       rejectUnauthorized: tlsOptions.requireClientCertificate === true,
     });
-    const tlsServer = tls.createServer({ ...secure(), handshakeTimeout: headersTimeout });
+    const tlsServer = tls.createServer({ ...secure(), handshakeTimeout: headersTimeout, noDelay: true, keepAlive: true });
     const stopWatching = tlsOptions.files.onChange(() => tlsServer.setSecureContext(secure()));
     tlsServer.once("close", stopWatching);
     tlsServer.on("connection", onConnection);

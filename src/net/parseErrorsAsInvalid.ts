@@ -4,8 +4,8 @@ import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/conn
 /**
  * Connect reports a request message that does not parse as protobuf ("parse binary: premature EOF") as
  * INTERNAL: HTTP 500 on the Connect protocol, as if the server had failed. It is the caller's bad input:
- * these wrappers make it INVALID_ARGUMENT (HTTP 400) on the Connect protocol's unary calls and in gRPC
- * trailers. Nothing else is touched: a real internal error stays one.
+ * these wrappers make it INVALID_ARGUMENT (HTTP 400) on the Connect protocol's unary calls, in gRPC
+ * trailers and in gRPC-Web's trailer frame. Nothing else is touched: a real internal error stays one.
  */
 const PARSE_ERROR = /^parse binary: /;
 const GRPC_INTERNAL = "13";
@@ -22,6 +22,9 @@ function wrap(handler: UniversalHandler): UniversalHandler {
     const res = await handler(req);
     if (res.status === 500 && res.body !== undefined && !(res.body instanceof Uint8Array)) return fixConnectUnary(res);
     if (res.trailer !== undefined) fixGrpcTrailerWhenRead(res);
+    else if (res.body !== undefined && !(res.body instanceof Uint8Array) && res.header?.get("content-type")?.startsWith("application/grpc-web")) {
+      return { ...res, body: fixGrpcWebTrailer(res.body) };
+    }
     return res;
   };
   return Object.assign(wrapped, handler);
@@ -58,6 +61,26 @@ function fixGrpcTrailerWhenRead(res: UniversalServerResponse): void {
       return trailer;
     },
   });
+}
+
+/** gRPC-Web: the status is in the body's last frame (flag 0x80, HTTP/1-style header lines). */
+async function* fixGrpcWebTrailer(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) {
+    if (chunk.length > 5 && (chunk[0] & 0x80) !== 0) {
+      const text = Buffer.from(chunk.subarray(5)).toString("latin1");
+      const message = /(?:^|\r\n)grpc-message:\s*([^\r]*)/i.exec(text)?.[1] ?? "";
+      if (/(?:^|\r\n)grpc-status:\s*13\r\n/i.test(text) && PARSE_ERROR.test(decodeURIComponentSafe(message))) {
+        const fixed = Buffer.from(text.replace(/grpc-status:\s*13/i, `grpc-status: ${GRPC_INVALID_ARGUMENT}`), "latin1");
+        const frame = Buffer.alloc(5 + fixed.length);
+        frame[0] = chunk[0];
+        frame.writeUInt32BE(fixed.length, 1);
+        fixed.copy(frame, 5);
+        yield frame;
+        continue;
+      }
+    }
+    yield chunk;
+  }
 }
 
 function decodeURIComponentSafe(text: string): string {

@@ -51,12 +51,21 @@ export type ListenerLimits = Omit<ListenOptions, "tls">;
 
 const COMPRESSED = new SmmfError("unsupported_media_type", "Compressed request bodies are not accepted: send the body as it is (no Content-Encoding)").toOpenAiBody();
 
+/**
+ * Once an answer is out, the rest of a request body nobody read (an RPC refused past its read limit, a stream
+ * answered early) is read and thrown away (drainBody): on HTTP/2 an unread body would stall the client on flow
+ * control, so it could neither finish nor see the answer end. One shared function: nothing made per request.
+ */
+function drainUnread(this: AnyResponse): void {
+  drainBody(this.req);
+}
+
 /** Request bodies are read as sent: a compressed one (which could inflate far past the body limit) gets 415. */
 function refuseCompressedBodies(handler: HttpHandler): HttpHandler {
   return (req, res) => {
+    res.once("finish", drainUnread);
     const encoding = req.headers["content-encoding"] ?? req.headers["connect-content-encoding"];
     if (encoding === undefined || encoding === "identity") return handler(req, res);
-    drainBody(req);
     sendJson(res, 415, COMPRESSED);
   };
 }

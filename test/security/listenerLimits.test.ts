@@ -142,6 +142,62 @@ describe("oversized bodies", () => {
   });
 });
 
+/** POSTs `size` bytes on an HTTP/2 stream; resolves with the status and the whole answer once it has been read (the server may then reset the stream, NO_ERROR, to stop the upload). */
+function h2PostLarge(url: string, path: string, size: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(url);
+    session.on("error", reject);
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/json" });
+    let status = 0;
+    let body = "";
+    stream.on("response", (h) => (status = Number(h[":status"])));
+    stream.setEncoding("utf8");
+    stream.on("data", (c: string) => (body += c));
+    stream.on("error", () => undefined);
+    const done = () => {
+      session.destroy();
+      resolve({ status, body });
+    };
+    stream.once("end", done);
+    stream.once("close", done);
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let sent = 0;
+    const write = () => {
+      while (sent < size) {
+        sent += chunk.length;
+        if (!stream.write(chunk)) return void stream.once("drain", write);
+      }
+      stream.end();
+    };
+    write();
+  });
+}
+
+describe("oversized bodies over HTTP/2", () => {
+  it("a 12 MB body on an HTTP/2 stream gets its whole 413 (REST) or resource_exhausted (Connect)", async () => {
+    const rest = await h2PostLarge(server.url, "/v1/embeddings", 12 * 1024 * 1024);
+    expect(rest.status).toBe(413);
+    expect(JSON.parse(rest.body).error.code).toBe("payload_too_large");
+    const rpc = await h2PostLarge(server.url, "/smmf.v1.InferenceService/CountTokens", 12 * 1024 * 1024);
+    expect(rpc.status).toBe(429);
+    expect(JSON.parse(rpc.body).code).toBe("resource_exhausted");
+  });
+});
+
+describe("methods that are not served", () => {
+  it("CONNECT and an Upgrade request get 405, not a silent close", async () => {
+    for (const head of ["CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"]) {
+      const socket = connect(Number(new URL(server.url).port), "127.0.0.1");
+      let answer = "";
+      socket.on("data", (c: Buffer) => (answer += c.toString()));
+      socket.write(head);
+      await new Promise((r) => socket.once("close", r));
+      expect(answer, head).toMatch(/^HTTP\/1.1 405 /);
+      expect(answer).toContain('"code":"method_not_allowed"');
+    }
+  });
+});
+
 describe("connection limits", () => {
   const opened: Socket[] = [];
   const open = async (port: number): Promise<Socket> => {
