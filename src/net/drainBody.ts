@@ -21,6 +21,9 @@ export function drainBody(req: IncomingMessage | Http2ServerRequest, maxBytes = 
   const source: Drainable = h2 ?? (req as IncomingMessage & Drainable);
   if (source[DRAINED] !== undefined || source.readableEnded) return;
   source[DRAINED] = 0;
+  // HTTP/2: the request object reads the stream and pauses it when nobody reads the request (or it was let go
+  // of): it stops being fed, so the stream flows here only.
+  if (h2) h2.removeAllListeners("data");
   source.on("data", (chunk: Buffer) => {
     source[DRAINED]! += chunk.length;
     if (source[DRAINED]! <= maxBytes) return;

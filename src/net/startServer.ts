@@ -1,5 +1,5 @@
 import type { IncomingMessage } from "node:http";
-import type { Http2ServerRequest } from "node:http2";
+import { Http2ServerResponse, type Http2ServerRequest } from "node:http2";
 import type { ConnectRouter, ContextValues, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authenticator } from "../auth/Authenticator.js";
@@ -60,10 +60,82 @@ function drainUnread(this: AnyResponse): void {
   drainBody(this.req);
 }
 
+// HTTP/2 answers that would start before their request body has all arrived (a 413 or 429 for a body over the
+// limit): Node resets such a stream (ENHANCE_YOUR_CALM) when response headers go out while much of the body is
+// still coming, and the client never sees the answer. So such an answer is held: the rest of the body is read
+// and thrown away (drainBody, up to its bound), then the answer goes out whole. Not for gRPC, whose streams
+// stay open both ways. The three methods are shared functions set on the response: nothing made per request.
+const H2 = Http2ServerResponse.prototype;
+const HELD = Symbol("smmf.heldAnswer");
+interface Held {
+  head?: unknown[];
+  chunks: unknown[][];
+  ended?: unknown[];
+}
+type HoldingResponse = Http2ServerResponse & { [HELD]?: Held };
+
+function bodyPending(res: Http2ServerResponse): boolean {
+  const stream = res.stream;
+  return !stream.endAfterHeaders && !stream.readableEnded && !stream.destroyed && !stream.closed;
+}
+
+function release(this: HoldingResponse): void {
+  const held = this[HELD]!;
+  // Back to the plain methods (Node's own end() calls writeHead()), then the answer as it was given.
+  Reflect.deleteProperty(this, "writeHead");
+  Reflect.deleteProperty(this, "write");
+  Reflect.deleteProperty(this, "end");
+  if (held.head) this.writeHead(...(held.head as Parameters<typeof H2.writeHead>));
+  for (const chunk of held.chunks) this.write(...(chunk as [string]));
+  if (held.ended) this.end(...(held.ended as [string]));
+}
+
+function hold(res: HoldingResponse): Held {
+  let held = res[HELD];
+  if (held) return held;
+  held = { chunks: [] };
+  res[HELD] = held;
+  drainBody(res.req);
+  const go = () => {
+    res.stream.off("end", go);
+    res.stream.off("close", go);
+    release.call(res);
+  };
+  res.stream.once("end", go);
+  res.stream.once("close", go);
+  return held;
+}
+
+function heldWriteHead(this: HoldingResponse, ...args: unknown[]): Http2ServerResponse {
+  if (!this[HELD] && !bodyPending(this)) return H2.writeHead.apply(this, args as Parameters<typeof H2.writeHead>);
+  hold(this).head = args;
+  return this;
+}
+
+function heldWrite(this: HoldingResponse, ...args: unknown[]): boolean {
+  if (!this[HELD]) return H2.write.apply(this, args as Parameters<typeof H2.write>);
+  // Held: taken at once (a writer waiting for its callback goes on to end()).
+  const callback = args.findLast((a) => typeof a === "function") as ((err?: Error) => void) | undefined;
+  this[HELD].chunks.push(args.filter((a) => typeof a !== "function"));
+  if (callback) process.nextTick(callback);
+  return true;
+}
+
+function heldEnd(this: HoldingResponse, ...args: unknown[]): Http2ServerResponse {
+  if (!this[HELD] && (this.headersSent || !bodyPending(this))) return H2.end.apply(this, args as Parameters<typeof H2.end>);
+  hold(this).ended = args;
+  return this;
+}
+
 /** Request bodies are read as sent: a compressed one (which could inflate far past the body limit) gets 415. */
 function refuseCompressedBodies(handler: HttpHandler): HttpHandler {
   return (req, res) => {
     res.once("finish", drainUnread);
+    if (res instanceof Http2ServerResponse && !req.headers["content-type"]?.startsWith("application/grpc")) {
+      res.writeHead = heldWriteHead as Http2ServerResponse["writeHead"];
+      res.write = heldWrite as Http2ServerResponse["write"];
+      res.end = heldEnd as Http2ServerResponse["end"];
+    }
     const encoding = req.headers["content-encoding"] ?? req.headers["connect-content-encoding"];
     if (encoding === undefined || encoding === "identity") return handler(req, res);
     sendJson(res, 415, COMPRESSED);
