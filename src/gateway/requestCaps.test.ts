@@ -30,6 +30,10 @@ describe("requestCaps", () => {
     expectInvalid(() => checkStop(["abc"], caps), "stop");
     expectInvalid(() => checkStop(["a", "b", "c", "d", "e"], caps), "stop");
     expectInvalid(() => parseCompletionRequest({ model: "m", prompt: "x", stop: "abc" }, "id", caps), "stop");
+    // A lone surrogate cannot travel as UTF-8 to a worker: the caller's error, not a 500.
+    expect(expectInvalid(() => checkStop(["\ud800"], caps), "stop").message).toMatch(/lone surrogate/);
+    expectInvalid(() => checkStop(["a\udfff"], caps), "stop");
+    expect(() => checkStop(["\ud83d\ude00"], caps)).not.toThrow();
   });
 
   it("RPC: Generate (continuation included), CountTokens and Embed", () => {

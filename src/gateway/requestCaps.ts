@@ -57,10 +57,14 @@ export class PromptChars {
   }
 }
 
+/** Half of a UTF-16 surrogate pair without its other half: no UTF-8 text can carry it to a worker. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 export function checkStop(stop: readonly string[], caps: RequestCaps): void {
   if (stop.length > MAX_STOP_STRINGS) throw invalidField("stop", `'stop' takes at most ${MAX_STOP_STRINGS} sequences.`);
   for (const s of stop) {
     if (s.length > caps.maxStopChars) throw invalidField("stop", `Each 'stop' sequence may be at most ${caps.maxStopChars} characters long.`);
+    if (LONE_SURROGATE.test(s)) throw invalidField("stop", "A 'stop' sequence is not valid Unicode text (it has a lone surrogate).");
   }
 }
 
