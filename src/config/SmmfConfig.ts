@@ -143,7 +143,7 @@ export interface SmmfConfig {
   maxMessages: number;
   /** Gateway: most characters of prompt (all messages or the prompt together), checked before tokenizing. */
   maxPromptChars: number;
-  /** Gateway: longest stop string, in characters (at most 16 stop strings). */
+  /** Gateway: longest stop string, in characters (at most 4 stop strings, as OpenAI). */
   maxStopChars: number;
   /** Controller: most models in the desired state. */
   maxModels: number;

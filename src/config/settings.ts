@@ -466,7 +466,7 @@ export const SETTINGS = [
     default: 512,
     parse: integer(1, 1_000_000),
     section: "gateway",
-    help: "gateway: longest stop string, in characters; at most 16 stop strings are taken",
+    help: "gateway: longest stop string, in characters; at most 4 stop strings (as OpenAI)",
   }),
 
   // ---- Worker --------------------------------------------------------------------------------------------
