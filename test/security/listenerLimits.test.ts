@@ -185,6 +185,17 @@ describe("oversized bodies over HTTP/2", () => {
 });
 
 describe("methods that are not served", () => {
+  it("request headers over 64 KiB in all get 431; just under passes", async () => {
+    expect((await fetch(`${server.url}/healthz`, { headers: { "x-big": "a".repeat(60 * 1024) } })).status).toBe(200);
+    const socket = connect(Number(new URL(server.url).port), "127.0.0.1");
+    let answer = "";
+    socket.on("data", (c: Buffer) => (answer += c.toString()));
+    socket.on("error", () => undefined);
+    socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${"a".repeat(70 * 1024)}\r\n\r\n`);
+    await new Promise((r) => socket.once("close", r));
+    expect(answer).toMatch(/^HTTP\/1.1 431 /);
+  });
+
   it("CONNECT and an Upgrade request get 405, not a silent close", async () => {
     for (const head of ["CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"]) {
       const socket = connect(Number(new URL(server.url).port), "127.0.0.1");
