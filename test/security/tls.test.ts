@@ -254,3 +254,23 @@ async function* oneOpen(): AsyncGenerator<SessionRequest> {
 async function drain(responses: AsyncIterable<unknown>): Promise<void> {
   for await (const _ of responses) void _;
 }
+
+describe("smmf serve over HTTPS", () => {
+  it("serves the OpenAI API over HTTPS with --tls-cert/--tls-key, and nothing in cleartext", async () => {
+    const ca = makeTestCa();
+    const port = await freePort();
+    let serve: SmmfProcess | undefined;
+    try {
+      const server = ca.issue("serve");
+      serve = await startSmmf(["serve", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--threads", "1", "--log-level", "warn", "--data-dir", join(ca.dir, "data"), "--tls-cert", server.cert, "--tls-key", server.key], { timeoutMs: 60_000 });
+      expect(serve.stdout()).toContain(`https://127.0.0.1:${port}/v1`);
+      const openai = new OpenAI({ baseURL: `https://127.0.0.1:${port}/v1`, apiKey: "unused", maxRetries: 0, fetch: fetchWithCa(readFileSync(ca.caFile)) });
+      const done = await openai.completions.create({ model: "stories260K", prompt: "Once", max_tokens: 3 });
+      expect(done.usage!.completion_tokens).toBe(3);
+      await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+    } finally {
+      await serve?.kill();
+      ca.remove();
+    }
+  }, 90_000);
+});
