@@ -300,7 +300,7 @@ const clock = (seconds: number) => `${Math.floor(Math.round(seconds) / 60)}:${St
 export async function benchSoak(options: SoakOptions = {}): Promise<SoakResult> {
   const minutes = options.minutes ?? envNumber("BENCH_SOAK_MINUTES") ?? 10;
   const rate = options.rate ?? envNumber("BENCH_SOAK_RATE") ?? 40;
-  const warmupSeconds = options.warmupSeconds ?? envNumber("BENCH_SOAK_WARMUP_S") ?? 60;
+  const warmupSeconds = options.warmupSeconds ?? envNumber("BENCH_SOAK_WARMUP_S") ?? 180;
   const streamShare = options.streamShare ?? envNumber("BENCH_SOAK_STREAM_SHARE") ?? 0.1;
   const maxInFlight = options.maxInFlight ?? 256;
   const rssLimit = options.rssLimitPercent ?? 10;
