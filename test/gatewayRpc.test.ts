@@ -49,6 +49,25 @@ describe("the gateway's gRPC services", () => {
     expect(rest.choices[0].text).toBe(text);
   });
 
+  it("streams Generate over the Connect protocol on HTTP/2 while the client's request stream is still open", async () => {
+    const client = createClient(InferenceService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    // The request stream stays open until the first tokens have come: an answer held until the request ends would never come.
+    async function* open(): AsyncIterable<GenerateRequest> {
+      yield* start("stories260K", "Once upon a time", 6);
+      await held;
+    }
+    let tokens = 0;
+    for await (const res of client.generate(open())) {
+      if (res.kind.case === "delta") {
+        tokens += res.kind.value.pieces.length;
+        release();
+      }
+    }
+    expect(tokens).toBe(6);
+  });
+
   it("maps errors to gRPC codes: unknown model → NOT_FOUND, bad field → INVALID_ARGUMENT", async () => {
     const client = createClient(InferenceService, createGrpcTransport({ baseUrl: server.url }));
     const codeOf = async (iterable: AsyncIterable<unknown>) => {

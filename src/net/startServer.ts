@@ -63,8 +63,8 @@ function drainUnread(this: AnyResponse): void {
 // HTTP/2 answers that would start before their request body has all arrived (a 413 or 429 for a body over the
 // limit): Node resets such a stream (ENHANCE_YOUR_CALM) when response headers go out while much of the body is
 // still coming, and the client never sees the answer. So such an answer is held: the rest of the body is read
-// and thrown away (drainBody, up to its bound), then the answer goes out whole. Not for gRPC, whose streams
-// stay open both ways. The three methods are shared functions set on the response: nothing made per request.
+// and thrown away (drainBody, up to its bound), then the answer goes out whole. Not for gRPC or Connect
+// streaming calls, whose streams may stay open both ways. The three methods are shared functions set on the response: nothing made per request.
 const H2 = Http2ServerResponse.prototype;
 const HELD = Symbol("smmf.heldAnswer");
 interface Held {
@@ -127,11 +127,16 @@ function heldEnd(this: HoldingResponse, ...args: unknown[]): Http2ServerResponse
   return this;
 }
 
+/** gRPC, gRPC-Web and Connect streaming calls: their request and answer streams may both stay open, so no answer is held. */
+function isStreamingRpc(contentType: string | undefined): boolean {
+  return contentType !== undefined && (contentType.startsWith("application/grpc") || contentType.startsWith("application/connect+"));
+}
+
 /** Request bodies are read as sent: a compressed one (which could inflate far past the body limit) gets 415. */
 function refuseCompressedBodies(handler: HttpHandler): HttpHandler {
   return (req, res) => {
     res.once("finish", drainUnread);
-    if (res instanceof Http2ServerResponse && !req.headers["content-type"]?.startsWith("application/grpc")) {
+    if (res instanceof Http2ServerResponse && !isStreamingRpc(req.headers["content-type"])) {
       res.writeHead = heldWriteHead as Http2ServerResponse["writeHead"];
       res.write = heldWrite as Http2ServerResponse["write"];
       res.end = heldEnd as Http2ServerResponse["end"];
