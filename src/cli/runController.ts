@@ -14,7 +14,7 @@ export async function runController(config: SmmfConfig, logger: Logger): Promise
   await registry.ready(3_000).catch(() => undefined);
   const keys = new EtcdKeyStore(registry.client, logger);
   const auth = await startAuth(config.auth, config.host, keys, logger, `--etcd ${config.etcd}`);
-  const controller = await startController({ registry, logger, host: config.host, port: config.port, id: config.controllerId || undefined, leaseTtlSeconds: config.leaseTtlSeconds, maxBodyBytes: config.maxBodyBytes, auth, clusterSecret: readClusterSecret(config.clusterSecretFile), listener: listenerSettingsOf(config, "controller", logger), clientTls: clientTlsOf(config, logger), maxModels: config.maxModels, maxReplicas: config.maxReplicas });
+  const controller = await startController({ registry, logger, host: config.host, port: config.port, id: config.controllerId || undefined, leaseTtlSeconds: config.leaseTtlSeconds, maxBodyBytes: config.maxBodyBytes, auth, clusterSecret: readClusterSecret(config.clusterSecretFile), listener: listenerSettingsOf(config, "controller", logger), clientTls: clientTlsOf(config, logger), limits: config });
   process.stdout.write(`SMMF controller ${controller.id} serving at ${controller.url}\n`);
   return untilStopped(logger, async () => {
     await controller.close();

@@ -18,11 +18,18 @@ export interface ControlPlane extends ControllerServiceDeps {
   close(): Promise<void>;
 }
 
-/**
- * The desired state, statuses, events and the audit record beside a registry: in etcd with an etcd registry,
- * else in memory. `limits`: the quotas the API enforces (default DEFAULT_LIMITS).
- */
-export function createControlPlane(registry: Registry, logger: Logger, clusterSecret?: string, clientTls?: CertificateFiles, limits?: Partial<ControllerLimits>): ControlPlane {
+/** How a node that serves the operating API reaches workers, and the quotas it enforces. */
+export interface ControlPlaneOptions {
+  /** Presented to workers on every call (their cluster credential). */
+  clusterSecret?: string;
+  /** mTLS to workers: their CA and this process's client certificate. */
+  clientTls?: CertificateFiles;
+  /** Quotas of the operating API: most models, replicas per model (default DEFAULT_LIMITS). */
+  limits?: Partial<ControllerLimits>;
+}
+
+/** The desired state, statuses, events and the audit record beside a registry: in etcd with an etcd registry, else in memory. */
+export function createControlPlane(registry: Registry, logger: Logger, { clusterSecret, clientTls, limits }: ControlPlaneOptions = {}): ControlPlane {
   const etcd = registry instanceof EtcdRegistry ? registry.client : undefined;
   const store = etcd ? new EtcdModelStore(etcd, logger) : new MemoryModelStore();
   const statuses = etcd ? new EtcdStatusStore(etcd, logger) : new MemoryStatusStore();

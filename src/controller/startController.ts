@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import type { CertificateFiles } from "../net/CertificateFiles.js";
 import type { ListenerSettings } from "../net/listenerSettingsOf.js";
 import { ControllerService, EventType } from "../gen/smmf/v1/controller_pb.js";
 import { toSmmfError } from "../errors/SmmfError.js";
@@ -13,13 +12,13 @@ import type { Logger } from "../telemetry/createLogger.js";
 import { collectRegistryMetrics } from "../telemetry/collectRegistryMetrics.js";
 import { Metrics } from "../telemetry/Metrics.js";
 import { createControllerService } from "./createControllerService.js";
-import { createControlPlane } from "./createControlPlane.js";
+import { createControlPlane, type ControlPlaneOptions } from "./createControlPlane.js";
 import { LeaderElection } from "./LeaderElection.js";
 import { startReconciling } from "./startReconciling.js";
 import type { Authenticator } from "../auth/Authenticator.js";
 import { auditAddressValues } from "./AuditAddress.js";
 
-export interface ControllerOptions {
+export interface ControllerOptions extends ControlPlaneOptions {
   registry: EtcdRegistry;
   logger: Logger;
   host: string;
@@ -32,16 +31,8 @@ export interface ControllerOptions {
   metrics?: Metrics;
   /** Checks API keys on every route and RPC; none: all open. */
   auth?: Authenticator;
-  /** Presented to workers on every call (their cluster credential). */
-  clusterSecret?: string;
-  /** mTLS to workers: their CA and this process's client certificate. */
-  clientTls?: CertificateFiles;
   /** Listener limits, and HTTPS when configured. */
   listener?: ListenerSettings;
-  /** Quota: most models in the desired state (config maxModels); default DEFAULT_LIMITS. */
-  maxModels?: number;
-  /** Quota: most replicas of one model (config maxReplicas); default DEFAULT_LIMITS. */
-  maxReplicas?: number;
 }
 
 export interface RunningController {
@@ -59,7 +50,7 @@ export interface RunningController {
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const id = options.id || `controller-${randomUUID().slice(0, 8)}`;
   const { logger, registry } = options;
-  const plane = createControlPlane(registry, logger, options.clusterSecret, options.clientTls, { maxModels: options.maxModels, maxReplicas: options.maxReplicas });
+  const plane = createControlPlane(registry, logger, options);
   const metrics = options.metrics ?? new Metrics();
   metrics.leader.set(0);
   const stopCollecting = collectRegistryMetrics(metrics, registry);

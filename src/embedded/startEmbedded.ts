@@ -57,7 +57,7 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
       await worker.worker.load(create(InstanceSpecSchema, instanceSpecOf(config, model)));
     }
     // The controller's desired state lives in memory here; its control loop leads alone (one term, no election).
-    const controlPlane = createControlPlane(registry, logger, clusterSecret, undefined, { maxModels: config.maxModels, maxReplicas: config.maxReplicas });
+    const controlPlane = createControlPlane(registry, logger, { clusterSecret, limits: config });
     const leading = new AbortController();
     startReconciling(controlPlane, "embedded", 1n, leading.signal, logger, telemetry.metrics);
     const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry, auth, clusterSecret, corsOrigins: config.corsOrigins, listener: listenerSettingsOf(config, "gateway", logger), requestCaps: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars, maxStopChars: config.maxStopChars } }).catch(async (err: unknown) => {

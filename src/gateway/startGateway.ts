@@ -1,7 +1,6 @@
 import { createControllerService } from "../controller/createControllerService.js";
-import type { CertificateFiles } from "../net/CertificateFiles.js";
 import type { ListenerSettings } from "../net/listenerSettingsOf.js";
-import { createControlPlane, type ControlPlane } from "../controller/createControlPlane.js";
+import { createControlPlane, type ControlPlane, type ControlPlaneOptions } from "../controller/createControlPlane.js";
 import { ControllerService } from "../gen/smmf/v1/controller_pb.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import type { Authenticator } from "../auth/Authenticator.js";
@@ -20,7 +19,7 @@ import { createRestHandler } from "./createRestHandler.js";
 import { InferenceRouter, type RouterOptions } from "./InferenceRouter.js";
 import { requestCaps, type RequestCaps } from "./requestCaps.js";
 
-export interface GatewayOptions {
+export interface GatewayOptions extends ControlPlaneOptions {
   registry: Registry;
   logger: Logger;
   host: string;
@@ -33,15 +32,8 @@ export interface GatewayOptions {
   telemetry?: Telemetry;
   /** Checks API keys on every route and RPC; none: all open (as before keys existed). */
   auth?: Authenticator;
-  /** Presented to workers on every call (their cluster credential). */
-  clusterSecret?: string;
-  /** mTLS to workers: their CA and this process's client certificate. */
-  clientTls?: CertificateFiles;
   /** Listener limits, and HTTPS when configured. */
   listener?: ListenerSettings;
-  /** Quotas of the operating API this gateway serves (without a controlPlane given): most models, replicas per model. */
-  maxModels?: number;
-  maxReplicas?: number;
   /** How many gateways share the API keys' limits (this one included); default 1. */
   fleetSize?: () => number;
   /** Web origins allowed to call the API from a browser (CORS); none by default. */
@@ -87,7 +79,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     }),
     collectRegistryMetrics(metrics, options.registry),
   ];
-  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options.clusterSecret, options.clientTls, { maxModels: options.maxModels, maxReplicas: options.maxReplicas });
+  const plane = options.controlPlane ?? createControlPlane(options.registry, options.logger, options);
   const controller = createControllerService(plane);
   const fleetSize = options.fleetSize ?? (() => 1);
   const limiter = new KeyLimiter(fleetSize);
