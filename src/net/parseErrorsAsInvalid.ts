@@ -18,6 +18,9 @@ export function parseErrorsAsInvalid(router: ConnectRouter): void {
 }
 
 function wrap(handler: UniversalHandler): UniversalHandler {
+  // Bidirectional streams (Generate, the worker's Session) are the hot path and parse their messages as they
+  // come: they are left as they are (the gateway's Generate makes a bad first message INVALID_ARGUMENT itself).
+  if (handler.method.methodKind === "bidi_streaming") return handler;
   const wrapped = async (req: Parameters<UniversalHandler>[0]): Promise<UniversalServerResponse> => {
     const res = await handler(req);
     if (res.status === 500 && res.body !== undefined && !(res.body instanceof Uint8Array)) return fixConnectUnary(res);
