@@ -17,6 +17,7 @@ import { benchObservability } from "./observability.js";
 import { benchRelay } from "./relay.js";
 import { benchAuth } from "./auth.js";
 import { benchSoak } from "./soak.js";
+import { benchGrammar } from "./grammar.js";
 import { percentile } from "./stats.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -238,6 +239,7 @@ for (const concurrency of [1, 8]) {
   console.log(`decode tokens/s per stream:          (b)/(a) = ${(decode("b") / decode("a")).toFixed(3)}   (c)/(a) = ${(decode("c") / decode("a")).toFixed(3)}`);
 }
 console.log("\ntarget: (c)/(a) >= 0.95 at concurrency 1");
+if (process.env.BENCH_GRAMMAR !== "0") await benchGrammar(modelPath);
 if (process.env.BENCH_RELAY !== "0") await benchRelay();
 if (process.env.BENCH_AUTH !== "0") await benchAuth();
 if (process.env.BENCH_OBSERVABILITY !== "0") await benchObservability(modelPath);

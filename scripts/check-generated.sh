@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Fails when buf lint fails or when src/gen differs from what `buf generate` makes from proto/.
+# Fails when buf lint fails, when proto/ breaks compatibility with the last released contracts
+# (proto/released/smmf-v1.binpb, made by `npm run proto:release`), or when src/gen differs from what
+# `buf generate` makes from proto/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx buf lint
+npx buf breaking proto --against proto/released/smmf-v1.binpb
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 npx buf generate -o "$tmp"

@@ -3,7 +3,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ControllerService } from "../src/gen/smmf/v1/controller_pb.js";
-import { GenerateRequestSchema, InferenceService, type GenerateRequest } from "../src/gen/smmf/v1/inference_pb.js";
+import { FinishReason, GenerateRequestSchema, InferenceService, type GenerateRequest } from "../src/gen/smmf/v1/inference_pb.js";
 import { InstanceState } from "../src/gen/smmf/v1/instance_pb.js";
 import { startTestServer, type TestServer } from "./helpers/startTestServer.js";
 import { testModelPath } from "./helpers/testModel.js";
@@ -47,6 +47,76 @@ describe("the gateway's gRPC services", () => {
     // The same text as the REST API gives for the same request.
     const rest = await server.openai.completions.create({ model: "stories260K", prompt: "Once upon a time", max_tokens: 12, temperature: 0 });
     expect(rest.choices[0].text).toBe(text);
+  });
+
+  it("gives gRPC clients tool calls, n answers and logprobs, as REST clients get them", async () => {
+    const client = createClient(InferenceService, createGrpcTransport({ baseUrl: server.url }));
+    const schema = { type: "object", properties: { city: { type: "string", maxLength: 12 }, days: { type: "integer", minimum: 1, maximum: 5 } }, required: ["city", "days"], additionalProperties: false };
+    async function* toolCall(): AsyncIterable<GenerateRequest> {
+      yield create(GenerateRequestSchema, {
+        kind: {
+          case: "start",
+          value: {
+            model: "stories260K",
+            input: { case: "chat", value: { messages: [{ role: "user", content: "Weather?" }] } },
+            params: { maxTokens: 200, temperature: 1, seed: 7 },
+            tools: [{ name: "get_weather", parametersJson: JSON.stringify(schema) }],
+            toolChoice: { choice: { case: "functionName", value: "get_weather" } },
+          },
+        },
+      });
+    }
+    const call = { id: "", name: "", arguments: "" };
+    let otherTokens = 0;
+    let finish;
+    let usage;
+    for await (const res of client.generate(toolCall())) {
+      if (res.kind.case === "delta") {
+        expect(res.kind.value.pieces).toEqual([]);
+        otherTokens += res.kind.value.otherTokens;
+        for (const piece of res.kind.value.toolCalls) {
+          expect(piece.index).toBe(0);
+          call.id += piece.id;
+          call.name += piece.name;
+          call.arguments += piece.arguments;
+        }
+      } else if (res.kind.case === "done") {
+        finish = res.kind.value.finishReason;
+        usage = res.kind.value.usage;
+      }
+    }
+    expect(call.id).toMatch(/^call_[A-Za-z0-9]{24}$/);
+    expect(call.name).toBe("get_weather");
+    const args = JSON.parse(call.arguments) as { city: string; days: number };
+    expect(typeof args.city).toBe("string");
+    expect(args.city.length).toBeLessThanOrEqual(12);
+    expect([1, 2, 3, 4, 5]).toContain(args.days);
+    expect(finish).toBe(FinishReason.STOP);
+    expect(otherTokens).toBeGreaterThan(0);
+    expect(usage!.completionTokens).toBeGreaterThanOrEqual(otherTokens);
+
+    async function* twoAnswers(): AsyncIterable<GenerateRequest> {
+      yield create(GenerateRequestSchema, {
+        kind: { case: "start", value: { model: "stories260K", input: { case: "prompt", value: "Once upon a time" }, params: { maxTokens: 5, temperature: 1, seed: 3 }, n: 2, logprobs: true, topLogprobs: 2 } },
+      });
+    }
+    const tokens = [0, 0];
+    let done;
+    for await (const res of client.generate(twoAnswers())) {
+      if (res.kind.case === "delta") {
+        const d = res.kind.value;
+        tokens[d.index] += d.pieces.length;
+        expect(d.logprobs).toHaveLength(d.pieces.length);
+        for (const lp of d.logprobs) {
+          expect(lp.logprob).toBeLessThanOrEqual(0);
+          expect(lp.bytes.length).toBeGreaterThan(0);
+          expect(lp.top).toHaveLength(2);
+        }
+      } else if (res.kind.case === "done") done = res.kind.value;
+    }
+    expect(tokens).toEqual([5, 5]);
+    expect(done!.usage!.completionTokens).toBe(10);
+    expect(done!.choiceFinishReasons).toEqual([FinishReason.LENGTH, FinishReason.LENGTH]);
   });
 
   it("streams Generate over the Connect protocol on HTTP/2 while the client's request stream is still open", async () => {

@@ -278,8 +278,8 @@ describe("bad input", () => {
     expect(r.body.error).toMatchObject({ code: "payload_too_large", type: "invalid_request_error" });
   });
 
-  it("n > 1 and other unsupported options → 400", async () => {
-    await expectApiError(server.openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }], n: 2 }), 400, "invalid_argument", "n");
+  it("n over its cap and other unsupported options → 400", async () => {
+    await expectApiError(server.openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }], n: 17 }), 400, "invalid_argument", "n");
     await expectApiError(server.openai.completions.create({ model: MODEL, prompt: ["a", "b"] }), 400, "invalid_argument", "prompt");
     await expectApiError(server.openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "x" }], stop: ["a", "b", "c", "d", "e"] }), 400, "invalid_argument", "stop");
   });

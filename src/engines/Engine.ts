@@ -1,13 +1,49 @@
+/** A tool call of an assistant message. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** The arguments as JSON text (as the model wrote them). */
+  arguments: string;
+}
+
 /** One chat message, in SMMF's engine-neutral form. */
 export interface ChatTurn {
-  role: "system" | "user" | "assistant";
+  role: "system" | "user" | "assistant" | "tool";
   content: string;
+  /** An assistant message's tool calls. */
+  toolCalls?: ToolCall[];
+  /** A tool message: the id of the call it answers. */
+  toolCallId?: string;
+  name?: string;
 }
+
+/** A function the model may call. */
+export interface ToolDefinition {
+  name: string;
+  description?: string;
+  /** JSON Schema of the arguments; undefined: no arguments. */
+  parameters?: Record<string, unknown>;
+  strict: boolean;
+}
+
+export type ToolChoice = { mode: "auto" | "none" | "required" } | { mode: "function"; name: string };
+
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; name: string; schema: Record<string, unknown>; strict: boolean };
 
 /** What to generate from: chat messages or a plain prompt. */
 export type GenerationInput = ({ kind: "chat"; messages: ChatTurn[] } | { kind: "prompt"; prompt: string }) & {
   /** Text already generated for this request elsewhere: the answer continues it. */
   continuation?: string;
+  /** Tools the model may call (chat only). */
+  tools?: ToolDefinition[];
+  /** Unset: "auto" when there are tools. */
+  toolChoice?: ToolChoice;
+  /** Unset: true. */
+  parallelToolCalls?: boolean;
+  responseFormat?: ResponseFormat;
 };
 
 export interface SamplingOptions {
@@ -19,15 +55,59 @@ export interface SamplingOptions {
   stop?: string[];
   frequencyPenalty?: number;
   presencePenalty?: number;
+  /** Answers to generate; unset: 1. */
+  n?: number;
+  /** Report log-probabilities of content tokens, with `topLogprobs` alternatives each. */
+  logprobs?: boolean;
+  topLogprobs?: number;
+  /** Request fields SMMF does not interpret (see GenerateStart.extra_json). */
+  extra?: Record<string, unknown>;
 }
 
-export type FinishReason = "stop" | "length" | "cancelled";
+export type FinishReason = "stop" | "length" | "cancelled" | "tool_calls" | "content_filter";
 
-/** A generation starts with `started`, streams deltas, then ends with `done`. */
+/** A piece of a tool call: the first one of a call has its id and name, later ones more of its arguments. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  name?: string;
+  arguments: string;
+}
+
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/**
+ * A generation starts with `started`, streams deltas, then ends with `done`. A delta carries content text
+ * (`tokenCount` tokens of it), and optionally pieces of tool calls, log-probabilities (one per content token)
+ * or a refusal; `index` is its answer when n > 1.
+ */
 export type GenerationEvent =
   | { type: "started"; promptTokens: number }
-  | { type: "delta"; text: string; tokenCount: number }
-  | { type: "done"; finishReason: FinishReason; promptTokens: number; completionTokens: number; engineTimeMs: number };
+  | {
+      type: "delta";
+      text: string;
+      tokenCount: number;
+      index?: number;
+      toolCalls?: ToolCallDelta[];
+      logprobs?: TokenLogprob[];
+      refusal?: string;
+      /** Tokens of tool calls or refusal in this delta. */
+      otherTokens?: number;
+    }
+  | {
+      type: "done";
+      finishReason: FinishReason;
+      promptTokens: number;
+      completionTokens: number;
+      engineTimeMs: number;
+      /** n > 1: each answer's finish reason, by index. */
+      choiceFinishReasons?: FinishReason[];
+    };
 
 export interface EmbeddingResult {
   vectors: Float32Array[];

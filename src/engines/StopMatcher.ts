@@ -14,6 +14,8 @@ export class StopMatcher {
   private held: Release[] = [];
   private heldText = "";
   private stopped = false;
+  /** The stop string that ended the output (the first one in the text). */
+  matched: string | undefined;
 
   constructor(private readonly stops: readonly string[]) {}
 
@@ -30,7 +32,10 @@ export class StopMatcher {
     let stopAt = -1;
     for (const stop of this.stops) {
       const i = this.heldText.indexOf(stop);
-      if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
+      if (i >= 0 && (stopAt < 0 || i < stopAt)) {
+        stopAt = i;
+        this.matched = stop;
+      }
     }
     if (stopAt >= 0) {
       this.stopped = true;

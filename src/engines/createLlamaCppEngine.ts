@@ -1,14 +1,17 @@
-import type { LlamaCompletion, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, LlamaText, Token } from "node-llama-cpp";
+import { LlamaText, type ChatModelFunctions, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
 import { SmmfError } from "../errors/SmmfError.js";
 import { createAsyncQueue } from "../util/createAsyncQueue.js";
 import { linkSignals } from "../util/linkSignals.js";
 import { renderChatPrompt } from "./chatPrompt.js";
+import { generateChoice, type ChoicePlan, type ChoiceRuntime, type Slot } from "./generateChoice.js";
+import { GrammarCache, toGrammarSchema } from "./jsonSchemaGrammar.js";
+import { checkLlamaCppExtra } from "./llamaCppExtraFields.js";
+import { tokenBytesOf } from "./tokenBytes.js";
 import { defaultThreads } from "./defaultThreads.js";
-import type { EngineInstance, FinishReason, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
+import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
 import { getSharedLlama } from "./getSharedLlama.js";
 import { resolveChatTemplate } from "./resolveChatTemplate.js";
 import { SequencePool } from "./SequencePool.js";
-import { StopMatcher, type Release } from "./StopMatcher.js";
 
 /** A stop trigger made of plain text only (no special tokens). */
 function isPlainText(trigger: LlamaText): boolean {
@@ -33,10 +36,8 @@ export interface LlamaCppEngineOptions {
   maxQueue?: number;
 }
 
-interface Slot {
-  sequence: LlamaContextSequence;
-  completion: LlamaCompletion;
-}
+/** The arguments of a function that declares none: an empty object. */
+const NO_ARGUMENTS = { type: "object", properties: {}, additionalProperties: false };
 
 /** Context size when neither the spec nor the model says less. */
 export const MAX_DEFAULT_CONTEXT = 4096;
@@ -68,13 +69,66 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
   const chat = resolveChatTemplate(model, options.chatTemplate ?? "auto");
   const bosCount = model.tokens.shouldPrependBosToken && model.tokens.bos != null ? 1 : 0;
 
-  function prepare(input: GenerationInput): { tokens: Token[]; stopTriggers: LlamaText[]; promptTokens: number } {
+  const runtime: ChoiceRuntime = { model, wrapper: chat.wrapper, contextSize, tokenBytes: tokenBytesOf(model) };
+  const grammars = new GrammarCache(llama);
+  const nameGrammars = new Map<string, Promise<LlamaGrammar>>();
+
+  /** A grammar from GBNF text, kept per text (tool names, the start of another call). */
+  function gbnfGrammar(gbnf: string): Promise<LlamaGrammar> {
+    let grammar = nameGrammars.get(gbnf);
+    if (!grammar) {
+      if (nameGrammars.size >= 256) nameGrammars.delete(nameGrammars.keys().next().value as string);
+      nameGrammars.set(gbnf, (grammar = llama.createGrammar({ grammar: gbnf })));
+      grammar.catch(() => nameGrammars.delete(gbnf));
+    }
+    return grammar;
+  }
+
+  function promptOnly(tokens: Token[]): ChoicePlan {
+    return { mode: "content", tools: [], parallel: false, promptTokens: tokens, textStops: [], tokenStops: [] };
+  }
+
+  /** The prompt and the plan of each answer: tools, grammars, stop strings. */
+  async function prepare(input: GenerationInput, sampling: SamplingOptions): Promise<{ plan: ChoicePlan; promptTokens: number }> {
     if (input.kind === "prompt") {
       const tokens = model.tokenize(input.prompt + (input.continuation ?? ""));
-      return { tokens, stopTriggers: [], promptTokens: tokens.length + bosCount };
+      return { plan: promptOnly(tokens), promptTokens: tokens.length + bosCount };
     }
-    const { tokens, stopTriggers } = renderChatPrompt(model, chat.wrapper, input.messages, input.continuation);
-    return { tokens, stopTriggers, promptTokens: tokens.length + bosCount };
+    const toolsOn = (input.tools?.length ?? 0) > 0 && input.toolChoice?.mode !== "none";
+    const schemas = toolsOn
+      ? input.tools!.map((t, i) => toGrammarSchema(t.parameters ?? NO_ARGUMENTS, `tools[${i}].function.parameters`, t.strict))
+      : [];
+    const functions: ChatModelFunctions | undefined = toolsOn
+      ? Object.fromEntries(input.tools!.map((t, i) => [t.name, { ...(t.description ? { description: t.description } : {}), params: schemas[i] }]))
+      : undefined;
+    const { tokens, stopTriggers, contextText } = renderChatPrompt(model, chat.wrapper, input.messages, input.continuation, functions);
+    const plan: ChoicePlan = {
+      mode: "content",
+      tools: [],
+      parallel: input.parallelToolCalls ?? true,
+      contextText,
+      promptTokens: tokens,
+      textStops: stopTriggers.filter(isPlainText).map((t) => t.toString()),
+      tokenStops: stopTriggers.filter((t) => !isPlainText(t)),
+    };
+    const format = input.responseFormat;
+    if (format?.type === "json_object") plan.contentGrammar = await grammars.json();
+    else if (format?.type === "json_schema") plan.contentGrammar = await grammars.forSchema(toGrammarSchema(format.schema, "response_format.json_schema.schema", format.strict));
+    if (plan.contentGrammar && sampling.logprobs) {
+      throw new SmmfError("invalid_argument", "'logprobs' cannot be combined with 'response_format' on this model (llama.cpp reports probabilities after its grammar has changed them).", { param: "logprobs" });
+    }
+    if (toolsOn) {
+      plan.tools = await Promise.all(input.tools!.map(async (t, i) => ({ name: t.name, grammar: await grammars.forSchema(schemas[i]) })));
+      const choice = input.toolChoice;
+      if (choice?.mode === "required" || choice?.mode === "function") plan.mode = "calls";
+      if (choice?.mode === "function") plan.fixedName = choice.name;
+      const settings = chat.wrapper.settings.functions;
+      const space = settings.call.optionalPrefixSpace ? "[ ]? " : "";
+      plan.nameGrammar = await gbnfGrammar(`root ::= ${space}(${plan.tools.map((t) => JSON.stringify(t.name)).join(" | ")})`);
+      const next = LlamaText([settings.parallelism?.call.betweenCalls ?? "", settings.call.prefix]);
+      if (next.values.every((v) => typeof v === "string")) plan.moreCallsGrammar = await gbnfGrammar(`root ::= (${JSON.stringify(next.toString())})?`);
+    }
+    return { plan, promptTokens: tokens.length + bosCount };
   }
 
   function checkLength(promptTokens: number, maxTokens: number | undefined): number {
@@ -92,65 +146,49 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
 
   async function* generate(input: GenerationInput, sampling: SamplingOptions, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     const started = performance.now();
-    const { tokens, stopTriggers, promptTokens } = prepare(input);
+    const n = sampling.n ?? 1;
+    checkLlamaCppExtra(sampling.extra, n);
+    const { plan, promptTokens } = await prepare(input, sampling);
     const maxTokens = checkLength(promptTokens, sampling.maxTokens);
-    const slot = await pool.acquire(signal);
+    // The first answer's sequence is had before the generation counts as started (a full queue fails it here).
+    const firstSlot = await pool.acquire(signal);
     yield { type: "started", promptTokens };
     const abort = linkSignals(signal);
     const queue = createAsyncQueue<GenerationEvent>({ deferWake: true });
-    let completionTokens = 0;
-    let pendingTokens = 0;
-    // Text stop strings are matched here, so that text held back while it might begin one is still sent
-    // (and counted) when the generation ends for another reason; special-token triggers stay with llama.cpp.
-    const textStops = [...stopTriggers.filter(isPlainText).map((t) => t.toString()), ...(sampling.stop ?? [])];
-    const tokenStops = stopTriggers.filter((t) => !isPlainText(t));
-    const matcher = new StopMatcher(textStops.filter((t) => t.length > 0));
-    const release = (releases: Release[]) => {
-      for (const r of releases) {
-        completionTokens += r.tokenCount;
-        queue.push({ type: "delta", text: r.text, tokenCount: r.tokenCount });
+    const emit = (event: GenerationEvent) => queue.push(event);
+    const answer = async (index: number, slot?: Slot) => {
+      slot ??= await pool.acquire(abort.signal);
+      try {
+        // Each answer of n draws its own tokens: a given seed seeds answer i with seed + i.
+        const own = index === 0 || sampling.seed === undefined ? sampling : { ...sampling, seed: (sampling.seed + index) >>> 0 };
+        return await generateChoice(runtime, slot, plan, own, maxTokens, index, abort.signal, emit);
+      } finally {
+        // Clear the sequence before it serves again, off this request's path: reusing one that still holds an
+        // old answer makes the next request erase it first, and that erase waits behind every other sequence's
+        // decoding (measured: first tokens ~1.5 s late under load). Prefix reuse between requests is given up.
+        const used = slot;
+        void used.sequence
+          .clearHistory()
+          .catch(() => undefined)
+          .finally(() => pool.release(used));
       }
     };
-    const penalties = sampling.frequencyPenalty || sampling.presencePenalty;
-    const run = slot.completion
-      .generateCompletionWithMeta(tokens, {
-        signal: abort.signal,
-        stopOnAbortSignal: true,
-        maxTokens,
-        temperature: sampling.temperature,
-        topP: sampling.topP,
-        topK: sampling.topK,
-        seed: sampling.seed,
-        repeatPenalty: penalties
-          ? { penalty: 1, frequencyPenalty: sampling.frequencyPenalty, presencePenalty: sampling.presencePenalty }
-          : false,
-        customStopTriggers: tokenStops.length > 0 ? tokenStops : undefined,
-        contextShiftSize: 1,
-        disableContextShift: true,
-        onToken(generated) {
-          pendingTokens += generated.length;
-        },
-        onTextChunk(text) {
-          if (pendingTokens === 0) return;
-          const count = pendingTokens;
-          pendingTokens = 0;
-          release(matcher.push(text, count));
-          if (matcher.hasStopped) abort.abort();
-        },
-      })
-      .then(({ metadata }) => {
-        release(matcher.flush());
-        if (pendingTokens > 0) release([{ text: "", tokenCount: pendingTokens }]);
-        const finishReason: FinishReason = matcher.hasStopped
-          ? "stop"
-          : metadata.stopReason === "abort"
-            ? "cancelled"
-            : metadata.stopReason === "maxTokens"
-              ? "length"
-              : "stop";
-        queue.push({ type: "done", finishReason, promptTokens, completionTokens, engineTimeMs: performance.now() - started });
-        queue.end();
-      }, (err: unknown) => queue.fail(err));
+    const run = Promise.all(Array.from({ length: n }, (_, i) => answer(i, i === 0 ? firstSlot : undefined))).then((results) => {
+      const completionTokens = results.reduce((sum, r) => sum + r.completionTokens, 0);
+      const finishReasons = results.map((r) => r.finishReason);
+      queue.push({
+        type: "done",
+        finishReason: finishReasons[0],
+        promptTokens,
+        completionTokens,
+        engineTimeMs: performance.now() - started,
+        ...(n > 1 ? { choiceFinishReasons: finishReasons } : {}),
+      });
+      queue.end();
+    }, (err: unknown) => {
+      abort.abort();
+      queue.fail(err);
+    });
     let finished = false;
     try {
       yield* queue;
@@ -160,13 +198,6 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
       if (finished) abort.unlink();
       else abort.abort();
       await run.catch(() => undefined);
-      // Clear the sequence before it serves again, off this request's path: reusing one that still holds an
-      // old answer makes the next request erase it first, and that erase waits behind every other sequence's
-      // decoding (measured: first tokens ~1.5 s late under load). Prefix reuse between requests is given up.
-      void slot.sequence
-        .clearHistory()
-        .catch(() => undefined)
-        .finally(() => pool.release(slot));
     }
   }
 
@@ -200,7 +231,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
       return job;
     },
     async countTokens(input) {
-      return prepare(input).promptTokens;
+      return (await prepare(input, {})).promptTokens;
     },
     async close() {
       pool.rejectAll(new SmmfError("unavailable", "the instance is shutting down"));

@@ -1,6 +1,6 @@
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
-import type { EngineInstance, FinishReason, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
+import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
 import { checkProxyParams } from "./checkProxyParams.js";
 import { PROXY_PRESETS } from "./proxyPresets.js";
 import { resolveUpstreamKey, type UpstreamKeyOptions } from "./resolveUpstreamKey.js";
@@ -8,6 +8,8 @@ import { SequencePool } from "./SequencePool.js";
 import { redact, redactForLog, upstreamError, upstreamErrorDetail } from "./upstreamError.js";
 import { createUpstreamAgent } from "./createUpstreamAgent.js";
 import { finishResponse, readBody, readSseData, upstreamRequest } from "./upstreamRequest.js";
+import { checkUnsupportedFields, upstreamRequestBody } from "./upstreamRequestBody.js";
+import { UpstreamStreamError, UpstreamStreamParser } from "./upstreamStreamParser.js";
 
 /** Defaults of ProxyParams' zero values (the pool size defaults to max_concurrency). */
 export const PROXY_DEFAULTS = { connectTimeoutMs: 5_000, readTimeoutMs: 60_000, maxConcurrency: 16, idleTimeoutMs: 30_000 } as const;
@@ -18,7 +20,8 @@ export function estimateTokens(text: string): number {
 }
 
 function inputTokens(input: GenerationInput): number {
-  return input.kind === "prompt" ? estimateTokens(input.prompt) : input.messages.reduce((n, m) => n + 4 + estimateTokens(m.content), 2);
+  if (input.kind === "prompt") return estimateTokens(input.prompt);
+  return input.messages.reduce((n, m) => n + 4 + estimateTokens(m.content) + (m.toolCalls ?? []).reduce((k, c) => k + 4 + estimateTokens(c.name + c.arguments), 0), 2);
 }
 
 interface Usage {
@@ -26,20 +29,14 @@ interface Usage {
   completion_tokens?: number;
 }
 
-interface StreamChunk {
-  choices?: { delta?: { content?: string | null; role?: string }; text?: string; finish_reason?: string | null }[];
-  usage?: Usage | null;
-  error?: unknown;
-}
-
-function finishReasonOf(upstream: string | null | undefined): FinishReason {
-  return upstream === "length" ? "length" : "stop";
-}
-
 /**
  * An OpenAI-compatible upstream (vLLM, TGI, llama-server, Ollama, OpenAI, Azure OpenAI, ...) as an engine
  * instance: chat and completions are streamed from the upstream (usage from `stream_options.include_usage`
- * where the upstream gives it, else counted), embeddings are passed through. At most `max_concurrency`
+ * where the upstream gives it, else counted), embeddings are passed through. Tools, tool messages, tool
+ * choice, response format, logprobs, n and the fields SMMF does not interpret go upstream as sent (see
+ * upstreamRequestBody; a preset refuses the few fields its upstream does not honour), and the upstream's
+ * tool call pieces, logprobs, refusals and per-choice finish reasons come back as events (see
+ * UpstreamStreamParser). At most `max_concurrency`
  * requests go upstream at once; more wait in a bounded queue. Upstream failures become SMMF errors (see
  * upstreamError); a malformed, truncated or stalled stream ends with `unavailable`, never a hang. What an
  * upstream says in its errors goes to the worker's log, not to the client. The API key is read here, on the
@@ -71,6 +68,7 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
     poolSize: p?.poolSize || maxConcurrency,
     idleTimeoutMs: p?.idleTimeoutMs || PROXY_DEFAULTS.idleTimeoutMs,
   });
+  const bodyOptions = { model: upstreamModel, preset, presetName };
   const pool = new SequencePool(Array.from({ length: maxConcurrency }, (_, i) => i), 256);
 
   function endpoint(path: string): URL {
@@ -91,29 +89,6 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
     return res;
   }
 
-  function requestBody(input: GenerationInput, sampling: SamplingOptions): object {
-    const body: Record<string, unknown> = { model: upstreamModel, stream: true, stream_options: { include_usage: true } };
-    if (input.kind === "chat") {
-      const messages: { role: string; content: string }[] = input.messages.map((m) => ({ role: m.role, content: m.content }));
-      if (input.continuation) {
-        messages.push({ role: "assistant", content: input.continuation });
-        if (preset.continueFinalMessage) Object.assign(body, { continue_final_message: true, add_generation_prompt: false });
-      }
-      body.messages = messages;
-    } else {
-      body.prompt = input.prompt + (input.continuation ?? "");
-    }
-    if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
-    if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
-    if (sampling.topP !== undefined) body.top_p = sampling.topP;
-    if (sampling.topK !== undefined && preset.topK) body.top_k = sampling.topK;
-    if (sampling.seed !== undefined) body.seed = sampling.seed;
-    if (sampling.stop?.length) body.stop = sampling.stop;
-    if (sampling.frequencyPenalty) body.frequency_penalty = sampling.frequencyPenalty;
-    if (sampling.presencePenalty) body.presence_penalty = sampling.presencePenalty;
-    return body;
-  }
-
   function malformed(data: string): SmmfError {
     logger?.warn("upstream sent malformed data", { model: spec.model, upstream, detail: redactForLog(data.slice(0, 200), secrets) });
     return new SmmfError("unavailable", `upstream ${upstream} sent malformed stream data`);
@@ -121,58 +96,38 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
 
   async function* generate(input: GenerationInput, sampling: SamplingOptions, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     const started = performance.now();
+    // Fields this upstream does not honour are refused before the request takes a slot or goes out.
+    checkUnsupportedFields(sampling, preset, presetName);
     const slot = await pool.acquire(signal);
     const estimatedPrompt = inputTokens(input);
     let res: Awaited<ReturnType<typeof post>> | undefined;
     let answered = false;
     try {
-      res = await post(input.kind === "chat" ? "/chat/completions" : "/completions", requestBody(input, sampling), signal);
+      res = await post(input.kind === "chat" ? "/chat/completions" : "/completions", upstreamRequestBody(input, sampling, bodyOptions), signal);
       // The prompt's token count is the upstream's to tell, with the usage at the end: 0 here means not known yet.
       yield { type: "started", promptTokens: 0 };
-      let deltas = 0;
-      let finish: string | null | undefined;
-      let usage: Usage | undefined;
+      const parser = new UpstreamStreamParser(input.kind === "chat" ? "chat" : "prompt", sampling.n ?? 1);
       let done = false;
       for await (const data of readSseData(res, upstream)) {
         if (data === "[DONE]") {
           done = true;
           break;
         }
-        let chunk: StreamChunk;
+        let events: GenerationEvent[];
         try {
-          chunk = JSON.parse(data) as StreamChunk;
-        } catch {
-          throw malformed(data);
-        }
-        if (typeof chunk !== "object" || chunk === null) throw malformed(data);
-        if (chunk.error !== undefined) {
-          logger?.warn("upstream failed during the stream", { model: spec.model, upstream, detail: upstreamErrorDetail(JSON.stringify(chunk), secrets) });
+          events = parser.accept(data);
+        } catch (err) {
+          if (!(err instanceof UpstreamStreamError)) throw err;
+          if (err.kind === "malformed") throw malformed(data);
+          logger?.warn("upstream failed during the stream", { model: spec.model, upstream, detail: upstreamErrorDetail(data, secrets) });
           throw new SmmfError("unavailable", `upstream ${upstream} failed during the stream`);
         }
-        if (chunk.usage) usage = chunk.usage;
-        const choice = chunk.choices?.[0];
-        if (!choice) continue;
-        const text = input.kind === "chat" ? choice.delta?.content : choice.text;
-        if (text !== undefined && text !== null && typeof text !== "string") throw malformed(data);
-        // One chunk is one token. An empty chunk is a token too (a character spread over several tokens),
-        // unless it only opens the message (a role) or only closes it (a finish reason).
-        const opening = input.kind === "chat" && choice.delta?.role !== undefined;
-        if (text || (text === "" && !opening && !choice.finish_reason)) {
-          deltas++;
-          yield { type: "delta", text, tokenCount: 1 };
-        }
-        if (choice.finish_reason) finish = choice.finish_reason;
+        yield* events;
       }
-      if (!done && !finish) throw new SmmfError("unavailable", `upstream ${upstream} ended the stream before it finished`);
+      if (!done && !parser.finished) throw new SmmfError("unavailable", `upstream ${upstream} ended the stream before it finished`);
       if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
       answered = true;
-      yield {
-        type: "done",
-        finishReason: finishReasonOf(finish),
-        promptTokens: usage?.prompt_tokens ?? estimatedPrompt,
-        completionTokens: usage?.completion_tokens ?? deltas,
-        engineTimeMs: performance.now() - started,
-      };
+      yield parser.done(estimatedPrompt, performance.now() - started);
     } finally {
       // Answered: the rest of the response (after `data: [DONE]`) is read, and its connection reused.
       if (res) finishResponse(res, answered);

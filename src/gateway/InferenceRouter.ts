@@ -9,6 +9,7 @@ import {
   FinishReason,
   GenerateRequestSchema,
   GenerateResponseSchema,
+  ResponseFormat_Type,
   SamplingParamsSchema,
   type CountTokensRequest,
   type CountTokensResponse,
@@ -111,6 +112,12 @@ function isRetryable(err: unknown): { retry: boolean; healthFailure: boolean } {
   if (code === "unavailable") return { retry: true, healthFailure: true };
   if (code) return { retry: false, healthFailure: false };
   return { retry: true, healthFailure: true };
+}
+
+/** Whether another instance may continue a generation from the text already sent (mid-stream failover). */
+export function canContinue(start: GenerateStart): boolean {
+  const format = start.responseFormat?.type ?? ResponseFormat_Type.UNSPECIFIED;
+  return start.n <= 1 && (format === ResponseFormat_Type.UNSPECIFIED || format === ResponseFormat_Type.TEXT);
 }
 
 /**
@@ -276,6 +283,8 @@ export class InferenceRouter {
     const tried = new Set<string>();
     let sentTokens = 0;
     let sentText = "";
+    // Another instance can continue plain text only: not tool calls, a refusal, JSON under a grammar, or n answers.
+    let continuable = canContinue(start);
     let promptTokens = 0;
     let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
@@ -316,13 +325,14 @@ export class InferenceRouter {
             const delta = res.kind.value;
             if (promptTokens === 0) promptTokens = delta.promptTokens;
             else delta.promptTokens = 0; // a continuation's prompt is not the caller's
-            sentTokens += delta.pieces.length;
+            sentTokens += delta.pieces.length + delta.otherTokens;
             sentText += delta.pieces.join("");
+            if (delta.toolCalls.length > 0 || delta.refusal || delta.otherTokens > 0) continuable = false;
             yield res;
           } else if (res.kind.case === "done") {
             this.health.recordSuccess(instance.instanceId);
             const done = res.kind.value;
-            if (attempt > 1 || done.usage) {
+            if (attempt > 1) {
               done.usage = { $typeName: "smmf.v1.Usage", promptTokens: promptTokens || (done.usage?.promptTokens ?? 0), completionTokens: sentTokens };
             }
             release(); // before handing over the end: the caller may not resume this generator
@@ -336,6 +346,10 @@ export class InferenceRouter {
         throw new SmmfError("unavailable", "the model instance ended the generation without finishing it");
       } catch (err) {
         if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+        if (sentTokens > 0 && !continuable) {
+          if (isRetryable(err).healthFailure) this.health.recordFailure(instance.instanceId);
+          throw new SmmfError("unavailable", `the model instance failed mid-stream, and an answer with tool calls, a JSON format or several choices cannot be continued on another instance: ${toSmmfError(err).message}`);
+        }
         if (!this.shouldRetry(err, instance, attempt)) {
           if (sentTokens > 0) throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${toSmmfError(err).message}`);
           throw toSmmfError(err);

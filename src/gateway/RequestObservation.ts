@@ -104,13 +104,16 @@ export class RequestObservation {
     return this.span ? this.telemetry.tracing.headersOf(this.span.spanContext()) : undefined;
   }
 
-  /** Tokens sent to the client. */
-  delta(pieces: readonly string[]): void {
-    if (!this.telemetry.enabled || pieces.length === 0) return;
+  /**
+   * Tokens sent to the client: content pieces, and `otherTokens` of tool calls or a refusal, whose text
+   * (`otherText`) the request log keeps with the content.
+   */
+  delta(pieces: readonly string[], otherTokens = 0, otherText = ""): void {
+    if (!this.telemetry.enabled || pieces.length + otherTokens === 0) return;
     // Only the time is taken here; metrics are told at the end, after the answer has gone out.
     this.firstTokenAt ??= performance.now();
-    this.tokens += pieces.length;
-    if (this.telemetry.capture !== "off" && (this.telemetry.capture === "full" || this.output.length < TRUNCATED_CHARS)) this.output += pieces.join("");
+    this.tokens += pieces.length + otherTokens;
+    if (this.telemetry.capture !== "off" && (this.telemetry.capture === "full" || this.output.length < TRUNCATED_CHARS)) this.output += pieces.join("") + otherText;
   }
 
   /** The request is over: answered with `status` (499 when the client went away). Only the first call counts. */

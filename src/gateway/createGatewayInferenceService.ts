@@ -73,7 +73,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
         watchForCancel(iterator, () => abort.abort());
         const observation = obs;
         for await (const res of router.generate(start, abort.signal, (instance: Instance, attempt: number) => observation.attempt(instance, attempt), obs.traceHeaders())) {
-          if (res.kind.case === "delta") observation.delta(res.kind.value.pieces);
+          if (res.kind.case === "delta") observation.delta(res.kind.value.pieces, res.kind.value.otherTokens);
           else if (res.kind.case === "done") {
             const usage = res.kind.value.usage;
             onUsage?.(usage?.promptTokens ?? 0, usage?.completionTokens ?? 0);

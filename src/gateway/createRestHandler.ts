@@ -121,12 +121,12 @@ export function createRestHandler(options: RestOptions): RestHandler {
       case "/v1/chat/completions":
         return observed("chat_completions", "chatcmpl", req, res, async (obs, id) => {
           const request = parseChatRequest(await readDescribed(req, obs, key), id, caps);
-          return streamGeneration(router, res, request, chatFormat(id, request.start.model, now()), obs, admit(key, res));
+          return streamGeneration(router, res, request, chatFormat(id, request.start.model, now(), request.logprobs), obs, admit(key, res));
         });
       case "/v1/completions":
         return observed("completions", "cmpl", req, res, async (obs, id) => {
           const request = parseCompletionRequest(await readDescribed(req, obs, key), id, caps);
-          return streamGeneration(router, res, request, completionFormat(id, request.start.model, now()), obs, admit(key, res));
+          return streamGeneration(router, res, request, completionFormat(id, request.start.model, now(), request.logprobs), obs, admit(key, res));
         });
       case "/v1/embeddings":
         return observed("embeddings", "emb", req, res, async (obs, id) => {

@@ -43,6 +43,22 @@ export function optionalStop(body: Body): string[] {
   throw invalidField("stop", "'stop' must be a string or an array of strings.");
 }
 
+/**
+ * The fields of a body that SMMF does not read itself, as a JSON object ("" when there are none): they travel
+ * to the engine, which passes them to an OpenAI-compatible upstream as sent, or judges them (llama.cpp).
+ */
+export function extraFields(body: Body, known: ReadonlySet<string>, chars: { add(text: string): void }): string {
+  const extra: [string, unknown][] = [];
+  for (const name of Object.keys(body)) {
+    if (!known.has(name) && body[name] !== undefined) extra.push([name, body[name]]);
+  }
+  if (extra.length === 0) return "";
+  // fromEntries defines own properties (a field named "__proto__" stays a field).
+  const json = JSON.stringify(Object.fromEntries(extra));
+  chars.add(json);
+  return json;
+}
+
 /** Fields SMMF does not implement: rejected when set to anything but their neutral value. */
 export function rejectUnsupported(body: Body, names: Record<string, (value: unknown) => boolean>): void {
   for (const [name, isNeutral] of Object.entries(names)) {

@@ -1,6 +1,7 @@
 import type { CountTokensRequest, EmbedRequest, GenerateStart } from "../gen/smmf/v1/inference_pb.js";
 import { MAX_STOP_SEQUENCES } from "../worker/parseGenerateStart.js";
 import { invalidField } from "./fields.js";
+import { MAX_TOOLS } from "./toolFields.js";
 
 /**
  * What one inference request may hold, checked by the gateway before anything reaches a worker (and so
@@ -23,6 +24,12 @@ export const DEFAULT_REQUEST_CAPS: Readonly<RequestCaps> = { maxMessages: 2048, 
  * above it).
  */
 export const MAX_STOP_STRINGS = Math.min(16, MAX_STOP_SEQUENCES);
+
+/**
+ * Most answers one request may ask for (`n`). OpenAI allows 128; on llama.cpp each answer takes a sequence of
+ * the instance, so SMMF keeps a request from taking a whole instance many times over.
+ */
+export const MAX_CHOICES = 16;
 
 /** Most strings in one embeddings request. */
 export const MAX_EMBED_INPUTS = 2048;
@@ -68,23 +75,30 @@ export function checkStop(stop: readonly string[], caps: RequestCaps): void {
   }
 }
 
-function checkInput(input: GenerateStart["input"] | CountTokensRequest["input"], caps: RequestCaps, extra = ""): void {
+function checkInput(input: GenerateStart["input"] | CountTokensRequest["input"], caps: RequestCaps, extra: readonly string[] = []): void {
+  let chars: PromptChars | undefined;
   if (input.case === "chat") {
     const messages = input.value.messages;
     checkMessageCount(messages.length, caps);
-    const chars = new PromptChars(caps, "messages");
-    for (const m of messages) chars.add(m.content);
-    if (extra) chars.add(extra);
+    chars = new PromptChars(caps, "messages");
+    for (const m of messages) {
+      chars.add(m.content);
+      for (const call of m.toolCalls) chars.add(call.arguments);
+    }
   } else if (input.case === "prompt") {
-    const chars = new PromptChars(caps, "prompt");
+    chars = new PromptChars(caps, "prompt");
     chars.add(input.value);
-    if (extra) chars.add(extra);
   }
+  for (const text of extra) chars?.add(text);
 }
 
-/** The caps of a Generate call (gRPC, Connect). */
+/** The caps of a Generate call (gRPC, Connect): tool schemas, the response schema and other fields count as prompt. */
 export function checkGenerateStart(start: GenerateStart, caps: RequestCaps): void {
-  checkInput(start.input, caps, start.continuation);
+  if (start.n > MAX_CHOICES) throw invalidField("n", `'n' must be at most ${MAX_CHOICES}.`);
+  if (start.tools.length > MAX_TOOLS) throw invalidField("tools", `'tools' takes at most ${MAX_TOOLS} tools.`);
+  const extra = [start.continuation, start.extraJson, start.responseFormat?.schemaJson ?? ""];
+  for (const tool of start.tools) extra.push(tool.parametersJson, tool.description);
+  checkInput(start.input, caps, extra);
   if (start.params) checkStop(start.params.stop, caps);
 }
 

@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { SmmfError } from "../errors/SmmfError.js";
-import { samplingFromBody } from "./samplingFromBody.js";
+import { choicesFromBody, MAX_CHOICES, samplingFromBody } from "./samplingFromBody.js";
 import { expectInvalid } from "../../test/helpers/expectInvalid.js";
 
 const rejects = (body: Record<string, unknown>, param: string, field?: "max_tokens" | "max_completion_tokens"): SmmfError =>
@@ -40,27 +40,18 @@ describe("samplingFromBody", () => {
     expect(p.presencePenalty).toBe(1.5);
   });
 
-  it("accepts neutral values of unsupported fields", () => {
-    expect(() =>
-      samplingFromBody({ n: 1, logprobs: false, top_logprobs: 0, best_of: 1, echo: false, logit_bias: {}, tools: [] }),
-    ).not.toThrow();
-    expect(() => samplingFromBody({ n: null, logprobs: null, tools: null })).not.toThrow();
+  it("leaves fields it does not read to the engine (n, logprobs, tools and others are read elsewhere)", () => {
+    expect(() => samplingFromBody({ n: 3, logprobs: true, top_logprobs: 2, best_of: 3, echo: true, logit_bias: { "1": 1 }, tools: [{}] })).not.toThrow();
   });
 
-  it("rejects n > 1, n = 0 and non-numeric n with param 'n'", () => {
-    rejects({ n: 2 }, "n");
-    rejects({ n: 0 }, "n");
-    rejects({ n: "1" }, "n");
-    rejects({ n: 1.5 }, "n");
-  });
-
-  it("rejects non-neutral unsupported fields by name", () => {
-    rejects({ logprobs: true }, "logprobs");
-    rejects({ top_logprobs: 2 }, "top_logprobs");
-    rejects({ best_of: 3 }, "best_of");
-    rejects({ echo: true }, "echo");
-    rejects({ logit_bias: { "50256": -100 } }, "logit_bias");
-    rejects({ tools: [{ type: "function" }] }, "tools");
+  it("choicesFromBody: n from 1 to MAX_CHOICES, 1 when unset", () => {
+    expect(choicesFromBody({})).toBe(1);
+    expect(choicesFromBody({ n: null })).toBe(1);
+    expect(choicesFromBody({ n: 2 })).toBe(2);
+    expect(choicesFromBody({ n: MAX_CHOICES })).toBe(MAX_CHOICES);
+    for (const n of [0, MAX_CHOICES + 1, "1", 1.5]) {
+      expectInvalid(() => choicesFromBody({ n }), "n");
+    }
   });
 
   it("rejects wrong types", () => {

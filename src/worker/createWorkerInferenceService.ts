@@ -4,7 +4,11 @@ import {
   CountTokensResponseSchema,
   EmbedResponseSchema,
   FinishReason,
+  GenerateDeltaSchema,
   GenerateResponseSchema,
+  TokenLogprobSchema,
+  ToolCallSchema,
+  type GenerateDelta,
   type GenerateResponse,
   InferenceService,
 } from "../gen/smmf/v1/inference_pb.js";
@@ -20,7 +24,13 @@ import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart, parseInput } from "./parseGenerateStart.js";
 import type { Worker } from "./Worker.js";
 
-const FINISH: Record<string, FinishReason> = { stop: FinishReason.STOP, length: FinishReason.LENGTH, cancelled: FinishReason.CANCELLED };
+const FINISH: Record<string, FinishReason> = {
+  stop: FinishReason.STOP,
+  length: FinishReason.LENGTH,
+  cancelled: FinishReason.CANCELLED,
+  tool_calls: FinishReason.TOOL_CALLS,
+  content_filter: FinishReason.CONTENT_FILTER,
+};
 
 export function deltaResponse(pieces: string[], promptTokens = 0): GenerateResponse {
   return create(GenerateResponseSchema, { kind: { case: "delta", value: { pieces, promptTokens } } });
@@ -36,6 +46,7 @@ export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, 
         instanceId,
         engineTimeMs: event.engineTimeMs,
         workerTimeMs,
+        choiceFinishReasons: event.choiceFinishReasons?.map((f) => FINISH[f]) ?? [],
       },
     },
   });
@@ -60,8 +71,40 @@ export async function* toGenerateResponses(events: AsyncIterable<GenerationEvent
   }
 }
 
+/** The delta being gathered for the next message: tokens of one answer. */
+class PendingDelta {
+  delta: GenerateDelta = create(GenerateDeltaSchema);
+  empty = true;
+
+  add(event: Extract<GenerationEvent, { type: "delta" }>): void {
+    const d = this.delta;
+    d.index = event.index ?? 0;
+    if (event.tokenCount > 0) {
+      d.pieces.push(event.text);
+      for (let i = 1; i < event.tokenCount; i++) d.pieces.push("");
+    }
+    if (event.toolCalls) for (const c of event.toolCalls) d.toolCalls.push(create(ToolCallSchema, { index: c.index, id: c.id ?? "", name: c.name ?? "", arguments: c.arguments }));
+    if (event.logprobs) {
+      for (const lp of event.logprobs) {
+        d.logprobs.push(create(TokenLogprobSchema, { token: lp.token, logprob: lp.logprob, bytes: Uint8Array.from(lp.bytes), top: lp.top.map((t) => create(TokenLogprobSchema, { token: t.token, logprob: t.logprob, bytes: Uint8Array.from(t.bytes) })) }));
+      }
+    }
+    if (event.refusal) d.refusal += event.refusal;
+    d.otherTokens += event.otherTokens ?? 0;
+    this.empty = false;
+  }
+
+  take(promptTokens: number): GenerateResponse {
+    const value = this.delta;
+    value.promptTokens = promptTokens;
+    this.delta = create(GenerateDeltaSchema);
+    this.empty = true;
+    return create(GenerateResponseSchema, { kind: { case: "delta", value } });
+  }
+}
+
 async function* batchedResponses(events: AsyncIterable<GenerationEvent>, instanceId: string, intervalMs: number, startedAt: number, observer?: GenerationObserver): AsyncGenerator<GenerateResponse> {
-  let pieces: string[] = [];
+  const pending = new PendingDelta();
   let lastSent = -Infinity;
   let promptTokens = 0;
   for await (const event of events) {
@@ -69,18 +112,20 @@ async function* batchedResponses(events: AsyncIterable<GenerationEvent>, instanc
     if (event.type === "started") {
       promptTokens = event.promptTokens;
     } else if (event.type === "delta") {
-      pieces.push(event.text);
-      for (let i = 1; i < event.tokenCount; i++) pieces.push("");
+      // A delta carries tokens of one answer only.
+      if (!pending.empty && pending.delta.index !== (event.index ?? 0)) {
+        yield pending.take(promptTokens);
+        promptTokens = 0;
+      }
+      pending.add(event);
       const now = performance.now();
       if (now - lastSent >= intervalMs) {
-        yield deltaResponse(pieces, promptTokens);
-        pieces = [];
+        yield pending.take(promptTokens);
         promptTokens = 0;
         lastSent = now;
       }
     } else {
-      if (pieces.length > 0) yield deltaResponse(pieces, promptTokens);
-      pieces = [];
+      if (!pending.empty) yield pending.take(promptTokens);
       // The generation is over: its metrics and spans are recorded now, within the worker's own time.
       observer?.end();
       yield doneResponse(event, instanceId, performance.now() - startedAt);

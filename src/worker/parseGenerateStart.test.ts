@@ -75,11 +75,11 @@ describe("parseGenerateStart", () => {
     const err = rejects(
       chatStart([
         { role: "user", content: "a" },
-        { role: "tool", content: "b" },
+        { role: "function", content: "b" },
       ]),
       "messages[1].role",
     );
-    expect(err.message).toContain("'tool'");
+    expect(err.message).toContain("'function'");
     rejects(chatStart([{ role: "", content: "a" }]), "messages[0].role");
     rejects(chatStart([{ role: "User", content: "a" }]), "messages[0].role");
   });

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/inference.proto.
  */
 export const file_smmf_v1_inference: GenFile = /*@__PURE__*/
-  fileDesc("ChdzbW1mL3YxL2luZmVyZW5jZS5wcm90bxIHc21tZi52MSJtCg9HZW5lcmF0ZVJlcXVlc3QSJwoFc3RhcnQYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlU3RhcnRIABIpCgZjYW5jZWwYAiABKAsyFy5zbW1mLnYxLkdlbmVyYXRlQ2FuY2VsSABCBgoEa2luZCLFAQoNR2VuZXJhdGVTdGFydBINCgVtb2RlbBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIiCgRjaGF0GAMgASgLMhIuc21tZi52MS5DaGF0SW5wdXRIABIQCgZwcm9tcHQYBCABKAlIABInCgZwYXJhbXMYBSABKAsyFy5zbW1mLnYxLlNhbXBsaW5nUGFyYW1zEhIKCnJlcXVlc3RfaWQYBiABKAkSFAoMY29udGludWF0aW9uGAcgASgJQgcKBWlucHV0IhAKDkdlbmVyYXRlQ2FuY2VsIjMKCUNoYXRJbnB1dBImCghtZXNzYWdlcxgBIAMoCzIULnNtbWYudjEuQ2hhdE1lc3NhZ2UiLAoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJIrICCg5TYW1wbGluZ1BhcmFtcxIXCgptYXhfdG9rZW5zGAEgASgNSACIAQESGAoLdGVtcGVyYXR1cmUYAiABKAJIAYgBARISCgV0b3BfcBgDIAEoAkgCiAEBEhIKBXRvcF9rGAQgASgNSAOIAQESEQoEc2VlZBgFIAEoDUgEiAEBEgwKBHN0b3AYBiADKAkSHgoRZnJlcXVlbmN5X3BlbmFsdHkYByABKAJIBYgBARIdChBwcmVzZW5jZV9wZW5hbHR5GAggASgCSAaIAQFCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIICgZfdG9wX2tCBwoFX3NlZWRCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5QhMKEV9wcmVzZW5jZV9wZW5hbHR5ImoKEEdlbmVyYXRlUmVzcG9uc2USJwoFZGVsdGEYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlRGVsdGFIABIlCgRkb25lGAIgASgLMhUuc21tZi52MS5HZW5lcmF0ZURvbmVIAEIGCgRraW5kIjYKDUdlbmVyYXRlRGVsdGESDgoGcGllY2VzGAEgAygJEhUKDXByb21wdF90b2tlbnMYAiABKA0ioAEKDEdlbmVyYXRlRG9uZRIsCg1maW5pc2hfcmVhc29uGAEgASgOMhUuc21tZi52MS5GaW5pc2hSZWFzb24SHQoFdXNhZ2UYAiABKAsyDi5zbW1mLnYxLlVzYWdlEhMKC2luc3RhbmNlX2lkGAMgASgJEhYKDmVuZ2luZV90aW1lX21zGAQgASgBEhYKDndvcmtlcl90aW1lX21zGAUgASgBIjkKBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKA0SGQoRY29tcGxldGlvbl90b2tlbnMYAiABKA0iVgoMRW1iZWRSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBmlucHV0cxgDIAMoCRISCgpyZXF1ZXN0X2lkGAQgASgJIhsKCUVtYmVkZGluZxIOCgZ2YWx1ZXMYASADKAIiawoNRW1iZWRSZXNwb25zZRImCgplbWJlZGRpbmdzGAEgAygLMhIuc21tZi52MS5FbWJlZGRpbmcSHQoFdXNhZ2UYAiABKAsyDi5zbW1mLnYxLlVzYWdlEhMKC2luc3RhbmNlX2lkGAMgASgJIncKEkNvdW50VG9rZW5zUmVxdWVzdBINCgVtb2RlbBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIiCgRjaGF0GAMgASgLMhIuc21tZi52MS5DaGF0SW5wdXRIABIQCgZwcm9tcHQYBCABKAlIAEIHCgVpbnB1dCJAChNDb3VudFRva2Vuc1Jlc3BvbnNlEhMKC3Rva2VuX2NvdW50GAEgASgNEhQKDGNvbnRleHRfc2l6ZRgCIAEoDSp8CgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhYKEkZJTklTSF9SRUFTT05fU1RPUBABEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAISGwoXRklOSVNIX1JFQVNPTl9DQU5DRUxMRUQQAzLZAQoQSW5mZXJlbmNlU2VydmljZRJDCghHZW5lcmF0ZRIYLnNtbWYudjEuR2VuZXJhdGVSZXF1ZXN0Ghkuc21tZi52MS5HZW5lcmF0ZVJlc3BvbnNlKAEwARI2CgVFbWJlZBIVLnNtbWYudjEuRW1iZWRSZXF1ZXN0GhYuc21tZi52MS5FbWJlZFJlc3BvbnNlEkgKC0NvdW50VG9rZW5zEhsuc21tZi52MS5Db3VudFRva2Vuc1JlcXVlc3QaHC5zbW1mLnYxLkNvdW50VG9rZW5zUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChdzbW1mL3YxL2luZmVyZW5jZS5wcm90bxIHc21tZi52MSJtCg9HZW5lcmF0ZVJlcXVlc3QSJwoFc3RhcnQYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlU3RhcnRIABIpCgZjYW5jZWwYAiABKAsyFy5zbW1mLnYxLkdlbmVyYXRlQ2FuY2VsSABCBgoEa2luZCLAAwoNR2VuZXJhdGVTdGFydBINCgVtb2RlbBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIiCgRjaGF0GAMgASgLMhIuc21tZi52MS5DaGF0SW5wdXRIABIQCgZwcm9tcHQYBCABKAlIABInCgZwYXJhbXMYBSABKAsyFy5zbW1mLnYxLlNhbXBsaW5nUGFyYW1zEhIKCnJlcXVlc3RfaWQYBiABKAkSFAoMY29udGludWF0aW9uGAcgASgJEhwKBXRvb2xzGAggAygLMg0uc21tZi52MS5Ub29sEigKC3Rvb2xfY2hvaWNlGAkgASgLMhMuc21tZi52MS5Ub29sQ2hvaWNlEiAKE3BhcmFsbGVsX3Rvb2xfY2FsbHMYCiABKAhIAYgBARIwCg9yZXNwb25zZV9mb3JtYXQYCyABKAsyFy5zbW1mLnYxLlJlc3BvbnNlRm9ybWF0EgkKAW4YDCABKA0SEAoIbG9ncHJvYnMYDSABKAgSFAoMdG9wX2xvZ3Byb2JzGA4gASgNEhIKCmV4dHJhX2pzb24YDyABKAlCBwoFaW5wdXRCFgoUX3BhcmFsbGVsX3Rvb2xfY2FsbHMiUgoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhcKD3BhcmFtZXRlcnNfanNvbhgDIAEoCRIOCgZzdHJpY3QYBCABKAgiPwoKVG9vbENob2ljZRIOCgRtb2RlGAEgASgJSAASFwoNZnVuY3Rpb25fbmFtZRgCIAEoCUgAQggKBmNob2ljZSLIAQoOUmVzcG9uc2VGb3JtYXQSKgoEdHlwZRgBIAEoDjIcLnNtbWYudjEuUmVzcG9uc2VGb3JtYXQuVHlwZRIMCgRuYW1lGAIgASgJEhMKC3NjaGVtYV9qc29uGAMgASgJEg4KBnN0cmljdBgEIAEoCCJXCgRUeXBlEhQKEFRZUEVfVU5TUEVDSUZJRUQQABINCglUWVBFX1RFWFQQARIUChBUWVBFX0pTT05fT0JKRUNUEAISFAoQVFlQRV9KU09OX1NDSEVNQRADIkYKCFRvb2xDYWxsEg0KBWluZGV4GAEgASgNEgoKAmlkGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJYXJndW1lbnRzGAQgASgJImEKDFRva2VuTG9ncHJvYhINCgV0b2tlbhgBIAEoCRIPCgdsb2dwcm9iGAIgASgBEg0KBWJ5dGVzGAMgASgMEiIKA3RvcBgEIAMoCzIVLnNtbWYudjEuVG9rZW5Mb2dwcm9iIhAKDkdlbmVyYXRlQ2FuY2VsIjMKCUNoYXRJbnB1dBImCghtZXNzYWdlcxgBIAMoCzIULnNtbWYudjEuQ2hhdE1lc3NhZ2UidwoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEiUKCnRvb2xfY2FsbHMYAyADKAsyES5zbW1mLnYxLlRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgEIAEoCRIMCgRuYW1lGAUgASgJIrICCg5TYW1wbGluZ1BhcmFtcxIXCgptYXhfdG9rZW5zGAEgASgNSACIAQESGAoLdGVtcGVyYXR1cmUYAiABKAJIAYgBARISCgV0b3BfcBgDIAEoAkgCiAEBEhIKBXRvcF9rGAQgASgNSAOIAQESEQoEc2VlZBgFIAEoDUgEiAEBEgwKBHN0b3AYBiADKAkSHgoRZnJlcXVlbmN5X3BlbmFsdHkYByABKAJIBYgBARIdChBwcmVzZW5jZV9wZW5hbHR5GAggASgCSAaIAQFCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIICgZfdG9wX2tCBwoFX3NlZWRCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5QhMKEV9wcmVzZW5jZV9wZW5hbHR5ImoKEEdlbmVyYXRlUmVzcG9uc2USJwoFZGVsdGEYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlRGVsdGFIABIlCgRkb25lGAIgASgLMhUuc21tZi52MS5HZW5lcmF0ZURvbmVIAEIGCgRraW5kIrwBCg1HZW5lcmF0ZURlbHRhEg4KBnBpZWNlcxgBIAMoCRIVCg1wcm9tcHRfdG9rZW5zGAIgASgNEg0KBWluZGV4GAMgASgNEiUKCnRvb2xfY2FsbHMYBCADKAsyES5zbW1mLnYxLlRvb2xDYWxsEicKCGxvZ3Byb2JzGAUgAygLMhUuc21tZi52MS5Ub2tlbkxvZ3Byb2ISDwoHcmVmdXNhbBgGIAEoCRIUCgxvdGhlcl90b2tlbnMYByABKA0i1gEKDEdlbmVyYXRlRG9uZRIsCg1maW5pc2hfcmVhc29uGAEgASgOMhUuc21tZi52MS5GaW5pc2hSZWFzb24SHQoFdXNhZ2UYAiABKAsyDi5zbW1mLnYxLlVzYWdlEhMKC2luc3RhbmNlX2lkGAMgASgJEhYKDmVuZ2luZV90aW1lX21zGAQgASgBEhYKDndvcmtlcl90aW1lX21zGAUgASgBEjQKFWNob2ljZV9maW5pc2hfcmVhc29ucxgGIAMoDjIVLnNtbWYudjEuRmluaXNoUmVhc29uIjkKBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKA0SGQoRY29tcGxldGlvbl90b2tlbnMYAiABKA0iVgoMRW1iZWRSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEg4KBmlucHV0cxgDIAMoCRISCgpyZXF1ZXN0X2lkGAQgASgJIhsKCUVtYmVkZGluZxIOCgZ2YWx1ZXMYASADKAIiawoNRW1iZWRSZXNwb25zZRImCgplbWJlZGRpbmdzGAEgAygLMhIuc21tZi52MS5FbWJlZGRpbmcSHQoFdXNhZ2UYAiABKAsyDi5zbW1mLnYxLlVzYWdlEhMKC2luc3RhbmNlX2lkGAMgASgJIncKEkNvdW50VG9rZW5zUmVxdWVzdBINCgVtb2RlbBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIiCgRjaGF0GAMgASgLMhIuc21tZi52MS5DaGF0SW5wdXRIABIQCgZwcm9tcHQYBCABKAlIAEIHCgVpbnB1dCJAChNDb3VudFRva2Vuc1Jlc3BvbnNlEhMKC3Rva2VuX2NvdW50GAEgASgNEhQKDGNvbnRleHRfc2l6ZRgCIAEoDSq8AQoMRmluaXNoUmVhc29uEh0KGUZJTklTSF9SRUFTT05fVU5TUEVDSUZJRUQQABIWChJGSU5JU0hfUkVBU09OX1NUT1AQARIYChRGSU5JU0hfUkVBU09OX0xFTkdUSBACEhsKF0ZJTklTSF9SRUFTT05fQ0FOQ0VMTEVEEAMSHAoYRklOSVNIX1JFQVNPTl9UT09MX0NBTExTEAQSIAocRklOSVNIX1JFQVNPTl9DT05URU5UX0ZJTFRFUhAFMtkBChBJbmZlcmVuY2VTZXJ2aWNlEkMKCEdlbmVyYXRlEhguc21tZi52MS5HZW5lcmF0ZVJlcXVlc3QaGS5zbW1mLnYxLkdlbmVyYXRlUmVzcG9uc2UoATABEjYKBUVtYmVkEhUuc21tZi52MS5FbWJlZFJlcXVlc3QaFi5zbW1mLnYxLkVtYmVkUmVzcG9uc2USSAoLQ291bnRUb2tlbnMSGy5zbW1mLnYxLkNvdW50VG9rZW5zUmVxdWVzdBocLnNtbWYudjEuQ291bnRUb2tlbnNSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message smmf.v1.GenerateRequest
@@ -99,6 +99,62 @@ export type GenerateStart = Message<"smmf.v1.GenerateStart"> & {
    * @generated from field: string continuation = 7;
    */
   continuation: string;
+
+  /**
+   * Tools (functions) the model may call; empty: none.
+   *
+   * @generated from field: repeated smmf.v1.Tool tools = 8;
+   */
+  tools: Tool[];
+
+  /**
+   * Whether and which tool the model must call; unset: "auto" when there are tools.
+   *
+   * @generated from field: smmf.v1.ToolChoice tool_choice = 9;
+   */
+  toolChoice?: ToolChoice;
+
+  /**
+   * Whether the model may call several tools in one answer; unset: yes.
+   *
+   * @generated from field: optional bool parallel_tool_calls = 10;
+   */
+  parallelToolCalls?: boolean;
+
+  /**
+   * The shape the answer must take; unset: free text.
+   *
+   * @generated from field: smmf.v1.ResponseFormat response_format = 11;
+   */
+  responseFormat?: ResponseFormat;
+
+  /**
+   * Answers to generate (OpenAI's `n`); 0 and 1: one.
+   *
+   * @generated from field: uint32 n = 12;
+   */
+  n: number;
+
+  /**
+   * Log-probabilities of the generated content tokens, with this many alternatives per token (0 to 20).
+   *
+   * @generated from field: bool logprobs = 13;
+   */
+  logprobs: boolean;
+
+  /**
+   * @generated from field: uint32 top_logprobs = 14;
+   */
+  topLogprobs: number;
+
+  /**
+   * Request fields SMMF does not interpret, as a JSON object (OpenAI's own and engine-specific ones like
+   * `user`, `metadata`, `logit_bias`): passed as sent to OpenAI-compatible upstreams; llama.cpp accepts those
+   * that do not change the answer and refuses the others with INVALID_ARGUMENT naming them.
+   *
+   * @generated from field: string extra_json = 15;
+   */
+  extraJson: string;
 };
 
 /**
@@ -107,6 +163,228 @@ export type GenerateStart = Message<"smmf.v1.GenerateStart"> & {
  */
 export const GenerateStartSchema: GenMessage<GenerateStart> = /*@__PURE__*/
   messageDesc(file_smmf_v1_inference, 1);
+
+/**
+ * A function the model may call.
+ *
+ * @generated from message smmf.v1.Tool
+ */
+export type Tool = Message<"smmf.v1.Tool"> & {
+  /**
+   * [a-zA-Z0-9_-]{1,64}
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * JSON Schema of the arguments (a JSON object); empty: no arguments.
+   *
+   * @generated from field: string parameters_json = 3;
+   */
+  parametersJson: string;
+
+  /**
+   * The arguments must match the schema exactly: a schema feature the engine cannot enforce is refused.
+   *
+   * @generated from field: bool strict = 4;
+   */
+  strict: boolean;
+};
+
+/**
+ * Describes the message smmf.v1.Tool.
+ * Use `create(ToolSchema)` to create a new message.
+ */
+export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_inference, 2);
+
+/**
+ * @generated from message smmf.v1.ToolChoice
+ */
+export type ToolChoice = Message<"smmf.v1.ToolChoice"> & {
+  /**
+   * @generated from oneof smmf.v1.ToolChoice.choice
+   */
+  choice: {
+    /**
+     * "auto", "none" or "required".
+     *
+     * @generated from field: string mode = 1;
+     */
+    value: string;
+    case: "mode";
+  } | {
+    /**
+     * The model must call this function.
+     *
+     * @generated from field: string function_name = 2;
+     */
+    value: string;
+    case: "functionName";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message smmf.v1.ToolChoice.
+ * Use `create(ToolChoiceSchema)` to create a new message.
+ */
+export const ToolChoiceSchema: GenMessage<ToolChoice> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_inference, 3);
+
+/**
+ * @generated from message smmf.v1.ResponseFormat
+ */
+export type ResponseFormat = Message<"smmf.v1.ResponseFormat"> & {
+  /**
+   * @generated from field: smmf.v1.ResponseFormat.Type type = 1;
+   */
+  type: ResponseFormat_Type;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * JSON Schema (a JSON object), for TYPE_JSON_SCHEMA.
+   *
+   * @generated from field: string schema_json = 3;
+   */
+  schemaJson: string;
+
+  /**
+   * The answer must match the schema exactly: a schema feature the engine cannot enforce is refused.
+   *
+   * @generated from field: bool strict = 4;
+   */
+  strict: boolean;
+};
+
+/**
+ * Describes the message smmf.v1.ResponseFormat.
+ * Use `create(ResponseFormatSchema)` to create a new message.
+ */
+export const ResponseFormatSchema: GenMessage<ResponseFormat> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_inference, 4);
+
+/**
+ * @generated from enum smmf.v1.ResponseFormat.Type
+ */
+export enum ResponseFormat_Type {
+  /**
+   * @generated from enum value: TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: TYPE_TEXT = 1;
+   */
+  TEXT = 1,
+
+  /**
+   * Any JSON object.
+   *
+   * @generated from enum value: TYPE_JSON_OBJECT = 2;
+   */
+  JSON_OBJECT = 2,
+
+  /**
+   * JSON matching `schema_json`.
+   *
+   * @generated from enum value: TYPE_JSON_SCHEMA = 3;
+   */
+  JSON_SCHEMA = 3,
+}
+
+/**
+ * Describes the enum smmf.v1.ResponseFormat.Type.
+ */
+export const ResponseFormat_TypeSchema: GenEnum<ResponseFormat_Type> = /*@__PURE__*/
+  enumDesc(file_smmf_v1_inference, 4, 0);
+
+/**
+ * A tool call of an assistant message (in the history), or a piece of one (in a GenerateDelta).
+ *
+ * @generated from message smmf.v1.ToolCall
+ */
+export type ToolCall = Message<"smmf.v1.ToolCall"> & {
+  /**
+   * Position of the call in its message; deltas with the same index build one call.
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * Set in the first delta of a call (and always in history).
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * JSON text of the arguments; deltas carry it in pieces, to be concatenated.
+   *
+   * @generated from field: string arguments = 4;
+   */
+  arguments: string;
+};
+
+/**
+ * Describes the message smmf.v1.ToolCall.
+ * Use `create(ToolCallSchema)` to create a new message.
+ */
+export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_inference, 5);
+
+/**
+ * The log-probability of one generated token.
+ *
+ * @generated from message smmf.v1.TokenLogprob
+ */
+export type TokenLogprob = Message<"smmf.v1.TokenLogprob"> & {
+  /**
+   * The token's text (a token that is part of a character shows as U+FFFD; its bytes are exact).
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: double logprob = 2;
+   */
+  logprob: number;
+
+  /**
+   * @generated from field: bytes bytes = 3;
+   */
+  bytes: Uint8Array;
+
+  /**
+   * The most likely tokens at this position, most likely first.
+   *
+   * @generated from field: repeated smmf.v1.TokenLogprob top = 4;
+   */
+  top: TokenLogprob[];
+};
+
+/**
+ * Describes the message smmf.v1.TokenLogprob.
+ * Use `create(TokenLogprobSchema)` to create a new message.
+ */
+export const TokenLogprobSchema: GenMessage<TokenLogprob> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_inference, 6);
 
 /**
  * @generated from message smmf.v1.GenerateCancel
@@ -119,7 +397,7 @@ export type GenerateCancel = Message<"smmf.v1.GenerateCancel"> & {
  * Use `create(GenerateCancelSchema)` to create a new message.
  */
 export const GenerateCancelSchema: GenMessage<GenerateCancel> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 2);
+  messageDesc(file_smmf_v1_inference, 7);
 
 /**
  * @generated from message smmf.v1.ChatInput
@@ -136,14 +414,14 @@ export type ChatInput = Message<"smmf.v1.ChatInput"> & {
  * Use `create(ChatInputSchema)` to create a new message.
  */
 export const ChatInputSchema: GenMessage<ChatInput> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 3);
+  messageDesc(file_smmf_v1_inference, 8);
 
 /**
  * @generated from message smmf.v1.ChatMessage
  */
 export type ChatMessage = Message<"smmf.v1.ChatMessage"> & {
   /**
-   * "system", "user" or "assistant" ("developer" is read as "system").
+   * "system", "user", "assistant" or "tool" ("developer" is read as "system").
    *
    * @generated from field: string role = 1;
    */
@@ -153,6 +431,27 @@ export type ChatMessage = Message<"smmf.v1.ChatMessage"> & {
    * @generated from field: string content = 2;
    */
   content: string;
+
+  /**
+   * An assistant message's tool calls.
+   *
+   * @generated from field: repeated smmf.v1.ToolCall tool_calls = 3;
+   */
+  toolCalls: ToolCall[];
+
+  /**
+   * A tool message: the call it answers.
+   *
+   * @generated from field: string tool_call_id = 4;
+   */
+  toolCallId: string;
+
+  /**
+   * Optional participant name.
+   *
+   * @generated from field: string name = 5;
+   */
+  name: string;
 };
 
 /**
@@ -160,7 +459,7 @@ export type ChatMessage = Message<"smmf.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 4);
+  messageDesc(file_smmf_v1_inference, 9);
 
 /**
  * @generated from message smmf.v1.SamplingParams
@@ -218,7 +517,7 @@ export type SamplingParams = Message<"smmf.v1.SamplingParams"> & {
  * Use `create(SamplingParamsSchema)` to create a new message.
  */
 export const SamplingParamsSchema: GenMessage<SamplingParams> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 5);
+  messageDesc(file_smmf_v1_inference, 10);
 
 /**
  * @generated from message smmf.v1.GenerateResponse
@@ -247,7 +546,7 @@ export type GenerateResponse = Message<"smmf.v1.GenerateResponse"> & {
  * Use `create(GenerateResponseSchema)` to create a new message.
  */
 export const GenerateResponseSchema: GenMessage<GenerateResponse> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 6);
+  messageDesc(file_smmf_v1_inference, 11);
 
 /**
  * GenerateDelta carries the next generated tokens.
@@ -271,6 +570,41 @@ export type GenerateDelta = Message<"smmf.v1.GenerateDelta"> & {
    * @generated from field: uint32 prompt_tokens = 2;
    */
   promptTokens: number;
+
+  /**
+   * The answer these tokens belong to (n > 1); a delta carries tokens of one answer only.
+   *
+   * @generated from field: uint32 index = 3;
+   */
+  index: number;
+
+  /**
+   * Pieces of tool calls; their tokens are counted in other_tokens.
+   *
+   * @generated from field: repeated smmf.v1.ToolCall tool_calls = 4;
+   */
+  toolCalls: ToolCall[];
+
+  /**
+   * When the request asked for logprobs: one per piece, in order.
+   *
+   * @generated from field: repeated smmf.v1.TokenLogprob logprobs = 5;
+   */
+  logprobs: TokenLogprob[];
+
+  /**
+   * A piece of the model's refusal (upstreams that refuse, like OpenAI's structured outputs).
+   *
+   * @generated from field: string refusal = 6;
+   */
+  refusal: string;
+
+  /**
+   * Generated tokens in this delta that are not content pieces (tool calls, refusal).
+   *
+   * @generated from field: uint32 other_tokens = 7;
+   */
+  otherTokens: number;
 };
 
 /**
@@ -278,7 +612,7 @@ export type GenerateDelta = Message<"smmf.v1.GenerateDelta"> & {
  * Use `create(GenerateDeltaSchema)` to create a new message.
  */
 export const GenerateDeltaSchema: GenMessage<GenerateDelta> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 7);
+  messageDesc(file_smmf_v1_inference, 12);
 
 /**
  * GenerateDone ends a generation.
@@ -316,6 +650,13 @@ export type GenerateDone = Message<"smmf.v1.GenerateDone"> & {
    * @generated from field: double worker_time_ms = 5;
    */
   workerTimeMs: number;
+
+  /**
+   * With n > 1: the finish reason of each answer, by index (finish_reason is answer 0's).
+   *
+   * @generated from field: repeated smmf.v1.FinishReason choice_finish_reasons = 6;
+   */
+  choiceFinishReasons: FinishReason[];
 };
 
 /**
@@ -323,7 +664,7 @@ export type GenerateDone = Message<"smmf.v1.GenerateDone"> & {
  * Use `create(GenerateDoneSchema)` to create a new message.
  */
 export const GenerateDoneSchema: GenMessage<GenerateDone> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 8);
+  messageDesc(file_smmf_v1_inference, 13);
 
 /**
  * @generated from message smmf.v1.Usage
@@ -345,7 +686,7 @@ export type Usage = Message<"smmf.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 9);
+  messageDesc(file_smmf_v1_inference, 14);
 
 /**
  * @generated from message smmf.v1.EmbedRequest
@@ -377,7 +718,7 @@ export type EmbedRequest = Message<"smmf.v1.EmbedRequest"> & {
  * Use `create(EmbedRequestSchema)` to create a new message.
  */
 export const EmbedRequestSchema: GenMessage<EmbedRequest> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 10);
+  messageDesc(file_smmf_v1_inference, 15);
 
 /**
  * @generated from message smmf.v1.Embedding
@@ -394,7 +735,7 @@ export type Embedding = Message<"smmf.v1.Embedding"> & {
  * Use `create(EmbeddingSchema)` to create a new message.
  */
 export const EmbeddingSchema: GenMessage<Embedding> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 11);
+  messageDesc(file_smmf_v1_inference, 16);
 
 /**
  * @generated from message smmf.v1.EmbedResponse
@@ -421,7 +762,7 @@ export type EmbedResponse = Message<"smmf.v1.EmbedResponse"> & {
  * Use `create(EmbedResponseSchema)` to create a new message.
  */
 export const EmbedResponseSchema: GenMessage<EmbedResponse> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 12);
+  messageDesc(file_smmf_v1_inference, 17);
 
 /**
  * @generated from message smmf.v1.CountTokensRequest
@@ -460,7 +801,7 @@ export type CountTokensRequest = Message<"smmf.v1.CountTokensRequest"> & {
  * Use `create(CountTokensRequestSchema)` to create a new message.
  */
 export const CountTokensRequestSchema: GenMessage<CountTokensRequest> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 13);
+  messageDesc(file_smmf_v1_inference, 18);
 
 /**
  * @generated from message smmf.v1.CountTokensResponse
@@ -484,7 +825,7 @@ export type CountTokensResponse = Message<"smmf.v1.CountTokensResponse"> & {
  * Use `create(CountTokensResponseSchema)` to create a new message.
  */
 export const CountTokensResponseSchema: GenMessage<CountTokensResponse> = /*@__PURE__*/
-  messageDesc(file_smmf_v1_inference, 14);
+  messageDesc(file_smmf_v1_inference, 19);
 
 /**
  * @generated from enum smmf.v1.FinishReason
@@ -515,6 +856,20 @@ export enum FinishReason {
    * @generated from enum value: FINISH_REASON_CANCELLED = 3;
    */
   CANCELLED = 3,
+
+  /**
+   * The answer is one or more tool calls.
+   *
+   * @generated from enum value: FINISH_REASON_TOOL_CALLS = 4;
+   */
+  TOOL_CALLS = 4,
+
+  /**
+   * The upstream withheld content.
+   *
+   * @generated from enum value: FINISH_REASON_CONTENT_FILTER = 5;
+   */
+  CONTENT_FILTER = 5,
 }
 
 /**

@@ -1,0 +1,182 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { zodResponseFormat } from "openai/helpers/zod";
+import { z } from "zod";
+import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
+import { expectBadRequest, MODEL, runPool, validatorFor } from "./agentHelpers.js";
+
+/** Structured outputs on llama.cpp: json_schema (through the SDK's parse helper) and json_object, enforced by grammar. */
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({ sequences: 8 });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+const Story = z.object({
+  title: z.string().max(20),
+  mood: z.enum(["happy", "sad", "calm"]),
+  pages: z.int(),
+  hero: z.object({
+    name: z.string().max(20),
+    nickname: z.string().max(20).nullable(),
+    brave: z.boolean(),
+  }),
+  tags: z.array(z.string().max(20)).max(3),
+  rating: z.number(),
+});
+
+const MESSAGES = [
+  { role: "system" as const, content: "Answer with a JSON description of a story." },
+  { role: "user" as const, content: "Tell me about a story with a brave cat." },
+];
+
+describe("response_format json_schema", () => {
+  it("client.chat.completions.parse with a zod schema: message.parsed matches the schema in 100 of 100 seeded tries", async () => {
+    const format = zodResponseFormat(Story, "story");
+    const answers = await runPool(100, 8, async (seed) => {
+      try {
+        const res = await server.openai.chat.completions.parse({ model: MODEL, messages: MESSAGES, response_format: format, temperature: 1, seed, max_tokens: 400 });
+        return { seed, res };
+      } catch (err) {
+        return { seed, err: err as Error };
+      }
+    });
+    const problems: string[] = [];
+    for (const a of answers) {
+      if (a.err) {
+        problems.push(`seed ${a.seed}: ${a.err.name}: ${a.err.message}`);
+        continue;
+      }
+      const choice = a.res!.choices[0];
+      if (choice.finish_reason !== "stop") problems.push(`seed ${a.seed}: finish_reason ${choice.finish_reason}`);
+      if (choice.message.parsed === null) {
+        problems.push(`seed ${a.seed}: parsed is null; content ${JSON.stringify(choice.message.content)}`);
+        continue;
+      }
+      const check = Story.safeParse(choice.message.parsed);
+      if (!check.success) problems.push(`seed ${a.seed}: ${check.error.message} in ${choice.message.content}`);
+      if (choice.message.tool_calls?.length) problems.push(`seed ${a.seed}: unexpected tool calls`);
+      if (choice.message.refusal) problems.push(`seed ${a.seed}: refusal ${choice.message.refusal}`);
+    }
+    expect(problems, problems.slice(0, 10).join("\n")).toEqual([]);
+    // The answers are the model's: they differ between seeds.
+    expect(new Set(answers.map((a) => a.res?.choices[0].message.content)).size).toBeGreaterThan(50);
+  }, 120_000);
+
+  it("streams the same structured answer; the SDK stream helper parses it", async () => {
+    const format = zodResponseFormat(Story, "story");
+    const stream = server.openai.chat.completions.stream({ model: MODEL, messages: MESSAGES, response_format: format, temperature: 1, seed: 17, max_tokens: 400 });
+    const final = await stream.finalChatCompletion();
+    expect(final.choices[0].finish_reason).toBe("stop");
+    expect(Story.parse(final.choices[0].message.parsed)).toEqual(final.choices[0].message.parsed);
+  });
+
+  it("a strict schema with `pattern` → 400 naming the place and the keyword; strict: false → 200 and valid JSON", async () => {
+    const schema = {
+      type: "object",
+      properties: { code: { type: "string", pattern: "^[A-Z]{3}$", maxLength: 10 }, count: { type: "integer" } },
+      required: ["code", "count"],
+      additionalProperties: false,
+    };
+    const err = await expectBadRequest(
+      server.openai.chat.completions.create({
+        model: MODEL,
+        messages: MESSAGES,
+        response_format: { type: "json_schema", json_schema: { name: "code", strict: true, schema } },
+        max_tokens: 100,
+      }),
+      "response_format.json_schema.schema.properties.code.pattern",
+    );
+    expect(err.message).toContain("pattern");
+    const res = await server.openai.chat.completions.create({
+      model: MODEL,
+      messages: MESSAGES,
+      response_format: { type: "json_schema", json_schema: { name: "code", strict: false, schema } },
+      temperature: 1,
+      seed: 3,
+      max_tokens: 200,
+    });
+    const content = res.choices[0].message.content!;
+    const parsed = JSON.parse(content) as unknown;
+    // Everything but the unenforced keyword holds.
+    const { pattern: _pattern, ...codeWithoutPattern } = schema.properties.code;
+    expect(validatorFor({ ...schema, properties: { ...schema.properties, code: codeWithoutPattern } })(parsed), content).toBe(true);
+  });
+
+  it("a strict schema with `minimum` → 400 naming it; without `strict` → 200", async () => {
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string", maxLength: 10 }, count: { type: "number", minimum: 3 } },
+      required: ["name", "count"],
+      additionalProperties: false,
+    };
+    const err = await expectBadRequest(
+      server.openai.chat.completions.create({
+        model: MODEL,
+        messages: MESSAGES,
+        response_format: { type: "json_schema", json_schema: { name: "counted", strict: true, schema } },
+        max_tokens: 100,
+      }),
+      "response_format.json_schema.schema.properties.count.minimum",
+    );
+    expect(err.message).toContain("minimum");
+    const res = await server.openai.chat.completions.create({
+      model: MODEL,
+      messages: MESSAGES,
+      response_format: { type: "json_schema", json_schema: { name: "counted", schema } },
+      temperature: 1,
+      seed: 4,
+      max_tokens: 200,
+    });
+    const parsed = JSON.parse(res.choices[0].message.content!) as { name: unknown; count: unknown };
+    expect(typeof parsed.name).toBe("string");
+    expect(typeof parsed.count).toBe("number");
+  });
+
+  it("a malformed response_format → 400 naming it", async () => {
+    await expectBadRequest(
+      server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "json_schema" } as never, max_tokens: 10 }),
+      /^response_format/,
+    );
+    await expectBadRequest(
+      server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "yaml" } as never, max_tokens: 10 }),
+      /^response_format/,
+    );
+  });
+
+  it("response_format text is plain generation", async () => {
+    const res = await server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "text" }, temperature: 0, max_tokens: 10 });
+    const plain = await server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, temperature: 0, max_tokens: 10 });
+    expect(res.choices[0].message.content).toBe(plain.choices[0].message.content);
+  });
+});
+
+describe("response_format json_object", () => {
+  it("content always parses to a JSON object (30 seeded tries)", async () => {
+    const answers = await runPool(30, 8, (seed) =>
+      server.openai.chat.completions.create({
+        model: MODEL,
+        messages: [{ role: "user", content: "Describe a cat as JSON." }],
+        response_format: { type: "json_object" },
+        temperature: 1,
+        seed,
+        max_tokens: 400,
+      }),
+    );
+    const problems: string[] = [];
+    for (const [seed, res] of answers.entries()) {
+      const content = res.choices[0].message.content ?? "";
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(content);
+      } catch (err) {
+        problems.push(`seed ${seed} (finish_reason ${res.choices[0].finish_reason}, ${res.usage?.completion_tokens} tokens): ${(err as Error).message}: ${content.slice(0, 300)}`);
+        continue;
+      }
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) problems.push(`seed ${seed}: not an object: ${content.slice(0, 300)}`);
+    }
+    expect(problems, problems.slice(0, 10).join("\n")).toEqual([]);
+  }, 60_000);
+});
