@@ -4,7 +4,9 @@
 // `tool_choice: "required"`), (c) structured output (`response_format` json_schema, strict). Greedy decoding and
 // a fixed max_tokens; the cases take turns within each round (in rotating order) at concurrency 1 and 4, so
 // machine noise hits them alike. Reports completion tokens/s (from usage), the decode rate per stream, TTFT
-// p50, and the ratios of (b) and (c) to (a).
+// p50, and the ratios of (b) and (c) to (a). A fourth case, (d) free chat with a user message padded to the
+// prompt length of (b) (whose prompt carries the template's function documentation), separates what the long
+// prompt costs from what the tool call itself costs: the ratio (b)/(d).
 import type { ChildProcess } from "node:child_process";
 import http from "node:http";
 import { resolve } from "node:path";
@@ -13,10 +15,10 @@ import { benchModelPath } from "./benchModel.js";
 import { startServe } from "./startServe.js";
 import { percentile, percentileRatio } from "./stats.js";
 
-const ROUNDS = Number(process.env.BENCH_GRAMMAR_ROUNDS ?? 4);
+const ROUNDS = Number(process.env.BENCH_GRAMMAR_ROUNDS ?? 3);
 const MAX_TOKENS = Number(process.env.BENCH_GRAMMAR_TOKENS ?? 128);
 /** Requests per case and round: at concurrency 1 one after another, at 4 spread over 4 streams. */
-const REQUESTS: Record<number, number> = { 1: Number(process.env.BENCH_GRAMMAR_REQUESTS_C1 ?? 4), 4: Number(process.env.BENCH_GRAMMAR_REQUESTS_C4 ?? 12) };
+const REQUESTS: Record<number, number> = { 1: Number(process.env.BENCH_GRAMMAR_REQUESTS_C1 ?? 3), 4: Number(process.env.BENCH_GRAMMAR_REQUESTS_C4 ?? 8) };
 const CONCURRENCIES = [1, 4];
 const SEQUENCES = 4;
 
@@ -34,7 +36,9 @@ const SCHEMA = {
   additionalProperties: false,
 };
 
-const BASE = { model: "stories260K", messages: [{ role: "user", content: "Tell me a story about a little dog and write a report on it." }], max_tokens: MAX_TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } };
+const QUESTION = "Tell me a story about a little dog and write a report on it.";
+const PADDING = " Once upon a time there was a little dog.";
+const BASE = { model: "stories260K", messages: [{ role: "user", content: QUESTION }], max_tokens: MAX_TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } };
 const CASES = {
   a: { name: "(a) free chat", body: JSON.stringify(BASE) },
   b: {
@@ -42,9 +46,40 @@ const CASES = {
     body: JSON.stringify({ ...BASE, tools: [{ type: "function", function: { name: "file_report", description: "Files a report on the story.", parameters: SCHEMA } }], tool_choice: "required" }),
   },
   c: { name: "(c) json_schema strict", body: JSON.stringify({ ...BASE, response_format: { type: "json_schema", json_schema: { name: "report", schema: SCHEMA, strict: true } } }) },
-} as const;
+  /** The body is set once (b)'s prompt length is known (see padTo). */
+  d: { name: "(d) free, (b)'s prompt len", body: "" },
+};
 type CaseKey = keyof typeof CASES;
 const KEYS = Object.keys(CASES) as CaseKey[];
+
+/** Free chat with the question padded by `repeats` × PADDING. */
+function paddedBody(repeats: number, extra: object = {}): string {
+  return JSON.stringify({ ...BASE, messages: [{ role: "user", content: QUESTION + PADDING.repeat(repeats) }], ...extra });
+}
+
+/** prompt_tokens of a free chat padded `repeats` times (one non-streamed token). */
+async function promptTokensOf(port: number, agent: http.Agent, repeats: number): Promise<number> {
+  const body = paddedBody(repeats, { max_tokens: 1, stream: false, stream_options: undefined });
+  const text = await new Promise<string>((resolveText, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, path: "/v1/chat/completions", method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
+      let out = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (out += d));
+      res.on("end", () => (res.statusCode === 200 ? resolveText(out) : reject(new Error(`HTTP ${res.statusCode}: ${out.slice(0, 300)}`))));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+  return (JSON.parse(text) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+}
+
+/** The padding that brings a free chat's prompt to `target` tokens (within one padding's worth). */
+async function padTo(port: number, agent: http.Agent, target: number): Promise<{ repeats: number; tokens: number }> {
+  const base = await promptTokensOf(port, agent, 0);
+  const perRepeat = ((await promptTokensOf(port, agent, 10)) - base) / 10;
+  const repeats = Math.max(0, Math.round((target - base) / perRepeat));
+  return { repeats, tokens: await promptTokensOf(port, agent, repeats) };
+}
 
 interface Sample {
   ttftMs: number;
@@ -201,7 +236,14 @@ export async function benchGrammar(modelPath: string = benchModelPath()): Promis
     // Warm-up: every case on every sequence once (first use of a sequence allocates its cache). Failures here
     // are counted apart and reported below.
     const warmUp = newTally();
-    for (const key of KEYS) await phase(port, agent, key, SEQUENCES, SEQUENCES, warmUp);
+    const toolWarmUp = newTally();
+    await phase(port, agent, "b", SEQUENCES, SEQUENCES, toolWarmUp);
+    const toolPrompt = toolWarmUp.requests > 0 ? Math.round(toolWarmUp.promptTokens / toolWarmUp.requests) : 0;
+    CASES.d.body = paddedBody((await padTo(port, agent, toolPrompt)).repeats);
+    for (const key of KEYS) if (key !== "b") await phase(port, agent, key, SEQUENCES, SEQUENCES, warmUp);
+    warmUp.failures += toolWarmUp.failures;
+    warmUp.requests += toolWarmUp.requests;
+    warmUp.firstFailure ??= toolWarmUp.firstFailure;
     for (let round = 0; round < ROUNDS; round++) {
       for (const concurrency of CONCURRENCIES) {
         if (concurrency === 1) {
@@ -235,22 +277,22 @@ export async function benchGrammar(modelPath: string = benchModelPath()): Promis
     const rate = (key: CaseKey) => t(key).tokens / (t(key).ms / 1000);
     const decode = (key: CaseKey) => mean(t(key).decodeRate);
     console.log(`\nconcurrency ${concurrency}`);
-    console.log("case                       tokens/s  decode tok/s/stream  TTFT p50 ms  tokens/req  prompt tok/req  JSON object  finish reasons");
+    console.log("case                        tokens/s  decode tok/s/stream  TTFT p50 ms  tokens/req  prompt tok/req  JSON object  finish reasons");
     for (const key of KEYS) {
       const x = t(key);
       const reasons = [...x.finishReasons].map(([r, n]) => `${r} ${n}`).join(", ");
       const valid = key === "a" ? "-" : `${x.validJson}/${x.requests}`;
       console.log(
-        `${CASES[key].name.padEnd(25)}${rate(key).toFixed(0).padStart(9)}${decode(key).toFixed(0).padStart(21)}${percentile(x.ttft, 50).toFixed(2).padStart(13)}` +
+        `${CASES[key].name.padEnd(26)}${rate(key).toFixed(0).padStart(9)}${decode(key).toFixed(0).padStart(21)}${percentile(x.ttft, 50).toFixed(2).padStart(13)}` +
           `${(x.tokens / Math.max(1, x.requests)).toFixed(1).padStart(12)}${(x.promptTokens / Math.max(1, x.requests)).toFixed(0).padStart(16)}${valid.padStart(13)}  ${reasons}` +
           (x.failures > 0 ? `  FAILED ${x.failures}: ${x.firstFailure}` : ""),
       );
     }
-    for (const key of ["b", "c"] as const) {
-      console.log(
-        `${CASES[key].name} / (a): tokens/s ${(rate(key) / rate("a")).toFixed(3)}   decode tok/s/stream ${(decode(key) / decode("a")).toFixed(3)}   TTFT p50 ${percentileRatio(t(key).ttft, t("a").ttft, 50)}`,
-      );
-    }
+    const ratio = (key: CaseKey, base: CaseKey) =>
+      `${CASES[key].name.slice(0, 3)}/${CASES[base].name.slice(0, 3)}: tokens/s ${(rate(key) / rate(base)).toFixed(3)}   decode tok/s/stream ${(decode(key) / decode(base)).toFixed(3)}   TTFT p50 ${percentileRatio(t(key).ttft, t(base).ttft, 50)}`;
+    console.log(ratio("b", "a"));
+    console.log(ratio("c", "a"));
+    console.log(`${ratio("b", "d")}   (the tool call at equal prompt length)`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { LlamaText, type ChatModelFunctions, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
+import { LlamaText, type ChatModelFunctions, type GbnfJsonSchema, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
 import { SmmfError } from "../errors/SmmfError.js";
 import { createAsyncQueue } from "../util/createAsyncQueue.js";
 import { linkSignals } from "../util/linkSignals.js";
@@ -84,6 +84,16 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     return grammar;
   }
 
+  /** A schema's grammar; one llama.cpp cannot build is the caller's schema's fault, not a server error. */
+  async function schemaGrammar(schema: GbnfJsonSchema, param: string): Promise<LlamaGrammar> {
+    try {
+      return await grammars.forSchema(schema);
+    } catch (err) {
+      if (err instanceof SmmfError) throw err;
+      throw new SmmfError("invalid_argument", `${param}: this schema cannot be turned into a grammar (${String((err as Error)?.message ?? err).slice(0, 200)})`, { param });
+    }
+  }
+
   function promptOnly(tokens: Token[]): ChoicePlan {
     return { mode: "content", tools: [], parallel: false, promptTokens: tokens, textStops: [], tokenStops: [] };
   }
@@ -113,12 +123,12 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     };
     const format = input.responseFormat;
     if (format?.type === "json_object") plan.contentGrammar = await grammars.json();
-    else if (format?.type === "json_schema") plan.contentGrammar = await grammars.forSchema(toGrammarSchema(format.schema, "response_format.json_schema.schema", format.strict));
+    else if (format?.type === "json_schema") plan.contentGrammar = await schemaGrammar(toGrammarSchema(format.schema, "response_format.json_schema.schema", format.strict), "response_format.json_schema.schema");
     if (plan.contentGrammar && sampling.logprobs) {
       throw new SmmfError("invalid_argument", "'logprobs' cannot be combined with 'response_format' on this model (llama.cpp reports probabilities after its grammar has changed them).", { param: "logprobs" });
     }
     if (toolsOn) {
-      plan.tools = await Promise.all(input.tools!.map(async (t, i) => ({ name: t.name, grammar: await grammars.forSchema(schemas[i]) })));
+      plan.tools = await Promise.all(input.tools!.map(async (t, i) => ({ name: t.name, grammar: await schemaGrammar(schemas[i], `tools[${i}].function.parameters`) })));
       const choice = input.toolChoice;
       if (choice?.mode === "required" || choice?.mode === "function") plan.mode = "calls";
       if (choice?.mode === "function") plan.fixedName = choice.name;

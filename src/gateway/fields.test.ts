@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { SmmfError } from "../errors/SmmfError.js";
-import { invalidField, optionalBoolean, optionalNumber, optionalStop, rejectUnsupported, requiredString } from "./fields.js";
+import { extraFields, invalidField, optionalBoolean, optionalNumber, optionalStop, rejectUnsupported, requiredString } from "./fields.js";
+import { PromptChars, requestCaps } from "./requestCaps.js";
 import { expectInvalid } from "../../test/helpers/expectInvalid.js";
 
 const invalid = (fn: () => unknown): SmmfError => expectInvalid(fn);
@@ -122,5 +123,53 @@ describe("rejectUnsupported", () => {
     expect(err.param).toBe("tools");
     expect(err.message).toContain("not supported");
     expect(invalid(() => rejectUnsupported({ n: 2 }, rules)).param).toBe("n");
+  });
+});
+
+describe("extraFields", () => {
+  const known = new Set(["model", "messages", "temperature"]);
+  /** A chars counter that records what it is given. */
+  const counter = () => {
+    const added: string[] = [];
+    return { added, add: (text: string) => void added.push(text) };
+  };
+
+  it("gives the fields SMMF does not read as a JSON object, leaving the known ones out", () => {
+    const body = { model: "m", messages: [], temperature: 1, user: "u-1", metadata: { a: "b" }, logit_bias: { "5": 1 } };
+    const json = extraFields(body, known, counter());
+    expect(JSON.parse(json)).toEqual({ user: "u-1", metadata: { a: "b" }, logit_bias: { "5": 1 } });
+  });
+
+  it("gives \"\" when there are none, and counts nothing", () => {
+    const c = counter();
+    expect(extraFields({ model: "m", messages: [] }, known, c)).toBe("");
+    expect(extraFields({}, known, c)).toBe("");
+    expect(c.added).toEqual([]);
+  });
+
+  it("leaves out undefined fields but keeps null ones (the engine judges them)", () => {
+    expect(extraFields({ model: "m", user: undefined }, known, counter())).toBe("");
+    expect(JSON.parse(extraFields({ model: "m", echo: null }, known, counter()))).toEqual({ echo: null });
+  });
+
+  it("a field named __proto__ stays a field in the JSON", () => {
+    const body = JSON.parse('{"model": "m", "__proto__": {"polluted": true}, "user": "u"}') as Record<string, unknown>;
+    const json = extraFields(body, known, counter());
+    expect(json).toContain('"__proto__":{"polluted":true}');
+    const parsed = JSON.parse(json) as Record<string, unknown>;
+    expect(Object.hasOwn(parsed, "__proto__")).toBe(true);
+    expect(parsed.user).toBe("u");
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it("counts the JSON's characters as prompt", () => {
+    const c = counter();
+    const json = extraFields({ model: "m", user: "u-1" }, known, c);
+    expect(c.added).toEqual([json]);
+    const body = { model: "m", user: "x".repeat(100) };
+    const size = extraFields(body, known, counter()).length;
+    expect(() => extraFields(body, known, new PromptChars(requestCaps({ maxPromptChars: size }), "messages"))).not.toThrow();
+    const err = invalid(() => extraFields(body, known, new PromptChars(requestCaps({ maxPromptChars: size - 1 }), "messages")));
+    expect(err.param).toBe("messages");
   });
 });

@@ -269,7 +269,6 @@ describe("distributed mode: failover of streamed tool calls", () => {
     const afterKill = Array.from({ length: AFTER_KILL_STREAMS }, (_, i) => newRun(900 + i, true));
     await Promise.all([...plainDone, ...toolsDone, ...afterKill.map((run) => runStream(run, () => undefined))]);
     scenario = { victim, survivor, toolRuns, plainRuns, afterKill, cutTools, cutPlain };
-    if (process.env.TCF_DEBUG) for (const r of [...toolRuns, ...plainRuns, ...afterKill]) console.log(describeRun(r, scenario), cutTools.includes(r) ? "CUT" : "", cutPlain.find((c) => c.run === r)?.chunksBeforeKill ?? "");
 
     const problems = [...toolRuns, ...afterKill].flatMap((run) => toolRunProblems(run).map((p) => `#${run.i} (${describeRun(run, scenario!)}): ${p}`));
     expect(problems, `${problems.length} problems:\n${problems.slice(0, 20).join("\n")}`).toEqual([]);
