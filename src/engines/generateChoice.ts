@@ -269,6 +269,8 @@ async function completeContent(slot: Slot, tokens: Token[], plan: ChoicePlan, sa
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
+/** Tokens that frequency and presence penalties look back on (node-llama-cpp's default `lastTokens`). */
+const PENALTY_WINDOW = 64;
 
 /** Whether bytes end inside a UTF-8 character. */
 function endsMidCharacter(bytes: number[]): boolean {
@@ -292,6 +294,8 @@ async function sampleWithLogprobs(rt: ChoiceRuntime, slot: Slot, tokens: Token[]
   const { model } = rt;
   const random = seededRandom(sampling.seed);
   const counts = new Map<Token, number>();
+  const recent: Token[] = [];
+  const newline = model.tokens.nl;
   const top = sampling.topLogprobs ?? 0;
   const bos = model.tokens.bos;
   const input = bos != null && model.tokens.shouldPrependBosToken ? [bos, ...tokens] : [...tokens];
@@ -308,7 +312,17 @@ async function sampleWithLogprobs(rt: ChoiceRuntime, slot: Slot, tokens: Token[]
       const probabilities = step.value.probabilities;
       const token = sampleFromProbabilities(probabilities, sampling, counts, random);
       if (model.tokenizer.isEogToken(token)) return "eog";
-      counts.set(token, (counts.get(token) ?? 0) + 1);
+      // Penalties count what node-llama-cpp's own sampler counts: the last 64 tokens, newlines left out.
+      if (token !== newline) {
+        recent.push(token);
+        counts.set(token, (counts.get(token) ?? 0) + 1);
+        if (recent.length > PENALTY_WINDOW) {
+          const old = recent.shift()!;
+          const left = counts.get(old)! - 1;
+          if (left > 0) counts.set(old, left);
+          else counts.delete(old);
+        }
+      }
       const bytes = rt.tokenBytes(token);
       const entry: TokenLogprob = { token: decoder.decode(Uint8Array.from(bytes)), logprob: Math.log(probabilities.get(token) ?? 0), bytes, top: [] };
       if (top > 0) {

@@ -1,9 +1,9 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { GenerateStartSchema, ResponseFormat_Type } from "../gen/smmf/v1/inference_pb.js";
+import { GenerateStartSchema, ResponseFormat_Type, type GenerateStart } from "../gen/smmf/v1/inference_pb.js";
 import { canContinue } from "./InferenceRouter.js";
 
-type Init = NonNullable<Parameters<typeof create<typeof GenerateStartSchema>>[1]>;
+type Init = Exclude<MessageInitShape<typeof GenerateStartSchema>, GenerateStart>;
 const start = (more: Omit<Init, "model" | "input"> = {}) => create(GenerateStartSchema, { model: "m", input: { case: "prompt", value: "Once" }, ...more });
 
 describe("canContinue (mid-stream failover may continue the text already sent)", () => {

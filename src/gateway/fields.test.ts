@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { SmmfError } from "../errors/SmmfError.js";
-import { extraFields, invalidField, optionalBoolean, optionalNumber, optionalStop, rejectUnsupported, requiredString } from "./fields.js";
+import { extraFields, invalidField, optionalBoolean, optionalNumber, optionalStop, requiredString } from "./fields.js";
 import { PromptChars, requestCaps } from "./requestCaps.js";
 import { expectInvalid } from "../../test/helpers/expectInvalid.js";
 
@@ -109,22 +109,6 @@ describe("optionalStop", () => {
   });
 });
 
-describe("rejectUnsupported", () => {
-  const rules = { n: (v: unknown) => v === 1, tools: (v: unknown) => Array.isArray(v) && v.length === 0 };
-
-  it("allows absent, null and neutral values", () => {
-    expect(() => rejectUnsupported({}, rules)).not.toThrow();
-    expect(() => rejectUnsupported({ n: null, tools: null }, rules)).not.toThrow();
-    expect(() => rejectUnsupported({ n: 1, tools: [] }, rules)).not.toThrow();
-  });
-
-  it("rejects a non-neutral value naming the field", () => {
-    const err = invalid(() => rejectUnsupported({ n: 1, tools: [{ type: "function" }] }, rules));
-    expect(err.param).toBe("tools");
-    expect(err.message).toContain("not supported");
-    expect(invalid(() => rejectUnsupported({ n: 2 }, rules)).param).toBe("n");
-  });
-});
 
 describe("extraFields", () => {
   const known = new Set(["model", "messages", "temperature"]);

@@ -58,12 +58,3 @@ export function extraFields(body: Body, known: ReadonlySet<string>, chars: { add
   chars.add(json);
   return json;
 }
-
-/** Fields SMMF does not implement: rejected when set to anything but their neutral value. */
-export function rejectUnsupported(body: Body, names: Record<string, (value: unknown) => boolean>): void {
-  for (const [name, isNeutral] of Object.entries(names)) {
-    if (present(body, name) && !isNeutral(body[name])) {
-      throw invalidField(name, `'${name}' is not supported by this server.`);
-    }
-  }
-}

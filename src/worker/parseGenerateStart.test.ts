@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { GenerateStartSchema, ResponseFormat_Type, SamplingParamsSchema, type GenerateStart } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { MAX_N, MAX_STOP_SEQUENCES, MAX_TOP_LOGPROBS, parseChat, parseGenerateStart, parseSampling } from "./parseGenerateStart.js";
@@ -170,7 +170,7 @@ describe("parseSampling / parseChat", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Tools, response formats, n, logprobs, extra fields
 
-type Init = NonNullable<Parameters<typeof create<typeof GenerateStartSchema>>[1]>;
+type Init = Exclude<MessageInitShape<typeof GenerateStartSchema>, GenerateStart>;
 type Message = { role: string; content?: string; toolCalls?: { id: string; name: string; arguments: string }[]; toolCallId?: string; name?: string };
 
 /** A chat GenerateStart with these messages and more fields. */

@@ -1,14 +1,17 @@
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { zodResponseFormat } from "openai/helpers/zod";
 import { z } from "zod";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
-import { expectBadRequest, MODEL, runPool, validatorFor } from "./agentHelpers.js";
+import { expectBadRequest, MODEL, runPool, validatorFor, patientClient } from "./agentHelpers.js";
 
 /** Structured outputs on llama.cpp: json_schema (through the SDK's parse helper) and json_object, enforced by grammar. */
 
 let server: TestServer;
+let openai: OpenAI;
 beforeAll(async () => {
   server = await startTestServer({ sequences: 8 });
+  openai = patientClient(server.url);
 });
 afterAll(async () => {
   await server?.close();
@@ -37,7 +40,7 @@ describe("response_format json_schema", () => {
     const format = zodResponseFormat(Story, "story");
     const answers = await runPool(100, 8, async (seed) => {
       try {
-        const res = await server.openai.chat.completions.parse({ model: MODEL, messages: MESSAGES, response_format: format, temperature: 1, seed, max_tokens: 400 });
+        const res = await openai.chat.completions.parse({ model: MODEL, messages: MESSAGES, response_format: format, temperature: 1, seed, max_tokens: 400 });
         return { seed, res };
       } catch (err) {
         return { seed, err: err as Error };
@@ -67,7 +70,7 @@ describe("response_format json_schema", () => {
 
   it("streams the same structured answer; the SDK stream helper parses it", async () => {
     const format = zodResponseFormat(Story, "story");
-    const stream = server.openai.chat.completions.stream({ model: MODEL, messages: MESSAGES, response_format: format, temperature: 1, seed: 17, max_tokens: 400 });
+    const stream = openai.chat.completions.stream({ model: MODEL, messages: MESSAGES, response_format: format, temperature: 1, seed: 17, max_tokens: 400 });
     const final = await stream.finalChatCompletion();
     expect(final.choices[0].finish_reason).toBe("stop");
     expect(Story.parse(final.choices[0].message.parsed)).toEqual(final.choices[0].message.parsed);
@@ -81,7 +84,7 @@ describe("response_format json_schema", () => {
       additionalProperties: false,
     };
     const err = await expectBadRequest(
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: MESSAGES,
         response_format: { type: "json_schema", json_schema: { name: "code", strict: true, schema } },
@@ -90,7 +93,7 @@ describe("response_format json_schema", () => {
       "response_format.json_schema.schema.properties.code.pattern",
     );
     expect(err.message).toContain("pattern");
-    const res = await server.openai.chat.completions.create({
+    const res = await openai.chat.completions.create({
       model: MODEL,
       messages: MESSAGES,
       response_format: { type: "json_schema", json_schema: { name: "code", strict: false, schema } },
@@ -113,7 +116,7 @@ describe("response_format json_schema", () => {
       additionalProperties: false,
     };
     const err = await expectBadRequest(
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: MESSAGES,
         response_format: { type: "json_schema", json_schema: { name: "counted", strict: true, schema } },
@@ -122,7 +125,7 @@ describe("response_format json_schema", () => {
       "response_format.json_schema.schema.properties.count.minimum",
     );
     expect(err.message).toContain("minimum");
-    const res = await server.openai.chat.completions.create({
+    const res = await openai.chat.completions.create({
       model: MODEL,
       messages: MESSAGES,
       response_format: { type: "json_schema", json_schema: { name: "counted", schema } },
@@ -137,18 +140,18 @@ describe("response_format json_schema", () => {
 
   it("a malformed response_format → 400 naming it", async () => {
     await expectBadRequest(
-      server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "json_schema" } as never, max_tokens: 10 }),
+      openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "json_schema" } as never, max_tokens: 10 }),
       /^response_format/,
     );
     await expectBadRequest(
-      server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "yaml" } as never, max_tokens: 10 }),
+      openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "yaml" } as never, max_tokens: 10 }),
       /^response_format/,
     );
   });
 
   it("response_format text is plain generation", async () => {
-    const res = await server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "text" }, temperature: 0, max_tokens: 10 });
-    const plain = await server.openai.chat.completions.create({ model: MODEL, messages: MESSAGES, temperature: 0, max_tokens: 10 });
+    const res = await openai.chat.completions.create({ model: MODEL, messages: MESSAGES, response_format: { type: "text" }, temperature: 0, max_tokens: 10 });
+    const plain = await openai.chat.completions.create({ model: MODEL, messages: MESSAGES, temperature: 0, max_tokens: 10 });
     expect(res.choices[0].message.content).toBe(plain.choices[0].message.content);
   });
 });
@@ -156,7 +159,7 @@ describe("response_format json_schema", () => {
 describe("response_format json_object", () => {
   it("content always parses to a JSON object (30 seeded tries)", async () => {
     const answers = await runPool(30, 8, (seed) =>
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: [{ role: "user", content: "Describe a cat as JSON." }],
         response_format: { type: "json_object" },

@@ -1,13 +1,16 @@
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChatCompletion, ChatCompletionMessageParam, ChatCompletionMessageToolCall } from "openai/resources/chat/completions";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
-import { BOOKING_TOOL, expectBadRequest, MODEL, runPool, TOOL_MESSAGES, toolCallProblem, TOOLS, WEATHER_TOOL } from "./agentHelpers.js";
+import { BOOKING_TOOL, expectBadRequest, MODEL, runPool, TOOL_MESSAGES, toolCallProblem, TOOLS, WEATHER_TOOL, patientClient } from "./agentHelpers.js";
 
 /** Tool calling on llama.cpp, non-streaming: grammar-constrained arguments always parse and match the schema. */
 
 let server: TestServer;
+let openai: OpenAI;
 beforeAll(async () => {
   server = await startTestServer({ sequences: 8 });
+  openai = patientClient(server.url);
 });
 afterAll(async () => {
   await server?.close();
@@ -39,7 +42,7 @@ function toolAnswerProblems(res: ChatCompletion, seed: number, expectedFinish: s
 describe("tool_choice: required", () => {
   it("gives valid tool calls (ids, names, arguments matching the schema) in 100 of 100 seeded tries, and parallel calls sometimes", async () => {
     const answers = await runPool(100, CONCURRENCY, (seed) =>
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: TOOLS,
@@ -67,7 +70,7 @@ describe("tool_choice: required", () => {
 
   it("never gives more than one call with parallel_tool_calls: false (100 tries)", async () => {
     const answers = await runPool(100, CONCURRENCY, (seed) =>
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: TOOLS,
@@ -88,7 +91,7 @@ describe("tool_choice: required", () => {
 describe("other tool_choice values", () => {
   it("a named function gives exactly one call of that function, finish_reason stop", async () => {
     const answers = await runPool(10, CONCURRENCY, (seed) =>
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: TOOLS,
@@ -109,7 +112,7 @@ describe("other tool_choice values", () => {
 
   it("none gives text and no tool calls", async () => {
     const answers = await runPool(8, CONCURRENCY, (seed) =>
-      server.openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, tool_choice: "none", temperature: 1, seed, max_tokens: 30 }),
+      openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, tool_choice: "none", temperature: 1, seed, max_tokens: 30 }),
     );
     for (const [seed, res] of answers.entries()) {
       const choice = res.choices[0];
@@ -122,7 +125,7 @@ describe("other tool_choice values", () => {
 
   it("auto gives either text or valid calls, never broken JSON (30 tries)", async () => {
     const answers = await runPool(30, CONCURRENCY, (seed) =>
-      server.openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, tool_choice: "auto", temperature: 1, seed, max_tokens: 400 }),
+      openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, tool_choice: "auto", temperature: 1, seed, max_tokens: 400 }),
     );
     for (const [seed, res] of answers.entries()) {
       const choice = res.choices[0];
@@ -137,7 +140,7 @@ describe("other tool_choice values", () => {
   });
 
   it("tools without tool_choice behave as auto (OpenAI's default when tools are given)", async () => {
-    const res = await server.openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, temperature: 1, seed: 5, max_tokens: 400 });
+    const res = await openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, temperature: 1, seed: 5, max_tokens: 400 });
     const calls = res.choices[0].message.tool_calls ?? [];
     if (calls.length > 0) expect(toolAnswerProblems(res, 5, "tool_calls")).toEqual([]);
     else expect(typeof res.choices[0].message.content).toBe("string");
@@ -146,7 +149,7 @@ describe("other tool_choice values", () => {
 
 describe("two-turn exchange", () => {
   async function firstTurn(seed: number): Promise<ChatCompletionMessageToolCall[]> {
-    const res = await server.openai.chat.completions.create({
+    const res = await openai.chat.completions.create({
       model: MODEL,
       messages: TOOL_MESSAGES,
       tools: TOOLS,
@@ -166,16 +169,16 @@ describe("two-turn exchange", () => {
       { role: "assistant", content: null, tool_calls: calls },
       ...calls.map((c) => ({ role: "tool" as const, tool_call_id: c.id, content: JSON.stringify({ ok: true, temperature_c: 21, summary: "sunny" }) })),
     ];
-    const res = await server.openai.chat.completions.create({ model: MODEL, messages, tools: TOOLS, temperature: 1, seed: 4, max_tokens: 40 });
+    const res = await openai.chat.completions.create({ model: MODEL, messages, tools: TOOLS, temperature: 1, seed: 4, max_tokens: 40 });
     expect(res.object).toBe("chat.completion");
     const choice = res.choices[0];
     if ((choice.message.tool_calls ?? []).length > 0) expect(toolAnswerProblems(res, 4, "tool_calls")).toEqual([]);
     else expect(typeof choice.message.content).toBe("string");
     // The tool results are part of the prompt: the second turn's prompt is longer than the first's.
-    const first = await server.openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, max_tokens: 1 });
+    const first = await openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, max_tokens: 1 });
     expect(res.usage!.prompt_tokens).toBeGreaterThan(first.usage!.prompt_tokens);
     // Without tools in the second request (some clients drop them) the history is still accepted.
-    const plain = await server.openai.chat.completions.create({ model: MODEL, messages, temperature: 0, max_tokens: 10 });
+    const plain = await openai.chat.completions.create({ model: MODEL, messages, temperature: 0, max_tokens: 10 });
     expect(typeof plain.choices[0].message.content).toBe("string");
   });
 
@@ -186,17 +189,17 @@ describe("two-turn exchange", () => {
       { role: "assistant", content: null, tool_calls: calls },
       { role: "tool", tool_call_id: "call_doesnotexist", content: "{}" },
     ];
-    await expectBadRequest(server.openai.chat.completions.create({ model: MODEL, messages, tools: TOOLS, max_tokens: 10 }), "messages[2].tool_call_id");
+    await expectBadRequest(openai.chat.completions.create({ model: MODEL, messages, tools: TOOLS, max_tokens: 10 }), "messages[2].tool_call_id");
     // A tool message with no assistant tool call before it at all.
     await expectBadRequest(
-      server.openai.chat.completions.create({ model: MODEL, messages: [TOOL_MESSAGES[1], { role: "tool", tool_call_id: "call_x", content: "{}" }], tools: TOOLS, max_tokens: 10 }),
+      openai.chat.completions.create({ model: MODEL, messages: [TOOL_MESSAGES[1], { role: "tool", tool_call_id: "call_x", content: "{}" }], tools: TOOLS, max_tokens: 10 }),
       "messages[1].tool_call_id",
     );
   });
 
   it("an unknown tool_choice function name → 400 naming tool_choice", async () => {
     const err = await expectBadRequest(
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: TOOLS,
@@ -210,7 +213,7 @@ describe("two-turn exchange", () => {
 
   it("a tool without a name → 400 naming it", async () => {
     await expectBadRequest(
-      server.openai.chat.completions.create({
+      openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: [{ type: "function", function: { description: "no name", parameters: { type: "object", properties: {} } } } as never],
@@ -221,6 +224,6 @@ describe("two-turn exchange", () => {
   });
 
   it("tool_choice required without tools → 400 naming tool_choice", async () => {
-    await expectBadRequest(server.openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tool_choice: "required", max_tokens: 10 }), /^tool_choice/);
+    await expectBadRequest(openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tool_choice: "required", max_tokens: 10 }), /^tool_choice/);
   });
 });

@@ -1,13 +1,16 @@
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChatCompletionChunk, ChatCompletionMessageToolCall } from "openai/resources/chat/completions";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
-import { MODEL, runPool, TOOL_MESSAGES, toolCallProblem, TOOLS, WEATHER_TOOL } from "./agentHelpers.js";
+import { MODEL, runPool, TOOL_MESSAGES, toolCallProblem, TOOLS, WEATHER_TOOL, patientClient } from "./agentHelpers.js";
 
 /** Streamed tool calls: delta.tool_calls chunks exactly as OpenAI sends them, assembled by hand and by the SDK. */
 
 let server: TestServer;
+let openai: OpenAI;
 beforeAll(async () => {
   server = await startTestServer({ sequences: 8 });
+  openai = patientClient(server.url);
 });
 afterAll(async () => {
   await server?.close();
@@ -77,7 +80,7 @@ async function readToolStream(stream: AsyncIterable<ChatCompletionChunk>): Promi
 describe("streamed tool calls", () => {
   it("raw chunks: first chunk of a call has index, id, type and name with empty arguments, later ones only argument pieces; the pieces parse and validate (30 seeded tries)", async () => {
     const results = await runPool(30, 8, async (seed) => {
-      const stream = await server.openai.chat.completions.create({
+      const stream = await openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: TOOLS,
@@ -108,7 +111,7 @@ describe("streamed tool calls", () => {
   }, 120_000);
 
   it("arguments arrive in several pieces", async () => {
-    const stream = await server.openai.chat.completions.create({
+    const stream = await openai.chat.completions.create({
       model: MODEL,
       messages: TOOL_MESSAGES,
       tools: [WEATHER_TOOL],
@@ -134,7 +137,7 @@ describe("streamed tool calls", () => {
         seed: 700 + seed,
         max_tokens: 400,
       };
-      const stream = server.openai.chat.completions.stream(params);
+      const stream = openai.chat.completions.stream(params);
       const argumentDeltas: string[] = [];
       stream.on("tool_calls.function.arguments.delta", (e) => argumentDeltas.push(e.arguments_delta));
       const final = await stream.finalChatCompletion();

@@ -10,9 +10,9 @@ import { killAll, MODEL, startDistGateway, startDistWorker, waitFor, waitUntilRe
 // Never a duplicated or corrupted call: every stream that finishes normally carries arguments that parse and
 // match the declared schema.
 const LEASE_TTL_S = 2;
-// A tool call's prompt is long (~750 tokens: the template's function documentation) and prompt evaluation is the
-// slow part on these machines, so few streams: 6 tool-call streams on 2 × 4 sequences, then 2 plain ones in the
-// sequences left free.
+// A tool call's prompt is long (the template's function documentation: hundreds of tokens) and prompt evaluation
+// is the slow part on these machines, so few streams: 6 tool-call streams on 2 × 4 sequences, then 2 plain ones
+// in the sequences left free.
 const SEQUENCES = 4;
 /** Tool-call streams started at once before the kill. */
 const TOOL_STREAMS = 6;
