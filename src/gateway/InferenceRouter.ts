@@ -259,7 +259,10 @@ export class InferenceRouter {
     } catch (err) {
       if (lastError === undefined || signal.aborted) throw err;
       const last = toSmmfError(lastError);
-      if (sentTokens > 0) throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${last.message}`);
+      if (sentTokens > 0) {
+        this.logger.warn("instance failed mid-stream; no other instance could continue", { tokens: sentTokens, error: last.message });
+        throw new SmmfError("unavailable", "the model instance failed mid-stream and no other instance could continue");
+      }
       throw last;
     }
   }
@@ -348,10 +351,14 @@ export class InferenceRouter {
         if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
         if (sentTokens > 0 && !continuable) {
           if (isRetryable(err).healthFailure) this.health.recordFailure(instance.instanceId);
-          throw new SmmfError("unavailable", `the model instance failed mid-stream, and an answer with tool calls, a JSON format or several choices cannot be continued on another instance: ${toSmmfError(err).message}`);
+          this.logger.warn("instance failed mid-stream; the answer cannot be continued elsewhere", { instance: instance.instanceId, tokens: sentTokens, error: toSmmfError(err).message });
+          throw new SmmfError("unavailable", "the model instance failed mid-stream, and an answer with tool calls, a JSON format or several choices cannot be continued on another instance");
         }
         if (!this.shouldRetry(err, instance, attempt)) {
-          if (sentTokens > 0) throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${toSmmfError(err).message}`);
+          if (sentTokens > 0) {
+            this.logger.warn("instance failed mid-stream; no other instance could continue", { instance: instance.instanceId, tokens: sentTokens, error: toSmmfError(err).message });
+            throw new SmmfError("unavailable", "the model instance failed mid-stream and no other instance could continue");
+          }
           throw toSmmfError(err);
         }
         lastError = err;
