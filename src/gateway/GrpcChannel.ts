@@ -32,6 +32,15 @@ export interface ChannelOptions {
  * machinery of a general client. The connection is opened on first use, kept alive with PINGs, and
  * reopened on the next call after a loss.
  */
+/**
+ * What went wrong with a connection, for a message that reaches API clients: the error code (ECONNREFUSED,
+ * ERR_HTTP2_STREAM_ERROR, ...), never the worker's address (which the gateway's log names).
+ */
+function causeOf(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return typeof code === "string" && code.length > 0 ? code : "connection error";
+}
+
 export class GrpcChannel {
   private session?: http2.ClientHttp2Session;
   private closed = false;
@@ -92,7 +101,7 @@ export class GrpcChannel {
       const session = this.connect();
       stream = session.request({ ...this.options.headers, ...metadata, ":method": "POST", ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, { endStream: false });
     } catch (err) {
-      throw new ConnectError(`cannot reach ${this.address}: ${(err as Error).message}`, Code.Unavailable);
+      throw new ConnectError(`cannot reach the worker (${causeOf(err)})`, Code.Unavailable);
     }
     const frame = Buffer.allocUnsafe(5 + request.length);
     frame[0] = 0;
@@ -122,7 +131,7 @@ export class GrpcChannel {
     } catch (err) {
       if (err instanceof ConnectError) throw err;
       if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
-      throw new ConnectError(`connection to ${this.address} failed: ${(err as Error).message}`, Code.Unavailable);
+      throw new ConnectError(`the connection to the worker failed (${causeOf(err)})`, Code.Unavailable);
     } finally {
       signal.removeEventListener("abort", onAbort);
       // Ended early (cancelled, or an error): reset the stream so the worker stops at once.
@@ -131,10 +140,10 @@ export class GrpcChannel {
     if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
     const status = trailers ?? headers;
     if (!headers || Number(headers[HTTP2_HEADER_STATUS]) !== 200 || !String(headers[HTTP2_HEADER_CONTENT_TYPE] ?? "").startsWith("application/grpc")) {
-      throw new ConnectError(`unexpected response from ${this.address}: HTTP ${headers?.[HTTP2_HEADER_STATUS] ?? "none"}`, Code.Unavailable);
+      throw new ConnectError(`unexpected response from the worker: HTTP ${headers?.[HTTP2_HEADER_STATUS] ?? "none"}`, Code.Unavailable);
     }
     const code = Number(status?.["grpc-status"] ?? NaN);
-    if (!Number.isInteger(code)) throw new ConnectError(`the stream from ${this.address} ended without a status`, Code.Unavailable);
+    if (!Number.isInteger(code)) throw new ConnectError("the worker's stream ended without a status", Code.Unavailable);
     if (code !== 0) {
       const metadata = new Headers();
       for (const [key, value] of Object.entries(status ?? {})) {

@@ -261,7 +261,7 @@ export class InferenceRouter {
       const last = toSmmfError(lastError);
       if (sentTokens > 0) {
         this.logger.warn("instance failed mid-stream; no other instance could continue", { tokens: sentTokens, error: last.message });
-        throw new SmmfError("unavailable", "the model instance failed mid-stream and no other instance could continue");
+        throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${last.message}`);
       }
       throw last;
     }
@@ -352,12 +352,12 @@ export class InferenceRouter {
         if (sentTokens > 0 && !continuable) {
           if (isRetryable(err).healthFailure) this.health.recordFailure(instance.instanceId);
           this.logger.warn("instance failed mid-stream; the answer cannot be continued elsewhere", { instance: instance.instanceId, tokens: sentTokens, error: toSmmfError(err).message });
-          throw new SmmfError("unavailable", "the model instance failed mid-stream, and an answer with tool calls, a JSON format or several choices cannot be continued on another instance");
+          throw new SmmfError("unavailable", `the model instance failed mid-stream, and an answer with tool calls, a JSON format or several choices cannot be continued on another instance: ${toSmmfError(err).message}`);
         }
         if (!this.shouldRetry(err, instance, attempt)) {
           if (sentTokens > 0) {
             this.logger.warn("instance failed mid-stream; no other instance could continue", { instance: instance.instanceId, tokens: sentTokens, error: toSmmfError(err).message });
-            throw new SmmfError("unavailable", "the model instance failed mid-stream and no other instance could continue");
+            throw new SmmfError("unavailable", `the model instance failed mid-stream and no other instance could continue: ${toSmmfError(err).message}`);
           }
           throw toSmmfError(err);
         }

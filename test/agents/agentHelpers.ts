@@ -116,6 +116,15 @@ export function toolCallProblem(call: ChatCompletionMessageToolCall, tools: Chat
   return undefined;
 }
 
+/**
+ * How many seeded tries a test makes: `n` (the count the specification asks for), or fewer when the
+ * environment variable SMMF_AGENT_TRIES caps it (e.g. SMMF_AGENT_TRIES=10 for a quick local run).
+ */
+export function tries(n: number): number {
+  const cap = Number(process.env.SMMF_AGENT_TRIES);
+  return Number.isInteger(cap) && cap > 0 ? Math.min(n, cap) : n;
+}
+
 /** Runs fn(i) for i in [0, count) with at most `concurrency` at once; results in order. */
 export async function runPool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
   const results = new Array<T>(count);

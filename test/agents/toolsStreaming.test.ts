@@ -2,7 +2,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChatCompletionChunk, ChatCompletionMessageToolCall } from "openai/resources/chat/completions";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
-import { MODEL, runPool, TOOL_MESSAGES, toolCallProblem, TOOLS, WEATHER_TOOL, patientClient } from "./agentHelpers.js";
+import { MODEL, runPool, TOOL_MESSAGES, toolCallProblem, TOOLS, tries, WEATHER_TOOL, patientClient } from "./agentHelpers.js";
 
 /** Streamed tool calls: delta.tool_calls chunks exactly as OpenAI sends them, assembled by hand and by the SDK. */
 
@@ -79,7 +79,7 @@ async function readToolStream(stream: AsyncIterable<ChatCompletionChunk>): Promi
 
 describe("streamed tool calls", () => {
   it("raw chunks: first chunk of a call has index, id, type and name with empty arguments, later ones only argument pieces; the pieces parse and validate (30 seeded tries)", async () => {
-    const results = await runPool(30, 8, async (seed) => {
+    const results = await runPool(tries(30), 8, async (seed) => {
       const stream = await openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
@@ -108,7 +108,7 @@ describe("streamed tool calls", () => {
       if (new Set(r.calls.map((c) => c.id)).size !== r.calls.length) problems.push(`seed ${seed}: duplicate ids`);
     }
     expect(problems, problems.slice(0, 10).join("\n")).toEqual([]);
-  }, 120_000);
+  }, 300_000);
 
   it("arguments arrive in several pieces", async () => {
     const stream = await openai.chat.completions.create({
@@ -127,7 +127,7 @@ describe("streamed tool calls", () => {
   });
 
   it("the SDK's stream helper assembles the calls (finalChatCompletion)", async () => {
-    const results = await runPool(10, 8, async (seed) => {
+    const results = await runPool(tries(6), 8, async (seed) => {
       const params = {
         model: MODEL,
         messages: TOOL_MESSAGES,
@@ -155,5 +155,5 @@ describe("streamed tool calls", () => {
       }
       expect(argumentDeltas.join("")).toBe(calls.map((c) => (c as { function: { arguments: string } }).function.arguments).join(""));
     }
-  }, 60_000);
+  }, 120_000);
 });
