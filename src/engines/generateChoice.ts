@@ -176,6 +176,7 @@ async function grammarPhase(rt: ChoiceRuntime, slot: Slot, tokens: Token[], gram
   let text = "";
   let count = 0;
   let pending = 0;
+  const meter = slot.sequence.tokenMeter.getState();
   const { metadata } = await slot.completion.generateCompletionWithMeta(tokens, {
     signal,
     stopOnAbortSignal: true,
@@ -199,7 +200,10 @@ async function grammarPhase(rt: ChoiceRuntime, slot: Slot, tokens: Token[], gram
       onText?.(chunk, n);
     },
   });
-  if (pending > 0) onText?.("", pending);
+  // Tokens a grammar's stop trigger or whitespace trimming kept from the text still count.
+  const hidden = Math.max(0, slot.sequence.tokenMeter.diff(meter).usedOutputTokens - count);
+  if (pending + hidden > 0) onText?.("", pending + hidden);
+  count += hidden;
   return { text, tokens: count, stopReason: metadata.stopReason === "abort" ? "abort" : metadata.stopReason === "maxTokens" ? "length" : "eog" };
 }
 
@@ -241,6 +245,8 @@ async function contentPhase(rt: ChoiceRuntime, slot: Slot, tokens: Token[], plan
 /** Content through node-llama-cpp's completion (its native sampler, and the content grammar when set). */
 async function completeContent(slot: Slot, tokens: Token[], plan: ChoicePlan, sampling: SamplingOptions, maxTokens: number, signal: AbortSignal, onText: (text: string, tokens: number) => void): Promise<PhaseResult["stopReason"]> {
   let pending = 0;
+  let seen = 0;
+  const meter = slot.sequence.tokenMeter.getState();
   const { metadata } = await slot.completion.generateCompletionWithMeta(tokens, {
     signal,
     stopOnAbortSignal: true,
@@ -256,6 +262,7 @@ async function completeContent(slot: Slot, tokens: Token[], plan: ChoicePlan, sa
     disableContextShift: true,
     onToken(generated) {
       pending += generated.length;
+      seen += generated.length;
     },
     onTextChunk(chunk) {
       if (pending === 0) return;
@@ -264,7 +271,9 @@ async function completeContent(slot: Slot, tokens: Token[], plan: ChoicePlan, sa
       onText(chunk, n);
     },
   });
-  if (pending > 0) onText("", pending);
+  // Tokens a grammar's stop trigger or whitespace trimming kept from the text still count.
+  const unseen = pending + Math.max(0, slot.sequence.tokenMeter.diff(meter).usedOutputTokens - seen);
+  if (unseen > 0) onText("", unseen);
   return metadata.stopReason === "abort" ? "abort" : metadata.stopReason === "maxTokens" ? "length" : "eog";
 }
 

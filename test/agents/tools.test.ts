@@ -40,13 +40,16 @@ function toolAnswerProblems(res: ChatCompletion, seed: number, expectedFinish: s
 }
 
 describe("tool_choice: required", () => {
-  it("gives valid tool calls (ids, names, arguments matching the schema) in 100 of 100 seeded tries, and parallel calls sometimes", async () => {
+  // Two tools with nested objects, enums, numbers, booleans, bounded arrays and strings, on a model that knows
+  // nothing of tools: the grammars make every call valid. One call per answer keeps 100 tries affordable.
+  it("gives a valid tool call (id, name, arguments matching the schema) in 100 of 100 seeded tries; exactly one with parallel_tool_calls: false", async () => {
     const answers = await runPool(tries(100), CONCURRENCY, (seed) =>
       openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: TOOLS,
         tool_choice: "required",
+        parallel_tool_calls: false,
         temperature: 1,
         seed,
         max_tokens: 400,
@@ -60,24 +63,17 @@ describe("tool_choice: required", () => {
       expect(res.choices[0].message.role).toBe("assistant");
       expect(res.usage!.completion_tokens).toBeGreaterThan(0);
     }
-    // parallel_tool_calls defaults to true: over 100 tries at least one answer has 2+ calls (all valid, checked above).
     const counts = answers.map((r) => r.choices[0].message.tool_calls!.length);
-    const names = new Set(answers.flatMap((r) => r.choices[0].message.tool_calls!.map((c) => (c as { function: { name: string } }).function.name)));
-    if (answers.length >= 50) {
-      expect(Math.max(...counts), `call counts: ${counts.join(",")}`).toBeGreaterThanOrEqual(2);
-      // Both tools get used over 100 tries: the name is the model's choice, not fixed.
-      expect([...names].sort()).toEqual([BOOKING_TOOL.function.name, WEATHER_TOOL.function.name].sort());
-    }
+    expect(counts.filter((c) => c !== 1), `call counts: ${counts.join(",")}`).toEqual([]);
   }, 600_000);
 
-  it("never gives more than one call with parallel_tool_calls: false (100 tries)", async () => {
-    const answers = await runPool(tries(100), CONCURRENCY, (seed) =>
+  it("makes parallel calls when allowed (the default): all valid, several in some answers (12 tries)", async () => {
+    const answers = await runPool(tries(12), CONCURRENCY, (seed) =>
       openai.chat.completions.create({
         model: MODEL,
         messages: TOOL_MESSAGES,
         tools: TOOLS,
         tool_choice: "required",
-        parallel_tool_calls: false,
         temperature: 1,
         seed: 1000 + seed,
         max_tokens: 400,
@@ -86,7 +82,7 @@ describe("tool_choice: required", () => {
     const problems = answers.flatMap((res, seed) => toolAnswerProblems(res, 1000 + seed, "tool_calls"));
     expect(problems, problems.slice(0, 10).join("\n")).toEqual([]);
     const counts = answers.map((r) => r.choices[0].message.tool_calls!.length);
-    expect(counts.filter((c) => c !== 1), `call counts: ${counts.join(",")}`).toEqual([]);
+    if (answers.length >= 10) expect(Math.max(...counts), `call counts: ${counts.join(",")}`).toBeGreaterThanOrEqual(2);
   }, 600_000);
 });
 
@@ -125,9 +121,9 @@ describe("other tool_choice values", () => {
     expect(answers.some((r) => (r.choices[0].message.content ?? "").length > 0)).toBe(true);
   });
 
-  it("auto gives either text or valid calls, never broken JSON (12 tries)", async () => {
-    const answers = await runPool(tries(12), CONCURRENCY, (seed) =>
-      openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, tool_choice: "auto", temperature: 1, seed, max_tokens: 400 }),
+  it("auto gives either text or valid calls, never broken JSON (8 tries)", async () => {
+    const answers = await runPool(tries(8), CONCURRENCY, (seed) =>
+      openai.chat.completions.create({ model: MODEL, messages: TOOL_MESSAGES, tools: TOOLS, tool_choice: "auto", temperature: 1, seed, max_tokens: 150 }),
     );
     for (const [seed, res] of answers.entries()) {
       const choice = res.choices[0];
