@@ -270,7 +270,7 @@ export async function benchGrammar(modelPath: string = benchModelPath()): Promis
   const mean = (values: number[]) => (values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length);
   console.log(
     `\ngrammar-constrained vs free generation: stories260K through smmf serve (REST, SSE), chat, greedy, max_tokens ${MAX_TOKENS}, ${SEQUENCES} sequences, ` +
-      `${ROUNDS} rounds × ${REQUESTS[1]} requests per case at concurrency 1 and ${REQUESTS[4]} at 4 (${((performance.now() - benchStarted) / 1000).toFixed(0)} s)`,
+      `${ROUNDS} rounds × ${REQUESTS[1]} requests per case at concurrency 1 and ${REQUESTS[4]} at concurrency 4 (${((performance.now() - benchStarted) / 1000).toFixed(0)} s)`,
   );
   for (const concurrency of CONCURRENCIES) {
     const t = (key: CaseKey) => tally(key, concurrency);
