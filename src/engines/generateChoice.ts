@@ -125,7 +125,7 @@ export async function generateChoice(rt: ChoiceRuntime, slot: Slot, plan: Choice
       else {
         used = tokensNow().length - promptLength;
         if (remaining() <= 0) return { finishReason: "length", completionTokens: used };
-        const phase = await grammarPhase(rt, slot, tokensNow(), plan.nameGrammar!, sampling, Math.min(remaining(), 48), signal);
+        const phase = await grammarPhase(slot, tokensNow(), plan.nameGrammar!, sampling, Math.min(remaining(), 48), signal);
         if (phase.stopReason === "abort") return { finishReason: "cancelled", completionTokens: used + phase.tokens };
         name = phase.text.trim();
         if (!plan.tools.some((t) => t.name === name)) {
@@ -140,7 +140,7 @@ export async function generateChoice(rt: ChoiceRuntime, slot: Slot, plan: Choice
       emit({ type: "delta", text: "", tokenCount: 0, index, toolCalls: [{ index: i, id: newCallId(), name, arguments: "" }], otherTokens: 0 });
       if (remaining() <= 0) return { finishReason: "length", completionTokens: used };
       // The arguments, streamed as they are generated.
-      const args = await grammarPhase(rt, slot, tokensNow(), tool.grammar, sampling, remaining(), signal, (text, tokens) => {
+      const args = await grammarPhase(slot, tokensNow(), tool.grammar, sampling, remaining(), signal, (text, tokens) => {
         emit({ type: "delta", text: "", tokenCount: 0, index, toolCalls: [{ index: i, arguments: text }], otherTokens: tokens });
       });
       if (args.stopReason === "abort") return { finishReason: "cancelled", completionTokens: used + args.tokens };
@@ -151,7 +151,7 @@ export async function generateChoice(rt: ChoiceRuntime, slot: Slot, plan: Choice
       // Another call, when allowed, when the tokens left can hold one more like the longest so far (twice over:
       // a call cut off by max_tokens has broken arguments), and when the model wants one.
       if (plan.fixedName || !plan.parallel || !plan.moreCallsGrammar || i + 1 >= MAX_CALLS_PER_ANSWER || remaining() < 2 * longestCall) break;
-      const more = await grammarPhase(rt, slot, tokensNow(), plan.moreCallsGrammar, sampling, Math.min(remaining(), 32), signal);
+      const more = await grammarPhase(slot, tokensNow(), plan.moreCallsGrammar, sampling, Math.min(remaining(), 32), signal);
       if (more.stopReason === "abort") return { finishReason: "cancelled", completionTokens: used };
       if (more.text.trim() === "") break;
       answer = LlamaText([answer, parallelism?.call.betweenCalls ?? "", calls.call.prefix]);
@@ -169,42 +169,55 @@ function penaltyOptions(sampling: SamplingOptions) {
 }
 
 /**
- * A stretch of tool-call syntax under a grammar (a name, arguments, the choice of another call): the text as
- * generated, streamed to `onText` with its token count.
+ * One run of node-llama-cpp's completion (its native sampler, under `grammar` when set): each text chunk goes to
+ * `onText` with the number of tokens it stands for. Tokens whose text a grammar's stop trigger or whitespace
+ * trimming kept back are counted too (as an empty chunk at the end), so the count is every token generated.
  */
-async function grammarPhase(rt: ChoiceRuntime, slot: Slot, tokens: Token[], grammar: LlamaGrammar, sampling: SamplingOptions, maxTokens: number, signal: AbortSignal, onText?: (text: string, tokens: number) => void): Promise<PhaseResult> {
-  let text = "";
-  let count = 0;
+async function complete(slot: Slot, tokens: Token[], sampling: SamplingOptions, options: { grammar?: LlamaGrammar; maxTokens: number; tokenStops?: LlamaText[]; signal: AbortSignal }, onText: (text: string, tokens: number) => void): Promise<{ stopReason: PhaseResult["stopReason"]; tokens: number }> {
   let pending = 0;
+  let seen = 0;
   const meter = slot.sequence.tokenMeter.getState();
   const { metadata } = await slot.completion.generateCompletionWithMeta(tokens, {
-    signal,
+    signal: options.signal,
     stopOnAbortSignal: true,
-    maxTokens,
-    grammar,
+    maxTokens: options.maxTokens,
+    grammar: options.grammar,
     temperature: sampling.temperature,
     topP: sampling.topP,
     topK: sampling.topK,
     seed: sampling.seed,
     repeatPenalty: penaltyOptions(sampling),
+    customStopTriggers: options.tokenStops && options.tokenStops.length > 0 ? options.tokenStops : undefined,
     contextShiftSize: 1,
     disableContextShift: true,
     onToken(generated) {
       pending += generated.length;
-      count += generated.length;
+      seen += generated.length;
     },
     onTextChunk(chunk) {
-      text += chunk;
+      if (pending === 0) return;
       const n = pending;
       pending = 0;
-      onText?.(chunk, n);
+      onText(chunk, n);
     },
   });
-  // Tokens a grammar's stop trigger or whitespace trimming kept from the text still count.
-  const hidden = Math.max(0, slot.sequence.tokenMeter.diff(meter).usedOutputTokens - count);
-  if (pending + hidden > 0) onText?.("", pending + hidden);
-  count += hidden;
-  return { text, tokens: count, stopReason: metadata.stopReason === "abort" ? "abort" : metadata.stopReason === "maxTokens" ? "length" : "eog" };
+  const hidden = Math.max(0, slot.sequence.tokenMeter.diff(meter).usedOutputTokens - seen);
+  if (pending + hidden > 0) onText("", pending + hidden);
+  const stopReason = metadata.stopReason === "abort" ? "abort" : metadata.stopReason === "maxTokens" ? "length" : "eog";
+  return { stopReason, tokens: seen + hidden };
+}
+
+/**
+ * A stretch of tool-call syntax under a grammar (a name, arguments, the choice of another call): the text as
+ * generated, streamed to `onText` with its token count.
+ */
+async function grammarPhase(slot: Slot, tokens: Token[], grammar: LlamaGrammar, sampling: SamplingOptions, maxTokens: number, signal: AbortSignal, onText?: (text: string, tokens: number) => void): Promise<PhaseResult> {
+  let text = "";
+  const run = await complete(slot, tokens, sampling, { grammar, maxTokens, signal }, (chunk, n) => {
+    text += chunk;
+    onText?.(chunk, n);
+  });
+  return { text, tokens: run.tokens, stopReason: run.stopReason };
 }
 
 /**
@@ -233,48 +246,13 @@ async function contentPhase(rt: ChoiceRuntime, slot: Slot, tokens: Token[], plan
       if (matcher.hasStopped) abort.abort();
     };
     if (sampling.logprobs) stopReason = await sampleWithLogprobs(rt, slot, tokens, sampling, maxTokens, abort.signal, logprobs, onText);
-    else stopReason = await completeContent(slot, tokens, plan, sampling, maxTokens, abort.signal, onText);
+    else stopReason = (await complete(slot, tokens, sampling, { grammar: plan.contentGrammar, maxTokens, tokenStops: plan.tokenStops, signal: abort.signal }, onText)).stopReason;
     release(matcher.flush());
   } finally {
     abort.unlink();
   }
   if (matcher.hasStopped) return { text, tokens: count, stopReason: "stop", matched: matcher.matched };
   return { text, tokens: count, stopReason };
-}
-
-/** Content through node-llama-cpp's completion (its native sampler, and the content grammar when set). */
-async function completeContent(slot: Slot, tokens: Token[], plan: ChoicePlan, sampling: SamplingOptions, maxTokens: number, signal: AbortSignal, onText: (text: string, tokens: number) => void): Promise<PhaseResult["stopReason"]> {
-  let pending = 0;
-  let seen = 0;
-  const meter = slot.sequence.tokenMeter.getState();
-  const { metadata } = await slot.completion.generateCompletionWithMeta(tokens, {
-    signal,
-    stopOnAbortSignal: true,
-    maxTokens,
-    grammar: plan.contentGrammar,
-    temperature: sampling.temperature,
-    topP: sampling.topP,
-    topK: sampling.topK,
-    seed: sampling.seed,
-    repeatPenalty: penaltyOptions(sampling),
-    customStopTriggers: plan.tokenStops.length > 0 ? plan.tokenStops : undefined,
-    contextShiftSize: 1,
-    disableContextShift: true,
-    onToken(generated) {
-      pending += generated.length;
-      seen += generated.length;
-    },
-    onTextChunk(chunk) {
-      if (pending === 0) return;
-      const n = pending;
-      pending = 0;
-      onText(chunk, n);
-    },
-  });
-  // Tokens a grammar's stop trigger or whitespace trimming kept from the text still count.
-  const unseen = pending + Math.max(0, slot.sequence.tokenMeter.diff(meter).usedOutputTokens - seen);
-  if (unseen > 0) onText("", unseen);
-  return metadata.stopReason === "abort" ? "abort" : metadata.stopReason === "maxTokens" ? "length" : "eog";
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
