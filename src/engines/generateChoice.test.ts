@@ -1,11 +1,11 @@
 import { Ajv } from "ajv";
-import { LlamaCompletion, type ChatWrapperSettings, type Llama, type LlamaContext, type LlamaModel } from "node-llama-cpp";
+import { LlamaCompletion, LlamaText, type ChatWrapperSettings, type Llama, type LlamaContext, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testModelPath } from "../../test/helpers/testModel.js";
 import { renderChatPrompt } from "./chatPrompt.js";
 import type { GenerationEvent, ToolCallDelta } from "./Engine.js";
 import { FallbackChatWrapper } from "./FallbackChatWrapper.js";
-import { generateChoice, type ChoicePlan, type ChoiceRuntime, type Slot } from "./generateChoice.js";
+import { generateChoice, MAX_CALLS_PER_ANSWER, type ChoicePlan, type ChoiceRuntime, type Slot } from "./generateChoice.js";
 import { getSharedLlama } from "./getSharedLlama.js";
 import { GrammarCache, toGrammarSchema } from "./jsonSchemaGrammar.js";
 import { tokenBytesOf } from "./tokenBytes.js";
@@ -62,14 +62,15 @@ async function plan(wrapper: FallbackChatWrapper, mode: ChoicePlan["mode"], para
       textStops: prompt.stopTriggers.map((t) => t.toString()),
       tokenStops: [],
       nameGrammar: await llama.createGrammar({ grammar: 'root ::= [ ]? ("get_weather")' }),
+      moreCallsGrammar: await llama.createGrammar({ grammar: `root ::= (${JSON.stringify(LlamaText(wrapper.settings.functions.call.prefix).toString())})?` }),
     },
   };
 }
 
-async function run(p: { plan: ChoicePlan; runtime: ChoiceRuntime }, seed: number) {
+async function run(p: { plan: ChoicePlan; runtime: ChoiceRuntime }, seed: number, maxTokens = 300) {
   const events: Extract<GenerationEvent, { type: "delta" }>[] = [];
   await slot.sequence.clearHistory();
-  const result = await generateChoice(p.runtime, slot, p.plan, { temperature: 0.8, seed }, 300, 0, new AbortController().signal, (e) => events.push(e));
+  const result = await generateChoice(p.runtime, slot, p.plan, { temperature: 0.8, seed }, maxTokens, 0, new AbortController().signal, (e) => events.push(e));
   const content = events.map((e) => e.text).join("");
   const calls: { id: string; name: string; arguments: string }[] = [];
   for (const piece of events.flatMap((e) => e.toolCalls ?? []) as ToolCallDelta[]) {
@@ -124,6 +125,24 @@ describe("generateChoice", () => {
     const { result, calls } = await run(p, 3);
     expect(calls.map((c) => c.name)).toEqual(["get_weather"]);
     expect(result.finishReason).toBe("stop");
+  });
+
+  it("parallel calls stop at MAX_CALLS_PER_ANSWER, and before max_tokens could cut one", async () => {
+    const p = await plan(new FallbackChatWrapper(), "calls");
+    const counts: number[] = [];
+    for (let seed = 1; seed <= 4; seed++) {
+      const { result, calls } = await run(p, seed, 1000);
+      counts.push(calls.length);
+      expect(result.finishReason).toBe("tool_calls");
+      for (const call of calls) expect(validate(JSON.parse(call.arguments))).toBe(true);
+    }
+    expect(Math.max(...counts), counts.join(",")).toBe(MAX_CALLS_PER_ANSWER);
+    // With room for about three calls, no call is started that the tokens left could not hold twice over.
+    for (let seed = 1; seed <= 4; seed++) {
+      const { result, calls } = await run(p, seed, 90);
+      expect(result.finishReason, `seed ${seed}: ${calls.length} calls`).toBe("tool_calls");
+      for (const call of calls) expect(validate(JSON.parse(call.arguments))).toBe(true);
+    }
   });
 
   it("max_tokens cuts a call: finish_reason length, the tokens within the limit", async () => {
