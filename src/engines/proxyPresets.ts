@@ -27,6 +27,11 @@ export interface ProxyPreset {
   topK: boolean;
   /** Accepts vLLM's `continue_final_message` to continue a partial assistant message (mid-stream failover). */
   continueFinalMessage: boolean;
+  /**
+   * Chat answers' length limit goes as `max_completion_tokens` (OpenAI: `max_tokens` is deprecated for chat,
+   * and its reasoning models refuse it); otherwise as `max_tokens`, which every other server reads.
+   */
+  maxCompletionTokens?: boolean;
   /** Request fields this upstream is known not to honour (see UnsupportedField); none: every field goes as sent. */
   unsupported?: readonly UnsupportedField[];
 }
@@ -39,7 +44,7 @@ const ONE_ANSWER: UnsupportedField = { field: "n", neutral: (v) => unset(v) || v
 
 /** The presets of the OpenAI-compatible engine; the engine name of an instance is its preset. */
 export const PROXY_PRESETS: Readonly<Record<string, ProxyPreset>> = {
-  openai: { baseUrl: "https://api.openai.com/v1", apiKeyEnv: "OPENAI_API_KEY", keyRequired: true, auth: "bearer", topK: false, continueFinalMessage: false },
+  openai: { baseUrl: "https://api.openai.com/v1", apiKeyEnv: "OPENAI_API_KEY", keyRequired: true, auth: "bearer", topK: false, continueFinalMessage: false, maxCompletionTokens: true },
   azure: { baseUrl: "", apiKeyEnv: "AZURE_OPENAI_API_KEY", keyRequired: true, auth: "api-key", apiVersion: "2024-10-21", topK: false, continueFinalMessage: false },
   vllm: { ...local, baseUrl: "http://127.0.0.1:8000/v1", topK: true, continueFinalMessage: true },
   // TGI ignores `n` and always answers one choice (huggingface/text-generation-inference issue #2914, open;

@@ -20,6 +20,18 @@ function refused(fn: () => void): SmmfError {
 }
 
 describe("upstreamRequestBody", () => {
+  it("sends OpenAI's chat length limit as max_completion_tokens (its reasoning models refuse max_tokens); completions and other upstreams get max_tokens", () => {
+    const openaiChat = body(chat(), { maxTokens: 7 }, "openai");
+    expect(openaiChat.max_completion_tokens).toBe(7);
+    expect(openaiChat).not.toHaveProperty("max_tokens");
+    expect(body({ kind: "prompt", prompt: "x" }, { maxTokens: 7 }, "openai").max_tokens).toBe(7);
+    for (const preset of ["vllm", "azure", "ollama", "llama-server", "tgi", "openai-compatible"]) {
+      const b = body(chat(), { maxTokens: 7 }, preset);
+      expect(b.max_tokens, preset).toBe(7);
+      expect(b, preset).not.toHaveProperty("max_completion_tokens");
+    }
+  });
+
   it("a plain chat request: model, stream with usage, messages, sampling; nothing it was not asked for", () => {
     expect(body(chat(), { maxTokens: 5, temperature: 0, topP: 0.9, topK: 4, seed: 7, stop: ["\n"], frequencyPenalty: 0.5, presencePenalty: 0 })).toEqual({
       model: "up-model",

@@ -96,7 +96,12 @@ export function upstreamRequestBody(input: GenerationInput, sampling: SamplingOp
     delete body.messages;
   }
   if (input.responseFormat) body.response_format = wireResponseFormat(input.responseFormat);
-  if (sampling.maxTokens !== undefined) body.max_tokens = sampling.maxTokens;
+  if (sampling.maxTokens !== undefined) {
+    if (input.kind === "chat" && preset.maxCompletionTokens) {
+      body.max_completion_tokens = sampling.maxTokens;
+      delete body.max_tokens;
+    } else body.max_tokens = sampling.maxTokens;
+  }
   if (sampling.temperature !== undefined) body.temperature = sampling.temperature;
   if (sampling.topP !== undefined) body.top_p = sampling.topP;
   if (sampling.topK !== undefined && preset.topK) body.top_k = sampling.topK;
