@@ -1,4 +1,4 @@
-import { type LlamaText, type ChatHistoryItem, type ChatModelFunctionCall, type ChatModelFunctions, type ChatModelResponse, type ChatWrapper, type LlamaModel, type Token } from "node-llama-cpp";
+import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelFunctions, ChatModelResponse, ChatWrapper, LlamaModel, LlamaText, Token } from "node-llama-cpp";
 import type { ChatTurn } from "./Engine.js";
 
 export interface ChatPrompt {
@@ -90,5 +90,3 @@ export function tokensWithoutBos(model: LlamaModel, text: LlamaText): Token[] {
   if (tokens.length > 0 && model.tokens.bos != null && tokens[0] === model.tokens.bos) tokens.shift();
   return tokens;
 }
-
-

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { LlamaText, type ChatWrapper, type LlamaCompletion, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
-import { SmmfError } from "../errors/SmmfError.js";
 import { linkSignals } from "../util/linkSignals.js";
 import { tokensWithoutBos } from "./chatPrompt.js";
 import type { FinishReason, GenerationEvent, SamplingOptions, TokenLogprob } from "./Engine.js";
@@ -97,8 +96,8 @@ export async function generateChoice(rt: ChoiceRuntime, slot: Slot, plan: Choice
   const remaining = () => maxTokens - used;
 
   if (plan.mode === "content") {
-    const callStart = plan.tools.length > 0 && calls ? LlamaText([calls.parallelism?.call.sectionPrefix ?? "", calls.call.prefix]) : undefined;
-    const callStarts = callStart ? [callStart.toString(), ...(calls?.call.prefixAlternateMatches ?? []).map((p) => LlamaText(p).toString())] : [];
+    const callStart = plan.tools.length > 0 ? LlamaText([calls.parallelism?.call.sectionPrefix ?? "", calls.call.prefix]) : undefined;
+    const callStarts = callStart ? [callStart.toString(), ...(calls.call.prefixAlternateMatches ?? []).map((p) => LlamaText(p).toString())] : [];
     const stops = [...plan.textStops, ...(sampling.stop ?? []), ...callStarts].filter((s) => s.length > 0);
     const phase = await contentPhase(rt, slot, plan.promptTokens, plan, sampling, stops, maxTokens, index, signal, emit);
     used = phase.tokens;
@@ -113,7 +112,6 @@ export async function generateChoice(rt: ChoiceRuntime, slot: Slot, plan: Choice
   return callsPhase(false);
 
   async function callsPhase(started: boolean): Promise<ChoiceResult> {
-    if (!calls) throw new SmmfError("failed_precondition", "this model's chat template has no tool-call syntax");
     const parallelism = calls.parallelism;
     if (!started) answer = LlamaText([answer, parallelism?.call.sectionPrefix ?? "", calls.call.prefix]);
     let longestCall = 0;
@@ -286,7 +284,9 @@ async function sampleWithLogprobs(rt: ChoiceRuntime, slot: Slot, tokens: Token[]
   const top = sampling.topLogprobs ?? 0;
   const bos = model.tokens.bos;
   const input = bos != null && model.tokens.shouldPrependBosToken ? [bos, ...tokens] : [...tokens];
-  await slot.sequence.clearHistory();
+  // A slot comes from the pool empty; clearing an empty sequence would still wait for the context's lock,
+  // which the batch dispatcher holds while other sequences decode (~1 s under load).
+  if (slot.sequence.nextTokenIndex > 0) await slot.sequence.clearHistory();
   const iterator = slot.sequence.evaluateWithMetadata(input, { probabilities: true }, { temperature: 0, yieldEogToken: true });
   let generated = 0;
   let heldBytes: number[] = [];

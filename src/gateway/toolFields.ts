@@ -8,11 +8,10 @@ import {
   type Tool,
   type ToolChoice,
 } from "../gen/smmf/v1/inference_pb.js";
+import { TOOL_NAME } from "../worker/parseGenerateStart.js";
 import { invalidField } from "./fields.js";
 import type { PromptChars } from "./requestCaps.js";
 
-/** OpenAI's rule for function and schema names. */
-export const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 /** Most tools in one request (OpenAI's limit). */
 export const MAX_TOOLS = 128;
 

@@ -8,7 +8,8 @@ export const MAX_STOP_SEQUENCES = 4;
 /** Most answers of one generation (n), and most log-probability alternatives per token. */
 export const MAX_N = 128;
 export const MAX_TOP_LOGPROBS = 20;
-const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+/** OpenAI's rule for function and schema names. */
+export const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
 function invalid(param: string, message: string): SmmfError {
   return new SmmfError("invalid_argument", message, { param });
