@@ -15,6 +15,7 @@ export const SPEC_FLAG_OPTIONS = {
   "gpu-layers": { type: "string" },
   embeddings: { type: "string" },
   "chat-template": { type: "string" },
+  "prefix-cache": { type: "string" },
   placement: { type: "string", multiple: true },
   label: { type: "string", multiple: true },
   weight: { type: "string" },
@@ -39,6 +40,7 @@ export const SPEC_FLAGS_HELP = `  --source PATH          GGUF file as the worker
   --gpu-layers N         layers offloaded to a GPU (default: automatic)
   --embeddings on|off    serve embeddings too (default on)
   --chat-template auto|fallback
+  --prefix-cache on|off  reuse cached prompt prefixes between requests (default on)
   --placement KEY=VALUE  only on workers with this label; repeatable
   --label KEY=VALUE      label each instance; repeatable
   --weight N             weight of each instance for weighted load balancing
@@ -71,6 +73,7 @@ export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
   spec.replicas = count("replicas", flags.replicas) ?? spec.replicas;
   spec.weight = count("weight", flags.weight) ?? spec.weight;
   if (flags.embeddings !== undefined && flags.embeddings !== "on" && flags.embeddings !== "off") throw new SmmfError("invalid_argument", "--embeddings must be on or off");
+  if (flags["prefix-cache"] !== undefined && flags["prefix-cache"] !== "on" && flags["prefix-cache"] !== "off") throw new SmmfError("invalid_argument", "--prefix-cache must be on or off");
   if (flags.placement) spec.placement = parseLabels(flags.placement, "--placement");
   if (flags.label) spec.labels = parseLabels(flags.label, "--label");
   if (spec.engine && spec.engine !== "llama.cpp") {
@@ -102,6 +105,7 @@ export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
   params.gpuLayers = count("gpu-layers", flags["gpu-layers"]) ?? params.gpuLayers;
   if (flags.embeddings !== undefined) params.embeddings = flags.embeddings === "on";
   if (flags["chat-template"] !== undefined) params.chatTemplate = flags["chat-template"];
+  if (flags["prefix-cache"] !== undefined) params.prefixCache = flags["prefix-cache"] === "on";
   spec.llamaCpp = params;
   return spec;
 }

@@ -41,6 +41,7 @@ export function instanceSpecOf(config: SmmfConfig, model: ModelConfig): MessageI
       gpuLayers: model.gpuLayers,
       embeddings: model.embeddings ?? true,
       chatTemplate: model.chatTemplate ?? "auto",
+      prefixCache: model.prefixCache,
     },
   };
 }

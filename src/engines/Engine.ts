@@ -104,6 +104,8 @@ export type GenerationEvent =
       finishReason: FinishReason;
       promptTokens: number;
       completionTokens: number;
+      /** Prompt tokens taken from the engine's cache instead of being evaluated (part of promptTokens). */
+      cachedPromptTokens?: number;
       engineTimeMs: number;
       /** n > 1: each answer's finish reason, by index. */
       choiceFinishReasons?: FinishReason[];

@@ -1,7 +1,13 @@
 import { SmmfError } from "../errors/SmmfError.js";
 
-/** Hands out a fixed set of items (context sequences) to callers, queueing the rest in a bounded FIFO. */
+/**
+ * Hands out a fixed set of items (context sequences) to callers, queueing the rest in a bounded FIFO. A caller
+ * may rank the free items (`score`: how many of its prompt's tokens an item's cache holds); the best goes, and
+ * among equals the least recently used, so the items that get overwritten are the ones idle longest. An item
+ * is only ever held by one caller at a time.
+ */
 export class SequencePool<T> {
+  /** Free items, least recently released first. */
   private readonly free: T[];
   private readonly waiters: { resolve: (item: T) => void; reject: (err: unknown) => void; signal: AbortSignal; onAbort: () => void }[] = [];
   private readonly size: number;
@@ -20,10 +26,19 @@ export class SequencePool<T> {
     return this.waiters.length;
   }
 
-  acquire(signal: AbortSignal): Promise<T> {
+  acquire(signal: AbortSignal, score?: (item: T) => number): Promise<T> {
     if (signal.aborted) return Promise.reject(new SmmfError("cancelled", "request cancelled"));
-    const item = this.free.pop();
-    if (item !== undefined) return Promise.resolve(item);
+    if (this.free.length > 0) {
+      let best = 0;
+      if (score) {
+        let bestScore = -Infinity;
+        for (let i = 0; i < this.free.length; i++) {
+          const s = score(this.free[i]);
+          if (s > bestScore) [best, bestScore] = [i, s];
+        }
+      }
+      return Promise.resolve(this.free.splice(best, 1)[0]);
+    }
     if (this.waiters.length >= this.maxQueue) {
       return Promise.reject(new SmmfError("resource_exhausted", "the instance is at capacity; retry later"));
     }

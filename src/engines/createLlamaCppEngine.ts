@@ -3,7 +3,7 @@ import { SmmfError } from "../errors/SmmfError.js";
 import { createAsyncQueue } from "../util/createAsyncQueue.js";
 import { linkSignals } from "../util/linkSignals.js";
 import { renderChatPrompt } from "./chatPrompt.js";
-import { generateChoice, type ChoicePlan, type ChoiceRuntime, type Slot } from "./generateChoice.js";
+import { generateChoice, withBos, type ChoicePlan, type ChoiceRuntime, type Slot } from "./generateChoice.js";
 import { GrammarCache, toGrammarSchema } from "./jsonSchemaGrammar.js";
 import { checkLlamaCppExtra } from "./llamaCppExtraFields.js";
 import { tokenBytesOf } from "./tokenBytes.js";
@@ -34,6 +34,8 @@ export interface LlamaCppEngineOptions {
   chatTemplate?: "auto" | "fallback";
   /** Requests that may wait for a free sequence; more get resource_exhausted. */
   maxQueue?: number;
+  /** Keep each sequence's tokens after a request for the next one that shares a prefix (default true). */
+  prefixCache?: boolean;
 }
 
 /** The arguments of a function that declares none: an empty object. */
@@ -63,6 +65,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     slots.push({ sequence, completion: new LlamaCompletion({ contextSequence: sequence }) });
   }
   const pool = new SequencePool(slots, options.maxQueue ?? 256);
+  const prefixCache = options.prefixCache ?? true;
   let embeddingContext: LlamaEmbeddingContext | undefined;
   if (options.embeddings ?? true) embeddingContext = await model.createEmbeddingContext({ contextSize, threads });
   let embedQueue: Promise<unknown> = Promise.resolve();
@@ -93,6 +96,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
       throw new SmmfError("invalid_argument", `${param}: this schema cannot be turned into a grammar (${String((err as Error)?.message ?? err).slice(0, 200)})`, { param });
     }
   }
+
 
   function promptOnly(tokens: Token[]): ChoicePlan {
     return { mode: "content", tools: [], parallel: false, promptTokens: tokens, textStops: [], tokenStops: [] };
@@ -160,27 +164,38 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     checkLlamaCppExtra(sampling.extra, n);
     const { plan, promptTokens } = await prepare(input, sampling);
     const maxTokens = checkLength(promptTokens, sampling.maxTokens);
+    // The sequence whose cache holds most of the prompt (a previous turn, a shared system prompt); only the
+    // tokens after the common part are evaluated. Ties (no reuse): the least recently used.
+    const fed = withBos(model, plan.promptTokens); // as the sequence will hold them (LlamaCompletion adds BOS too)
+    const reuse = (slot: Slot) => slot.sequence.compareContextTokens(fed).firstDifferentIndex;
     // The first answer's sequence is had before the generation counts as started (a full queue fails it here).
-    const firstSlot = await pool.acquire(signal);
+    const firstSlot = await pool.acquire(signal, reuse);
+    // At least the prompt's last token is evaluated again (its logits start the answer).
+    const cachedPromptTokens = Math.min(reuse(firstSlot), fed.length - 1);
     yield { type: "started", promptTokens };
     const abort = linkSignals(signal);
     const queue = createAsyncQueue<GenerationEvent>({ deferWake: true });
     const emit = (event: GenerationEvent) => queue.push(event);
     const answer = async (index: number, slot?: Slot) => {
-      slot ??= await pool.acquire(abort.signal);
+      slot ??= await pool.acquire(abort.signal, reuse);
+      let failed = true;
       try {
         // Each answer of n draws its own tokens: a given seed seeds answer i with seed + i.
         const own = index === 0 || sampling.seed === undefined ? sampling : { ...sampling, seed: (sampling.seed + index) >>> 0 };
-        return await generateChoice(runtime, slot, plan, own, maxTokens, index, abort.signal, emit);
+        const result = await generateChoice(runtime, slot, plan, own, maxTokens, index, abort.signal, emit);
+        failed = false;
+        return result;
       } finally {
-        // Clear the sequence before it serves again, off this request's path: reusing one that still holds an
-        // old answer makes the next request erase it first, and that erase waits behind every other sequence's
-        // decoding (measured: first tokens ~1.5 s late under load). Prefix reuse between requests is given up.
+        // The sequence keeps this request's tokens for the next one that shares a prefix with them (the next
+        // request erases what differs; node-llama-cpp is patched so that waits for one decode at most). After
+        // a failure (or with the prefix cache off), it is cleared first, off this request's path.
         const used = slot;
-        void used.sequence
-          .clearHistory()
-          .catch(() => undefined)
-          .finally(() => pool.release(used));
+        if (failed || !prefixCache) {
+          void used.sequence
+            .clearHistory()
+            .catch(() => undefined)
+            .finally(() => pool.release(used));
+        } else pool.release(used);
       }
     };
     const run = Promise.all(Array.from({ length: n }, (_, i) => answer(i, i === 0 ? firstSlot : undefined))).then((results) => {
@@ -191,6 +206,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
         finishReason: finishReasons[0],
         promptTokens,
         completionTokens,
+        cachedPromptTokens,
         engineTimeMs: performance.now() - started,
         ...(n > 1 ? { choiceFinishReasons: finishReasons } : {}),
       });

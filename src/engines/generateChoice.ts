@@ -253,6 +253,12 @@ async function contentPhase(rt: ChoiceRuntime, slot: Slot, tokens: Token[], plan
   return { text, tokens: count, stopReason };
 }
 
+/** `tokens` after the model's BOS token, when the model wants one. */
+export function withBos(model: LlamaModel, tokens: Token[]): Token[] {
+  const bos = model.tokens.bos;
+  return bos != null && model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
+}
+
 const decoder = new TextDecoder("utf-8", { fatal: false });
 /** Tokens that frequency and presence penalties look back on (node-llama-cpp's default `lastTokens`). */
 const PENALTY_WINDOW = 64;
@@ -282,12 +288,13 @@ async function sampleWithLogprobs(rt: ChoiceRuntime, slot: Slot, tokens: Token[]
   const recent: Token[] = [];
   const newline = model.tokens.nl;
   const top = sampling.topLogprobs ?? 0;
-  const bos = model.tokens.bos;
-  const input = bos != null && model.tokens.shouldPrependBosToken ? [bos, ...tokens] : [...tokens];
-  // A slot comes from the pool empty; clearing an empty sequence would still wait for the context's lock,
-  // which the batch dispatcher holds while other sequences decode (~1 s under load).
-  if (slot.sequence.nextTokenIndex > 0) await slot.sequence.clearHistory();
-  const iterator = slot.sequence.evaluateWithMetadata(input, { probabilities: true }, { temperature: 0, yieldEogToken: true });
+  const input = withBos(model, tokens);
+  // The sequence's cache keeps what it shares with the input (prefix reuse); at least the last token is
+  // evaluated again, for its probabilities.
+  const { firstDifferentIndex } = slot.sequence.compareContextTokens(input);
+  const keep = Math.min(firstDifferentIndex, input.length - 1);
+  if (keep < slot.sequence.nextTokenIndex) await slot.sequence.eraseContextTokenRanges([{ start: keep, end: slot.sequence.nextTokenIndex }]);
+  const iterator = slot.sequence.evaluateWithMetadata(input.slice(keep), { probabilities: true }, { temperature: 0, yieldEogToken: true });
   let generated = 0;
   let heldBytes: number[] = [];
   let next: Token | undefined;

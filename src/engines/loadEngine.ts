@@ -36,6 +36,7 @@ export async function loadEngine(spec: InstanceSpec, defaults: EngineDefaults): 
         gpu: defaults.gpu,
         embeddings: p ? p.embeddings : true,
         chatTemplate,
+        prefixCache: p?.prefixCache ?? true,
       });
     }
     default: {

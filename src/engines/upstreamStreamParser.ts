@@ -95,6 +95,8 @@ export function finishReasonOf(upstream: unknown): FinishReason {
 interface Usage {
   prompt_tokens?: number;
   completion_tokens?: number;
+  /** OpenAI, vLLM and llama-server report prompt tokens served from their prefix cache here. */
+  prompt_tokens_details?: { cached_tokens?: unknown } | null;
 }
 
 /**
@@ -221,6 +223,8 @@ export class UpstreamStreamParser {
     const promptTokens = typeof this.usage?.prompt_tokens === "number" ? this.usage.prompt_tokens : estimatedPrompt;
     const completionTokens = typeof this.usage?.completion_tokens === "number" ? this.usage.completion_tokens : counted;
     const event: DoneEvent = { type: "done", finishReason: reasons[0], promptTokens, completionTokens, engineTimeMs };
+    const cached = this.usage?.prompt_tokens_details?.cached_tokens;
+    if (typeof cached === "number" && cached > 0) event.cachedPromptTokens = Math.min(cached, promptTokens);
     if (this.answers > 1) event.choiceFinishReasons = reasons;
     return event;
   }

@@ -25,7 +25,7 @@ export interface RequestDescription {
 
 export interface RequestOutcome {
   error?: SmmfError;
-  usage?: { promptTokens: number; completionTokens: number };
+  usage?: { promptTokens: number; completionTokens: number; cachedTokens?: number };
   finishReason?: string;
 }
 
@@ -128,6 +128,7 @@ export class RequestObservation {
     const usage = outcome.usage;
     if (usage) {
       metrics.promptTokens.inc(usage.promptTokens, model);
+      if (usage.cachedTokens) metrics.cachedPromptTokens.inc(usage.cachedTokens, model);
       if (usage.completionTokens > 0) metrics.completionTokens.inc(usage.completionTokens, model);
     }
     if (this.firstTokenAt !== undefined) metrics.timeToFirstToken.observe((this.firstTokenAt - this.started) / 1000, model);
@@ -139,7 +140,7 @@ export class RequestObservation {
       const span = this.span;
       if (this.instance) span.setAttributes({ "smmf.instance.id": this.instance.instanceId, "smmf.worker.id": this.instance.workerId, "smmf.engine": this.instance.engine, "server.address": this.instance.address });
       span.setAttributes({ "smmf.retries": retries, "http.response.status_code": status });
-      if (usage) span.setAttributes({ "gen_ai.usage.input_tokens": usage.promptTokens, "gen_ai.usage.output_tokens": usage.completionTokens });
+      if (usage) span.setAttributes({ "gen_ai.usage.input_tokens": usage.promptTokens, "gen_ai.usage.output_tokens": usage.completionTokens, "gen_ai.usage.cache_read.input_tokens": usage.cachedTokens ?? 0 });
       if (outcome.finishReason) span.setAttribute("gen_ai.response.finish_reasons", [outcome.finishReason]);
       if (outcome.error) {
         span.setAttribute("error.type", outcome.error.code);

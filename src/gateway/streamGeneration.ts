@@ -10,6 +10,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** As OpenAI reports it: prompt tokens served from the cache (no evaluation). */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 /** One token's log-probability, as OpenAI's chat API shows it. */
@@ -72,7 +74,8 @@ type Done = Extract<GenerateResponse["kind"], { case: "done" }>["value"];
 function usageOf(done: Done): Usage {
   const prompt = done.usage?.promptTokens ?? 0;
   const completion = done.usage?.completionTokens ?? 0;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  const cached = Math.min(prompt, done.usage?.cachedPromptTokens ?? 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
 }
 
 /** Each answer's finish reason, by index. */
@@ -172,7 +175,7 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
           const usage = usageOf(kind.value);
           sendJson(res, 200, format.whole(assembler.choices, usage), headers);
           onUsage?.(usage.prompt_tokens, usage.completion_tokens);
-          return obs.end(200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }, finishReason: finishes[0] });
+          return obs.end(200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cachedTokens: usage.prompt_tokens_details.cached_tokens }, finishReason: finishes[0] });
         }
       }
       throw incomplete();
@@ -198,7 +201,7 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
           await writeSse(res, closing);
           res.end();
           onUsage?.(usage.prompt_tokens, usage.completion_tokens);
-          return obs.end(abort.signal.aborted ? 499 : 200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }, finishReason: finishes[0] });
+          return obs.end(abort.signal.aborted ? 499 : 200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cachedTokens: usage.prompt_tokens_details.cached_tokens }, finishReason: finishes[0] });
         }
       }
       throw incomplete();

@@ -42,7 +42,7 @@ export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, 
       case: "done",
       value: {
         finishReason: FINISH[event.finishReason],
-        usage: { promptTokens: event.promptTokens, completionTokens: event.completionTokens },
+        usage: { promptTokens: event.promptTokens, completionTokens: event.completionTokens, cachedPromptTokens: event.cachedPromptTokens ?? 0 },
         instanceId,
         engineTimeMs: event.engineTimeMs,
         workerTimeMs,
