@@ -39,6 +39,8 @@ export interface ModelConfig {
   gpuLayers?: number;
   embeddings?: boolean;
   chatTemplate?: "auto" | "fallback";
+  /** llama.cpp: reuse cached prompt prefixes between requests (default true). */
+  prefixCache?: boolean;
   /** Relative weight for weighted load balancing. */
   weight?: number;
 }
@@ -74,8 +76,8 @@ export interface SmmfConfig {
   /** Address gateways reach this worker at; empty = http://workerHost:workerPort. */
   advertiseAddress: string;
   /** Gateway: default load-balancing policy, and policies per model. */
-  policy: "p2c" | "round-robin" | "weighted";
-  modelPolicies: Record<string, "p2c" | "round-robin" | "weighted">;
+  policy: "prefix" | "p2c" | "round-robin" | "weighted";
+  modelPolicies: Record<string, "prefix" | "p2c" | "round-robin" | "weighted">;
   /** Gateway: tries per request, the first included. */
   maxAttempts: number;
   /** Gateway: requests of one model that may wait when all its instances are full; more get 429. */

@@ -222,7 +222,7 @@ describe("the settings table", () => {
     writeConfig({ modelPolicies: { a: "weighted", "b=c": "p2c" } });
     const config = loadConfig(parseSettingsArgs(["--model-policy", "c=round-robin"]).flags, { SMMF_MODEL_POLICIES: "a=p2c" }, dir);
     expect(config.modelPolicies).toEqual({ a: "p2c", "b=c": "p2c", c: "round-robin" });
-    expect(expectInvalid(() => loadConfig({ "model-policy": ["x=fast"] }, {}, dir)).message).toBe("--model-policy must be p2c, round-robin, weighted; got 'fast'");
+    expect(expectInvalid(() => loadConfig({ "model-policy": ["x=fast"] }, {}, dir)).message).toBe("--model-policy must be prefix, p2c, round-robin, weighted; got 'fast'");
     expect(expectInvalid(() => loadConfig({ "model-policy": ["=p2c"] }, {}, dir)).message).toBe("--model-policy takes model=policy; got '=p2c'");
   });
 });

@@ -172,7 +172,7 @@ export function parseEnum(name: string, value: string, values: readonly string[]
   return value;
 }
 
-const POLICIES = ["p2c", "round-robin", "weighted"] as const;
+const POLICIES = ["prefix", "p2c", "round-robin", "weighted"] as const;
 
 /** A CORS origin: "*" or scheme://host[:port], as browsers send it in Origin. */
 function corsOrigin(name: string, value: string): string {
@@ -393,10 +393,10 @@ export const SETTINGS = [
     flag: "policy",
     metavar: "NAME",
     env: ["SMMF_POLICY"],
-    default: "p2c",
+    default: "prefix",
     parse: oneOf(...POLICIES),
     section: "gateway",
-    help: "load-balancing policy: `p2c`, `round-robin` or `weighted`",
+    help: "load-balancing policy: `prefix` (p2c that keeps conversations where their prefix is cached), `p2c`, `round-robin` or `weighted`",
   }),
   setting({
     key: "modelPolicies",
@@ -544,7 +544,7 @@ export const SETTINGS = [
       },
     },
     section: "worker",
-    help: "serve a GGUF file under NAME; in the config file, `models` holds objects that may also set `contextSize`, `sequences`, `threads`, `gpuLayers`, `embeddings`, `chatTemplate` and `weight` per model",
+    help: "serve a GGUF file under NAME; in the config file, `models` holds objects that may also set `contextSize`, `sequences`, `threads`, `gpuLayers`, `embeddings`, `chatTemplate`, `prefixCache` and `weight` per model",
   }),
   setting({
     key: null,

@@ -23,6 +23,8 @@ import type { Registry } from "../registry/Registry.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { chooseInstance, type BalancingPolicy } from "./chooseInstance.js";
+import { PrefixAffinity, type PrefixAffinityOptions, type PrefixOutcome } from "./PrefixAffinity.js";
+import { prefixKeysOf, type PrefixKeys } from "./prefixKeys.js";
 import { DEFAULT_EJECTION, InstanceHealth, type EjectionOptions } from "./InstanceHealth.js";
 import { RetryBudget } from "./RetryBudget.js";
 import type { GrpcChannel } from "./GrpcChannel.js";
@@ -45,6 +47,8 @@ export interface RouterOptions {
   retryBudget?: RetryBudget;
   /** Hears of retries, failovers and ejections (metrics). */
   observer?: RouterObserver;
+  /** The `prefix` policy's memory bound and slack (defaults: 50,000 keys, 0.5). */
+  prefixAffinity?: PrefixAffinityOptions;
   /** Presented to workers on every call. */
   clusterSecret?: string;
   /** mTLS to workers (their CA, this gateway's client certificate). */
@@ -55,6 +59,8 @@ export interface RouterObserver {
   /** A request is sent again, to another instance; `midStream` when its stream had begun (a failover). */
   retried(model: string, midStream: boolean): void;
   ejected(model: string, instanceId: string): void;
+  /** A generation was routed under the `prefix` policy (each try: a retry routes again). */
+  prefixRouted?(model: string, outcome: PrefixOutcome): void;
 }
 
 export interface RouterStats {
@@ -129,6 +135,8 @@ export class InferenceRouter {
   private readonly inFlight = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly cursors = new Map<string, { lastId?: string }>();
+  /** The `prefix` policy's memory: which instance holds which conversation (all models; bounded). */
+  readonly affinity: PrefixAffinity;
   private readonly health: InstanceHealth;
   private readonly budget: RetryBudget;
   private readonly clients: WorkerClients;
@@ -144,6 +152,7 @@ export class InferenceRouter {
       if (model) options.observer?.ejected(model, instanceId);
     };
     this.budget = options.retryBudget ?? new RetryBudget();
+    this.affinity = new PrefixAffinity(options.prefixAffinity);
     this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret), options.clientTls);
     this.unsubscribe = registry.subscribe(() => this.registryChanged());
   }
@@ -167,7 +176,9 @@ export class InferenceRouter {
   private registryChanged(): void {
     const instances = this.registry.snapshot();
     this.clients.retain(new Set(instances.map((i) => i.address)));
-    this.health.retain(new Set(instances.map((i) => i.instanceId)));
+    const ids = new Set(instances.map((i) => i.instanceId));
+    this.health.retain(ids);
+    this.affinity.retain(ids);
     for (const list of this.waiters.values()) for (const w of list.splice(0)) w.wake();
   }
 
@@ -176,8 +187,16 @@ export class InferenceRouter {
     this.logger.warn("connection to a worker lost; its instances sit out a cool-down", { address });
   }
 
-  /** Waits for a free slot on an eligible instance of `model` and takes it. */
-  private async acquire(model: string, signal: AbortSignal, exclude: Set<string>, needsEmbeddings = false): Promise<{ instance: Instance; release: () => void }> {
+  private policyOf(model: string): BalancingPolicy {
+    return this.options.policies?.[model] ?? this.options.defaultPolicy ?? "prefix";
+  }
+
+  /**
+   * Waits for a free slot on an eligible instance of `model` and takes it. With `prefix` (a generation under
+   * the `prefix` policy), the instance that holds the request's prefix is preferred within PrefixAffinity's
+   * rule, and the request's keys are remembered on the instance chosen.
+   */
+  private async acquire(model: string, signal: AbortSignal, exclude: Set<string>, needsEmbeddings = false, prefix?: PrefixKeys): Promise<{ instance: Instance; release: () => void }> {
     const deadline = Date.now() + (this.options.queueTimeoutMs ?? 30_000);
     for (;;) {
       if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
@@ -191,7 +210,13 @@ export class InferenceRouter {
       if (capable.length === 0) throw new SmmfError("unavailable", `No instance of model '${model}' is available now; retry later`);
       const free = capable.filter((i) => (this.inFlight.get(i.instanceId) ?? 0) < Math.max(1, i.maxConcurrency));
       if (free.length > 0) {
-        const policy = this.options.policies?.[model] ?? this.options.defaultPolicy ?? "p2c";
+        if (prefix) {
+          const choice = this.affinity.choose(prefix, free, capable, this.load);
+          this.affinity.record(prefix, choice.instance.instanceId);
+          this.options.observer?.prefixRouted?.(model, choice.outcome);
+          return { instance: choice.instance, release: this.enter(choice.instance) };
+        }
+        const policy = this.policyOf(model);
         let cursor = this.cursors.get(model);
         if (!cursor) this.cursors.set(model, (cursor = {}));
         const instance = chooseInstance(policy, free, this.load, cursor);
@@ -253,9 +278,9 @@ export class InferenceRouter {
    * acquire(), for a retry: when no other instance is left to try, the caller gets the error that made it
    * retry (a 429 with its Retry-After stays a 429) rather than "no instance available".
    */
-  private async acquireAgain(model: string, signal: AbortSignal, tried: Set<string>, needsEmbeddings: boolean, lastError: unknown, sentTokens: number) {
+  private async acquireAgain(model: string, signal: AbortSignal, tried: Set<string>, needsEmbeddings: boolean, lastError: unknown, sentTokens: number, prefix?: PrefixKeys) {
     try {
-      return await this.acquire(model, signal, tried, needsEmbeddings);
+      return await this.acquire(model, signal, tried, needsEmbeddings, prefix);
     } catch (err) {
       if (lastError === undefined || signal.aborted) throw err;
       const last = toSmmfError(lastError);
@@ -290,6 +315,8 @@ export class InferenceRouter {
     let continuable = canContinue(start);
     let promptTokens = 0;
     let lastError: unknown;
+    // Computed once: each try (a retry, a failover) routes with the same keys.
+    const prefix = this.policyOf(start.model) === "prefix" ? prefixKeysOf(start) : undefined;
     for (let attempt = 1; ; attempt++) {
       const maxTokens = start.params?.maxTokens;
       if (maxTokens !== undefined && sentTokens >= maxTokens) {
@@ -299,7 +326,7 @@ export class InferenceRouter {
         });
         return;
       }
-      const { instance, release } = await this.acquireAgain(start.model, signal, tried, false, lastError, sentTokens);
+      const { instance, release } = await this.acquireAgain(start.model, signal, tried, false, lastError, sentTokens, prefix);
       tried.add(instance.instanceId);
       onInstance?.(instance, attempt);
       const request = create(GenerateRequestSchema, {
@@ -336,7 +363,9 @@ export class InferenceRouter {
             this.health.recordSuccess(instance.instanceId);
             const done = res.kind.value;
             if (attempt > 1) {
-              done.usage = { $typeName: "smmf.v1.Usage", promptTokens: promptTokens || (done.usage?.promptTokens ?? 0), completionTokens: sentTokens };
+              const prompt = promptTokens || (done.usage?.promptTokens ?? 0);
+              // The instance that finished may have had the caller's prompt (part of its own) in its cache.
+              done.usage = { $typeName: "smmf.v1.Usage", promptTokens: prompt, completionTokens: sentTokens, cachedPromptTokens: Math.min(prompt, done.usage?.cachedPromptTokens ?? 0) };
             }
             release(); // before handing over the end: the caller may not resume this generator
             finished = true;

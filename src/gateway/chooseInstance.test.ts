@@ -23,7 +23,7 @@ const loadByInFlight = (i: Instance) => i.inFlight / Math.max(1, i.maxConcurrenc
 
 describe("chooseInstance", () => {
   it("lists its policies", () => {
-    expect([...BALANCING_POLICIES].sort()).toEqual(["p2c", "round-robin", "weighted"]);
+    expect([...BALANCING_POLICIES].sort()).toEqual(["p2c", "prefix", "round-robin", "weighted"]);
   });
 
   describe("single candidate", () => {

@@ -1,12 +1,16 @@
 import type { Instance } from "../gen/smmf/v1/instance_pb.js";
 
-/** Load-balancing policies; per model, with a gateway-wide default. */
-export type BalancingPolicy = "p2c" | "round-robin" | "weighted";
-export const BALANCING_POLICIES: readonly BalancingPolicy[] = ["p2c", "round-robin", "weighted"];
+/**
+ * Load-balancing policies; per model, with a gateway-wide default. `prefix` (the default) is p2c with prefix
+ * affinity for generations (see PrefixAffinity, applied by the router); here, for other calls, it is p2c.
+ */
+export type BalancingPolicy = "prefix" | "p2c" | "round-robin" | "weighted";
+export const BALANCING_POLICIES: readonly BalancingPolicy[] = ["prefix", "p2c", "round-robin", "weighted"];
 
 /**
  * Picks one of `candidates` (non-empty, all eligible):
- * - p2c: two at random, the one with less load (requests in flight over max concurrency);
+ * - p2c (and prefix, whose affinity the router applies before this): two at random, the one with less load
+ *   (requests in flight over max concurrency);
  * - round-robin: the next in instance-id order after the last pick for this model (`cursor`);
  * - weighted: at random, in proportion to each instance's weight (0 counts as 1).
  */

@@ -65,6 +65,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       ? {
           retried: (model, midStream) => (midStream ? metrics.failovers : metrics.retries).inc({ model }),
           ejected: (model, instance) => metrics.ejections.inc({ model, instance }),
+          prefixRouted: (model, outcome) => metrics.prefixRouting.inc(1, model, outcome),
         }
       : undefined,
   });

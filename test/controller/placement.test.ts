@@ -58,7 +58,7 @@ describe("controller: placement and serving", () => {
     await waitFor("the gateway to route to both instances", async () => {
       const seen = new Set<string>();
       for (let i = 0; i < 12; i++) {
-        const { response } = await openai.completions.create({ model: "pl-model", prompt: "Once", max_tokens: 2 }).withResponse();
+        const { response } = await openai.completions.create({ model: "pl-model", prompt: `Once ${i}`, max_tokens: 2 }).withResponse(); // new prompts: placed evenly (the default prefix policy)
         seen.add(response.headers.get("x-smmf-instance") ?? "");
       }
       return seen.size === 2 ? seen : undefined;

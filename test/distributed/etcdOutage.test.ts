@@ -33,7 +33,7 @@ beforeAll(async () => {
     startDistWorker(etcd, { workerId: "outage-a", sequences: 4, leaseTtl: LEASE_TTL_S }),
     startDistWorker(etcd, { workerId: "outage-b", sequences: 4, leaseTtl: LEASE_TTL_S }),
   ]);
-  gateway = await startDistGateway(etcd);
+  gateway = await startDistGateway(etcd, ["--policy", "p2c"]); // the same prompt over and over must spread
   await waitUntilReady(gateway);
 }, 120_000);
 

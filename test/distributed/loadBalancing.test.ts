@@ -27,7 +27,7 @@ beforeAll(async () => {
     startDistWorker(etcd, { workerId: "lb-worker-a", sequences: 8 }),
     startDistWorker(etcd, { workerId: "lb-worker-b", sequences: 8 }),
   ]);
-  [p2c, roundRobin] = await Promise.all([startDistGateway(etcd), startDistGateway(etcd, ["--policy", "round-robin"])]);
+  [p2c, roundRobin] = await Promise.all([startDistGateway(etcd, ["--policy", "p2c"]), startDistGateway(etcd, ["--policy", "round-robin"])]);
   await Promise.all([waitUntilReady(p2c), waitUntilReady(roundRobin)]);
 }, 120_000);
 
