@@ -144,4 +144,15 @@ describe("SequencePool", () => {
     expect(pool.inUse()).toBe(0);
     expect(await pool.acquire(never())).toBe("a");
   });
+  it("with a score, hands out the best-scoring free item, and the least recently released among equals", async () => {
+    const pool = new SequencePool(["a", "b", "c"], 4);
+    const scores: Record<string, number> = { a: 0, b: 5, c: 5 };
+    // b and c tie: b was released first (free in order a, b, c).
+    expect(await pool.acquire(never(), (x) => scores[x])).toBe("b");
+    pool.release("b");
+    // Now c is the least recently released of the two.
+    expect(await pool.acquire(never(), (x) => scores[x])).toBe("c");
+    // Nothing scores: the least recently used.
+    expect(await pool.acquire(never(), () => 0)).toBe("a");
+  });
 });

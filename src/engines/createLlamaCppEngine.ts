@@ -12,6 +12,7 @@ import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions 
 import { getSharedLlama } from "./getSharedLlama.js";
 import { resolveChatTemplate } from "./resolveChatTemplate.js";
 import { SequencePool } from "./SequencePool.js";
+import { commonPrefixLength, continueHeldTokens, slotPreference, type TokenText } from "./prefixMatch.js";
 
 /** A stop trigger made of plain text only (no special tokens). */
 function isPlainText(trigger: LlamaText): boolean {
@@ -73,6 +74,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
   const bosCount = model.tokens.shouldPrependBosToken && model.tokens.bos != null ? 1 : 0;
 
   const runtime: ChoiceRuntime = { model, wrapper: chat.wrapper, contextSize, tokenBytes: tokenBytesOf(model) };
+  const tokenText: TokenText = { bytes: (token) => runtime.tokenBytes(token as Token), isSpecial: (token) => model.isSpecialToken(token as Token) };
   const grammars = new GrammarCache(llama);
   const nameGrammars = new Map<string, Promise<LlamaGrammar>>();
 
@@ -164,25 +166,36 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     checkLlamaCppExtra(sampling.extra, n);
     const { plan, promptTokens } = await prepare(input, sampling);
     const maxTokens = checkLength(promptTokens, sampling.maxTokens);
-    // The sequence whose cache holds most of the prompt (a previous turn, a shared system prompt); only the
-    // tokens after the common part are evaluated. Ties (no reuse): the least recently used.
+    // The sequence whose cache holds most of the prompt (a previous turn, a shared system prompt; see
+    // slotPreference); only the tokens after the common part are evaluated. Else the least recently used.
     const fed = withBos(model, plan.promptTokens); // as the sequence will hold them (LlamaCompletion adds BOS too)
-    const reuse = (slot: Slot) => slot.sequence.compareContextTokens(fed).firstDifferentIndex;
+    const common = (slot: Slot) => slot.sequence.compareContextTokens(fed).firstDifferentIndex;
+    const prefer = (slot: Slot) => slotPreference(slot.sequence.nextTokenIndex, common(slot), fed.length);
     // The first answer's sequence is had before the generation counts as started (a full queue fails it here).
-    const firstSlot = await pool.acquire(signal, reuse);
+    const firstSlot = await pool.acquire(signal, prefer);
     // At least the prompt's last token is evaluated again (its logits start the answer).
-    const cachedPromptTokens = Math.min(reuse(firstSlot), fed.length - 1);
+    let cachedPromptTokens = Math.min(common(firstSlot), fed.length - 1);
+    let firstPlan = plan;
+    if (n === 1 && prefixCache) {
+      // A previous answer held as generated, spelled with other tokens in this prompt: keep the held ones.
+      const held = firstSlot.sequence.contextTokens;
+      const continued = continueHeldTokens(held, fed, tokenText);
+      if (continued && continued.length + maxTokens <= contextSize) {
+        firstPlan = { ...plan, promptTokens: continued.slice(fed.length - plan.promptTokens.length) as Token[] };
+        cachedPromptTokens = Math.min(commonPrefixLength(held, continued), continued.length - 1, promptTokens - 1);
+      }
+    }
     yield { type: "started", promptTokens };
     const abort = linkSignals(signal);
     const queue = createAsyncQueue<GenerationEvent>({ deferWake: true });
     const emit = (event: GenerationEvent) => queue.push(event);
     const answer = async (index: number, slot?: Slot) => {
-      slot ??= await pool.acquire(abort.signal, reuse);
+      slot ??= await pool.acquire(abort.signal, prefer);
       let failed = true;
       try {
         // Each answer of n draws its own tokens: a given seed seeds answer i with seed + i.
         const own = index === 0 || sampling.seed === undefined ? sampling : { ...sampling, seed: (sampling.seed + index) >>> 0 };
-        const result = await generateChoice(runtime, slot, plan, own, maxTokens, index, abort.signal, emit);
+        const result = await generateChoice(runtime, slot, index === 0 ? firstPlan : plan, own, maxTokens, index, abort.signal, emit);
         failed = false;
         return result;
       } finally {

@@ -67,6 +67,23 @@ describe("prefix reuse (llama.cpp)", () => {
     }
   });
 
+  it("a new conversation takes a free sequence, not the one of another conversation it shares a few tokens with", async () => {
+    const a: OpenAI.ChatCompletionMessageParam[] = [{ role: "system", content: "You are storyteller A." }, { role: "user", content: "Tell me about a cat who sails." }];
+    const b: OpenAI.ChatCompletionMessageParam[] = [{ role: "system", content: "You are storyteller B." }, { role: "user", content: "Tell me about a dog who sings." }];
+    // Two more requests than the warm server's 2 sequences have been made by now: both hold something.
+    const a1 = await warm.openai.chat.completions.create({ model: MODEL, messages: a, max_tokens: 12, temperature: 0 });
+    await warm.openai.chat.completions.create({ model: MODEL, messages: b, max_tokens: 12, temperature: 0 });
+    const a2 = await warm.openai.chat.completions.create({ model: MODEL, messages: [...a, { role: "assistant", content: a1.choices[0].message.content ?? "" }, { role: "user", content: "More!" }], max_tokens: 12, temperature: 0 });
+    // B went to the other sequence (least recently used), so A's is intact: its whole first turn is reused.
+    expect(cachedOf(a2.usage)).toBeGreaterThanOrEqual(a1.usage!.prompt_tokens);
+  });
+
+  it("completions continue the prompt's text: the first token's leading space is kept", async () => {
+    const res = await warm.openai.completions.create({ model: MODEL, prompt: "Once upon a", max_tokens: 3, temperature: 0 });
+    expect(res.choices[0].text).toMatch(/^ \S/);
+    expect(model.tokenize(`Once upon a${res.choices[0].text}`).slice(0, 3)).toEqual(model.tokenize("Once upon a"));
+  });
+
   it("a prompt that diverges mid-prefix reuses exactly the common tokens", async () => {
     const base = "Once upon a time, in a small village by the river, there lived a girl named Lily who loved to paint the boats";
     const a = `${base} that sailed past her house every morning.`;
