@@ -284,7 +284,7 @@ export async function benchMultiTurn(dir: string): Promise<void> {
     const b = percentile(ttft.cold[turn], 50);
     console.log(`${String(turn + 1).padStart(4)}${fmt(percentile(prompt[turn], 50)).padStart(15)}${fmt(percentile(cached[turn], 50)).padStart(8)}${fmt(a, 1).padStart(15)}${fmt(b, 1).padStart(14)}${fmt(a / b, 2).padStart(12)}`);
   }
-  console.log("target: reuse/cold <= 0.30 from turn 3 on. (The synthetic model's answers are random tokens that tokenize differently when read back, so each answer is evaluated again with the next question; a real model's answers are reused too.)");
+  console.log("target: reuse/cold <= 0.30 from turn 3 on");
 }
 
 export async function benchRouting(dir: string): Promise<void> {
