@@ -191,7 +191,9 @@ export async function benchThroughput(dir: string, llama: Llama): Promise<void> 
   const bin = findLlamaServer();
   console.log(`\n== Throughput: ${TOKENS} tokens per request, greedy, ${THREADS} thread, ${SEQUENCES} sequences (llama-server: ${SEQUENCES} slots), ${ROUNDS} rounds, sides in rotating order`);
   if (!bin) console.log("llama-server: not found (set SMMF_LLAMA_SERVER, or build it once with ../shared/tools/build-llama-server); its column is left out");
+  const only = process.env.BENCH_ENGINE_MODELS?.split(",");
   for (const [name, file] of [["synth-40M-q8_0", "synth-40M-q8_0.gguf"], ["stories260K", "stories260K.gguf"]] as const) {
+    if (only && !only.includes(name)) continue;
     const path = join(dir, file);
     const sides: Side[] = [];
     if (bin) sides.push(await llamaServerSide(bin, path));
