@@ -12,7 +12,7 @@ import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions 
 import { getSharedLlama } from "./getSharedLlama.js";
 import { resolveChatTemplate } from "./resolveChatTemplate.js";
 import { SequencePool } from "./SequencePool.js";
-import { commonPrefixLength, continueHeldTokens, slotPreference, type TokenText } from "./prefixMatch.js";
+import { slotPreference } from "./prefixMatch.js";
 
 /** A stop trigger made of plain text only (no special tokens). */
 function isPlainText(trigger: LlamaText): boolean {
@@ -74,7 +74,6 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
   const bosCount = model.tokens.shouldPrependBosToken && model.tokens.bos != null ? 1 : 0;
 
   const runtime: ChoiceRuntime = { model, wrapper: chat.wrapper, contextSize, tokenBytes: tokenBytesOf(model) };
-  const tokenText: TokenText = { bytes: (token) => runtime.tokenBytes(token as Token), isSpecial: (token) => model.isSpecialToken(token as Token) };
   const grammars = new GrammarCache(llama);
   const nameGrammars = new Map<string, Promise<LlamaGrammar>>();
 
@@ -174,17 +173,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
     // The first answer's sequence is had before the generation counts as started (a full queue fails it here).
     const firstSlot = await pool.acquire(signal, prefer);
     // At least the prompt's last token is evaluated again (its logits start the answer).
-    let cachedPromptTokens = Math.min(common(firstSlot), fed.length - 1);
-    let firstPlan = plan;
-    if (n === 1 && prefixCache) {
-      // A previous answer held as generated, spelled with other tokens in this prompt: keep the held ones.
-      const held = firstSlot.sequence.contextTokens;
-      const continued = continueHeldTokens(held, fed, tokenText);
-      if (continued && continued.length + maxTokens <= contextSize) {
-        firstPlan = { ...plan, promptTokens: continued.slice(fed.length - plan.promptTokens.length) as Token[] };
-        cachedPromptTokens = Math.min(commonPrefixLength(held, continued), continued.length - 1, promptTokens - 1);
-      }
-    }
+    const cachedPromptTokens = Math.min(common(firstSlot), fed.length - 1);
     yield { type: "started", promptTokens };
     const abort = linkSignals(signal);
     const queue = createAsyncQueue<GenerationEvent>({ deferWake: true });
@@ -195,7 +184,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
       try {
         // Each answer of n draws its own tokens: a given seed seeds answer i with seed + i.
         const own = index === 0 || sampling.seed === undefined ? sampling : { ...sampling, seed: (sampling.seed + index) >>> 0 };
-        const result = await generateChoice(runtime, slot, index === 0 ? firstPlan : plan, own, maxTokens, index, abort.signal, emit);
+        const result = await generateChoice(runtime, slot, plan, own, maxTokens, index, abort.signal, emit);
         failed = false;
         return result;
       } finally {
