@@ -5,7 +5,7 @@
 // host llama.cpp (serve, worker), the pool gets one thread unless UV_THREADPOOL_SIZE says otherwise.
 // node-llama-cpp runs every decode and every sequence's sampling as its own pool job; with the default four
 // threads those jobs run at once on a small machine and slow each other down (measured on 2 cores, 8 streams:
-// +20–28% tokens/s through `smmf serve` on stories260K with one thread; see README, Benchmark). One thread
+// +13–28% tokens/s through `smmf serve` on stories260K with one thread; see README, Benchmark). One thread
 // runs them one after the other, as llama.cpp's own server does. The pool also serves fs, dns.lookup and
 // zlib jobs, which then wait behind a decode step.
 "use strict";

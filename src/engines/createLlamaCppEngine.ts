@@ -12,7 +12,7 @@ import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions 
 import { getSharedLlama } from "./getSharedLlama.js";
 import { resolveChatTemplate } from "./resolveChatTemplate.js";
 import { SequencePool } from "./SequencePool.js";
-import { slotPreference } from "./prefixMatch.js";
+import { slotPreference } from "./slotPreference.js";
 
 /** A stop trigger made of plain text only (no special tokens). */
 function isPlainText(trigger: LlamaText): boolean {
@@ -97,7 +97,6 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
       throw new SmmfError("invalid_argument", `${param}: this schema cannot be turned into a grammar (${String((err as Error)?.message ?? err).slice(0, 200)})`, { param });
     }
   }
-
 
   function promptOnly(tokens: Token[]): ChoicePlan {
     return { mode: "content", tools: [], parallel: false, promptTokens: tokens, textStops: [], tokenStops: [] };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { slotPreference } from "./prefixMatch.js";
+import { slotPreference } from "./slotPreference.js";
 
 describe("slotPreference", () => {
   it("prefers a sequence the request continues, or one holding most of the prompt; else none", () => {
