@@ -1,6 +1,8 @@
 // npm run bench:engine: the llama.cpp engine at concurrency, side by side in one run.
-// 1. Throughput: llama.cpp's own llama-server (when a binary is found), node-llama-cpp in-process and
-//    `smmf serve`, on synth-40M-q8_0 and stories260K, at concurrency 1, 4 and 8: tokens/s, TTFT p50/p99, ratios.
+// 1. Throughput: llama.cpp's own llama-server (when a binary is found: `smmf engine build llama.cpp-server`, or
+//    SMMF_LLAMA_SERVER), node-llama-cpp in-process and `smmf serve` with each engine (llama.cpp, and
+//    llama.cpp-server when the binary is found), on synth-40M-q8_0 and stories260K, at concurrency 1, 4 and 8:
+//    tokens/s, TTFT p50/p99, ratios.
 // 2. Multi-turn chat on the synthetic model (10 turns growing a ~1,500-token history): TTFT per turn with and
 //    without prefix reuse.
 // 3. Prefix-aware routing: two instances behind one gateway, 16 conversations at once, under `prefix` and `p2c`:
@@ -11,6 +13,8 @@ import http from "node:http";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { getLlama, LlamaCompletion, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { findLlamaServer } from "../src/engines/llamaServer/llamaServerBuild.js";
+import { LLAMA_SERVER_ENGINE } from "../src/engines/proxyPresets.js";
 import { startServe } from "./startServe.js";
 import { percentile } from "./stats.js";
 
@@ -28,18 +32,6 @@ function modelDir(): string {
     if (!existsSync(join(dir, file))) throw new Error(`benchmark model missing: ${join(dir, file)}; put it there or set SMMF_MODEL_DIR (see ../shared/models/README.md)`);
   }
   return dir;
-}
-
-/** llama-server: SMMF_LLAMA_SERVER, else the one ../shared/tools/build-llama-server cached on this machine. */
-function findLlamaServer(): string | undefined {
-  if (process.env.SMMF_LLAMA_SERVER) return existsSync(process.env.SMMF_LLAMA_SERVER) ? process.env.SMMF_LLAMA_SERVER : undefined;
-  const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "smmf-bench");
-  if (!existsSync(cache)) return undefined;
-  for (const entry of readdirSync(cache)) {
-    const bin = join(cache, entry, "src/build/bin/llama-server");
-    if (entry.startsWith("llama-server-") && existsSync(bin)) return bin;
-  }
-  return undefined;
 }
 
 interface Sample {
@@ -155,10 +147,10 @@ async function inProcessSide(llama: Llama, modelPath: string): Promise<Side> {
   };
 }
 
-async function serveSide(dir: string, file: string, name: string): Promise<Side> {
-  const { child, port } = await startServe(name, ["--model-dir", dir, "--model", `${name}=${join(dir, file)}`, "--threads", String(THREADS), "--sequences", String(SEQUENCES), "--context-size", String(CONTEXT), "--gpu", "off", "--log-level", "warn"]);
+async function serveSide(dir: string, file: string, name: string, engine: string): Promise<Side> {
+  const { child, port } = await startServe(name, ["--model-dir", dir, "--model", `${name}=${join(dir, file)}`, "--engine", engine, "--threads", String(THREADS), "--sequences", String(SEQUENCES), "--context-size", String(CONTEXT), "--gpu", "off", "--log-level", "warn"]);
   return {
-    name: "smmf serve (REST, SSE)",
+    name: `smmf serve, ${engine}`,
     run: () => streamPost(port, "/v1/completions", { model: name, prompt: PROMPT, max_tokens: TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } }),
     close: async () => void child.kill("SIGTERM"),
   };
@@ -190,14 +182,15 @@ const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) :
 export async function benchThroughput(dir: string, llama: Llama): Promise<void> {
   const bin = findLlamaServer();
   console.log(`\n== Throughput: ${TOKENS} tokens per request, greedy, ${THREADS} thread, ${SEQUENCES} sequences (llama-server: ${SEQUENCES} slots), ${ROUNDS} rounds, sides in rotating order`);
-  if (!bin) console.log("llama-server: not found (set SMMF_LLAMA_SERVER, or build it once with ../shared/tools/build-llama-server); its column is left out");
+  if (!bin) console.log(`llama-server: not found (build it once with 'node bin/smmf.js engine build ${LLAMA_SERVER_ENGINE}', or set SMMF_LLAMA_SERVER); its rows and the ${LLAMA_SERVER_ENGINE} engine's are left out`);
   const only = process.env.BENCH_ENGINE_MODELS?.split(",");
   for (const [name, file] of [["synth-40M-q8_0", "synth-40M-q8_0.gguf"], ["stories260K", "stories260K.gguf"]] as const) {
     if (only && !only.includes(name)) continue;
     const path = join(dir, file);
     const sides: Side[] = [];
     if (bin) sides.push(await llamaServerSide(bin, path));
-    sides.push(await inProcessSide(llama, path), await serveSide(dir, file, name));
+    sides.push(await inProcessSide(llama, path), await serveSide(dir, file, name, "llama.cpp"));
+    if (bin) sides.push(await serveSide(dir, file, name, LLAMA_SERVER_ENGINE));
     const tallies = new Map<string, Tally>();
     const tally = (side: Side, c: number) => {
       const key = `${side.name}@${c}`;
@@ -220,23 +213,25 @@ export async function benchThroughput(dir: string, llama: Llama): Promise<void> 
       for (const side of sides) await side.close();
     }
     console.log(`\n${name}`);
-    console.log("concurrency  side                          tokens/s  TTFT p50 ms  TTFT p99 ms");
+    console.log("concurrency  side                              tokens/s  TTFT p50 ms  TTFT p99 ms");
     for (const c of CONCURRENCY) {
       for (const side of sides) {
         const t = tally(side, c);
-        console.log(`${String(c).padStart(11)}  ${side.name.padEnd(28)}${fmt(t.tokens / (t.ms / 1000)).padStart(10)}${fmt(percentile(t.ttft, 50), 1).padStart(13)}${fmt(percentile(t.ttft, 99), 1).padStart(13)}`);
+        console.log(`${String(c).padStart(11)}  ${side.name.padEnd(32)}${fmt(t.tokens / (t.ms / 1000)).padStart(10)}${fmt(percentile(t.ttft, 50), 1).padStart(13)}${fmt(percentile(t.ttft, 99), 1).padStart(13)}`);
       }
     }
     const rate = (side: Side, c: number) => tally(side, c).tokens / (tally(side, c).ms / 1000);
-    const serve = sides[sides.length - 1];
-    const inProc = sides[sides.length - 2];
+    const [inProc, serve, serveServer] = sides.slice(bin ? 1 : 0);
     for (const c of CONCURRENCY) {
-      const parts = [`c=${c}: smmf serve / in-process ${fmt(rate(serve, c) / rate(inProc, c), 2)}`];
-      if (bin) parts.push(`smmf serve / llama-server ${fmt(rate(serve, c) / rate(sides[0], c), 2)}`, `in-process / llama-server ${fmt(rate(inProc, c) / rate(sides[0], c), 2)}`);
+      const parts = [`c=${c}: smmf serve (llama.cpp) / in-process ${fmt(rate(serve, c) / rate(inProc, c), 2)}`];
+      if (bin) {
+        parts.push(`in-process / llama-server ${fmt(rate(inProc, c) / rate(sides[0], c), 2)}`);
+        parts.push(`smmf serve / llama-server: llama.cpp ${fmt(rate(serve, c) / rate(sides[0], c), 2)}, ${LLAMA_SERVER_ENGINE} ${fmt(rate(serveServer, c) / rate(sides[0], c), 2)}`);
+      }
       console.log(parts.join("   "));
     }
   }
-  console.log("targets: smmf serve / llama-server >= 0.9 at c=1 and c=8 on synth-40M-q8_0, and at c=8 on stories260K");
+  console.log("targets: smmf serve / llama-server >= 0.9 at c=1 and c=8 on synth-40M-q8_0, and at c=8 on stories260K (with either engine)");
 }
 
 /** A user message of about `tokens` tokens (stories260K's tokenizer: ~2.3 characters per token). */

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Makes sure the programs the tests use are on PATH: etcd and etcdctl (the distributed-mode tests start their
-# own etcd) and openssl (the TLS tests make their certificates with it).
+# own etcd), openssl (the TLS tests make their certificates with it), and git, cmake and a C++ compiler (npm
+# test builds llama.cpp's llama-server once per machine, for the llama.cpp-server engine's tests).
 # All present: does nothing. Missing and root: installs the Debian packages with apt-get.
 # Missing and not root: says how to install them and exits 1.
 set -euo pipefail
 
-declare -A package_of=([etcd]=etcd-server [etcdctl]=etcd-client [openssl]=openssl)
+declare -A package_of=([etcd]=etcd-server [etcdctl]=etcd-client [openssl]=openssl [git]=git [cmake]=cmake [c++]=g++)
 missing=()
 packages=()
-for cmd in etcd etcdctl openssl; do
+for cmd in etcd etcdctl openssl git cmake c++; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     missing+=("$cmd")
     packages+=("${package_of[$cmd]}")

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The test command (npm test): makes sure etcd and openssl are installed (scripts/ensure-tools.sh), checks src/gen against proto/, type-checks, then runs every test with vitest.
+# The test command (npm test): makes sure etcd, openssl and a C++ toolchain are installed (scripts/ensure-tools.sh),
+# builds llama.cpp's llama-server once per machine (cached; 15–25 minutes on 2 cores the first time), checks
+# src/gen against proto/, type-checks, then runs every test with vitest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-tools.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
+# The llama.cpp-server engine's tests run llama-server (SMMF_LLAMA_SERVER, or the cached build).
+[ -n "${SMMF_LLAMA_SERVER:-}" ] || node bin/smmf.js engine build llama.cpp-server >/dev/null
 bash scripts/check-generated.sh
 npx tsc --noEmit -p .
 report=$(mktemp)

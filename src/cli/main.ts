@@ -35,6 +35,9 @@ Operating (through a gateway or controller, --url; each has --help and --json):
   audit                                          who changed what, when, and how it ended
   key create|list|revoke|rotate|usage            API keys (through a server; --bootstrap: the first key, in the store)
 
+On this machine:
+  engine list|build                              the engines a worker here runs; build llama.cpp's server
+
 Commands that call a server send the API key of --api-key KEY, else of SMMF_API_KEY.
 
 Flags of serve, worker, gateway and controller follow; smmf COMMAND --help shows one command's.
@@ -68,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "events") return (await import("./runEvents.js")).runEvents(rest);
   if (command === "key") return (await import("./runKeyCommand.js")).runKeyCommand(rest);
   if (command === "requests") return (await import("./runRequestsCommand.js")).runRequestsCommand(rest);
+  if (command === "engine") return (await import("./runEngineCommand.js")).runEngineCommand(rest);
   if (command === "audit") return (await import("./runAuditCommand.js")).runAuditCommand(rest);
   if (command === "worker" && rest[0] === "list") return (await import("./runWorkerList.js")).runWorkerList(rest.slice(1));
   if (!Object.hasOwn(RUNNERS, command)) {

@@ -3,6 +3,7 @@ import { LlamaCppParamsSchema, ProxyParamsSchema } from "../gen/smmf/v1/instance
 import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
 import { parseLabels } from "../config/loadConfig.js";
 import { SmmfError } from "../errors/SmmfError.js";
+import { isFileEngine } from "../engines/proxyPresets.js";
 
 /** Flags that set a model's spec (start, update). */
 export const SPEC_FLAG_OPTIONS = {
@@ -76,7 +77,7 @@ export function applySpecFlags(base: ModelSpec, flags: SpecFlags): ModelSpec {
   if (flags["prefix-cache"] !== undefined && flags["prefix-cache"] !== "on" && flags["prefix-cache"] !== "off") throw new SmmfError("invalid_argument", "--prefix-cache must be on or off");
   if (flags.placement) spec.placement = parseLabels(flags.placement, "--placement");
   if (flags.label) spec.labels = parseLabels(flags.label, "--label");
-  if (spec.engine && spec.engine !== "llama.cpp") {
+  if (!isFileEngine(spec.engine)) {
     const proxy = spec.proxy ?? create(ProxyParamsSchema);
     if (flags["base-url"] !== undefined) proxy.baseUrl = flags["base-url"];
     if (flags["upstream-model"] !== undefined) proxy.upstreamModel = flags["upstream-model"];

@@ -7,6 +7,7 @@ import { SmmfError } from "../errors/SmmfError.js";
 import { adminClient, EXIT, EXIT_CODES_HELP, reportError, type ControllerClient } from "./adminClient.js";
 import { formatTable } from "./formatTable.js";
 import { applySpecFlags, SPEC_FLAG_OPTIONS, SPEC_FLAGS_HELP } from "./modelSpecFlags.js";
+import { isFileEngine } from "../engines/proxyPresets.js";
 
 export const MODEL_USAGE = `Usage: smmf model <list|start|stop|restart|scale|update> [args] [flags]
 
@@ -100,7 +101,7 @@ export async function runModelCommand(args: string[]): Promise<number> {
         return EXIT.ok;
       }
       case "start": {
-        if (!values.source && (values.engine ?? "llama.cpp") === "llama.cpp") return usage("'start' needs --source PATH (or --engine for an upstream)");
+        if (!values.source && isFileEngine(values.engine ?? "")) return usage("'start' needs --source PATH (or --engine for an upstream)");
         const spec = applySpecFlags(create(ModelSpecSchema, { name, replicas: 1 }), specFlags);
         const { model } = await client.startModel({ spec });
         if (values.wait) await waitSettled(client, name, timeout);

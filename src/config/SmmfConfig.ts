@@ -5,7 +5,11 @@ import type { UpstreamCredential } from "../engines/UpstreamCredential.js";
 export interface ModelConfig {
   /** Name clients ask for. */
   name: string;
-  /** "llama.cpp" (default), or an OpenAI-compatible upstream preset: openai, azure, vllm, tgi, llama-server, ollama, openai-compatible. */
+  /**
+   * "llama.cpp" (node-llama-cpp in the worker's process), "llama.cpp-server" (llama.cpp's own server as a child
+   * process), or an OpenAI-compatible upstream preset: openai, azure, vllm, tgi, llama-server, ollama,
+   * openai-compatible. Unset: the `engine` setting.
+   */
   engine?: string;
   /** llama.cpp: the GGUF file; a relative path is looked up in `modelDir`. */
   file: string;
@@ -54,6 +58,8 @@ export interface SmmfConfig {
   workerPort: number;
   modelDir: string;
   models: ModelConfig[];
+  /** The engine of models that name a file and no engine: "llama.cpp" or "llama.cpp-server". */
+  engine: "llama.cpp" | "llama.cpp-server";
   /** Default CPU threads per llama.cpp instance; 0 = from the machine's cores. */
   threads: number;
   /** Default concurrent generations per instance. */

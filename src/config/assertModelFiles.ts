@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { SmmfError } from "../errors/SmmfError.js";
 import { modelPath } from "./loadConfig.js";
 import type { SmmfConfig } from "./SmmfConfig.js";
+import { isFileEngine } from "../engines/proxyPresets.js";
 
 /** What to say of a missing model file: which, where to get it, how to point SMMF at it. */
 export function missingModelMessage(name: string, path: string): string {
@@ -18,7 +19,7 @@ export function missingModelMessage(name: string, path: string): string {
 /** Fails with failed_precondition and that message when a configured model's file is missing. */
 export function assertModelFiles(config: SmmfConfig): void {
   for (const model of config.models) {
-    if (model.engine && model.engine !== "llama.cpp") continue; // an upstream: no file here
+    if (!isFileEngine(model.engine ?? "")) continue; // an upstream: no file here
     const path = modelPath(config, model);
     if (!existsSync(path)) throw new SmmfError("failed_precondition", missingModelMessage(model.name, path));
   }

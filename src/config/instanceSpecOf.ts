@@ -2,10 +2,11 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { modelPath } from "./loadConfig.js";
 import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";
 import type { InstanceSpecSchema } from "../gen/smmf/v1/instance_pb.js";
+import { isFileEngine } from "../engines/proxyPresets.js";
 
 /** The InstanceSpec a configured model is loaded with. */
 export function instanceSpecOf(config: SmmfConfig, model: ModelConfig): MessageInitShape<typeof InstanceSpecSchema> {
-  if (model.engine && model.engine !== "llama.cpp") {
+  if (!isFileEngine(model.engine ?? "")) {
     return {
       model: model.name,
       engine: model.engine,
@@ -31,7 +32,8 @@ export function instanceSpecOf(config: SmmfConfig, model: ModelConfig): MessageI
   }
   return {
     model: model.name,
-    engine: "llama.cpp",
+    // A GGUF file without an engine: the configured engine of GGUF models.
+    engine: model.engine || config.engine,
     source: modelPath(config, model),
     weight: model.weight ?? 0,
     llamaCpp: {

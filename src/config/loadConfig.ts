@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { ENGINE_NAMES } from "../engines/proxyPresets.js";
+import { ENGINE_NAMES, isFileEngine } from "../engines/proxyPresets.js";
 import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";
 import { bad, DEFAULTS, fileKeyOf, parseEnum, parseEntries, parseInteger, parsePairs, SETTINGS, type ConfigFlags, type LoadState, type Setting, type ValueSource } from "./settings.js";
 
@@ -134,7 +134,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     if (typeof m !== "object" || m === null || typeof m.name !== "string" || !m.name) throw bad(`models[${i}] needs a 'name'`);
     const engine = m.engine ?? "llama.cpp";
     if (!ENGINE_NAMES.includes(engine)) throw bad(`models[${i}] ('${m.name}'): unknown engine '${engine}'; known engines: ${ENGINE_NAMES.join(", ")}`);
-    if (engine === "llama.cpp" && (typeof m.file !== "string" || !m.file)) throw bad(`models[${i}] ('${m.name}') needs a 'file' (a GGUF file)`);
+    if (isFileEngine(engine) && (typeof m.file !== "string" || !m.file)) throw bad(`models[${i}] ('${m.name}') needs a 'file' (a GGUF file)`);
   }
   return config;
 }

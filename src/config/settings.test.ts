@@ -26,7 +26,7 @@ const FIELDS: Record<keyof SmmfConfig, true> = {
   requestTimeoutMs: true, idleSocketTimeoutMs: true, maxConnections: true, maxStreams: true, maxMessages: true,
   maxPromptChars: true, maxStopChars: true, maxModels: true, maxReplicas: true, maxInstancesPerWorker: true, downloadCacheMb: true,
   requestLogMaxMb: true, sourceDirs: true, sourceHosts: true, sourceAllowPrivate: true, maxDownloadMb: true, downloadTimeoutMs: true,
-  upstreamCredentials: true,
+  upstreamCredentials: true, engine: true,
 };
 
 let dir: string;

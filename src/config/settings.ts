@@ -5,7 +5,7 @@
 import { resolve } from "node:path";
 import { SmmfError } from "../errors/SmmfError.js";
 import { DEFAULT_STREAM_INTERVAL_MS } from "../worker/startWorker.js";
-import { ENGINE_NAMES } from "../engines/proxyPresets.js";
+import { ENGINE_NAMES, LLAMA_SERVER_ENGINE, isFileEngine } from "../engines/proxyPresets.js";
 import { parseUpstreamCredentials } from "../engines/parseUpstreamCredentials.js";
 import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";
 
@@ -235,7 +235,7 @@ function parseModelPairs(pairs: string[], source: string): ModelConfig[] {
   });
 }
 
-const PROXY_PRESETS = () => ENGINE_NAMES.filter((e) => e !== "llama.cpp");
+const PROXY_PRESETS = () => ENGINE_NAMES.filter((e) => !isFileEngine(e));
 
 /** `name=preset[@url]` pairs from --proxy flags or SMMF_PROXIES: a model served by an OpenAI-compatible upstream. */
 function parseProxyPairs(pairs: string[], source: string): ModelConfig[] {
@@ -580,6 +580,15 @@ export const SETTINGS = [
     },
     section: "worker",
     help: "load no configured models: host only what the controller places",
+  }),
+  setting({
+    key: "engine",
+    flag: "engine",
+    env: ["SMMF_ENGINE"],
+    default: "llama.cpp",
+    parse: oneOf("llama.cpp", LLAMA_SERVER_ENGINE),
+    section: "worker",
+    help: `engine of the GGUF models that name none: llama.cpp (node-llama-cpp, in the worker's process) or ${LLAMA_SERVER_ENGINE} (llama.cpp's own server, a child process per instance; build it first with \`smmf engine build ${LLAMA_SERVER_ENGINE}\`)`,
   }),
   setting({
     key: "threads",

@@ -1,3 +1,4 @@
+import { LLAMA_SERVER_ENGINE } from "../engines/proxyPresets.js";
 import type { ModelRecord } from "../gen/smmf/v1/model_pb.js";
 import { InstanceState } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
@@ -5,6 +6,12 @@ import type { Registry } from "../registry/Registry.js";
 import { instanceSpecOfModel } from "./instanceSpecOfModel.js";
 import { matchesLabels, placeAll } from "./placeInstance.js";
 import type { WorkerServiceClients } from "./WorkerServiceClients.js";
+
+/** What a worker needs to run an engine that not every worker runs. */
+const ENGINE_NEEDS: Record<string, string> = {
+  "llama.cpp": " (it needs node-llama-cpp, an optional dependency, installed on the worker)",
+  [LLAMA_SERVER_ENGINE]: ` (it needs llama.cpp's server built on the worker: smmf engine build ${LLAMA_SERVER_ENGINE})`,
+};
 
 /**
  * Before the desired state changes: can `count` more instances of the record be placed on the registered
@@ -20,7 +27,7 @@ export async function checkPlacement(registry: Registry, clients: WorkerServiceC
   const engine = spec.engine || "llama.cpp";
   const capable = workers.filter((w) => w.engines.includes(engine));
   if (capable.length === 0) {
-    throw refuse(`no worker runs the engine ${engine}${engine === "llama.cpp" ? " (it needs node-llama-cpp, an optional dependency, installed on the worker)" : ""}`);
+    throw refuse(`no worker runs the engine ${engine}${ENGINE_NEEDS[engine] ?? ""}`);
   }
   const matching = capable.filter((w) => matchesLabels(w.labels, spec.placement));
   if (matching.length === 0) {

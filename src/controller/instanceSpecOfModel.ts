@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { InstanceSpecSchema, type InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import type { ModelRecord } from "../gen/smmf/v1/model_pb.js";
+import { isFileEngine } from "../engines/proxyPresets.js";
 
 /** What a worker loads for one instance of a model of the desired state. */
 export function instanceSpecOfModel(record: ModelRecord, instanceId = ""): InstanceSpec {
@@ -10,7 +11,7 @@ export function instanceSpecOfModel(record: ModelRecord, instanceId = ""): Insta
     engine: spec.engine || "llama.cpp",
     source: spec.source,
     instanceId,
-    llamaCpp: spec.engine === "llama.cpp" || !spec.engine ? spec.llamaCpp : undefined,
+    llamaCpp: isFileEngine(spec.engine) ? spec.llamaCpp : undefined,
     proxy: spec.proxy,
     labels: spec.labels,
     weight: spec.weight,

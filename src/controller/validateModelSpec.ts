@@ -2,7 +2,7 @@ import { clone } from "@bufbuild/protobuf";
 import { ModelSpecSchema, type ModelSpec } from "../gen/smmf/v1/model_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { checkProxyParams } from "../engines/checkProxyParams.js";
-import { ENGINE_NAMES } from "../engines/proxyPresets.js";
+import { ENGINE_NAMES, isFileEngine } from "../engines/proxyPresets.js";
 import { validateModelName } from "../worker/validateModelName.js";
 
 export const MAX_REPLICAS = 1000;
@@ -41,7 +41,7 @@ export function validateModelSpec(input: ModelSpec | undefined): ModelSpec {
     }
   }
   if (!ENGINE_NAMES.includes(spec.engine)) throw bad("engine", `unknown engine '${spec.engine.slice(0, 64)}'; known engines: ${ENGINE_NAMES.join(", ")}`);
-  if (spec.engine === "llama.cpp") {
+  if (isFileEngine(spec.engine)) {
     if (!spec.source) throw bad("source", "'source' is required: a GGUF file path (relative to the workers' model directory, or absolute) or a file:// URI");
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec.source) && !/^(file|https?):\/\//i.test(spec.source)) {
       throw bad("source", `'source' must be a file path, a file:// URI or an http(s) URL; ${spec.source.split(":")[0]}: sources are not supported`);

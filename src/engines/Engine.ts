@@ -133,5 +133,10 @@ export interface EngineInstance {
   generate(input: GenerationInput, options: SamplingOptions, signal: AbortSignal): AsyncIterable<GenerationEvent>;
   embed(inputs: string[], signal: AbortSignal): Promise<EmbeddingResult>;
   countTokens(input: GenerationInput): Promise<number>;
+  /**
+   * Engines that run something that can die on its own (a child process) call `listener` once when the
+   * instance cannot serve any more; the worker then unloads it.
+   */
+  onFailure?(listener: (err: Error) => void): void;
   close(): Promise<void>;
 }

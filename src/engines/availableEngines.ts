@@ -1,8 +1,13 @@
-import { PROXY_PRESETS } from "./proxyPresets.js";
+import { findLlamaServer } from "./llamaServer/llamaServerBuild.js";
+import { LLAMA_SERVER_ENGINE, PROXY_PRESETS } from "./proxyPresets.js";
 
 let cached: string[] | undefined;
 
-/** The engines this installation can run: llama.cpp when node-llama-cpp (an optional dependency) is installed, and every upstream preset. */
+/**
+ * The engines this installation can run: llama.cpp when node-llama-cpp (an optional dependency) is installed,
+ * llama.cpp's server when its binary is found (`smmf engine build llama.cpp-server`, or SMMF_LLAMA_SERVER),
+ * and every upstream preset.
+ */
 export function availableEngines(): string[] {
   if (!cached) {
     let llama = true;
@@ -11,7 +16,7 @@ export function availableEngines(): string[] {
     } catch {
       llama = false;
     }
-    cached = [...(llama ? ["llama.cpp"] : []), ...Object.keys(PROXY_PRESETS)];
+    cached = [...(llama ? ["llama.cpp"] : []), ...(findLlamaServer() ? [LLAMA_SERVER_ENGINE] : []), ...Object.keys(PROXY_PRESETS)];
   }
   return cached;
 }

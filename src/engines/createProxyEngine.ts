@@ -24,6 +24,15 @@ function inputTokens(input: GenerationInput): number {
   return input.messages.reduce((n, m) => n + 4 + estimateTokens(m.content) + (m.toolCalls ?? []).reduce((k, c) => k + 4 + estimateTokens(c.name + c.arguments), 0), 2);
 }
 
+/** A server the worker runs itself (see createLlamaServerEngine), reached on a unix socket, with no key. */
+export interface LocalUpstream {
+  socketPath: string;
+  /** The engine name instances report. */
+  engine: string;
+  /** Names it in messages. */
+  name: string;
+}
+
 interface Usage {
   prompt_tokens?: number;
   completion_tokens?: number;
@@ -43,14 +52,15 @@ interface Usage {
  * worker (see resolveUpstreamKey: which key, and whether this base URL may have it, is settled before any
  * request), and appears nowhere else: it is removed from every message and log line.
  */
-export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKeyOptions): Promise<EngineInstance> {
+export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKeyOptions & { local?: LocalUpstream }): Promise<EngineInstance> {
   checkProxyParams(spec);
   const presetName = spec.engine;
   const preset = PROXY_PRESETS[presetName];
   const p = spec.proxy;
   const base = new URL(p?.baseUrl || preset.baseUrl);
-  const upstream = `${base.protocol}//${base.host}`;
-  const key = resolveUpstreamKey(spec, base.href, options);
+  const local = options.local;
+  const upstream = local ? local.name : `${base.protocol}//${base.host}`;
+  const key = local ? "" : resolveUpstreamKey(spec, base.href, options);
   const logger = options.logger;
   const secrets = key ? [key] : [];
   const headers: Record<string, string> = { ...p?.headers };
@@ -79,7 +89,7 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
   }
 
   async function post(path: string, body: object, signal: AbortSignal) {
-    const res = await upstreamRequest({ url: endpoint(path), headers, body: JSON.stringify(body), agent, connectTimeoutMs, readTimeoutMs, signal, upstream });
+    const res = await upstreamRequest({ url: endpoint(path), headers, body: JSON.stringify(body), agent, connectTimeoutMs, readTimeoutMs, signal, upstream, socketPath: local?.socketPath });
     if (res.statusCode !== 200) {
       const status = res.statusCode ?? 502;
       const text = await readBody(res, upstream, 1 << 20).catch(() => "");
@@ -169,7 +179,7 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
   }
 
   return {
-    info: { engine: presetName, contextSize: p?.contextSize ?? 0, embeddingSize, maxConcurrency },
+    info: { engine: local?.engine ?? presetName, contextSize: p?.contextSize ?? 0, embeddingSize, maxConcurrency },
     inFlight: () => pool.inUse(),
     generate,
     embed,

@@ -1,7 +1,7 @@
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { EngineDefaults } from "./loadEngine.js";
-import { ENGINE_NAMES, PROXY_PRESETS, isProxyEngine } from "./proxyPresets.js";
+import { ENGINE_NAMES, LLAMA_SERVER_ENGINE, PROXY_PRESETS, isProxyEngine } from "./proxyPresets.js";
 import { checkProxyParams } from "./checkProxyParams.js";
 import { upstreamKeySource } from "./resolveUpstreamKey.js";
 
@@ -14,6 +14,11 @@ export async function estimateMemory(spec: InstanceSpec, defaults: EngineDefault
     case "llama.cpp": {
       const { estimateLlamaCppMemory } = await import("./estimateLlamaCppMemory.js");
       return estimateLlamaCppMemory(spec, defaults);
+    }
+    case LLAMA_SERVER_ENGINE: {
+      // The same weights and KV cache in llama-server's process (its slots are the sequences); no embedding context.
+      const { estimateLlamaCppMemory } = await import("./estimateLlamaCppMemory.js");
+      return estimateLlamaCppMemory({ ...spec, llamaCpp: { ...spec.llamaCpp!, embeddings: false } } as InstanceSpec, defaults);
     }
     default:
       if (!isProxyEngine(spec.engine)) throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: ${ENGINE_NAMES.join(", ")}`, { param: "engine" });

@@ -2,7 +2,7 @@ import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import type { EngineInstance } from "./Engine.js";
-import { ENGINE_NAMES, isProxyEngine } from "./proxyPresets.js";
+import { ENGINE_NAMES, LLAMA_SERVER_ENGINE, isProxyEngine } from "./proxyPresets.js";
 import type { UpstreamCredential } from "./UpstreamCredential.js";
 
 export interface EngineDefaults {
@@ -37,6 +37,27 @@ export async function loadEngine(spec: InstanceSpec, defaults: EngineDefaults): 
         embeddings: p ? p.embeddings : true,
         chatTemplate,
         prefixCache: p?.prefixCache ?? true,
+      });
+    }
+    case LLAMA_SERVER_ENGINE: {
+      if (!spec.source) throw new SmmfError("invalid_argument", `a ${LLAMA_SERVER_ENGINE} instance needs 'source', the path of a GGUF file`, { param: "source" });
+      const p = spec.llamaCpp;
+      const chatTemplate = p?.chatTemplate || "auto";
+      if (chatTemplate !== "auto" && chatTemplate !== "fallback") {
+        throw new SmmfError("invalid_argument", "chat_template must be 'auto' or 'fallback'", { param: "chat_template" });
+      }
+      const { createLlamaServerEngine } = await import("./llamaServer/createLlamaServerEngine.js");
+      return createLlamaServerEngine({
+        model: spec.model,
+        modelPath: spec.source,
+        contextSize: p?.contextSize,
+        sequences: p?.sequences,
+        threads: p?.threads || defaults.threads,
+        gpuLayers: p?.gpuLayers,
+        gpu: defaults.gpu,
+        chatTemplate,
+        prefixCache: p?.prefixCache ?? true,
+        logger: defaults.logger,
       });
     }
     default: {

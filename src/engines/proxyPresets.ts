@@ -74,5 +74,13 @@ export function isProxyEngine(engine: string): boolean {
   return Object.hasOwn(PROXY_PRESETS, engine);
 }
 
-/** Every engine name SMMF knows: llama.cpp and the upstream presets. */
-export const ENGINE_NAMES: readonly string[] = ["llama.cpp", ...Object.keys(PROXY_PRESETS)];
+/** llama.cpp's own server, run by the worker as a child process per instance (see createLlamaServerEngine). */
+export const LLAMA_SERVER_ENGINE = "llama.cpp-server";
+
+/** Engines that load a GGUF file of the worker (`source`) rather than call an upstream. */
+export function isFileEngine(engine: string): boolean {
+  return !engine || engine === "llama.cpp" || engine === LLAMA_SERVER_ENGINE;
+}
+
+/** Every engine name SMMF knows: llama.cpp, llama.cpp's server and the upstream presets. */
+export const ENGINE_NAMES: readonly string[] = ["llama.cpp", LLAMA_SERVER_ENGINE, ...Object.keys(PROXY_PRESETS)];

@@ -55,7 +55,7 @@ export function upstreamErrorDetail(body: string, secrets: readonly string[]): s
  */
 export function upstreamError(status: number, body: string, retryAfter: string | undefined, upstream: string): SmmfError {
   if (status === 400 || status === 422 || status === 413) {
-    if (/maximum context length|context length|context window|too many tokens/i.test(messageOf(body))) {
+    if (/maximum context length|context length|context window|context size|too many tokens/i.test(messageOf(body))) {
       return new SmmfError("context_length_exceeded", `the prompt and max_tokens do not fit in the upstream model's context (upstream ${upstream} answered HTTP ${status})`);
     }
     return new SmmfError("invalid_argument", `upstream ${upstream} rejected the request as invalid (HTTP ${status})`);

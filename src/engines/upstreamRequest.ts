@@ -16,6 +16,8 @@ export interface UpstreamRequest {
   signal: AbortSignal;
   /** Names the upstream in messages (its origin, never its credentials). */
   upstream: string;
+  /** A unix socket to connect to instead of the URL's host (a server the worker runs itself). */
+  socketPath?: string;
 }
 
 /** A network failure as an SMMF error: unavailable, so that the gateway tries another instance. */
@@ -59,7 +61,7 @@ function send(r: UpstreamRequest, agent: HttpAgent | HttpsAgent | false, resolve
     headers["content-type"] = "application/json";
     headers["content-length"] = String(Buffer.byteLength(r.body));
   }
-  const req: ClientRequest = request(r.url, { method: r.body === undefined ? "GET" : "POST", headers, agent: agent as HttpAgent });
+  const req: ClientRequest = request(r.url, { method: r.body === undefined ? "GET" : "POST", headers, agent: agent as HttpAgent, socketPath: r.socketPath });
   // Answered, or failed for good: later errors (of the body, or a second destroy) are the reader's business.
   let settled = false;
   let response: IncomingMessage | undefined;

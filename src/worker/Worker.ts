@@ -16,6 +16,7 @@ import { evictDownloads, removeStaleParts } from "./downloadCache.js";
 import { acquireModelFile, isRemoteSource } from "./fetchModelFile.js";
 import { resolveSource } from "./resolveSource.js";
 import { validateModelName } from "./validateModelName.js";
+import { isFileEngine } from "../engines/proxyPresets.js";
 
 export const INSTANCE_RECORD_VERSION = 1;
 export const WORKER_RECORD_VERSION = 1;
@@ -123,7 +124,7 @@ export class Worker {
    */
   private async resolved(spec: InstanceSpec): Promise<{ spec: InstanceSpec; release: () => void }> {
     const none = () => undefined;
-    if ((spec.engine || "llama.cpp") !== "llama.cpp") return { spec, release: none };
+    if (!isFileEngine(spec.engine)) return { spec, release: none };
     const modelDir = this.options.modelDir ?? ".";
     const policy = this.options.sourcePolicy;
     if (isRemoteSource(spec.source)) {
@@ -234,6 +235,11 @@ export class Worker {
       throw new SmmfError("unavailable", `instance '${instanceId}' was unloaded while it loaded`);
     }
     hosted.engine = engine;
+    engine.onFailure?.((err) => {
+      if (this.instances.get(instanceId) !== hosted) return;
+      this.logger.error("instance failed; unloading it", { instance: instanceId, model: spec.model, error: err.message });
+      void this.unload(instanceId).catch((e: unknown) => this.logger.warn("could not unload a failed instance", { instance: instanceId, error: String(e) }));
+    });
     hosted.record = create(InstanceSchema, {
       ...hosted.record,
       engine: engine.info.engine,

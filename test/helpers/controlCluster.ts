@@ -28,6 +28,8 @@ export interface BareWorkerOptions {
   sourceHosts?: string[];
   /** Let model downloads reach loopback and private addresses (the test's file servers are on 127.0.0.1). */
   sourceAllowPrivate?: boolean;
+  /** More environment variables. */
+  env?: Record<string, string>;
 }
 
 /** `smmf worker --no-models` on the test etcd, its model directory the test model's folder. */
@@ -39,7 +41,7 @@ export async function startBareWorker(etcd: TestEtcd, workerId: string, options:
   for (const label of options.labels ?? []) args.push("--label", label);
   if (options.maxMemoryMb !== undefined) args.push("--max-memory-mb", String(options.maxMemoryMb));
   // The model-source policy through the environment, as an operator's deployment may set it.
-  const env: Record<string, string> = {};
+  const env: Record<string, string> = { ...options.env };
   if (options.sourceHosts) env.SMMF_SOURCE_HOSTS = options.sourceHosts.join(",");
   if (options.sourceAllowPrivate !== undefined) env.SMMF_SOURCE_ALLOW_PRIVATE = options.sourceAllowPrivate ? "on" : "off";
   const proc = await startSmmf(args, { timeoutMs: 60_000, env });

@@ -28,15 +28,16 @@ export type InstanceSpec = Message<"smmf.v1.InstanceSpec"> & {
   model: string;
 
   /**
-   * Engine: "llama.cpp", or an OpenAI-compatible upstream by its preset: "openai", "azure", "vllm", "tgi",
-   * "llama-server", "ollama" or "openai-compatible".
+   * Engine: "llama.cpp" (node-llama-cpp in the worker), "llama.cpp-server" (llama.cpp's own server, a child
+   * process of the worker per instance), or an OpenAI-compatible upstream by its preset: "openai", "azure",
+   * "vllm", "tgi", "llama-server", "ollama" or "openai-compatible".
    *
    * @generated from field: string engine = 2;
    */
   engine: string;
 
   /**
-   * Model source: a GGUF file path for llama.cpp (unused by upstream engines).
+   * Model source: a GGUF file path for llama.cpp and llama.cpp-server (unused by upstream engines).
    *
    * @generated from field: string source = 3;
    */
@@ -259,14 +260,14 @@ export type LlamaCppParams = Message<"smmf.v1.LlamaCppParams"> & {
   gpuLayers?: number;
 
   /**
-   * Serve embeddings too (an extra embedding context).
+   * Serve embeddings too (an extra embedding context). llama.cpp-server serves none.
    *
    * @generated from field: bool embeddings = 5;
    */
   embeddings: boolean;
 
   /**
-   * Chat template: "auto" (the model's own, else the fallback) or "fallback".
+   * Chat template: "auto" (the model's own, else the fallback) or "fallback" (llama.cpp-server: ChatML).
    *
    * @generated from field: string chat_template = 6;
    */
@@ -275,6 +276,7 @@ export type LlamaCppParams = Message<"smmf.v1.LlamaCppParams"> & {
   /**
    * Prefix reuse: each sequence keeps its last request's tokens, and a request goes to the free sequence that
    * holds most of its prompt and evaluates only the rest. Unset = true; false clears a sequence after each request.
+   * (llama.cpp-server: llama-server's own prompt cache, on or off.)
    *
    * @generated from field: optional bool prefix_cache = 7;
    */

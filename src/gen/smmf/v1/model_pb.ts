@@ -30,7 +30,8 @@ export type ModelSpec = Message<"smmf.v1.ModelSpec"> & {
   name: string;
 
   /**
-   * Engine: "llama.cpp", or an OpenAI-compatible upstream preset ("openai", "azure", "vllm", "tgi",
+   * Engine: "llama.cpp" (node-llama-cpp in the worker), "llama.cpp-server" (llama.cpp's own server as a child
+   * process of the worker), or an OpenAI-compatible upstream preset ("openai", "azure", "vllm", "tgi",
    * "llama-server", "ollama", "openai-compatible").
    *
    * @generated from field: string engine = 2;
@@ -38,7 +39,7 @@ export type ModelSpec = Message<"smmf.v1.ModelSpec"> & {
   engine: string;
 
   /**
-   * Model source as the workers see it, for llama.cpp: a GGUF file path (relative to a worker's model
+   * Model source as the workers see it, for llama.cpp and llama.cpp-server: a GGUF file path (relative to a worker's model
    * directory, or absolute) or a file:// URI. Unused by upstream engines.
    *
    * @generated from field: string source = 3;
