@@ -45,8 +45,9 @@ export const SPEC_FLAGS_HELP = `  --source PATH          GGUF file as the worker
   --placement KEY=VALUE  only on workers with this label; repeatable
   --label KEY=VALUE      label each instance; repeatable
   --weight N             weight of each instance for weighted load balancing
-  --engine NAME          llama.cpp (default), or an OpenAI-compatible upstream: openai, azure, vllm, tgi,
-                         llama-server, ollama, openai-compatible. Upstream settings:
+  --engine NAME          llama.cpp (default), llama.cpp-server (llama.cpp's own server as a child process
+                         of the worker; the flags above apply), or an OpenAI-compatible upstream: openai,
+                         azure, vllm, tgi, llama-server, ollama, openai-compatible. Upstream settings:
   --base-url URL         API root (default: the preset's; required for azure and openai-compatible)
   --upstream-model NAME  the model's name upstream (default: NAME)
   --credential NAME      one of the workers' upstream credentials (their config's upstreamCredentials): its

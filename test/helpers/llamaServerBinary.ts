@@ -17,7 +17,7 @@ export function requireLlamaServer(): string {
   return bin;
 }
 
-/** The pids of the llama-server processes whose parent is `parent`. */
+/** The pids of the running llama-server processes whose parent is `parent` (zombies, exited but not reaped yet, left out). */
 export function llamaServerChildren(parent: number = process.pid): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
@@ -31,8 +31,8 @@ export function llamaServerChildren(parent: number = process.pid): number[] {
     // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
     const close = stat.lastIndexOf(")");
     const comm = stat.slice(stat.indexOf("(") + 1, close);
-    const ppid = Number(stat.slice(close + 2).split(" ")[1]);
-    if (comm === "llama-server" && ppid === parent) pids.push(Number(entry));
+    const [state, ppid] = stat.slice(close + 2).split(" ");
+    if (comm === "llama-server" && Number(ppid) === parent && state !== "Z") pids.push(Number(entry));
   }
   return pids;
 }
