@@ -8,6 +8,7 @@ import { GrammarCache, toGrammarSchema } from "./jsonSchemaGrammar.js";
 import { checkLlamaCppExtra } from "./llamaCppExtraFields.js";
 import { tokenBytesOf } from "./tokenBytes.js";
 import { defaultThreads } from "./defaultThreads.js";
+import { DEFAULT_SEQUENCES, MAX_DEFAULT_CONTEXT } from "./llamaCppDefaults.js";
 import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
 import { getSharedLlama } from "./getSharedLlama.js";
 import { resolveChatTemplate } from "./resolveChatTemplate.js";
@@ -42,9 +43,6 @@ export interface LlamaCppEngineOptions {
 /** The arguments of a function that declares none: an empty object. */
 const NO_ARGUMENTS = { type: "object", properties: {}, additionalProperties: false };
 
-/** Context size when neither the spec nor the model says less. */
-export const MAX_DEFAULT_CONTEXT = 4096;
-export const DEFAULT_SEQUENCES = 4;
 
 /** Loads a GGUF model with node-llama-cpp and serves it as an EngineInstance. */
 export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Promise<EngineInstance> {

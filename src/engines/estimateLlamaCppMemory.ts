@@ -3,7 +3,7 @@ import { SmmfError } from "../errors/SmmfError.js";
 import { defaultThreads } from "./defaultThreads.js";
 import { getSharedLlama } from "./getSharedLlama.js";
 import type { EngineDefaults } from "./loadEngine.js";
-import { DEFAULT_SEQUENCES, MAX_DEFAULT_CONTEXT } from "./createLlamaCppEngine.js";
+import { DEFAULT_SEQUENCES, MAX_DEFAULT_CONTEXT } from "./llamaCppDefaults.js";
 
 /** llama.cpp's own estimate (node-llama-cpp's GgufInsights) of a GGUF model with its contexts, from the file's header. */
 export async function estimateLlamaCppMemory(spec: InstanceSpec, defaults: EngineDefaults): Promise<number> {

@@ -1,9 +1,19 @@
+import { statSync } from "node:fs";
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import type { EngineDefaults } from "./loadEngine.js";
 import { ENGINE_NAMES, LLAMA_SERVER_ENGINE, PROXY_PRESETS, isProxyEngine } from "./proxyPresets.js";
 import { checkProxyParams } from "./checkProxyParams.js";
 import { upstreamKeySource } from "./resolveUpstreamKey.js";
+import { hasNodeLlamaCpp } from "./availableEngines.js";
+
+function ggufFileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (err) {
+    throw new SmmfError("failed_precondition", `cannot read the GGUF file ${path}: ${(err as Error).message}`, { param: "source", cause: err });
+  }
+}
 
 /**
  * Estimated memory an instance of `spec` needs (weights plus contexts, all devices together), in bytes,
@@ -16,6 +26,9 @@ export async function estimateMemory(spec: InstanceSpec, defaults: EngineDefault
       return estimateLlamaCppMemory(spec, defaults);
     }
     case LLAMA_SERVER_ENGINE: {
+      // A worker without node-llama-cpp (a light install running SMMF_LLAMA_SERVER) cannot read the model's
+      // insights: the file's size, the weights, is the estimate.
+      if (!hasNodeLlamaCpp()) return ggufFileSize(spec.source);
       // The same weights and KV cache in llama-server's process (its slots are the sequences); no embedding context.
       const { estimateLlamaCppMemory } = await import("./estimateLlamaCppMemory.js");
       return estimateLlamaCppMemory({ ...spec, llamaCpp: { ...spec.llamaCpp!, embeddings: false } } as InstanceSpec, defaults);

@@ -16,49 +16,39 @@ export interface EngineDefaults {
   logger?: Logger;
 }
 
+/** The settings both GGUF engines take from a spec: its file, and llama.cpp's parameters. */
+function ggufOptions(spec: InstanceSpec, defaults: EngineDefaults) {
+  const engine = spec.engine || "llama.cpp";
+  if (!spec.source) throw new SmmfError("invalid_argument", `a ${engine} instance needs 'source', the path of a GGUF file`, { param: "source" });
+  const p = spec.llamaCpp;
+  const chatTemplate = p?.chatTemplate || "auto";
+  if (chatTemplate !== "auto" && chatTemplate !== "fallback") {
+    throw new SmmfError("invalid_argument", "chat_template must be 'auto' or 'fallback'", { param: "chat_template" });
+  }
+  return {
+    modelPath: spec.source,
+    contextSize: p?.contextSize,
+    sequences: p?.sequences,
+    threads: p?.threads || defaults.threads,
+    gpuLayers: p?.gpuLayers,
+    gpu: defaults.gpu,
+    chatTemplate: chatTemplate as "auto" | "fallback",
+    prefixCache: p?.prefixCache ?? true,
+  };
+}
+
 /** Creates the engine an InstanceSpec names; engine modules are imported only when used. */
 export async function loadEngine(spec: InstanceSpec, defaults: EngineDefaults): Promise<EngineInstance> {
   switch (spec.engine || "llama.cpp") {
     case "llama.cpp": {
-      if (!spec.source) throw new SmmfError("invalid_argument", "a llama.cpp instance needs 'source', the path of a GGUF file", { param: "source" });
-      const p = spec.llamaCpp;
-      const chatTemplate = p?.chatTemplate || "auto";
-      if (chatTemplate !== "auto" && chatTemplate !== "fallback") {
-        throw new SmmfError("invalid_argument", "chat_template must be 'auto' or 'fallback'", { param: "chat_template" });
-      }
+      const options = ggufOptions(spec, defaults);
       const { createLlamaCppEngine } = await import("./createLlamaCppEngine.js");
-      return createLlamaCppEngine({
-        modelPath: spec.source,
-        contextSize: p?.contextSize,
-        sequences: p?.sequences,
-        threads: p?.threads || defaults.threads,
-        gpuLayers: p?.gpuLayers,
-        gpu: defaults.gpu,
-        embeddings: p ? p.embeddings : true,
-        chatTemplate,
-        prefixCache: p?.prefixCache ?? true,
-      });
+      return createLlamaCppEngine({ ...options, embeddings: spec.llamaCpp ? spec.llamaCpp.embeddings : true });
     }
     case LLAMA_SERVER_ENGINE: {
-      if (!spec.source) throw new SmmfError("invalid_argument", `a ${LLAMA_SERVER_ENGINE} instance needs 'source', the path of a GGUF file`, { param: "source" });
-      const p = spec.llamaCpp;
-      const chatTemplate = p?.chatTemplate || "auto";
-      if (chatTemplate !== "auto" && chatTemplate !== "fallback") {
-        throw new SmmfError("invalid_argument", "chat_template must be 'auto' or 'fallback'", { param: "chat_template" });
-      }
+      const options = ggufOptions(spec, defaults);
       const { createLlamaServerEngine } = await import("./llamaServer/createLlamaServerEngine.js");
-      return createLlamaServerEngine({
-        model: spec.model,
-        modelPath: spec.source,
-        contextSize: p?.contextSize,
-        sequences: p?.sequences,
-        threads: p?.threads || defaults.threads,
-        gpuLayers: p?.gpuLayers,
-        gpu: defaults.gpu,
-        chatTemplate,
-        prefixCache: p?.prefixCache ?? true,
-        logger: defaults.logger,
-      });
+      return createLlamaServerEngine({ ...options, model: spec.model, logger: defaults.logger });
     }
     default: {
       if (!isProxyEngine(spec.engine)) throw new SmmfError("invalid_argument", `unknown engine '${spec.engine}'; known engines: ${ENGINE_NAMES.join(", ")}`, { param: "engine" });

@@ -4,7 +4,7 @@ import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +13,8 @@ import { api, runCli, testSource } from "../helpers/controlCluster.js";
 import { killAll, waitFor } from "../helpers/distCluster.js";
 import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
 import { startTestServer, type TestServer } from "../helpers/startTestServer.js";
-import { projectRoot } from "../helpers/testModel.js";
+import { projectRoot, testModelPath } from "../helpers/testModel.js";
+import { requireLlamaServer } from "../helpers/llamaServerBinary.js";
 
 // An installation without optional and dev dependencies (no node-llama-cpp) runs a gateway, a controller and
 // a worker that serves models from OpenAI-compatible upstreams; the upstream here is an SMMF with the model.
@@ -96,6 +97,22 @@ describe("a light install (npm ci --omit=optional --omit=dev)", () => {
     const r = await runCli(["model", "start", "local", "--source", testSource(), `--url=${gatewayUrl}`], 60_000, lite);
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/no worker runs the engine llama\.cpp \(it needs node-llama-cpp/);
+  });
+
+  it("runs llama.cpp's own server where SMMF_LLAMA_SERVER names one: a GGUF model without node-llama-cpp", async () => {
+    const worker = await startSmmf(
+      ["worker", "--etcd", etcd.endpoints, "--lease-ttl", "2", "--no-models", "--worker-id", "lite-gguf", "--model-dir", dirname(testModelPath()), "--threads", "1", "--log-level", "warn"],
+      { root: lite, env: { SMMF_LLAMA_SERVER: requireLlamaServer() }, timeoutMs: 60_000 },
+    );
+    procs.push(worker);
+    const started = await runCli(["model", "start", "lite-gguf", "--engine", "llama.cpp-server", "--source", testSource(), "--wait", `--url=${gatewayUrl}`, "--json"], 60_000, lite);
+    expect(started.code, started.stderr).toBe(0);
+    const instances = JSON.parse((await runCli(["instance", "list", "--json", `--url=${gatewayUrl}`], 60_000, lite)).stdout) as { model: string; workerId: string; engine: string }[];
+    expect(instances.find((i) => i.model === "lite-gguf")).toMatchObject({ workerId: "lite-gguf", engine: "llama.cpp-server" });
+    const openai = new OpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: "unused", maxRetries: 0 });
+    const answer = await openai.completions.create({ model: "lite-gguf", prompt: "Once upon a time", max_tokens: 8, temperature: 0 });
+    expect(answer.usage?.completion_tokens).toBe(8);
+    expect(answer.choices[0].text.length).toBeGreaterThan(0);
   });
 
   it("never shows the API key: not in etcd, not in the CLI's JSON, not in error bodies, not in any log line", async () => {

@@ -3,7 +3,8 @@ import { request } from "node:http";
 import { InstanceSpecSchema } from "../../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../../errors/SmmfError.js";
 import type { Logger } from "../../telemetry/createLogger.js";
-import { DEFAULT_SEQUENCES, MAX_DEFAULT_CONTEXT } from "../createLlamaCppEngine.js";
+import type { LlamaCppEngineOptions } from "../createLlamaCppEngine.js";
+import { DEFAULT_SEQUENCES, MAX_DEFAULT_CONTEXT } from "../llamaCppDefaults.js";
 import { createProxyEngine } from "../createProxyEngine.js";
 import { defaultThreads } from "../defaultThreads.js";
 import type { EngineInstance } from "../Engine.js";
@@ -13,21 +14,12 @@ import { networkError } from "../upstreamRequest.js";
 import { findLlamaServer } from "./llamaServerBuild.js";
 import { LlamaServerProcess } from "./LlamaServerProcess.js";
 
-export interface LlamaServerEngineOptions {
-  modelPath: string;
-  /** Tokens of context per sequence; 0 or unset = the model's training context, at most 4096. */
-  contextSize?: number;
-  /** Concurrent generations (llama-server's slots); default 4. */
-  sequences?: number;
-  threads?: number;
-  gpuLayers?: number;
-  gpu?: "auto" | false;
-  chatTemplate?: "auto" | "fallback";
-  /** Keep each slot's tokens for the next request that shares a prefix (llama-server's prompt cache); default true. */
-  prefixCache?: boolean;
-  logger?: Logger;
-  /** The instance, for log lines. */
+/** llama.cpp's settings (as the in-process engine takes them; `embeddings` and `maxQueue` do not apply), and the instance's names. */
+export interface LlamaServerEngineOptions
+  extends Pick<LlamaCppEngineOptions, "modelPath" | "contextSize" | "sequences" | "threads" | "gpuLayers" | "gpu" | "chatTemplate" | "prefixCache"> {
+  /** The instance's model, for log lines. */
   model: string;
+  logger?: Logger;
 }
 
 /** How chat requests are written for llama-server (the body's model name is not read). */
