@@ -8,7 +8,10 @@ import { DEFAULTS } from "../../src/config/loadConfig.js";
 import type { SmmfConfig } from "../../src/config/SmmfConfig.js";
 import { startEmbedded, type Embedded } from "../../src/embedded/startEmbedded.js";
 import { createLlamaServerEngine } from "../../src/engines/llamaServer/createLlamaServerEngine.js";
-import { InstanceState } from "../../src/gen/smmf/v1/instance_pb.js";
+import { InstanceSpecSchema, InstanceState } from "../../src/gen/smmf/v1/instance_pb.js";
+import type { GenerationEvent } from "../../src/engines/Engine.js";
+import { estimateMemory } from "../../src/engines/estimateMemory.js";
+import { create } from "@bufbuild/protobuf";
 import { createLogger } from "../../src/telemetry/createLogger.js";
 import { llamaServerChildren, processAlive, requireLlamaServer } from "../helpers/llamaServerBinary.js";
 import { testModelPath } from "../helpers/testModel.js";
@@ -231,3 +234,40 @@ describe("llama.cpp-server engine: socket", () => {
     expect(existsSync(dirname(socket))).toBe(false);
   });
 });
+
+describe("llama.cpp-server engine: settings", () => {
+  it("takes llama.cpp's settings: prefix cache off, the fallback chat template", async () => {
+    const engine = await createLlamaServerEngine({ model: "m", modelPath: testModelPath(), threads: 1, sequences: 1, prefixCache: false, chatTemplate: "fallback" });
+    try {
+      const [pid] = others();
+      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      expect(args).toEqual(expect.arrayContaining(["--no-cache-prompt", "--chat-template", "chatml", "--parallel", "1"]));
+      const run = async () => {
+        let done: GenerationEvent | undefined;
+        for await (const event of engine.generate({ kind: "prompt", prompt: PROMPT }, { maxTokens: 4, temperature: 0 }, AbortSignal.timeout(30_000))) if (event.type === "done") done = event;
+        return done as Extract<GenerationEvent, { type: "done" }>;
+      };
+      await run();
+      // The same prompt again on the one slot: nothing reused.
+      expect((await run()).cachedPromptTokens ?? 0).toBe(0);
+      // ChatML: the chat prompt is in its markers.
+      const messages = [{ role: "user" as const, content: "Hi" }];
+      expect(await engine.countTokens({ kind: "chat", messages })).toBeGreaterThan(await engine.countTokens({ kind: "prompt", prompt: "Hi" }) + 4);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("estimates its memory as the llama.cpp engine does, less the embedding context", async () => {
+    const spec = (engine: string, embeddings: boolean) => create(InstanceSpecSchema, { model: "m", engine, source: testModelPath(), llamaCpp: { sequences: 4, contextSize: 256, embeddings } });
+    const server = await estimateMemory(spec("llama.cpp-server", true), { gpu: false, threads: 1 });
+    expect(server).toBe(await estimateMemory(spec("llama.cpp", false), { gpu: false, threads: 1 }));
+    expect(server).toBeLessThan(await estimateMemory(spec("llama.cpp", true), { gpu: false, threads: 1 }));
+  });
+
+  it("refuses the completions fields llama-server does not honour, before anything is generated", async () => {
+    const err = await server.openai.completions.create({ model: "srv", prompt: PROMPT, max_tokens: 4, echo: true }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 400, param: "echo" });
+  });
+});
+
