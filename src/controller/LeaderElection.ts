@@ -40,6 +40,8 @@ export class LeaderElection {
   private loop?: Promise<void>;
   /** The term while this controller leads, else undefined. */
   term?: bigint;
+  /** Whether it holds a lease of etcd now (leading or standing by), i.e. it takes part in the election. */
+  campaigning = false;
 
   constructor(options: LeaderElectionOptions) {
     this.options = options;
@@ -69,6 +71,7 @@ export class LeaderElection {
       );
       try {
         const leaseId = await lease.grant();
+        this.campaigning = true;
         for (;;) {
           if (this.closed || lost) break;
           const record = create(ControllerLeaderSchema, { controllerId, address: this.options.address, electedAt: timestampNow(), version: LEADER_RECORD_VERSION });
@@ -93,6 +96,7 @@ export class LeaderElection {
         await sleep(backoff);
         backoff = Math.min(2_000, backoff * 2);
       } finally {
+        this.campaigning = false;
         if (this.lease === lease) this.lease = undefined;
         if (!this.closed) lease.release();
       }

@@ -67,6 +67,11 @@ export async function startController(options: ControllerOptions): Promise<Runni
         return void res.end(text);
       }
       if (path === "/healthz") return sendJson(res, 200, { status: "ok", controller: id, leader: election?.isLeader ?? false, term: election?.term?.toString() ?? null });
+      // Ready while it takes part in the election (it holds an etcd lease): a standby is as ready as the leader.
+      if (path === "/readyz") {
+        const ready = election?.campaigning ?? false;
+        return sendJson(res, ready ? 200 : 503, { status: ready ? "ok" : "etcd unreachable", controller: id, leader: election?.isLeader ?? false });
+      }
       if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
       sendJson(res, 404, { error: { message: `Unknown route: ${req.method} ${path}`, type: "not_found_error", param: null, code: "not_found" } });
     })().catch((err: unknown) => {

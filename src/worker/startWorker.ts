@@ -90,6 +90,8 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     stopInFlight();
     stopTracking();
   };
+  // Set when the worker drains to stop: /readyz answers 503 from then on.
+  let draining = false;
   const listener = await startServer({
     host: options.host,
     port: options.port,
@@ -98,7 +100,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     limits: { ...options.listener?.limits, maxConcurrentStreams: Math.max(4096, options.listener?.limits.maxConcurrentStreams ?? 0) },
     tls: options.listener?.tls,
     rest(req, res) {
-      // GET /metrics (Prometheus) and /healthz beside the gRPC services.
+      // GET /metrics (Prometheus), /healthz and /readyz beside the gRPC services.
       void (async () => {
         const path = (req.url ?? "/").split("?")[0];
         if (path === "/metrics") {
@@ -106,9 +108,14 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
           res.writeHead(200, { "content-type": metrics.contentType });
           return void res.end(text);
         }
-        const ok = path === "/healthz";
-        res.writeHead(ok ? 200 : 404, { "content-type": "application/json" });
-        res.end(JSON.stringify(ok ? { status: "ok", worker: worker.id } : { error: { message: `Unknown route: ${path}`, type: "not_found_error", param: null, code: "not_found" } }));
+        // /healthz: the process runs. /readyz: it takes work (503 once it drains to stop).
+        if (path === "/healthz" || path === "/readyz") {
+          const ready = path === "/healthz" || !draining;
+          res.writeHead(ready ? 200 : 503, { "content-type": "application/json" });
+          return void res.end(JSON.stringify({ status: ready ? "ok" : "draining", worker: worker.id }));
+        }
+        res.writeHead(404, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: `Unknown route: ${path}`, type: "not_found_error", param: null, code: "not_found" } }));
       })();
     },
     routes(r) {
@@ -125,6 +132,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     port: listener.port,
     address,
     async drain(graceMs) {
+      draining = true;
       const deadline = Date.now() + graceMs;
       await worker.drain().catch((err: unknown) => options.logger.warn("could not mark instances draining", { error: String(err) }));
       await new Promise((r) => setTimeout(r, Math.min(DRAIN_SETTLE_MS, graceMs)));

@@ -1,19 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, startApiGateway } from "../helpers/controlCluster.js";
+import { api, startApiGateway, startControllerProc, type ControllerProc } from "../helpers/controlCluster.js";
 import type { DistGateway } from "../helpers/distCluster.js";
 import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
 
 // The operating API while etcd is down: the client is told to retry (503 unavailable), not that SMMF broke.
 let etcd: TestEtcd;
 let gateway: DistGateway & { root: string };
+let controller: ControllerProc;
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  gateway = await startApiGateway(etcd);
+  [gateway, controller] = await Promise.all([startApiGateway(etcd), startControllerProc(etcd, "down-c")]);
 }, 60_000);
 
 afterAll(async () => {
   await gateway?.proc.stop();
+  await controller?.proc.stop();
   await etcd?.close();
 });
 
@@ -27,5 +29,16 @@ describe("etcd unavailable", () => {
     expect(Date.now() - started).toBeLessThan(15_000);
     await etcd.start();
     await expect.poll(async () => (await api(gateway.root, "DELETE", "/api/v1/models/ghost")).status, { timeout: 20_000, interval: 200 }).toBe(404);
+  });
+
+  it("a controller is ready while it takes part in the election, not while etcd is out of reach, and alive throughout", async () => {
+    const ready = async () => (await fetch(`${controller.url}/readyz`)).status;
+    await expect.poll(ready, { timeout: 10_000, interval: 100 }).toBe(200);
+    await etcd.stop();
+    // Its lease is lost within the TTL (2 s) once etcd stops answering.
+    await expect.poll(ready, { timeout: 15_000, interval: 100 }).toBe(503);
+    expect((await fetch(`${controller.url}/healthz`)).status).toBe(200);
+    await etcd.start();
+    await expect.poll(ready, { timeout: 20_000, interval: 200 }).toBe(200);
   });
 });

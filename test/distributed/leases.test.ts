@@ -138,10 +138,16 @@ describe("distributed mode: leases", () => {
       const runningOnIt = () => streams.filter((s) => s.instance === frozen.instanceId && s.chunks > 0 && !s.done);
       await waitFor("2 streams under way on the worker to stop", () => runningOnIt().length >= 2, 30_000, 5);
       const inFlightAtSignal = runningOnIt();
+      // Ready (for a Kubernetes readiness probe) until it drains.
+      expect((await fetch(`${frozen.address}/readyz`)).status).toBe(200);
       frozen.proc.signal("SIGTERM");
 
       // Requests sent while it drains are served (by the other worker once the gateway has seen DRAINING).
       await waitFor("the DRAINING record", () => states.includes("INSTANCE_STATE_DRAINING"), 10_000, 10);
+      // Draining: not ready any more (its streams still run), alive all the same.
+      const [ready, alive] = await Promise.all([fetch(`${frozen.address}/readyz`), fetch(`${frozen.address}/healthz`)]);
+      expect([ready.status, alive.status]).toEqual([503, 200]);
+      expect(await ready.json()).toMatchObject({ status: "draining" });
       const duringDrain = await instancesFor(4, 2);
       expect(duringDrain).toHaveLength(4);
 
