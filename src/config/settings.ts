@@ -4,7 +4,7 @@
 // (settingsReadme.ts, `npm run docs:settings`) are all made from SETTINGS.
 import { resolve } from "node:path";
 import { SmmfError } from "../errors/SmmfError.js";
-import { DEFAULT_STREAM_INTERVAL_MS } from "../worker/startWorker.js";
+import { DEFAULT_STREAM_INTERVAL_MS } from "../worker/streamInterval.js";
 import { ENGINE_NAMES, LLAMA_SERVER_ENGINE, isFileEngine } from "../engines/proxyPresets.js";
 import { parseUpstreamCredentials } from "../engines/parseUpstreamCredentials.js";
 import type { ModelConfig, SmmfConfig } from "./SmmfConfig.js";

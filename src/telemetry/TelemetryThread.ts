@@ -196,7 +196,7 @@ export class TelemetryThread extends EventEmitter {
   private async launch(): Promise<void> {
     let thread: Worker;
     try {
-      thread = new Worker(await bundleThreadSource(), { workerData: this.settings, name: "smmf-telemetry" });
+      thread = new Worker(await bundleThreadSource(), { workerData: this.settings, name: "smmf-telemetry", resourceLimits: { maxYoungGenerationSizeMb: 2 } });
     } catch (err) {
       return this.down(`the telemetry thread could not start: ${(err as Error).message}`);
     }

@@ -2,14 +2,10 @@
 // so that neither serialization, HTTP nor SQLite ever runs on the thread that serves requests.
 import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { Logger } from "./createLogger.js";
 import { RequestLog, type RequestEntry } from "./RequestLog.js";
 import { ByteReader } from "./ByteReader.js";
-import { decodeSpan } from "./spanCodec.js";
-import { readableSpanOf } from "./spanRecord.js";
 import { readItems } from "./telemetryItems.js";
 import { ITEM_ENTRY, ITEM_SPAN, type FromThread, type RecordKind, type TelemetryThreadSettings, type ToThread } from "./telemetryThreadProtocol.js";
 
@@ -34,13 +30,25 @@ const send = (m: FromThread) => port.postMessage(m);
 const warn = (message: string) => send({ type: "warn", message });
 const logger: Logger = { debug: () => undefined, info: () => undefined, warn, error: warn };
 
-let processor: BatchSpanProcessor | undefined;
+/**
+ * Exports one span item; set only with an OTLP endpoint. The OpenTelemetry SDK and exporter are loaded only
+ * then: a thread that only keeps the request log stays small (measured: ~150 CommonJS modules fewer).
+ */
+let exportSpan: ((item: ByteReader) => void) | undefined;
+let processor: { forceFlush(): Promise<void>; shutdown(): Promise<void> } | undefined;
 if (settings.otlpEndpoint) {
-  const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http");
-  const exporter: SpanExporter = new OTLPTraceExporter({ url: `${settings.otlpEndpoint.replace(/\/+$/, "")}/v1/traces` });
-  processor = new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500, maxExportBatchSize: 256, maxQueueSize: 8192 });
+  const [{ OTLPTraceExporter }, { BatchSpanProcessor }, { resourceFromAttributes }, { decodeSpan }, { readableSpanOf }] = await Promise.all([
+    import("@opentelemetry/exporter-trace-otlp-http"),
+    import("@opentelemetry/sdk-trace-base"),
+    import("@opentelemetry/resources"),
+    import("./spanCodec.js"),
+    import("./spanRecord.js"),
+  ]);
+  const batch = new BatchSpanProcessor(new OTLPTraceExporter({ url: `${settings.otlpEndpoint.replace(/\/+$/, "")}/v1/traces` }), { scheduledDelayMillis: 500, maxExportBatchSize: 256, maxQueueSize: 8192 });
+  const resource = resourceFromAttributes({ "service.name": settings.serviceName });
+  exportSpan = (item) => batch.onEnd(readableSpanOf(decodeSpan(item), resource));
+  processor = batch;
 }
-const resource = resourceFromAttributes({ "service.name": settings.serviceName });
 
 // Records settled since the last report (see FromThread "settled"), reported after each frame and each write.
 const settled = { frames: 0, spans: 0, entries: 0 };
@@ -66,8 +74,7 @@ if (settings.requestLog) {
 /** Handles one item of a frame; throws when it cannot be read (the item is then dropped and counted). */
 function handleItem(tag: number, item: ByteReader): void {
   if (tag === ITEM_SPAN) {
-    const span = decodeSpan(item);
-    processor?.onEnd(readableSpanOf(span, resource));
+    exportSpan?.(item);
     settled.spans++;
   } else if (tag === ITEM_ENTRY) {
     const entry = JSON.parse(item.string()) as RequestEntry;

@@ -1,3 +1,4 @@
+import { DEFAULT_STREAM_INTERVAL_MS } from "./streamInterval.js";
 import { InferenceService } from "../gen/smmf/v1/inference_pb.js";
 import type { ListenerSettings } from "../net/listenerSettingsOf.js";
 import { WorkerService } from "../gen/smmf/v1/worker_pb.js";
@@ -9,8 +10,6 @@ import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
 import { createWorkerInferenceService } from "./createWorkerInferenceService.js";
 import { createWorkerService } from "./createWorkerService.js";
 import { Worker, type SourcePolicy } from "./Worker.js";
-
-export const DEFAULT_STREAM_INTERVAL_MS = 20;
 
 export interface WorkerServerOptions {
   id?: string;

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -31,9 +31,22 @@ let gatewayUrl: string;
 
 const run = promisify(execFile);
 
+/** Whether dist/ was built after the last change to src/ (as bin/smmf.js tells). */
+function distIsCurrent(): boolean {
+  const built = join(projectRoot, "dist", ".built");
+  if (!existsSync(built)) return false;
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith(".ts") ? statSync(join(dir, e.name)).mtimeMs : 0), 0);
+  return newest(join(projectRoot, "src")) <= statSync(built).mtimeMs;
+}
+
 beforeAll(async () => {
   lite = mkdtempSync(join(tmpdir(), "smmf-lite-"));
-  for (const entry of ["package.json", "package-lock.json", "tsconfig.json", "bin", "src"]) cpSync(join(projectRoot, entry), join(lite, entry), { recursive: true });
+  if (!distIsCurrent()) throw new Error("dist/ is missing or older than src/: run npm run build (npm test does)");
+  // The package as `npm pack` makes it (compiled dist/, no sources, no tsx), with the project's lock file.
+  const packed = JSON.parse((await run("npm", ["pack", "--json", "--pack-destination", lite], { cwd: projectRoot, timeout: 120_000 })).stdout) as { filename: string }[];
+  await run("tar", ["xzf", join(lite, packed[0].filename), "-C", lite, "--strip-components=1"]);
+  cpSync(join(projectRoot, "package-lock.json"), join(lite, "package-lock.json"));
   await run("npm", ["ci", "--omit=optional", "--omit=dev", "--prefer-offline", "--no-audit", "--no-fund"], { cwd: lite, timeout: 240_000 });
   // An upstream that puts the caller's credentials in its error messages.
   echo = createServer((req, res) => {
@@ -68,6 +81,10 @@ describe("a light install (npm ci --omit=optional --omit=dev)", () => {
   it("has no node-llama-cpp, and its worker offers the upstream engines only", async () => {
     expect(existsSync(join(lite, "node_modules", "node-llama-cpp"))).toBe(false);
     expect(existsSync(join(lite, "node_modules", "vitest"))).toBe(false);
+    // It runs the compiled package: no TypeScript sources, no tsx.
+    expect(existsSync(join(lite, "src"))).toBe(false);
+    expect(existsSync(join(lite, "node_modules", "tsx"))).toBe(false);
+    expect(existsSync(join(lite, "dist", "cli", "main.js"))).toBe(true);
     const workers = await waitFor("the worker registered", async () => (await api(gatewayUrl, "GET", "/api/v1/workers")).body.data?.[0], 10_000);
     expect(workers.worker.engines).not.toContain("llama.cpp");
     expect(workers.worker.engines).toEqual(expect.arrayContaining(["openai", "azure", "vllm", "tgi", "llama-server", "ollama", "openai-compatible"]));

@@ -1,0 +1,3 @@
+import { benchFootprint } from "./footprint.js";
+
+await benchFootprint();
