@@ -2,6 +2,7 @@ import { createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { toSmmfError } from "../errors/SmmfError.js";
 import type { Authenticator } from "./Authenticator.js";
+import { connectErrorOf } from "../errors/asConnectError.js";
 import { rpcRole } from "./requiredRole.js";
 
 /** The API key a call was made with (null when keys are not enforced), for the services' model checks. */
@@ -13,7 +14,7 @@ export function authInterceptor(auth: Authenticator): Interceptor {
     try {
       req.contextValues.set(API_KEY, auth.authorize((name) => req.header.get(name) ?? undefined, rpcRole(req.service.typeName, req.method.name)));
     } catch (err) {
-      throw toSmmfError(err).toConnectError();
+      throw connectErrorOf(toSmmfError(err));
     }
     return next(req);
   };

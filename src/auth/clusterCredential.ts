@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Interceptor } from "@connectrpc/connect";
+import { connectErrorOf } from "../errors/asConnectError.js";
 import { SmmfError } from "../errors/SmmfError.js";
 
 /** The metadata that carries the cluster credential on calls between SMMF's own components. */
@@ -49,7 +50,7 @@ export function requireClusterCredential(secret: string): Interceptor {
   return (next) => (req) => {
     const given = Buffer.from(req.header.get(CLUSTER_HEADER) ?? "");
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new SmmfError("invalid_api_key", "this is an SMMF worker: only SMMF's own components, with the cluster credential, may call it").toConnectError();
+      throw connectErrorOf(new SmmfError("invalid_api_key", "this is an SMMF worker: only SMMF's own components, with the cluster credential, may call it"));
     }
     return next(req);
   };

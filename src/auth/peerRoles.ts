@@ -2,6 +2,7 @@ import type { PeerCertificate, TLSSocket } from "node:tls";
 import type { Http2ServerRequest } from "node:http2";
 import type { IncomingMessage } from "node:http";
 import { createContextKey, type Interceptor } from "@connectrpc/connect";
+import { connectErrorOf } from "../errors/asConnectError.js";
 import { SmmfError } from "../errors/SmmfError.js";
 
 /** What an SMMF component's client certificate lets it do on a worker. */
@@ -67,7 +68,7 @@ export function requirePeerRole(): Interceptor {
     const allowed = WORKER_RPC_ROLES[req.method.name] ?? [];
     if (!roles || !allowed.some((role) => roles.has(role))) {
       const has = roles && roles.size > 0 ? `a certificate for ${[...roles].join(" and ")}` : "a certificate that names no SMMF role (subject O=smmf-gateway or O=smmf-controller)";
-      throw new SmmfError("permission_denied", `${req.method.name} on a worker needs the ${allowed.join(" or ") || "(no)"} role; the caller presented ${has}`).toConnectError();
+      throw connectErrorOf(new SmmfError("permission_denied", `${req.method.name} on a worker needs the ${allowed.join(" or ") || "(no)"} role; the caller presented ${has}`));
     }
     return next(req);
   };

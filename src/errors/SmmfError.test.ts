@@ -1,8 +1,8 @@
 import { describe, it, expect } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SmmfError, toSmmfError } from "./SmmfError.js";
-import { asConnectError } from "./asConnectError.js";
-import { errorTable, type ErrorCode } from "./errorTable.js";
+import { asConnectError, connectErrorOf } from "./asConnectError.js";
+import { Code as GrpcCode, errorTable, type ErrorCode } from "./errorTable.js";
 
 const ALL_CODES = Object.keys(errorTable) as ErrorCode[];
 
@@ -43,15 +43,15 @@ describe("SmmfError", () => {
     });
   });
 
-  it.each(ALL_CODES)("toConnectError for %s carries the table gRPC code and the raw message", (code) => {
-    const ce = new SmmfError(code, "msg").toConnectError();
+  it.each(ALL_CODES)("connectErrorOf for %s carries the table gRPC code and the raw message", (code) => {
+    const ce = connectErrorOf(new SmmfError(code, "msg"));
     expect(ce).toBeInstanceOf(ConnectError);
     expect(ce.code).toBe(errorTable[code].grpc);
     expect(ce.rawMessage).toBe("msg");
   });
 
-  it.each(ALL_CODES)("toConnectError → toSmmfError round-trips %s with message and param", (code) => {
-    const back = toSmmfError(new SmmfError(code, `message for ${code}`, { param: "some.param[0]" }).toConnectError());
+  it.each(ALL_CODES)("connectErrorOf → toSmmfError round-trips %s with message and param", (code) => {
+    const back = toSmmfError(connectErrorOf(new SmmfError(code, `message for ${code}`, { param: "some.param[0]" })));
     expect(back).toBeInstanceOf(SmmfError);
     expect(back.code).toBe(code);
     expect(back.message).toBe(`message for ${code}`);
@@ -59,16 +59,16 @@ describe("SmmfError", () => {
   });
 
   it("round-trips a null param as null", () => {
-    const back = toSmmfError(new SmmfError("payload_too_large", "too big").toConnectError());
+    const back = toSmmfError(connectErrorOf(new SmmfError("payload_too_large", "too big")));
     expect(back.code).toBe("payload_too_large");
     expect(back.param).toBeNull();
   });
 
   it("round-trips codes that share a gRPC code (distinguished only by metadata)", () => {
     // model_not_found and not_found both use NotFound; context_length_exceeded shares InvalidArgument.
-    expect(toSmmfError(new SmmfError("model_not_found", "m").toConnectError()).code).toBe("model_not_found");
-    expect(toSmmfError(new SmmfError("context_length_exceeded", "m").toConnectError()).code).toBe("context_length_exceeded");
-    expect(toSmmfError(new SmmfError("method_not_allowed", "m").toConnectError()).code).toBe("method_not_allowed");
+    expect(toSmmfError(connectErrorOf(new SmmfError("model_not_found", "m"))).code).toBe("model_not_found");
+    expect(toSmmfError(connectErrorOf(new SmmfError("context_length_exceeded", "m"))).code).toBe("context_length_exceeded");
+    expect(toSmmfError(connectErrorOf(new SmmfError("method_not_allowed", "m"))).code).toBe("method_not_allowed");
   });
 });
 
@@ -178,3 +178,17 @@ describe("asConnectError", () => {
     expect(back.param).toBe("top_p");
   });
 });
+
+describe("errorTable's gRPC codes", () => {
+  it("are connect-es's Code values, name for name", () => {
+    for (const [name, value] of Object.entries(GrpcCode)) expect(Code[name as keyof typeof Code], name).toBe(value);
+    expect(Object.keys(GrpcCode).length).toBe(Object.values(Code).filter((v) => typeof v === "number").length);
+  });
+
+  it("toSmmfError tells a ConnectError from a copy of connect-es it did not load (by name and fields)", () => {
+    const foreign = Object.assign(new Error("denied"), { name: "ConnectError", code: Code.PermissionDenied, rawMessage: "denied", metadata: new Headers(), details: [] });
+    expect(toSmmfError(foreign)).toMatchObject({ code: "permission_denied", message: "denied" });
+    expect(toSmmfError(new ConnectError("gone", Code.Unavailable)).code).toBe("unavailable");
+  });
+});
+

@@ -1,10 +1,10 @@
-import { ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { codeFromGrpc, errorTable, isErrorCode, type ErrorCode } from "./errorTable.js";
 
 /** Metadata key that carries the SMMF error code (and param) across gRPC hops. */
-const CODE_HEADER = "smmf-error-code";
-const PARAM_HEADER = "smmf-error-param";
-const RETRY_AFTER_HEADER = "smmf-retry-after";
+export const CODE_HEADER = "smmf-error-code";
+export const PARAM_HEADER = "smmf-error-param";
+export const RETRY_AFTER_HEADER = "smmf-retry-after";
 /** Node errors that mean the other side went away mid-response. */
 const PEER_GONE = new Set(["ERR_STREAM_DESTROYED", "ERR_HTTP2_STREAM_ERROR", "ERR_STREAM_WRITE_AFTER_END", "ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE"]);
 
@@ -31,20 +31,20 @@ export class SmmfError extends Error {
   toOpenAiBody(): { error: { message: string; type: string; param: string | null; code: string } } {
     return { error: { message: this.message, type: errorTable[this.code].type, param: this.param, code: this.code } };
   }
+}
 
-  /** A ConnectError with the gRPC code from the table and the SMMF code in metadata. */
-  toConnectError(): ConnectError {
-    const metadata = new Headers({ [CODE_HEADER]: this.code });
-    if (this.param) metadata.set(PARAM_HEADER, this.param);
-    if (this.retryAfterSeconds !== undefined) metadata.set(RETRY_AFTER_HEADER, String(this.retryAfterSeconds));
-    return new ConnectError(this.message, errorTable[this.code].grpc, metadata);
-  }
+/**
+ * Whether a value is a ConnectError, told as connect-es itself tells one from another copy of the package
+ * (its name and fields), so that this module does not load connect-es (see errorTable's Code).
+ */
+function isConnectError(v: unknown): v is ConnectError {
+  return v instanceof Error && v.name === "ConnectError" && typeof (v as ConnectError).code === "number" && (v as ConnectError).metadata instanceof Headers && Array.isArray((v as ConnectError).details);
 }
 
 /** Reads any thrown value as an SmmfError; unknown errors become `internal` without leaking their text. */
 export function toSmmfError(err: unknown): SmmfError {
   if (err instanceof SmmfError) return err;
-  if (err instanceof ConnectError) {
+  if (isConnectError(err)) {
     const code = err.metadata.get(CODE_HEADER);
     const param = err.metadata.get(PARAM_HEADER);
     const retryAfter = err.metadata.get(RETRY_AFTER_HEADER);

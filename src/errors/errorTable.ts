@@ -1,4 +1,29 @@
-import { Code } from "@connectrpc/connect";
+import type { Code as ConnectCode } from "@connectrpc/connect";
+
+/**
+ * The gRPC status codes (the numbers every gRPC implementation uses; connect-es's `Code` enum has the same
+ * values). Written out here so that the error table does not load connect-es: the CLI's help, the settings
+ * and the telemetry thread use SmmfError without any RPC. SmmfError.test.ts checks them against `Code`.
+ */
+export const Code = {
+  Canceled: 1,
+  Unknown: 2,
+  InvalidArgument: 3,
+  DeadlineExceeded: 4,
+  NotFound: 5,
+  AlreadyExists: 6,
+  PermissionDenied: 7,
+  ResourceExhausted: 8,
+  FailedPrecondition: 9,
+  Aborted: 10,
+  OutOfRange: 11,
+  Unimplemented: 12,
+  Internal: 13,
+  Unavailable: 14,
+  DataLoss: 15,
+  Unauthenticated: 16,
+} as const satisfies Record<string, ConnectCode>;
+type Code = ConnectCode;
 
 /** The closed set of SMMF error codes. */
 export type ErrorCode =
