@@ -7,13 +7,14 @@
 # Missing and not root: says how to install them and exits 1.
 set -euo pipefail
 
-declare -A package_of=([etcd]=etcd-server [etcdctl]=etcd-client [openssl]=openssl [git]=git [cmake]=cmake [c++]=g++ [systemd-analyze]=systemd [kubectl]=kubernetes-client)
+declare -A package_of=([etcd]=etcd-server [etcdctl]=etcd-client [openssl]=openssl [git]=git [cmake]=cmake [c++]=g++ [systemd-analyze]=systemd [kubectl]=kubernetes-client [ip]=iproute2 [iptables]=iptables)
 missing=()
 packages=()
 # kubectl: test/deploy/k8s.test.ts renders deploy/k8s with `kubectl kustomize`. Debian's kubernetes-client is
 # 1.20 (kustomize v2.0.3); the manifests keep to what it renders (bases, patchesStrategicMerge,
 # configMapGenerator), as kubectl 1.21+ does.
-for cmd in etcd etcdctl openssl git cmake c++ systemd-analyze kubectl; do
+# ip and iptables: the multi-host rig (rig/, test/rig/) builds network namespaces, veth pairs, a bridge and DROP rules.
+for cmd in etcd etcdctl openssl git cmake c++ systemd-analyze kubectl ip iptables; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     missing+=("$cmd")
     packages+=("${package_of[$cmd]}")

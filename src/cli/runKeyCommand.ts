@@ -1,3 +1,4 @@
+import { ETCD_CALL_OPTIONS } from "../registry/etcdCallOptions.js";
 import { toJson } from "@bufbuild/protobuf";
 import { etcdSecurityOf } from "../registry/etcdSecurityOf.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -152,7 +153,7 @@ async function storeBackend(values: { config?: string; etcd?: string; "data-dir"
   const logger = createLogger("error", "key");
   const config = loadConfig({ config: values.config, etcd: values.etcd, "data-dir": values["data-dir"] });
   const security = config.etcd ? etcdSecurityOf(config) : {};
-  const client = config.etcd ? new Etcd3({ hosts: parseEndpoints(config.etcd, Boolean(security.credentials)), dialTimeout: 2_000, ...security }) : undefined;
+  const client = config.etcd ? new Etcd3({ hosts: parseEndpoints(config.etcd, Boolean(security.credentials)), dialTimeout: 2_000, ...ETCD_CALL_OPTIONS, ...security }) : undefined;
   const store: KeyStore = client ? new EtcdKeyStore(client, logger) : new FileKeyStore(config.dataDir, logger, { watch: false });
   try {
     await store.ready();

@@ -1,3 +1,4 @@
+import { ETCD_CALL_OPTIONS } from "./etcdCallOptions.js";
 import { GatewayInfoSchema, type GatewayInfo } from "../gen/smmf/v1/gateway_pb.js";
 import { toJsonString } from "@bufbuild/protobuf";
 import { circuitBreaker, ConsecutiveBreaker, handleWhen } from "cockatiel";
@@ -57,6 +58,7 @@ export class EtcdRegistry implements Registry {
     this.client = new Etcd3({
       hosts: parseEndpoints(options.endpoints, Boolean(options.security?.credentials)),
       dialTimeout: 2_000,
+      ...ETCD_CALL_OPTIONS,
       ...options.security,
       faultHandling: {
         host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: Math.min(1_000, this.retryMaxMs), breaker: new ConsecutiveBreaker(3) }),
