@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { request } from "node:http";
+import type { Agent as HttpAgent } from "node:http";
 import { InstanceSpecSchema } from "../../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../../errors/SmmfError.js";
 import type { Logger } from "../../telemetry/createLogger.js";
@@ -10,7 +10,8 @@ import { defaultThreads } from "../defaultThreads.js";
 import type { EngineInstance } from "../Engine.js";
 import { LLAMA_SERVER_ENGINE, PROXY_PRESETS } from "../proxyPresets.js";
 import { upstreamRequestBody } from "../upstreamRequestBody.js";
-import { networkError } from "../upstreamRequest.js";
+import { createUpstreamAgent } from "../createUpstreamAgent.js";
+import { readBody, upstreamRequest } from "../upstreamRequest.js";
 import { findLlamaServer } from "./llamaServerBuild.js";
 import { LlamaServerProcess } from "./LlamaServerProcess.js";
 
@@ -25,26 +26,20 @@ export interface LlamaServerEngineOptions
 /** How chat requests are written for llama-server (the body's model name is not read). */
 const CHAT_BODY = { model: "", preset: PROXY_PRESETS["llama-server"], presetName: "llama-server" };
 
-/** A POST to llama-server's own API (not the OpenAI one) on its socket; resolves with the JSON answer. */
-function postJson(socketPath: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-  const payload = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: "POST", signal, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } }, (res) => {
-      let text = "";
-      res.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
-      res.on("error", (err) => reject(networkError(err, "llama-server")));
-      res.on("end", () => {
-        if (res.statusCode !== 200) return reject(new SmmfError("unavailable", `llama-server answered HTTP ${res.statusCode} to ${path}`));
-        try {
-          resolve(JSON.parse(text));
-        } catch {
-          reject(new SmmfError("unavailable", `llama-server answered ${path} with malformed JSON`));
-        }
-      });
-    });
-    req.on("error", (err) => reject(networkError(err, "llama-server")));
-    req.end(payload);
-  });
+/** Its own API (not the OpenAI one), for token counts: a small keep-alive pool on the same socket. */
+const OWN_API = { keepAlive: true, poolSize: 2, idleTimeoutMs: 30_000 };
+
+/** A POST to llama-server's own API on its socket, through the upstream engine's request path; the JSON answer. */
+async function postJson(socketPath: string, agent: HttpAgent, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
+  const upstream = "llama-server";
+  const res = await upstreamRequest({ url: new URL(`http://llama-server${path}`), headers: {}, body: JSON.stringify(body), agent, connectTimeoutMs: 5_000, readTimeoutMs: 30_000, signal, upstream, socketPath });
+  const text = await readBody(res, upstream, 16 * 1024 * 1024);
+  if (res.statusCode !== 200) throw new SmmfError("unavailable", `llama-server answered HTTP ${res.statusCode} to ${path}`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new SmmfError("unavailable", `llama-server answered ${path} with malformed JSON`);
+  }
 }
 
 /** Crashes within this window that make the instance give up instead of restarting its server again. */
@@ -123,6 +118,7 @@ export async function createLlamaServerEngine(options: LlamaServerEngineOptions)
   });
   const relay = await createProxyEngine(spec, { workerId: "", logger, local: { socketPath: server.socketPath, engine: LLAMA_SERVER_ENGINE, name: `llama-server of ${options.model}` } });
 
+  const ownApi = createUpstreamAgent("http:", OWN_API) as HttpAgent;
   const failureListeners = new Set<(err: SmmfError) => void>();
   let crashes: number[] = [];
   let closed = false;
@@ -162,8 +158,8 @@ export async function createLlamaServerEngine(options: LlamaServerEngineOptions)
       const signal = AbortSignal.timeout(30_000);
       const content = input.kind === "prompt"
         ? input.prompt + (input.continuation ?? "")
-        : ((await postJson(server.socketPath, "/apply-template", upstreamRequestBody(input, {}, CHAT_BODY), signal)) as { prompt: string }).prompt;
-      const { tokens } = (await postJson(server.socketPath, "/tokenize", { content, add_special: true }, signal)) as { tokens: unknown[] };
+        : ((await postJson(server.socketPath, ownApi, "/apply-template", upstreamRequestBody(input, {}, CHAT_BODY), signal)) as { prompt: string }).prompt;
+      const { tokens } = (await postJson(server.socketPath, ownApi, "/tokenize", { content, add_special: true }, signal)) as { tokens: unknown[] };
       return tokens.length;
     },
     onFailure(listener) {
@@ -171,6 +167,7 @@ export async function createLlamaServerEngine(options: LlamaServerEngineOptions)
     },
     async close() {
       closed = true;
+      ownApi.destroy();
       await relay.close();
       await server.close();
     },
