@@ -114,7 +114,7 @@ async function overheadPhase(servers: Record<Side, Server>, tallies: Record<Side
 
 
 export async function benchObservability(modelPath: string): Promise<void> {
-  benchTracer();
+  await benchTracer();
   let spans = 0;
   const sink = http.createServer((req, res) => {
     req.resume();

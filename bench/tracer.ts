@@ -12,8 +12,8 @@ import { Tracing } from "../src/telemetry/Tracing.js";
 const BLOCKS = 20;
 const PER_BLOCK = 2_000;
 
-function sdkTracing(): Tracing {
-  const tracing = new Tracing({ serviceName: "bench", sink: () => undefined });
+async function sdkTracing(): Promise<Tracing> {
+  const tracing = await Tracing.create({ serviceName: "bench", sink: () => undefined });
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ "service.name": "bench" }),
     spanProcessors: [{ onStart: () => undefined, onEnd: () => undefined, forceFlush: async () => undefined, shutdown: async () => undefined }],
@@ -42,16 +42,16 @@ function oneRequest(tracing: Tracing): void {
   gateway.end();
 }
 
-export function benchTracer(): void {
+export async function benchTracer(): Promise<void> {
   const writer = new ByteWriter();
-  const handOver = new Tracing({
+  const handOver = await Tracing.create({
     serviceName: "bench",
     sink: (span) => {
       encodeSpan(writer, span);
       if (writer.length > 1_000_000) writer.take();
     },
   });
-  const sides = { "OpenTelemetry SDK": sdkTracing(), "SMMF recording tracer": new Tracing({ serviceName: "bench", sink: () => undefined }), "  + encoded for the thread": handOver };
+  const sides = { "OpenTelemetry SDK": await sdkTracing(), "SMMF recording tracer": await Tracing.create({ serviceName: "bench", sink: () => undefined }), "  + encoded for the thread": handOver };
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(sides).map((k) => [k, []]));
   for (let block = 0; block < BLOCKS; block++) {
     for (const [name, tracing] of Object.entries(sides)) {

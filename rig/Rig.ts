@@ -37,7 +37,7 @@ export interface Component {
 export interface RigOptions {
   /** The /24 to use, as its first three octets ("10.231.0"); default the first of 10.231.0–99 the host does not use. */
   subnet?: string;
-  /** Lease TTL of workers, controllers and gateways, in seconds (default 2). */
+  /** Lease TTL of workers, controllers and gateways, in seconds (default 3, the product default). */
   leaseTtl?: number;
   /** Gateway routing policy (default p2c). */
   policy?: string;
@@ -232,7 +232,7 @@ export class Rig {
     this.options = options;
     this.log = options.log ?? (() => undefined);
     this.subnet = subnet;
-    this.leaseTtl = options.leaseTtl ?? 2;
+    this.leaseTtl = options.leaseTtl ?? 3;
     const linkTag = `${LINK_PREFIX}${process.pid.toString(36)}.${seq}`;
     this.bridge = `${linkTag}b`;
     this.dir = mkdtempSync(join(tmpdir(), `${TMP_PREFIX}${this.tag}-`));

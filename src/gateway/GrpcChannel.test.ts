@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { GrpcChannel } from "./GrpcChannel.js";
@@ -112,5 +113,72 @@ describe("GrpcChannel", () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(reset).toBe(true);
     channel.close();
+  });
+
+  it("goes down when the worker stops answering (a cut link), tells of the loss once however many reconnections fail, and comes back when it answers again", async () => {
+    const url = await startServer((stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(frame(Buffer.from("ok")));
+    });
+    // A link that can be cut: while cut, bytes are dropped both ways and connections open but carry nothing.
+    let cut = false;
+    let accepted = 0;
+    const acceptedWaiters: { n: number; resolve: () => void }[] = [];
+    const sockets = new Set<net.Socket>();
+    const link = net.createServer((client) => {
+      accepted++;
+      for (const w of acceptedWaiters.filter((x) => accepted >= x.n)) w.resolve();
+      const upstream = net.connect(Number(new URL(url).port), "127.0.0.1");
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on("error", () => undefined);
+        s.on("close", () => sockets.delete(s));
+      }
+      client.on("data", (d) => cut || upstream.write(d));
+      upstream.on("data", (d) => cut || client.write(d));
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((r) => link.listen(0, "127.0.0.1", r));
+    const untilAccepted = (n: number) => new Promise<void>((resolve) => (accepted >= n ? resolve() : acceptedWaiters.push({ n, resolve })));
+
+    let lost = 0;
+    let restored = 0;
+    let onLost = () => undefined as void;
+    let onRestored = () => undefined as void;
+    const channel = new GrpcChannel(`http://127.0.0.1:${(link.address() as net.AddressInfo).port}`, {
+      pingIntervalMs: 100,
+      pingTimeoutMs: 200,
+      reconnectBaseMs: 20,
+      reconnectMaxMs: 100,
+      onLost: () => (lost++, onLost()),
+      onRestored: () => (restored++, onRestored()),
+    });
+    try {
+      expect(await collect(channel, "x")).toEqual(["ok"]);
+      expect(channel.down).toBe(false);
+
+      const wentDown = new Promise<void>((r) => (onLost = r));
+      cut = true;
+      await wentDown;
+      expect(channel.down).toBe(true);
+      // Reconnections keep failing (they connect, but no PING is answered) ...
+      await untilAccepted(accepted + 3);
+      expect(channel.down).toBe(true);
+      // ... and the loss was told once.
+      expect(lost).toBe(1);
+
+      const cameBack = new Promise<void>((r) => (onRestored = r));
+      cut = false;
+      await cameBack;
+      expect(channel.down).toBe(false);
+      expect(restored).toBe(1);
+      expect(await collect(channel, "x")).toEqual(["ok"]);
+    } finally {
+      channel.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => link.close(() => r()));
+    }
   });
 });

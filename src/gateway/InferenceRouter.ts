@@ -161,9 +161,9 @@ export class InferenceRouter {
     return this.health.ejectionCount;
   }
 
-  /** Whether a new request could be sent to this instance now: online and not ejected. */
+  /** Whether a new request could be sent to this instance now: online, not ejected, and its worker's connection not lost. */
   isPickable(instance: Instance): boolean {
-    return instance.state === InstanceState.ONLINE && !this.health.isEjected(instance.instanceId);
+    return instance.state === InstanceState.ONLINE && !this.health.isEjected(instance.instanceId) && !this.clients.isDown(instance.address);
   }
 
   /** Requests this gateway has in flight on an instance. */
@@ -202,7 +202,7 @@ export class InferenceRouter {
       if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
       const all = this.registry.snapshot().filter((i) => i.model === model);
       if (all.length === 0) throw unknownModel(model);
-      const healthy = all.filter((i) => i.state === InstanceState.ONLINE && !this.health.isEjected(i.instanceId) && !exclude.has(i.instanceId));
+      const healthy = all.filter((i) => !exclude.has(i.instanceId) && this.isPickable(i));
       const capable = needsEmbeddings ? healthy.filter((i) => i.embeddingSize > 0) : healthy;
       if (needsEmbeddings && healthy.length > 0 && capable.length === 0) {
         throw new SmmfError("invalid_argument", `The model '${model}' does not serve embeddings`, { param: "model" });

@@ -3,7 +3,8 @@ import type { CertificateFiles } from "../net/CertificateFiles.js";
 
 /**
  * One HTTP/2 connection (gRPC) per worker address, reused by every request, kept alive with PINGs.
- * `onConnectionLost` hears of a connection that closed without being asked to (the worker died or hung).
+ * `onConnectionLost` hears of a connection that closed without being asked to (the worker died, hung or was cut
+ * off); until a reconnection answers, `isDown` says so.
  */
 export class WorkerClients {
   private readonly channels = new Map<string, GrpcChannel>();
@@ -23,6 +24,11 @@ export class WorkerClients {
       this.channels.set(address, channel);
     }
     return channel;
+  }
+
+  /** Whether the connection to this address was lost and no reconnection has answered yet: its instances are not picked. */
+  isDown(address: string): boolean {
+    return this.channels.get(address)?.down ?? false;
   }
 
   /** Drops connections to addresses no longer in use. */

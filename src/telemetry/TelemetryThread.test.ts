@@ -53,6 +53,33 @@ describe("TelemetryThread", () => {
     await reopened.close();
   });
 
+  it("with idleStopMs, runs only while there is telemetry: no thread until the first record, stopped after the idle time with everything written, started again by the next read or record", async () => {
+    let restarts = 0;
+    let downs = 0;
+    const thread = await TelemetryThread.start({ serviceName: "t", requestLog: { path: join(dir, "requests.db"), retentionDays: 7, maxRows: 100 } }, logger, { restarted: () => restarts++ }, { idleStopMs: 300 });
+    thread.on("down", () => downs++);
+    expect(thread.running).toBe(false);
+    const log = thread.requestLog();
+    const up = once(thread, "up");
+    log.record(entry("a", Date.now()));
+    await up;
+    expect(thread.running).toBe(true);
+    await once(thread, "idle");
+    expect(thread.running).toBe(false);
+    // A read starts it again, and sees what the stopped thread wrote.
+    expect(await log.get("a")).toMatchObject({ id: "a" });
+    expect(thread.running).toBe(true);
+    await once(thread, "idle");
+    // Records handed over while it is stopped wait for the next thread; none is lost.
+    for (let i = 0; i < 20; i++) log.record(entry(`b${i}`, Date.now() + i));
+    expect((await log.query({ limit: 50 })).data).toHaveLength(21);
+    // A planned stop is neither a death nor a restart.
+    expect(downs).toBe(0);
+    expect(restarts).toBe(0);
+    await thread.close();
+    expect(thread.running).toBe(false);
+  });
+
   it("counts entries it cannot write as dropped and answers reads with unavailable", async () => {
     let dropped = 0;
     const warnings: string[] = [];
@@ -92,7 +119,7 @@ describe("TelemetryThread", () => {
     const collector = await startOtlpCollector();
     try {
       const thread = await TelemetryThread.start({ serviceName: "smmf-unit", otlpEndpoint: collector.url }, logger);
-      const tracing = new Tracing({ serviceName: "smmf-unit", sink: thread.spanSink() });
+      const tracing = await Tracing.create({ serviceName: "smmf-unit", sink: thread.spanSink() });
       const parent = tracing.tracer.startSpan("parent", { kind: SpanKind.SERVER, attributes: { "gen_ai.request.model": "m", "gen_ai.response.finish_reasons": ["length"] } });
       const child = tracing.tracer.startSpan("child", { kind: SpanKind.INTERNAL }, trace.setSpan(tracing.extract({}), parent));
       child.setStatus({ code: SpanStatusCode.ERROR, message: "boom" });
@@ -164,7 +191,7 @@ describe("TelemetryThread", () => {
         log.record({ ...entry("huge", now + 5), prompt: "p".repeat(17 * 1024 * 1024) });
         log.record(entry("after", now + 6));
 
-        const tracing = new Tracing({ serviceName: "t", sink: thread.spanSink() });
+        const tracing = await Tracing.create({ serviceName: "t", sink: thread.spanSink() });
         tracing.tracer.startSpan("span-before").end();
         // A span whose attributes throw half-way through encoding: the frame is rewound to before it.
         const good = { context: { traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", traceFlags: 1 }, parent: undefined, name: "bad", kind: SpanKind.INTERNAL, startMs: Date.now(), durationMs: 1, status: { code: 0 }, droppedAttributes: 0, events: undefined, droppedEvents: 0, links: undefined, droppedLinks: 0 };

@@ -52,6 +52,12 @@ export interface TelemetryThreadOptions {
   restartDelayMs?: number;
   /** Longest wait before a restart, in ms (default 30 s). */
   maxRestartDelayMs?: number;
+  /**
+   * When set, the thread runs only while there is telemetry: it starts at the first record or read (not at
+   * `start`), and after this many ms with none, everything handed over settled, it stops cleanly (the log
+   * written and closed, spans exported), to start again at the next one. An idle process holds no thread.
+   */
+  idleStopMs?: number;
 }
 
 /**
@@ -68,7 +74,11 @@ export interface TelemetryThreadOptions {
  * started again after a backoff (250 ms, doubling to 30 s; afresh after a minute of running); records handed
  * over meanwhile wait for it in the bounded buffer.
  *
- * Events: "down" (why) when the thread died or could not start; "up" when a thread (re)started.
+ * With `idleStopMs` the thread runs only while there is telemetry (see TelemetryThreadOptions): an idle
+ * gateway does not hold the ~10 MB of a thread with SQLite loaded. Such a planned stop is not a death.
+ *
+ * Events: "down" (why) when the thread died or could not start; "up" when a thread (re)started; "idle" when
+ * a thread stopped while idle has exited.
  */
 export class TelemetryThread extends EventEmitter {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -91,6 +101,12 @@ export class TelemetryThread extends EventEmitter {
   private restartTimer?: NodeJS.Timeout;
   private failuresInRow = 0;
   private startedAt = 0;
+  /** No thread, on purpose (idleStopMs): not yet needed, or stopped while idle; the next record or read starts one. */
+  private dormant = false;
+  private waking?: Promise<void>;
+  /** A thread stopped while idle, until it has exited (a new one waits for it: one writer of the log at a time). */
+  private stopping?: Promise<void>;
+  private lastActivity = 0;
   /** How many times the thread was started again. */
   restarts = 0;
   private readonly replacedEntry = (reason: ReplaceReason) => this.events.replaced?.(1, reason, "entry");
@@ -98,7 +114,10 @@ export class TelemetryThread extends EventEmitter {
   /** Starts the thread; one that cannot start is started again later (meanwhile records wait, and reads answer `unavailable`). */
   static async start(settings: TelemetryThreadSettings, logger: Logger, events: TelemetryThreadEvents = {}, options: TelemetryThreadOptions = {}): Promise<TelemetryThread> {
     const thread = new TelemetryThread(settings, logger, events, options);
-    await thread.launch();
+    if (options.idleStopMs) {
+      thread.dormant = true;
+      thread.downReason = undefined;
+    } else await thread.launch();
     return thread;
   }
 
@@ -109,7 +128,10 @@ export class TelemetryThread extends EventEmitter {
     private readonly options: TelemetryThreadOptions,
   ) {
     super();
-    this.sender = setInterval(() => this.send(), SEND_EVERY_MS);
+    this.sender = setInterval(() => {
+      this.send();
+      this.stopIfIdle();
+    }, SEND_EVERY_MS);
     this.sender.unref();
   }
 
@@ -125,7 +147,9 @@ export class TelemetryThread extends EventEmitter {
         const refused = this.refusal();
         if (refused) return this.lose(1, refused, "span");
         if (writeItem(this.outbox, ITEM_SPAN, encodeSpan, span)) this.outboxSpans++;
-        else this.lose(1, "encode", "span");
+        else return this.lose(1, "encode", "span");
+        this.lastActivity = performance.now();
+        if (this.dormant) void this.wake();
       } catch {
         // Nothing a span carries may fail the request that ended it.
       }
@@ -142,6 +166,8 @@ export class TelemetryThread extends EventEmitter {
           const json = entryJson(entry, this.replacedEntry);
           if (json === undefined || !writeItem(this.outbox, ITEM_ENTRY, writeString, json)) return this.lose(1, "encode", "entry");
           this.outboxEntries++;
+          this.lastActivity = performance.now();
+          if (this.dormant) void this.wake();
         } catch {
           // Never throws: a request is not failed by its log entry.
         }
@@ -157,6 +183,7 @@ export class TelemetryThread extends EventEmitter {
    * (an uncaught error in it), and resolves once it is down. It is started again as after any other death.
    */
   async failForTesting(how: "terminate" | "throw" = "terminate"): Promise<void> {
+    await this.wake();
     const thread = this.thread;
     if (!thread) return;
     const down = new Promise<void>((resolve) => this.once("down", () => resolve()));
@@ -168,9 +195,22 @@ export class TelemetryThread extends EventEmitter {
 
   /** Writes what the log holds, exports the spans left (a collector that is gone loses them), and stops. */
   close(): Promise<void> {
-    this.closed ??= new Promise<void>((resolve) => {
+    this.closed ??= this.settle().then(() => this.closeNow());
+    return this.closed;
+  }
+
+  /** Waits for a thread being started or stopped while idle, so that close finds one state. */
+  private async settle(): Promise<void> {
+    clearInterval(this.sender);
+    while (this.waking || this.stopping) {
+      await this.waking;
+      await this.stopping;
+    }
+  }
+
+  private closeNow(): Promise<void> {
+    return new Promise<void>((resolve) => {
       this.closing = true;
-      clearInterval(this.sender);
       clearTimeout(this.restartTimer);
       const thread = this.thread;
       if (!thread) {
@@ -189,7 +229,43 @@ export class TelemetryThread extends EventEmitter {
       this.send(true);
       thread.postMessage({ type: "close" } satisfies ToThread);
     });
-    return this.closed;
+  }
+
+  /** Starts the thread of a dormant TelemetryThread (after the one stopped while idle has exited). */
+  private wake(): Promise<void> {
+    if (this.dormant && !this.closing) {
+      this.dormant = false;
+      const waking: Promise<void> = (this.stopping ?? Promise.resolve())
+        .then(() => this.launch())
+        .finally(() => {
+          if (this.waking === waking) this.waking = undefined;
+        });
+      this.waking = waking;
+    }
+    return this.waking ?? Promise.resolve();
+  }
+
+  /** With idleStopMs: stops a thread that has had nothing to do for that long, everything it was given settled. */
+  private stopIfIdle(): void {
+    const idleMs = this.options.idleStopMs;
+    const thread = this.thread;
+    if (!idleMs || !thread || this.closing || this.waking) return;
+    if (this.outboxSpans + this.outboxEntries > 0 || this.frames.length > 0 || this.spansInFlight + this.entriesInFlight > 0 || this.pending.size > 0) return;
+    if (performance.now() - this.lastActivity < idleMs) return;
+    this.thread = undefined;
+    this.dormant = true;
+    const stopping = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => void thread.terminate(), CLOSE_TIMEOUT_MS);
+      thread.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    }).then(() => {
+      if (this.stopping === stopping) this.stopping = undefined;
+      this.emit("idle");
+    });
+    this.stopping = stopping;
+    thread.postMessage({ type: "close" } satisfies ToThread);
   }
 
   /** Starts a thread (at start, or again after one died). */
@@ -206,7 +282,7 @@ export class TelemetryThread extends EventEmitter {
     }
     this.thread = thread;
     this.downReason = undefined;
-    this.startedAt = performance.now();
+    this.startedAt = this.lastActivity = performance.now();
     thread.unref();
     thread.on("message", (m: FromThread) => this.receive(thread, m));
     thread.on("error", (err) => this.died(thread, `the telemetry thread failed: ${err.message}`));
@@ -263,6 +339,12 @@ export class TelemetryThread extends EventEmitter {
   }
 
   private call(method: RequestLogMethod, ...args: unknown[]): Promise<unknown> {
+    this.lastActivity = performance.now();
+    if ((this.dormant || this.waking) && !this.closing) return this.wake().then(() => this.callNow(method, args));
+    return this.callNow(method, args);
+  }
+
+  private callNow(method: RequestLogMethod, args: unknown[]): Promise<unknown> {
     const thread = this.thread;
     if (!thread || this.closing) return Promise.reject(new SmmfError("unavailable", `the request log is not available (${this.closing ? "closed" : this.downReason})`));
     const id = this.nextId++;
@@ -322,6 +404,15 @@ export class TelemetryThread extends EventEmitter {
       if (current && m.record === "entry") this.entriesInFlight = Math.max(0, this.entriesInFlight - m.count);
       return;
     }
+    // A thread stopped while idle (no longer current) is let go once it has written everything; what it says meanwhile still counts.
+    if (m.type === "closed") {
+      void thread.terminate();
+      return;
+    }
+    if (m.type === "warn") {
+      this.logger.warn(m.message);
+      return;
+    }
     if (!current) return;
     if (m.type === "settled") {
       for (let i = 0; i < m.frames && this.frames.length > 0; i++) this.inFlightBytes -= this.frames.shift()!;
@@ -332,10 +423,6 @@ export class TelemetryThread extends EventEmitter {
       this.pending.delete(m.id);
       if (m.error) p?.reject(new SmmfError(m.error.code, m.error.message, { param: m.error.param }));
       else p?.resolve(m.result);
-    } else if (m.type === "warn") {
-      this.logger.warn(m.message);
-    } else if (m.type === "closed") {
-      void thread.terminate();
     }
   }
 }

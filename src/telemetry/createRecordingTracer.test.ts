@@ -4,7 +4,8 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { describe, expect, it } from "vitest";
 import { createRecordingTracer } from "./createRecordingTracer.js";
 import type { FinishedSpan } from "./RecordedSpan.js";
-import { readableSpanOf, toSpanRecord } from "./spanRecord.js";
+import { readableSpanOf } from "./readableSpanOf.js";
+import { toSpanRecord } from "./spanRecord.js";
 
 const resource = resourceFromAttributes({ "service.name": "s" });
 

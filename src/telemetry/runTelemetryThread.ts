@@ -42,7 +42,7 @@ if (settings.otlpEndpoint) {
     import("@opentelemetry/sdk-trace-base"),
     import("@opentelemetry/resources"),
     import("./spanCodec.js"),
-    import("./spanRecord.js"),
+    import("./readableSpanOf.js"),
   ]);
   const batch = new BatchSpanProcessor(new OTLPTraceExporter({ url: `${settings.otlpEndpoint.replace(/\/+$/, "")}/v1/traces` }), { scheduledDelayMillis: 500, maxExportBatchSize: 256, maxQueueSize: 8192 });
   const resource = resourceFromAttributes({ "service.name": settings.serviceName });

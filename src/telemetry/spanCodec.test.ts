@@ -7,7 +7,8 @@ import { ByteWriter } from "./ByteWriter.js";
 import { createRecordingTracer } from "./createRecordingTracer.js";
 import type { FinishedSpan } from "./RecordedSpan.js";
 import { decodeSpan, encodeSpan } from "./spanCodec.js";
-import { readableSpanOf, toSpanRecord } from "./spanRecord.js";
+import { readableSpanOf } from "./readableSpanOf.js";
+import { toSpanRecord } from "./spanRecord.js";
 
 /** Encodes spans on one side and decodes them from the transferred buffer, as the two threads do. */
 function roundTrip(spans: FinishedSpan[]) {

@@ -1,7 +1,5 @@
 import type { Attributes, HrTime, SpanContext, SpanKind, SpanStatus } from "@opentelemetry/api";
-import { TraceState } from "@opentelemetry/core";
-import type { Resource } from "@opentelemetry/resources";
-import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace-base";
+import type { TimedEvent } from "@opentelemetry/sdk-trace-base";
 import type { FinishedSpan } from "./RecordedSpan.js";
 
 export interface ContextRecord {
@@ -34,10 +32,6 @@ export function contextRecord(c: SpanContext): ContextRecord {
   if (c.traceState) r.traceState = c.traceState.serialize();
   if (c.isRemote) r.isRemote = true;
   return r;
-}
-
-function spanContextOf(r: ContextRecord): SpanContext {
-  return { traceId: r.traceId, spanId: r.spanId, traceFlags: r.traceFlags, isRemote: r.isRemote, traceState: r.traceState === undefined ? undefined : new TraceState(r.traceState) };
 }
 
 /** Milliseconds (since the epoch, or a duration) as [seconds, nanoseconds]. */
@@ -74,27 +68,3 @@ export function toSpanRecord(span: FinishedSpan): SpanRecord {
 
 /** The instrumentation scope of SMMF's spans. */
 export const SCOPE = { name: "smmf" };
-
-/** The span again, as exporters read it; spans of one resource share that object (exporters group by it). */
-export function readableSpanOf(r: SpanRecord, resource: Resource): ReadableSpan {
-  const context = spanContextOf(r.context);
-  return {
-    name: r.name,
-    kind: r.kind,
-    spanContext: () => context,
-    parentSpanContext: r.parent && spanContextOf(r.parent),
-    startTime: r.startTime,
-    endTime: r.endTime,
-    duration: r.duration,
-    status: r.status,
-    attributes: r.attributes,
-    events: r.events,
-    links: r.links.map((l) => ({ context: spanContextOf(l.context), attributes: l.attributes, droppedAttributesCount: l.droppedAttributesCount })),
-    ended: true,
-    resource,
-    instrumentationScope: r.scope,
-    droppedAttributesCount: r.dropped[0],
-    droppedEventsCount: r.dropped[1],
-    droppedLinksCount: r.dropped[2],
-  };
-}

@@ -18,7 +18,7 @@ let openai: OpenAI;
 beforeAll(async () => {
   const config = { ...DEFAULTS, port: 0, workerPort: 0, gpu: "off" as const, threads: 1, models: [{ name: "stories260K", file: testModelPath() }] };
   embedded = await startEmbedded(config, createLogger("warn", "tracing"), {
-    telemetry: { enabled: true, metrics: new Metrics({ defaultMetrics: false }), tracing: new Tracing({ serviceName: "smmf-test", exporter }), capture: "off" },
+    telemetry: { enabled: true, metrics: new Metrics({ defaultMetrics: false }), tracing: await Tracing.create({ serviceName: "smmf-test", exporter }), capture: "off" },
   });
   openai = new OpenAI({ baseURL: `${embedded.gateway.url}/v1`, apiKey: "unused", maxRetries: 0 });
 }, 60_000);
