@@ -1,6 +1,6 @@
 import { cpus } from "node:os";
 import { percentile, summarize } from "./load.js";
-import { untilDropped, untilPickable } from "./observe.js";
+import { metricValue, untilDropped, untilPickable } from "./observe.js";
 import { Rig } from "./Rig.js";
 
 export interface BenchOptions {
@@ -39,12 +39,16 @@ export async function runBench(options: BenchOptions): Promise<void> {
     options.log("warming up");
     await rig.load({ requests: 64, concurrency: 16, maxTokens, stream: false }).records;
 
+    // Ejections during the throughput runs: a healthy worker taken out (a PING unanswered, failures) would show here.
+    const ejections = async () => (await Promise.all(rig.gateways.map(async (g) => metricValue(await rig.metrics(g.name), "smmf_gateway_ejections_total")))).reduce((a, b) => a + b, 0);
+    const ejectionsBefore = await ejections();
     options.log(`throughput: ${seconds} s, ${concurrency} concurrent, ${maxTokens} tokens each`);
     const records = await rig.load({ durationMs: seconds * 1000, concurrency, maxTokens, stream: false, timeoutMs: 60_000 }).records;
     const s = summarize(records);
     const streamRecords = await rig.load({ durationMs: Math.max(5, seconds / 3) * 1000, concurrency, maxTokens, stream: true, timeoutMs: 60_000 }).records;
     const st = summarize(streamRecords);
     const ttft = streamRecords.filter((r) => r.ok && r.ttftMs !== undefined).map((r) => r.ttftMs!).sort((a, b) => a - b);
+    const throughputEjections = (await ejections()) - ejectionsBefore;
 
     const workers = rig.workers.map((w) => w.name);
     const partitions: { round: number; worker: string; load: string; at: Record<string, number>; last: number; backMs: number }[] = [];
@@ -85,6 +89,7 @@ export async function runBench(options: BenchOptions): Promise<void> {
     lines.push(`  non-streaming, ${s.seconds.toFixed(1)} s: ${s.requests} requests, ${s.failed} failed; ${s.requestsPerSecond.toFixed(1)} requests/s; latency p50 ${fmt(s.p50Ms)}, p90 ${fmt(s.p90Ms)}, p99 ${fmt(s.p99Ms)}`);
     lines.push(`    per instance: ${Object.entries(s.byInstance).map(([id, v]) => `${id} ${v.requests}`).join(", ")}`);
     lines.push(`  streaming, ${st.seconds.toFixed(1)} s: ${st.requests} requests, ${st.failed} failed; ${st.requestsPerSecond.toFixed(1)} requests/s; latency p50 ${fmt(st.p50Ms)}, p99 ${fmt(st.p99Ms)}; time to first token p50 ${fmt(percentile(ttft, 50))}, p99 ${fmt(percentile(ttft, 99))}`);
+    lines.push(`  instances ejected by a gateway meanwhile: ${throughputEjections}`);
     lines.push(``);
     lines.push(`Partition → last gateway drops the instance (the worker cut off from everything by DROP rules; gateways polled every 10 ms)`);
     const head = ["round", "worker", "load", ...gateways, "last", "back after heal"];
