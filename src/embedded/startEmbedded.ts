@@ -60,7 +60,9 @@ export async function startEmbedded(config: SmmfConfig, logger: Logger, options:
     const controlPlane = createControlPlane(registry, logger, { clusterSecret, limits: config });
     const leading = new AbortController();
     startReconciling(controlPlane, "embedded", 1n, leading.signal, logger, telemetry.metrics);
-    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing, controlPlane, telemetry, auth, clusterSecret, corsOrigins: config.corsOrigins, listener: listenerSettingsOf(config, "gateway", logger), requestCaps: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars, maxStopChars: config.maxStopChars } }).catch(async (err: unknown) => {
+    // The gateway calls its own worker in process (no gRPC between them); workers elsewhere, over gRPC.
+    const localWorkers = new Map([[worker.address, worker.inference]]);
+    const gateway = await startGateway({ registry, logger, host: config.host, port: config.port, maxBodyBytes: config.maxBodyBytes, routing: { ...routing, localWorkers }, controlPlane, telemetry, auth, clusterSecret, corsOrigins: config.corsOrigins, listener: listenerSettingsOf(config, "gateway", logger), requestCaps: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars, maxStopChars: config.maxStopChars } }).catch(async (err: unknown) => {
       leading.abort();
       await controlPlane.close();
       throw err;

@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import { spawn } from "node:child_process";
 import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
@@ -179,6 +180,34 @@ describe("GrpcChannel", () => {
       channel.close();
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => link.close(() => r()));
+    }
+  });
+
+  it("does not take a worker that answered its PING in time for a silent one when this process's own event loop was held up", async () => {
+    // The worker in another process, so that it answers while this one is busy.
+    const child = spawn(process.execPath, ["-e", `
+      const http2 = require("node:http2");
+      const server = http2.createServer();
+      server.on("stream", (s) => { s.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true }); s.on("wantTrailers", () => s.sendTrailers({ "grpc-status": "0" })); s.end(); });
+      server.listen(0, "127.0.0.1", () => console.log("PORT " + server.address().port));
+    `], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const port = await new Promise<string>((resolve) => child.stdout!.on("data", (d: Buffer) => /PORT (\d+)/.test(d.toString()) && resolve(/PORT (\d+)/.exec(d.toString())![1])));
+      let lost = 0;
+      const channel = new GrpcChannel(`http://127.0.0.1:${port}`, { pingIntervalMs: 50, pingTimeoutMs: 20, onLost: () => lost++ });
+      await collect(channel, "x");
+      // Busy for 200 ms at a time, with only a turn of the event loop between: each PING goes out in that turn,
+      // its answer arrives while this process is busy, and its timeout is due when the process looks again.
+      for (let i = 0; i < 15; i++) {
+        const until = performance.now() + 200;
+        while (performance.now() < until);
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(lost).toBe(0);
+      expect(channel.down).toBe(false);
+      channel.close();
+    } finally {
+      child.kill();
     }
   });
 });

@@ -98,12 +98,19 @@ export class GrpcChannel {
     this.reconnectTimer.unref();
   }
 
-  /** Sends one PING; an answer within the timeout marks the channel up, none destroys the connection (a loss). */
+  /**
+   * Sends one PING; an answer within the timeout marks the channel up, none destroys the connection (a loss).
+   * The timeout is judged after the I/O that is already waiting has been read (setImmediate runs after the
+   * poll phase): when this process's own event loop was held up past the timeout, an answer that did arrive
+   * in time is not mistaken for a silent worker.
+   */
   private probe(session: http2.ClientHttp2Session): void {
     if (session.closed || session.destroyed) return;
-    const timer = setTimeout(() => session.destroy(), this.options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS);
+    let answered = false;
+    const timer = setTimeout(() => setImmediate(() => answered || session.destroy()), this.options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS);
     try {
       session.ping((err) => {
+        answered = true;
         clearTimeout(timer);
         if (err) session.destroy();
         else if (this.session === session) this.restored();
@@ -162,8 +169,13 @@ export class GrpcChannel {
     return session;
   }
 
-  /** Sends one request message and yields the response messages; throws ConnectError on a non-OK status. */
-  async *call(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<Uint8Array> {
+  /**
+   * Sends one request message and yields the response messages (each through `decode`, when given: no
+   * second layer of iteration to decode them); throws ConnectError on a non-OK status.
+   */
+  call(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<Uint8Array>;
+  call<T>(path: string, request: Uint8Array, signal: AbortSignal, metadata: Record<string, string> | undefined, decode: (message: Uint8Array) => T): AsyncGenerator<T>;
+  async *call<T>(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>, decode?: (message: Uint8Array) => T): AsyncGenerator<T | Uint8Array> {
     if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
     let stream: http2.ClientHttp2Stream;
     try {
@@ -194,7 +206,7 @@ export class GrpcChannel {
           if (buffered[0] !== 0) throw new ConnectError("compressed gRPC messages are not supported", Code.Internal);
           const message = buffered.subarray(5, 5 + length);
           buffered = buffered.subarray(5 + length);
-          yield message;
+          yield decode ? decode(message) : message;
         }
       }
     } catch (err) {

@@ -1,11 +1,7 @@
-import { clone, create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import type { CertificateFiles } from "../net/CertificateFiles.js";
 import { ConnectError } from "@connectrpc/connect";
 import {
-  CountTokensRequestSchema,
-  CountTokensResponseSchema,
-  EmbedRequestSchema,
-  EmbedResponseSchema,
   FinishReason,
   GenerateRequestSchema,
   GenerateResponseSchema,
@@ -27,10 +23,10 @@ import { PrefixAffinity, type PrefixAffinityOptions, type PrefixOutcome } from "
 import { prefixKeysOf, type PrefixKeys } from "./prefixKeys.js";
 import { DEFAULT_EJECTION, InstanceHealth, type EjectionOptions } from "./InstanceHealth.js";
 import { RetryBudget } from "./RetryBudget.js";
-import type { GrpcChannel } from "./GrpcChannel.js";
 import { WorkerClients } from "./WorkerClients.js";
 import { unknownModel } from "./unknownModel.js";
 import { clusterHeaders } from "../auth/clusterCredential.js";
+import type { WorkerInference } from "../worker/createWorkerInferenceService.js";
 
 export interface RouterOptions {
   logger: Logger;
@@ -53,6 +49,8 @@ export interface RouterOptions {
   clusterSecret?: string;
   /** mTLS to workers (their CA, this gateway's client certificate). */
   clientTls?: CertificateFiles;
+  /** Workers in this process (smmf serve), by the address they registered: called in process, not over gRPC. */
+  localWorkers?: ReadonlyMap<string, WorkerInference>;
 }
 
 export interface RouterObserver {
@@ -72,19 +70,21 @@ interface Waiter {
   wake: () => void;
 }
 
-const GENERATE = "/smmf.v1.InferenceService/Generate";
-const EMBED = "/smmf.v1.InferenceService/Embed";
-const COUNT_TOKENS = "/smmf.v1.InferenceService/CountTokens";
 
 /** How long a finished generation's stream may take to end (its trailers) before it is reset. */
 const END_OF_CALL_MS = 10_000;
+/**
+ * How long a request waits when every instance of its model is behind a connection being restored (reconnects
+ * are tried after 250 ms, doubling to 2 s): long enough for a worker that restarted, short for one that is gone.
+ */
+const RECONNECT_WAIT_MS = 5_000;
 
 /**
  * Reads the rest of a call whose last message is in: the worker's trailers end the stream. Resetting it
  * instead (RST_STREAM on every call) looks like a "rapid reset" attack to HTTP/2 servers, which then close
  * the whole connection (GOAWAY, INTERNAL_ERROR) and fail every call on it.
  */
-function readToEnd(messages: AsyncGenerator<Uint8Array>, call: AbortController): void {
+function readToEnd(messages: AsyncGenerator<unknown>, call: AbortController): void {
   const timer = setTimeout(() => call.abort(), END_OF_CALL_MS);
   timer.unref();
   void (async () => {
@@ -96,14 +96,6 @@ function readToEnd(messages: AsyncGenerator<Uint8Array>, call: AbortController):
       clearTimeout(timer);
     }
   })();
-}
-
-/** A unary call over a channel: one message each way. */
-async function unaryCall<O extends DescMessage>(channel: GrpcChannel, path: string, request: Uint8Array, output: O, signal: AbortSignal, metadata?: Record<string, string>): Promise<MessageShape<O>> {
-  let result: MessageShape<O> | undefined;
-  for await (const bytes of channel.call(path, request, signal, metadata)) result = fromBinary(output, bytes);
-  if (!result) throw new SmmfError("unavailable", "the worker sent no answer");
-  return result;
 }
 
 /**
@@ -153,7 +145,7 @@ export class InferenceRouter {
     };
     this.budget = options.retryBudget ?? new RetryBudget();
     this.affinity = new PrefixAffinity(options.prefixAffinity);
-    this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret), options.clientTls);
+    this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret), options.clientTls, options.localWorkers, () => this.wakeAll());
     this.unsubscribe = registry.subscribe(() => this.registryChanged());
   }
 
@@ -179,6 +171,11 @@ export class InferenceRouter {
     const ids = new Set(instances.map((i) => i.instanceId));
     this.health.retain(ids);
     this.affinity.retain(ids);
+    this.wakeAll();
+  }
+
+  /** Every waiting request looks again (the instances changed, or a lost connection is back). */
+  private wakeAll(): void {
     for (const list of this.waiters.values()) for (const w of list.splice(0)) w.wake();
   }
 
@@ -198,6 +195,7 @@ export class InferenceRouter {
    */
   private async acquire(model: string, signal: AbortSignal, exclude: Set<string>, needsEmbeddings = false, prefix?: PrefixKeys): Promise<{ instance: Instance; release: () => void }> {
     const deadline = Date.now() + (this.options.queueTimeoutMs ?? 30_000);
+    const reconnectDeadline = Date.now() + RECONNECT_WAIT_MS;
     for (;;) {
       if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
       const all = this.registry.snapshot().filter((i) => i.model === model);
@@ -207,7 +205,17 @@ export class InferenceRouter {
       if (needsEmbeddings && healthy.length > 0 && capable.length === 0) {
         throw new SmmfError("invalid_argument", `The model '${model}' does not serve embeddings`, { param: "model" });
       }
-      if (capable.length === 0) throw new SmmfError("unavailable", `No instance of model '${model}' is available now; retry later`);
+      if (capable.length === 0) {
+        // Only instances whose connection is being restored (a worker that restarted, a connection that was
+        // dropped): wait a little for one, as for a busy instance, rather than fail at once.
+        const reconnecting = all.some((i) => !exclude.has(i.instanceId) && i.state === InstanceState.ONLINE && !this.health.isEjected(i.instanceId) && this.clients.isDown(i.address) && (!needsEmbeddings || i.embeddingSize > 0));
+        if (!reconnecting || Date.now() >= reconnectDeadline) throw new SmmfError("unavailable", `No instance of model '${model}' is available now; retry later`);
+        // Its timeout ends in the error above, at the next look.
+        await this.wait(model, signal, Math.min(deadline, reconnectDeadline)).catch((err: unknown) => {
+          if (!(err instanceof SmmfError && err.code === "unavailable")) throw err;
+        });
+        continue;
+      }
       const free = capable.filter((i) => (this.inFlight.get(i.instanceId) ?? 0) < Math.max(1, i.maxConcurrency));
       if (free.length > 0) {
         if (prefix) {
@@ -346,11 +354,14 @@ export class InferenceRouter {
       const cancel = () => call.abort();
       signal.addEventListener("abort", cancel, { once: true });
       if (signal.aborted) call.abort();
-      const messages = this.clients.get(instance.address).call(GENERATE, toBinary(GenerateRequestSchema, request), call.signal, metadata);
+      const messages = this.clients.get(instance.address).generate(request, call.signal, metadata);
       let finished = false;
       try {
         for (let next = await messages.next(); !next.done; next = await messages.next()) {
-          const res = fromBinary(GenerateResponseSchema, next.value);
+          // Cancelled: what comes after is not the caller's any more (a worker in process may still answer,
+          // e.g. its engine's "cancelled" end; over gRPC the reset stream fails instead).
+          if (call.signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+          const res = next.value;
           if (res.kind.case === "delta") {
             const delta = res.kind.value;
             if (promptTokens === 0) promptTokens = delta.promptTokens;
@@ -416,13 +427,13 @@ export class InferenceRouter {
   async embed(req: EmbedRequest, signal: AbortSignal, onInstance?: (instance: Instance, attempt: number) => void, metadata?: Record<string, string>): Promise<EmbedResponse> {
     return this.unary(req.model, signal, true, (instance, attempt) => {
       onInstance?.(instance, attempt);
-      return unaryCall(this.clients.get(instance.address), EMBED, toBinary(EmbedRequestSchema, { ...req, instanceId: instance.instanceId }), EmbedResponseSchema, signal, metadata);
+      return this.clients.get(instance.address).embed({ ...req, instanceId: instance.instanceId }, signal, metadata);
     });
   }
 
   async countTokens(req: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse> {
     return this.unary(req.model, signal, false, (instance) =>
-      unaryCall(this.clients.get(instance.address), COUNT_TOKENS, toBinary(CountTokensRequestSchema, { ...req, instanceId: instance.instanceId }), CountTokensResponseSchema, signal),
+      this.clients.get(instance.address).countTokens({ ...req, instanceId: instance.instanceId }, signal),
     );
   }
 

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext } from "@connectrpc/connect";
 import {
   CountTokensResponseSchema,
   EmbedResponseSchema,
@@ -8,9 +8,13 @@ import {
   GenerateResponseSchema,
   TokenLogprobSchema,
   ToolCallSchema,
+  type CountTokensRequest,
+  type CountTokensResponse,
+  type EmbedRequest,
+  type EmbedResponse,
   type GenerateDelta,
+  type GenerateRequest,
   type GenerateResponse,
-  InferenceService,
 } from "../gen/smmf/v1/inference_pb.js";
 import type { GenerationEvent } from "../engines/Engine.js";
 import { asConnectError } from "../errors/asConnectError.js";
@@ -178,8 +182,19 @@ function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: C
   };
 }
 
+/**
+ * InferenceService as a worker implements it, with the concrete message types it answers: served over gRPC
+ * (startWorker), and called in process by the gateway of `smmf serve` (InProcessWorker). Only `signal` and
+ * `requestHeader` (trace context) of the context are read.
+ */
+export interface WorkerInference {
+  generate(requests: AsyncIterable<GenerateRequest>, ctx: HandlerContext): AsyncGenerator<GenerateResponse>;
+  embed(req: EmbedRequest, ctx: HandlerContext): Promise<EmbedResponse>;
+  countTokens(req: CountTokensRequest, ctx: HandlerContext): Promise<CountTokensResponse>;
+}
+
 /** InferenceService as a worker serves it: runs each call on one of its own instances. */
-export function createWorkerInferenceService(worker: Worker, logger: Logger, streamIntervalMs = 0, telemetry: Telemetry = disabledTelemetry()): ServiceImpl<typeof InferenceService> {
+export function createWorkerInferenceService(worker: Worker, logger: Logger, streamIntervalMs = 0, telemetry: Telemetry = disabledTelemetry()): WorkerInference {
   return {
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
@@ -234,7 +249,7 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
         throw asConnectError(err);
       }
     },
-    async countTokens(req) {
+    async countTokens(req, _ctx) {
       try {
         if (!req.model) throw new SmmfError("invalid_argument", "'model' is required", { param: "model" });
         const hosted = worker.resolve(req.model, req.instanceId);

@@ -7,7 +7,7 @@ import { startServer } from "../net/startServer.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { disabledTelemetry, type Telemetry } from "../telemetry/Telemetry.js";
-import { createWorkerInferenceService } from "./createWorkerInferenceService.js";
+import { createWorkerInferenceService, type WorkerInference } from "./createWorkerInferenceService.js";
 import { createWorkerService } from "./createWorkerService.js";
 import { Worker, type SourcePolicy } from "./Worker.js";
 
@@ -50,6 +50,8 @@ export interface RunningWorker {
   readonly worker: Worker;
   readonly port: number;
   readonly address: string;
+  /** Its InferenceService, for a gateway in the same process to call without gRPC (smmf serve). */
+  readonly inference: WorkerInference;
   /**
    * Graceful stop: marks the instances draining, lets requests in flight finish (at most `graceMs`),
    * then closes the listener and unloads every instance.
@@ -91,6 +93,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
   };
   // Set when the worker drains to stop: /readyz answers 503 from then on.
   let draining = false;
+  const inference = createWorkerInferenceService(worker, options.logger, options.streamIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS, telemetry);
   const listener = await startServer({
     host: options.host,
     port: options.port,
@@ -118,7 +121,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
       })();
     },
     routes(r) {
-      r.service(InferenceService, createWorkerInferenceService(worker, options.logger, options.streamIntervalMs ?? DEFAULT_STREAM_INTERVAL_MS, telemetry));
+      r.service(InferenceService, inference);
       r.service(WorkerService, createWorkerService(worker, options.logger));
     },
   });
@@ -130,6 +133,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     worker,
     port: listener.port,
     address,
+    inference,
     async drain(graceMs) {
       draining = true;
       const deadline = Date.now() + graceMs;

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { summarize, type RequestRecord } from "../../rig/load.js";
 import { metricValue, ms, underWayAt, untilDropped, untilPickable, untilServedBy } from "../../rig/observe.js";
 import { Rig } from "../../rig/Rig.js";
+import { waitFor } from "../helpers/waitFor.js";
 import { PLAIN } from "../../rig/TcpRelay.js";
 
 // The data plane on the multi-host rig (rig/README.md): workers cut off from everything or from etcd only, and
@@ -72,8 +73,11 @@ describe("rig: data plane", () => {
     // The cut caught requests on it (begun there, or streams under way): they were sent again and finished elsewhere.
     expect(retriesAfter).toBeGreaterThan(retriesBefore);
     expect(dropped.last - cutAt).toBeLessThanOrEqual(CUT_DROP_BOUND_MS);
-    // Still out at the end of the load (not only ejected for a moment): gone from every registry.
+    // Still out at the end of the load (not only ejected for a moment).
     for (const g of rig.gateways) expect(await rig.pickSet(g.name)).not.toContain(id);
+    // The cut lasts until the worker's lease has run out too (the gateways dropped it before that): its
+    // instance key goes from etcd.
+    await waitFor(`${id}'s key to leave etcd (its lease run out)`, async () => !(await rig.etcdKeys("/smmf/v1/instances/")).some((k) => k.endsWith(`/${id}`)), 30_000, 200);
 
     // Healing: the worker's lease was lost; it registers again (the same instance) and serves through both gateways.
     await rig.heal(victim);

@@ -1,0 +1,216 @@
+// `npm run bench:gateway` (also part of `npm run bench`): the gateway's own capacity and overhead, measured the
+// way the fastest gateways measure theirs. A loopback mock OpenAI upstream (bench/mockOpenAi.ts, its own
+// process) answers every request with two tokens; SMMF relays to it in two layouts, embedded (`smmf serve`) and
+// split (a gateway and a worker process on etcd); load comes from autocannon in a process of its own
+// (bench/loadgen.ts). Printed side by side in one run: the mock alone; each layout at saturation (32 and 256
+// connections) and at fixed offered rates (200 and 1,000 requests/s): achieved rate, errors, client latency
+// p50/p99 and the gateway's `x-smmf-overhead-ms` p50/p99; bytes allocated per request and GC pause time of
+// the SMMF processes (from V8's --trace-gc-nvp: `allocated` and `pause` of every collection). Observability on.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { cpus, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startEtcd } from "../test/helpers/startEtcd.js";
+import type { LoadResult, LoadSpec } from "./loadgen.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const SECONDS = Number(process.env.BENCH_GATEWAY_SECONDS ?? 10);
+const BODY = JSON.stringify({ model: "relay", messages: [{ role: "user", content: "Hi" }], max_tokens: 2 });
+const PATH = "/v1/chat/completions";
+
+/** Garbage collection in one SMMF process, read from its --trace-gc-nvp lines as they come. */
+class GcWatch {
+  allocated = 0;
+  pauseMs = 0;
+  collections = 0;
+  private rest = "";
+
+  constructor(child: ChildProcess) {
+    child.stdout!.on("data", (chunk: Buffer) => {
+      const text = this.rest + chunk.toString();
+      const lines = text.split("\n");
+      this.rest = lines.pop()!;
+      for (const line of lines) {
+        const pause = /\bpause=([\d.]+)/.exec(line);
+        const allocated = /\ballocated=(\d+)/.exec(line);
+        if (!pause || !allocated) continue;
+        this.pauseMs += Number(pause[1]);
+        this.allocated += Number(allocated[1]);
+        this.collections++;
+      }
+    });
+  }
+
+  snapshot(): { allocated: number; pauseMs: number; collections: number } {
+    return { allocated: this.allocated, pauseMs: this.pauseMs, collections: this.collections };
+  }
+}
+
+interface Proc {
+  child: ChildProcess;
+  gc?: GcWatch;
+}
+
+async function freePort(): Promise<number> {
+  const probe = http.createServer();
+  await new Promise<void>((ok) => probe.listen(0, "127.0.0.1", ok));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((ok) => probe.close(ok));
+  return port;
+}
+
+/** Spawns `argv` and waits for a line of its stdout that matches `ready` (or a trace-gc line before it). */
+function start(argv: string[], ready: RegExp, gc: boolean): Promise<Proc & { match: RegExpExecArray }> {
+  const child = spawn(process.execPath, argv, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  const watch = gc ? new GcWatch(child) : undefined;
+  return new Promise((ok, fail) => {
+    let out = "";
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = ready.exec(out);
+      if (m) {
+        child.stdout!.off("data", onData);
+        if (!gc) child.stdout!.resume();
+        ok({ child, gc: watch, match: m });
+      } else if (out.length > 1 << 20) out = out.slice(-4096);
+    };
+    child.stdout!.on("data", onData);
+    child.once("exit", (code) => fail(new Error(`${argv.slice(-8).join(" ")} exited with ${code}`)));
+  });
+}
+
+function smmf(args: string[], ready: RegExp): Promise<Proc & { match: RegExpExecArray }> {
+  return start(["--trace-gc-nvp", join(root, "bin", "smmf.js"), ...args], ready, true);
+}
+
+function load(spec: LoadSpec): Promise<LoadResult> {
+  return new Promise((ok, fail) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(root, "bench", "loadgen.ts"), JSON.stringify(spec)], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+    child.once("exit", (code) => (code === 0 ? ok(JSON.parse(out.trim().split("\n").pop()!) as LoadResult) : fail(new Error(`the load generator exited with ${code}`))));
+  });
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface Row {
+  layout: string;
+  load: string;
+  result: LoadResult;
+  /** Per request, bytes allocated by the SMMF processes; GC pause per second of the run. */
+  allocatedPerRequest?: number;
+  gcPauseMsPerS?: number;
+  gcPauseMsTotal?: number;
+}
+
+const LOADS: { name: string; connections: number; rate?: number }[] = [
+  { name: "saturation, 32 conns", connections: 32 },
+  { name: "saturation, 256 conns", connections: 256 },
+  { name: "200 req/s offered", connections: 64, rate: 200 },
+  { name: "1,000 req/s offered", connections: 64, rate: 1000 },
+];
+
+async function runLoads(layout: string, url: string, procs: Proc[], rows: Row[]): Promise<void> {
+  // Warm-up: JIT, connection pools.
+  await load({ url, path: PATH, body: BODY, connections: 32, durationS: 3 });
+  for (const l of LOADS) {
+    const before = procs.map((p) => p.gc!.snapshot());
+    const result = await load({ url, path: PATH, body: BODY, connections: l.connections, durationS: SECONDS, rate: l.rate });
+    const after = procs.map((p) => p.gc!.snapshot());
+    const allocated = after.reduce((sum, a, i) => sum + a.allocated - before[i].allocated, 0);
+    const pause = after.reduce((sum, a, i) => sum + a.pauseMs - before[i].pauseMs, 0);
+    rows.push({ layout, load: l.name, result, allocatedPerRequest: result.requests > 0 ? allocated / result.requests : undefined, gcPauseMsPerS: pause / result.seconds, gcPauseMsTotal: pause });
+  }
+}
+
+function stop(...procs: (Proc | undefined)[]): Promise<void> {
+  return Promise.all(
+    procs.map(
+      (p) =>
+        new Promise<void>((ok) => {
+          if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return ok();
+          p.child.once("exit", () => ok());
+          p.child.kill("SIGKILL");
+        }),
+    ),
+  ).then(() => undefined);
+}
+
+const f = (v: number | undefined, digits = 1) => (v === undefined ? "–" : v.toFixed(digits));
+
+export async function benchGateway(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "smmf-bench-gw-"));
+  const rows: Row[] = [];
+  let mock: Proc | undefined;
+  try {
+    mock = await start(["--import", "tsx", join(root, "bench", "mockOpenAi.ts")], /PORT (\d+)/, false);
+    const mockUrl = `http://127.0.0.1:${(mock as Proc & { match: RegExpExecArray }).match[1]}`;
+    const config = join(dir, "relay.json");
+    writeFileSync(config, JSON.stringify({ models: [{ name: "relay", engine: "openai-compatible", file: "", baseUrl: `${mockUrl}/v1`, upstreamModel: "mock", maxConcurrency: 256 }] }));
+
+    console.log(`\n== Gateway capacity and overhead: relayed to a loopback mock upstream (2 tokens), load from autocannon in its own process, ${SECONDS} s per run, observability on`);
+    rows.push({ layout: "mock alone", load: "saturation, 32 conns", result: await load({ url: mockUrl, path: PATH, body: BODY, connections: 32, durationS: SECONDS }) });
+
+    // Embedded: gateway, registry and worker in one process.
+    {
+      const port = await freePort();
+      const serve = await smmf(["serve", "--config", config, "--port", String(port), "--data-dir", join(dir, "serve"), "--log-level", "warn"], /SMMF is serving/);
+      try {
+        await runLoads("embedded", `http://127.0.0.1:${port}`, [serve], rows);
+      } finally {
+        await stop(serve);
+      }
+    }
+
+    // Split: a gateway process and a worker process on etcd.
+    {
+      const etcd = await startEtcd();
+      let worker: Proc | undefined;
+      let gateway: Proc | undefined;
+      try {
+        worker = await smmf(["worker", "--etcd", etcd.endpoints, "--config", config, "--data-dir", join(dir, "worker"), "--log-level", "warn"], /SMMF worker \S+ serving/);
+        const port = await freePort();
+        gateway = await smmf(["gateway", "--etcd", etcd.endpoints, "--port", String(port), "--data-dir", join(dir, "gateway"), "--log-level", "warn"], /serving at/);
+        const url = `http://127.0.0.1:${port}`;
+        await until("the gateway to list the relay model", async () => {
+          const res = await fetch(`${url}${PATH}`, { method: "POST", headers: { "content-type": "application/json" }, body: BODY });
+          await res.arrayBuffer();
+          return res.status === 200;
+        });
+        await runLoads("split", url, [gateway, worker], rows);
+      } finally {
+        await stop(gateway, worker);
+        await etcd.close();
+      }
+    }
+  } finally {
+    await stop(mock);
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  console.log(`machine: ${cpus().length} cores, node ${process.version}`);
+  const head = ["layout", "load", "achieved/s", "errors", "p50 ms", "p99 ms", "overhead p50", "overhead p99", "alloc KB/req", "GC pause ms/s"];
+  const table = rows.map((r) => [r.layout, r.load, f(r.result.perSecond, 0), String(r.result.errors), f(r.result.latencyP50Ms), f(r.result.latencyP99Ms), f(r.result.overheadP50Ms, 2), f(r.result.overheadP99Ms, 2), f(r.allocatedPerRequest === undefined ? undefined : r.allocatedPerRequest / 1024, 0), f(r.gcPauseMsPerS)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
+  for (const line of [head, ...table]) console.log(line.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  "));
+  for (const r of rows) if (r.result.firstError) console.log(`  ${r.layout}, ${r.load}: first error: ${r.result.firstError}`);
+  const at = (layout: string, name: string) => rows.find((r) => r.layout === layout && r.load === name)?.result;
+  const sat = (layout: string) => Math.max(at(layout, LOADS[0].name)?.perSecond ?? 0, at(layout, LOADS[1].name)?.perSecond ?? 0);
+  const mockRate = rows[0].result.perSecond;
+  console.log(`embedded at saturation: ${f(sat("embedded"), 0)} req/s (${f(sat("embedded") / mockRate, 3)} of the mock alone; target ≥ 3,000: ${f(sat("embedded") / 3000, 2)}×)`);
+  console.log(`split at saturation: ${f(sat("split"), 0)} req/s (target ≥ 1,500: ${f(sat("split") / 1500, 2)}×)`);
+  const k = at("split", LOADS[3].name);
+  console.log(`split at 1,000 req/s offered: ${f(k?.perSecond, 0)} achieved, ${k?.errors} errors, overhead p50 ${f(k?.overheadP50Ms, 2)} ms (target ≤ 0.5), p99 ${f(k?.overheadP99Ms, 2)} ms (target ≤ 2)`);
+  const allocs = rows.filter((r) => r.allocatedPerRequest !== undefined).map((r) => r.allocatedPerRequest! / 1024);
+  console.log(`allocated per request: ${f(Math.min(...allocs), 0)}–${f(Math.max(...allocs), 0)} KB (target ≤ 40 KB)`);
+}
