@@ -42,17 +42,24 @@ export function presentClusterCredential(secret: string | undefined): Intercepto
 }
 
 /**
+ * Whether `given` (the call's smmf-cluster-credential metadata) is the cluster credential, compared in constant
+ * time; the error a stranger gets when it is not.
+ */
+export function clusterCredentialRefusal(expected: Buffer, given: string | undefined): SmmfError | undefined {
+  const presented = Buffer.from(given ?? "");
+  if (presented.length === expected.length && timingSafeEqual(presented, expected)) return undefined;
+  return new SmmfError("invalid_api_key", "this is an SMMF worker: only SMMF's own components, with the cluster credential, may call it");
+}
+
+/**
  * A worker's guard: every RPC must present the cluster credential (compared in constant time); strangers get
  * UNAUTHENTICATED before the call runs, so they can neither generate nor load, unload, drain or open a session.
  */
 export function requireClusterCredential(secret: string): Interceptor {
   const expected = Buffer.from(secret);
   return (next) => (req) => {
-    const given = Buffer.from(req.header.get(CLUSTER_HEADER) ?? "");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw connectErrorOf(new SmmfError("invalid_api_key", "this is an SMMF worker: only SMMF's own components, with the cluster credential, may call it"));
-    }
+    const refused = clusterCredentialRefusal(expected, req.header.get(CLUSTER_HEADER) ?? undefined);
+    if (refused) throw connectErrorOf(refused);
     return next(req);
   };
 }
-

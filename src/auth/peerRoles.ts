@@ -58,18 +58,22 @@ export function peerRolesOf(req: IncomingMessage | Http2ServerRequest): Set<Peer
   return socket ? rolesOfCertificate(socket.getPeerCertificate()) : undefined;
 }
 
+/** Whether a caller with these certificate roles may call the worker RPC `method`; the error it gets when not. */
+export function peerRoleRefusal(method: string, roles: Set<PeerRole> | undefined): SmmfError | undefined {
+  const allowed = WORKER_RPC_ROLES[method] ?? [];
+  if (roles && allowed.some((role) => roles.has(role))) return undefined;
+  const has = roles && roles.size > 0 ? `a certificate for ${[...roles].join(" and ")}` : "a certificate that names no SMMF role (subject O=smmf-gateway or O=smmf-controller)";
+  return new SmmfError("permission_denied", `${method} on a worker needs the ${allowed.join(" or ") || "(no)"} role; the caller presented ${has}`);
+}
+
 /**
  * A worker's guard under mTLS: the TLS layer already refused peers without a certificate of the cluster's
  * CA; this refuses calls the certificate's role does not allow (PERMISSION_DENIED), before the call runs.
  */
 export function requirePeerRole(): Interceptor {
   return (next) => (req) => {
-    const roles = req.contextValues.get(PEER_ROLES);
-    const allowed = WORKER_RPC_ROLES[req.method.name] ?? [];
-    if (!roles || !allowed.some((role) => roles.has(role))) {
-      const has = roles && roles.size > 0 ? `a certificate for ${[...roles].join(" and ")}` : "a certificate that names no SMMF role (subject O=smmf-gateway or O=smmf-controller)";
-      throw connectErrorOf(new SmmfError("permission_denied", `${req.method.name} on a worker needs the ${allowed.join(" or ") || "(no)"} role; the caller presented ${has}`));
-    }
+    const refused = peerRoleRefusal(req.method.name, req.contextValues.get(PEER_ROLES));
+    if (refused) throw connectErrorOf(refused);
     return next(req);
   };
 }

@@ -1,7 +1,4 @@
-import { createContextValues, type HandlerContext } from "@connectrpc/connect";
-import type { DescMethod } from "@bufbuild/protobuf";
 import {
-  InferenceService,
   type CountTokensRequest,
   type CountTokensResponse,
   type EmbedRequest,
@@ -9,12 +6,11 @@ import {
   type GenerateRequest,
   type GenerateResponse,
 } from "../gen/smmf/v1/inference_pb.js";
-import type { WorkerInference } from "../worker/createWorkerInferenceService.js";
+import type { CallContext, WorkerInference } from "../worker/createWorkerInferenceService.js";
 import type { WorkerConnection } from "./WorkerConnection.js";
 
-/** No trace context: one empty, never written Headers for every call without metadata. */
-const NO_HEADERS = new Headers();
-const NO_TIMEOUT = () => undefined;
+/** No metadata (no trace context): one empty object, never written, for every call without. */
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /** One request message, as the request stream of a bidirectional call (then half-closed: no cancel message will come). */
 class OneRequest implements AsyncIterableIterator<GenerateRequest> {
@@ -41,39 +37,20 @@ export class InProcessWorker implements WorkerConnection {
 
   constructor(private readonly address: string, private readonly inference: WorkerInference) {}
 
-  private context(method: DescMethod, signal: AbortSignal, metadata?: Record<string, string>): HandlerContext {
-    return {
-      method,
-      service: InferenceService,
-      signal,
-      timeoutMs: NO_TIMEOUT,
-      requestMethod: "POST",
-      requestHeader: metadata ? new Headers(metadata) : NO_HEADERS,
-      // Written by no InferenceService method of the worker; each call has its own all the same.
-      get responseHeader() {
-        return new Headers();
-      },
-      get responseTrailer() {
-        return new Headers();
-      },
-      protocolName: "in-process",
-      get values() {
-        return createContextValues();
-      },
-      url: this.address,
-    } as HandlerContext;
+  private context(signal: AbortSignal, metadata?: Record<string, string>): CallContext {
+    return { signal, requestHeader: metadata ?? NO_HEADERS };
   }
 
   generate(request: GenerateRequest, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<GenerateResponse> {
-    return this.inference.generate(new OneRequest(request), this.context(InferenceService.method.generate, signal, metadata));
+    return this.inference.generate(new OneRequest(request), this.context(signal, metadata));
   }
 
   embed(request: EmbedRequest, signal: AbortSignal, metadata?: Record<string, string>): Promise<EmbedResponse> {
-    return this.inference.embed(request, this.context(InferenceService.method.embed, signal, metadata));
+    return this.inference.embed(request, this.context(signal, metadata));
   }
 
   countTokens(request: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse> {
-    return this.inference.countTokens(request, this.context(InferenceService.method.countTokens, signal));
+    return this.inference.countTokens(request, this.context(signal));
   }
 
   /** Nothing to close: the worker's own life is its composition root's. */

@@ -17,6 +17,8 @@ import { createContextValues } from "@connectrpc/connect";
 import { isLoopbackHost } from "./loopbackHost.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 import { withCors } from "./withCors.js";
+import { createGrpcGenerateHandler } from "../worker/serveGrpcGenerate.js";
+import type { WorkerInference } from "../worker/createWorkerInferenceService.js";
 
 export type Req = IncomingMessage | Http2ServerRequest;
 
@@ -44,6 +46,11 @@ export interface ServerOptions {
   limits?: ListenerLimits;
   /** Serve HTTPS; with `requireClientCertificate` (workers), mTLS: each RPC must be allowed to the certificate's role. */
   tls?: ListenTls;
+  /**
+   * Workers: InferenceService's Generate over gRPC is served by createGrpcGenerateHandler (the gateway's hot
+   * path, without Connect's per-call machinery), with the same checks; everything else by Connect.
+   */
+  grpcGenerate?: WorkerInference;
 }
 
 /** The listener limits of ListenOptions. */
@@ -203,6 +210,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   });
-  const listener = await listenHttp(guardHost(withCors(refuseCompressedBodies(handler), options.corsOrigins ?? []), loopback), options.host, options.port, { ...options.limits, tls: options.tls });
+  // API keys are a Connect interceptor: a server that checks them serves every call through Connect.
+  const generate = options.grpcGenerate && !options.auth ? createGrpcGenerateHandler(options.grpcGenerate, { clusterSecret: options.clusterSecret, mtls, readMaxBytes: options.readMaxBytes ?? 16 * 1024 * 1024 }) : undefined;
+  const rpc: HttpHandler = generate
+    ? (req, res) => {
+        if (res instanceof Http2ServerResponse && generate.accepts(req as Http2ServerRequest)) return generate.handle(req as Http2ServerRequest, res);
+        handler(req, res);
+      }
+    : handler;
+  const listener = await listenHttp(guardHost(withCors(refuseCompressedBodies(rpc), options.corsOrigins ?? []), loopback), options.host, options.port, { ...options.limits, tls: options.tls });
   return { port: listener.port, host: listener.host, close: (graceMs) => listener.close(graceMs), loopback };
 }

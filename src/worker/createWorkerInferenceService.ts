@@ -1,5 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
 import {
   CountTokensResponseSchema,
   EmbedResponseSchema,
@@ -183,14 +182,23 @@ function observeEngine(telemetry: Telemetry, hosted: ResolvedInstance, parent: C
 }
 
 /**
- * InferenceService as a worker implements it, with the concrete message types it answers: served over gRPC
- * (startWorker), and called in process by the gateway of `smmf serve` (InProcessWorker). Only `signal` and
- * `requestHeader` (trace context) of the context are read.
+ * What a worker's InferenceService reads of a call's context (Connect's HandlerContext is one): the call's
+ * signal, and its request metadata for the trace context (as Headers, or as Node's header object).
+ */
+export interface CallContext {
+  readonly signal: AbortSignal;
+  readonly requestHeader: Headers | Record<string, string | string[] | undefined>;
+}
+
+/**
+ * InferenceService as a worker implements it, with the concrete message types it answers: served by Connect
+ * (Embed, CountTokens, and Generate in gRPC-Web and Connect), by the worker's own gRPC Generate handler
+ * (serveGrpcGenerate), and called in process by the gateway of `smmf serve` (InProcessWorker).
  */
 export interface WorkerInference {
-  generate(requests: AsyncIterable<GenerateRequest>, ctx: HandlerContext): AsyncGenerator<GenerateResponse>;
-  embed(req: EmbedRequest, ctx: HandlerContext): Promise<EmbedResponse>;
-  countTokens(req: CountTokensRequest, ctx: HandlerContext): Promise<CountTokensResponse>;
+  generate(requests: AsyncIterable<GenerateRequest>, ctx: CallContext): AsyncGenerator<GenerateResponse>;
+  embed(req: EmbedRequest, ctx: CallContext): Promise<EmbedResponse>;
+  countTokens(req: CountTokensRequest, ctx: CallContext): Promise<CountTokensResponse>;
 }
 
 /** InferenceService as a worker serves it: runs each call on one of its own instances. */

@@ -101,6 +101,7 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     // Gateways send every request to a worker on one connection: room for all of them.
     limits: { ...options.listener?.limits, maxConcurrentStreams: Math.max(4096, options.listener?.limits.maxConcurrentStreams ?? 0) },
     tls: options.listener?.tls,
+    grpcGenerate: inference,
     rest(req, res) {
       // GET /metrics (Prometheus), /healthz and /readyz beside the gRPC services.
       void (async () => {
