@@ -19,6 +19,7 @@ import { benchAuth } from "./auth.js";
 import { benchSoak } from "./soak.js";
 import { benchGrammar } from "./grammar.js";
 import { benchFootprint } from "./footprint.js";
+import { benchGateway } from "./gateway.js";
 import { percentile } from "./stats.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -241,6 +242,7 @@ for (const concurrency of [1, 8]) {
 }
 console.log("\ntarget: (c)/(a) >= 0.95 at concurrency 1");
 if (process.env.BENCH_FOOTPRINT !== "0") await benchFootprint();
+if (process.env.BENCH_GATEWAY !== "0") await benchGateway();
 if (process.env.BENCH_GRAMMAR !== "0") await benchGrammar(modelPath);
 if (process.env.BENCH_RELAY !== "0") await benchRelay();
 if (process.env.BENCH_AUTH !== "0") await benchAuth();
