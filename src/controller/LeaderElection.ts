@@ -32,6 +32,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * election key, so a newer leader always has a higher term. A leader whose lease is lost
  * (etcd unreachable for longer than the TTL) stops leading before anyone else can start.
  */
+/** How often a controller checks that its lease was renewed within the TTL. */
+const RENEWAL_CHECK_MS = 100;
+
 export class LeaderElection {
   private readonly options: LeaderElectionOptions;
   private closed = false;
@@ -62,15 +65,29 @@ export class LeaderElection {
       const lease = client.lease(this.options.ttlSeconds);
       this.lease = lease;
       let lost = false;
-      const lostPromise = new Promise<void>((resolve) =>
-        lease.on("lost", (err) => {
+      let watchdog: NodeJS.Timeout | undefined;
+      let renewed = Date.now();
+      const lostPromise = new Promise<void>((resolve) => {
+        const loseIt = (why: string) => {
+          if (lost) return;
           lost = true;
-          if (!this.closed) logger.warn("controller lease lost", { error: err.message });
+          clearInterval(watchdog);
+          if (!this.closed) logger.warn("controller lease lost", { error: why });
           resolve();
-        }),
-      );
+        };
+        lease.on("lost", (err) => loseIt(err.message));
+        // etcd3 gives a lease up only after 2 × TTL without a renewal, and only when its next try to reach etcd
+        // returns (which may wait on its own backoff): past one TTL without a renewal the lease may be gone in
+        // etcd already, so the controller lets go then (a leader steps down, /readyz answers 503).
+        lease.on("keepaliveSucceeded", () => (renewed = Date.now()));
+        watchdog = setInterval(() => {
+          if (Date.now() - renewed > this.options.ttlSeconds * 1000) loseIt(`no renewal of the lease for its TTL (${this.options.ttlSeconds} s)`);
+        }, RENEWAL_CHECK_MS);
+        watchdog.unref();
+      });
       try {
         const leaseId = await lease.grant();
+        renewed = Date.now();
         this.campaigning = true;
         for (;;) {
           if (this.closed || lost) break;
@@ -96,6 +113,7 @@ export class LeaderElection {
         await sleep(backoff);
         backoff = Math.min(2_000, backoff * 2);
       } finally {
+        clearInterval(watchdog);
         this.campaigning = false;
         if (this.lease === lease) this.lease = undefined;
         if (!this.closed) lease.release();
