@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import { untilDrained } from "./untilDrained.js";
 import type { Http2ServerResponse } from "node:http2";
 
 export type AnyResponse = ServerResponse | Http2ServerResponse;
@@ -13,15 +14,7 @@ export async function writeSse(res: AnyResponse, data: unknown): Promise<void> {
   const event = (d: unknown) => `data: ${typeof d === "string" ? d : JSON.stringify(d)}\n\n`;
   const payload = Array.isArray(data) ? data.map(event).join("") : event(data);
   const ok = (res as ServerResponse).write(payload);
-  if (!ok && !res.destroyed) await new Promise<void>((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
+  if (!ok && !res.destroyed) await untilDrained(res);
 }
 
 export function sendJson(res: AnyResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -7,6 +7,7 @@ import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import { CLUSTER_HEADER, clusterCredentialRefusal } from "../auth/clusterCredential.js";
 import { peerRoleRefusal, peerRolesOf } from "../auth/peerRoles.js";
 import type { CallContext, WorkerInference } from "./createWorkerInferenceService.js";
+import { untilDrained } from "../net/untilDrained.js";
 
 export const GENERATE_PATH = "/smmf.v1.InferenceService/Generate";
 
@@ -213,15 +214,7 @@ export function createGrpcGenerateHandler(inference: WorkerInference, options: G
           frame.writeUInt32BE(bytes.length, 1);
           frame.set(bytes, 5);
           respond();
-          if (!res.write(frame)) await new Promise<void>((resolve) => {
-            const done = () => {
-              res.off("drain", done);
-              res.off("close", done);
-              resolve();
-            };
-            res.on("drain", done);
-            res.on("close", done);
-          });
+          if (!res.write(frame)) await untilDrained(res);
         }
         if (finished || res.writableEnded) return;
         finished = true;

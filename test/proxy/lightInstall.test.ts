@@ -73,7 +73,8 @@ afterAll(async () => {
   await killAll(...procs);
   await upstream?.close();
   await etcd?.close();
-  await new Promise((r) => echo?.close(r));
+  // (Not started when the set-up failed early: nothing to wait for.)
+  if (echo) await new Promise((r) => echo.close(r));
   if (lite) rmSync(lite, { recursive: true, force: true });
 });
 
