@@ -121,7 +121,12 @@ describe("POST /v1/chat/completions", () => {
   it("gives the same text for the same seed and temperature, and other text for another seed", async () => {
     const ask = (seed: number) =>
       server.openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "A story about a dog" }], max_tokens: 40, temperature: 1, seed });
-    const [a, b, c] = await Promise.all([ask(1234), ask(1234), ask(99)]);
+    // One after another: llama.cpp's results depend on which sequences share a decode batch (floating-point
+    // sums in another order), so two requests decoded side by side may part ways at temperature 1 whatever
+    // their seed; alone, the same seed gives the same tokens.
+    const a = await ask(1234);
+    const b = await ask(1234);
+    const c = await ask(99);
     expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
     expect(c.choices[0].message.content).not.toBe(a.choices[0].message.content);
   });

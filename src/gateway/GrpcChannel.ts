@@ -3,17 +3,9 @@ import net from "node:net";
 import tls from "node:tls";
 import type { CertificateFiles } from "../net/CertificateFiles.js";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { causeOf, GrpcCall } from "./GrpcCall.js";
 
-const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL } = http2.constants;
-
-/** A grpc-message trailer, percent-decoded as gRPC sends it (as it came when it is not well-formed). */
-function grpcMessage(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
-  }
-}
+const identity = (message: Uint8Array): Uint8Array => message;
 
 export interface ChannelOptions {
   /** Called when the connection closes without being asked to (the worker died, or stopped answering PINGs): once per loss, not again for each failed reconnection. */
@@ -35,15 +27,6 @@ export interface ChannelOptions {
 /** Defaults: a cut-off worker is noticed within PING interval + timeout (2 s), inside the default lease TTL (3 s). */
 export const DEFAULT_PING_INTERVAL_MS = 1_000;
 export const DEFAULT_PING_TIMEOUT_MS = 1_000;
-
-/**
- * What went wrong with a connection, for a message that reaches API clients: the error code (ECONNREFUSED,
- * ERR_HTTP2_STREAM_ERROR, ...), never the worker's address (which the gateway's log names).
- */
-function causeOf(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException)?.code;
-  return typeof code === "string" && code.length > 0 ? code : "connection error";
-}
 
 /**
  * A lean gRPC client channel over one HTTP/2 connection, for the gateway's hot path (Generate): it frames
@@ -175,63 +158,21 @@ export class GrpcChannel {
    */
   call(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<Uint8Array>;
   call<T>(path: string, request: Uint8Array, signal: AbortSignal, metadata: Record<string, string> | undefined, decode: (message: Uint8Array) => T): AsyncGenerator<T>;
-  async *call<T>(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>, decode?: (message: Uint8Array) => T): AsyncGenerator<T | Uint8Array> {
-    if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
+  call<T>(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>, decode?: (message: Uint8Array) => T): AsyncGenerator<T | Uint8Array> {
+    if (signal.aborted) return GrpcCall.failed(new ConnectError("request cancelled", Code.Canceled));
     let stream: http2.ClientHttp2Stream;
     try {
       const session = this.connect();
       stream = session.request({ ...this.options.headers, ...metadata, ":method": "POST", ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, { endStream: false });
     } catch (err) {
-      throw new ConnectError(`cannot reach the worker (${causeOf(err)})`, Code.Unavailable);
+      return GrpcCall.failed(new ConnectError(`cannot reach the worker (${causeOf(err)})`, Code.Unavailable));
     }
     const frame = Buffer.allocUnsafe(5 + request.length);
     frame[0] = 0;
     frame.writeUInt32BE(request.length, 1);
     frame.set(request, 5);
     stream.end(frame);
-
-    const onAbort = () => stream.close(NGHTTP2_CANCEL);
-    signal.addEventListener("abort", onAbort, { once: true });
-    let headers: http2.IncomingHttpHeaders | undefined;
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    stream.once("response", (h) => (headers = h));
-    stream.once("trailers", (t) => (trailers = t));
-    let buffered: Buffer = Buffer.alloc(0);
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-        while (buffered.length >= 5) {
-          const length = buffered.readUInt32BE(1);
-          if (buffered.length < 5 + length) break;
-          if (buffered[0] !== 0) throw new ConnectError("compressed gRPC messages are not supported", Code.Internal);
-          const message = buffered.subarray(5, 5 + length);
-          buffered = buffered.subarray(5 + length);
-          yield decode ? decode(message) : message;
-        }
-      }
-    } catch (err) {
-      if (err instanceof ConnectError) throw err;
-      if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
-      throw new ConnectError(`the connection to the worker failed (${causeOf(err)})`, Code.Unavailable);
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      // Ended early (cancelled, or an error): reset the stream so the worker stops at once.
-      if (!stream.readableEnded && !stream.closed) stream.close(NGHTTP2_CANCEL);
-    }
-    if (signal.aborted) throw new ConnectError("request cancelled", Code.Canceled);
-    const status = trailers ?? headers;
-    if (!headers || Number(headers[HTTP2_HEADER_STATUS]) !== 200 || !String(headers[HTTP2_HEADER_CONTENT_TYPE] ?? "").startsWith("application/grpc")) {
-      throw new ConnectError(`unexpected response from the worker: HTTP ${headers?.[HTTP2_HEADER_STATUS] ?? "none"}`, Code.Unavailable);
-    }
-    const code = Number(status?.["grpc-status"] ?? NaN);
-    if (!Number.isInteger(code)) throw new ConnectError("the worker's stream ended without a status", Code.Unavailable);
-    if (code !== 0) {
-      const metadata = new Headers();
-      for (const [key, value] of Object.entries(status ?? {})) {
-        if (!key.startsWith(":") && key !== "grpc-status" && key !== "grpc-message" && typeof value === "string") metadata.set(key, value);
-      }
-      throw new ConnectError(grpcMessage(String(status?.["grpc-message"] ?? "")), code as Code, metadata);
-    }
+    return new GrpcCall<T | Uint8Array>(stream, signal, decode ?? identity);
   }
 
   close(): void {
