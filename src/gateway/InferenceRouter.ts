@@ -70,7 +70,6 @@ interface Waiter {
   wake: () => void;
 }
 
-
 /** How long a finished generation's stream may take to end (its trailers) before it is reset. */
 const END_OF_CALL_MS = 10_000;
 /**
