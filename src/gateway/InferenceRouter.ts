@@ -144,7 +144,7 @@ export class InferenceRouter {
     };
     this.budget = options.retryBudget ?? new RetryBudget();
     this.affinity = new PrefixAffinity(options.prefixAffinity);
-    this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret), options.clientTls, options.localWorkers, () => this.wakeAll());
+    this.clients = new WorkerClients((address) => this.connectionLost(address), clusterHeaders(options.clusterSecret), options.clientTls, options.localWorkers, (address) => this.connectionRestored(address));
     this.unsubscribe = registry.subscribe(() => this.registryChanged());
   }
 
@@ -178,6 +178,12 @@ export class InferenceRouter {
     for (const list of this.waiters.values()) for (const w of list.splice(0)) w.wake();
   }
 
+  /** A lost connection is back: the ejection its loss caused is lifted, and waiting requests look again. */
+  private connectionRestored(address: string): void {
+    for (const instance of this.registry.snapshot()) if (instance.address === address) this.health.readmit(instance.instanceId);
+    this.wakeAll();
+  }
+
   private connectionLost(address: string): void {
     for (const instance of this.registry.snapshot()) if (instance.address === address) this.health.eject(instance.instanceId);
     this.logger.warn("connection to a worker lost; its instances sit out a cool-down", { address });
@@ -207,7 +213,8 @@ export class InferenceRouter {
       if (capable.length === 0) {
         // Only instances whose connection is being restored (a worker that restarted, a connection that was
         // dropped): wait a little for one, as for a busy instance, rather than fail at once.
-        const reconnecting = all.some((i) => !exclude.has(i.instanceId) && i.state === InstanceState.ONLINE && !this.health.isEjected(i.instanceId) && this.clients.isDown(i.address) && (!needsEmbeddings || i.embeddingSize > 0));
+        // (Their loss ejected them too: the ejection is lifted when the connection is back.)
+        const reconnecting = all.some((i) => !exclude.has(i.instanceId) && i.state === InstanceState.ONLINE && this.clients.isDown(i.address) && (!needsEmbeddings || i.embeddingSize > 0));
         if (!reconnecting || Date.now() >= reconnectDeadline) throw new SmmfError("unavailable", `No instance of model '${model}' is available now; retry later`);
         // Its timeout ends in the error above, at the next look.
         await this.wait(model, signal, Math.min(deadline, reconnectDeadline)).catch((err: unknown) => {

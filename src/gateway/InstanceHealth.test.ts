@@ -214,4 +214,14 @@ describe("InstanceHealth", () => {
     quick.recordFailure("a");
     expect(quick.isEjected("a")).toBe(false);
   });
+
+  it("readmit lifts an ejection at once (its cause, a lost connection, is gone); a later ejection still backs off", () => {
+    const { health, remaining } = setup();
+    health.eject("a");
+    expect(remaining("a")).toBe(1_000);
+    health.readmit("a");
+    expect(health.isEjected("a")).toBe(false);
+    health.eject("a");
+    expect(remaining("a")).toBe(2_000);
+  });
 });

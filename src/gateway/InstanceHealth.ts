@@ -54,6 +54,14 @@ export class InstanceHealth {
     this.ejectionCount++;
   }
 
+  /** Lifts an ejection whose cause is gone (its worker's lost connection is back): the instance is picked again at once. */
+  readmit(instanceId: string): void {
+    const r = this.records.get(instanceId);
+    if (!r) return;
+    r.until = 0;
+    r.failures = 0;
+  }
+
   /** Forgets instances that are gone. */
   retain(ids: Set<string>): void {
     for (const id of this.records.keys()) if (!ids.has(id)) this.records.delete(id);
