@@ -8,6 +8,7 @@ import type { LoadProgress, LoadSpec, RequestRecord } from "./load.js";
 import { RigProcess } from "./RigProcess.js";
 import { alive, requireRigPrerequisites, run, runQuiet, waitFor } from "./sys.js";
 import type { RelaySettings, RelayStats } from "./TcpRelay.js";
+import { exitSet } from "../test/helpers/exitSet.js";
 
 /** The project's root folder (bin/smmf.js, node_modules). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -114,20 +115,7 @@ export interface LoadRun {
 // ---------------------------------------------------------------------------------------------
 // Rigs of this process, torn down when it exits, whatever the reason (an 'exit' handler runs synchronously).
 
-const LIVE_KEY = Symbol.for("smmf.rig.live");
-function liveRigs(): Set<Rig> {
-  const g = globalThis as unknown as Record<symbol, Set<Rig> | undefined>;
-  let live = g[LIVE_KEY];
-  if (!live) {
-    const created = new Set<Rig>();
-    live = created;
-    g[LIVE_KEY] = created;
-    process.on("exit", () => {
-      for (const rig of created) rig.teardownSync();
-    });
-  }
-  return live;
-}
+const liveRigs = () => exitSet<Rig>("smmf.rig.live", (rig) => rig.teardownSync());
 
 let rigCounter = 0;
 

@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { GrpcFrameReader } from "../net/grpcFrames.js";
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL } = http2.constants;
 
@@ -34,7 +35,7 @@ type Waiter<T> = { resolve: (r: IteratorResult<T>) => void; reject: (err: unknow
 export class GrpcCall<T> implements AsyncGenerator<T> {
   private readonly queue: T[] = [];
   private waiter?: Waiter<T>;
-  private buffered: Buffer | undefined;
+  private readonly reader = new GrpcFrameReader((bytes) => this.message(bytes));
   private headers?: http2.IncomingHttpHeaders;
   private trailers?: http2.IncomingHttpHeaders;
   /** Set once the call is over: undefined = ended OK. */
@@ -71,25 +72,22 @@ export class GrpcCall<T> implements AsyncGenerator<T> {
 
   private data(chunk: Buffer): void {
     if (this.outcome) return;
-    let buffered = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
-    while (buffered.length >= 5) {
-      const length = buffered.readUInt32BE(1);
-      if (buffered.length < 5 + length) break;
-      if (buffered[0] !== 0) return this.fail(new ConnectError("compressed gRPC messages are not supported", Code.Internal));
-      let message: T;
-      try {
-        message = this.decode(buffered.subarray(5, 5 + length));
-      } catch (err) {
-        return this.fail(this.failure(err));
-      }
-      buffered = buffered.subarray(5 + length);
-      const waiter = this.waiter;
-      if (waiter) {
-        this.waiter = undefined;
-        waiter.resolve({ done: false, value: message });
-      } else this.queue.push(message);
+    if (this.reader.add(chunk)) this.fail(new ConnectError("compressed gRPC messages are not supported", Code.Internal));
+  }
+
+  private message(bytes: Uint8Array): void {
+    if (this.outcome) return;
+    let message: T;
+    try {
+      message = this.decode(bytes);
+    } catch (err) {
+      return this.fail(this.failure(err));
     }
-    this.buffered = buffered.length === 0 ? undefined : buffered;
+    const waiter = this.waiter;
+    if (waiter) {
+      this.waiter = undefined;
+      waiter.resolve({ done: false, value: message });
+    } else this.queue.push(message);
   }
 
   /** The status at the stream's end: undefined when OK. */

@@ -4,6 +4,7 @@ import tls from "node:tls";
 import type { CertificateFiles } from "../net/CertificateFiles.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { causeOf, GrpcCall } from "./GrpcCall.js";
+import { grpcFrame } from "../net/grpcFrames.js";
 
 const identity = (message: Uint8Array): Uint8Array => message;
 
@@ -167,11 +168,7 @@ export class GrpcChannel {
     } catch (err) {
       return GrpcCall.failed(new ConnectError(`cannot reach the worker (${causeOf(err)})`, Code.Unavailable));
     }
-    const frame = Buffer.allocUnsafe(5 + request.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(request.length, 1);
-    frame.set(request, 5);
-    stream.end(frame);
+    stream.end(grpcFrame(request));
     return new GrpcCall<T | Uint8Array>(stream, signal, decode ?? identity);
   }
 

@@ -8,6 +8,7 @@ import { CLUSTER_HEADER, clusterCredentialRefusal } from "../auth/clusterCredent
 import { peerRoleRefusal, peerRolesOf } from "../auth/peerRoles.js";
 import type { CallContext, WorkerInference } from "./createWorkerInferenceService.js";
 import { untilDrained } from "../net/untilDrained.js";
+import { grpcFrame, GrpcFrameReader } from "../net/grpcFrames.js";
 
 export const GENERATE_PATH = "/smmf.v1.InferenceService/Generate";
 
@@ -84,31 +85,6 @@ class RequestMessages implements AsyncIterableIterator<GenerateRequest> {
   }
 }
 
-/** Reads length-prefixed gRPC messages from a stream's chunks. */
-class FrameReader {
-  private buffered: Buffer = Buffer.alloc(0);
-  constructor(private readonly maxBytes: number, private readonly onMessage: (message: Uint8Array) => void) {}
-
-  /** Takes a chunk; throws SmmfError for a compressed or oversized message. */
-  add(chunk: Buffer): void {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    while (this.buffered.length >= 5) {
-      if (this.buffered[0] !== 0) throw new SmmfError("invalid_argument", "compressed gRPC messages are not accepted: send them uncompressed");
-      const length = this.buffered.readUInt32BE(1);
-      if (length > this.maxBytes) throw new SmmfError("resource_exhausted", `message size ${length} is larger than configured readMaxBytes ${this.maxBytes}`);
-      if (this.buffered.length < 5 + length) return;
-      const message = this.buffered.subarray(5, 5 + length);
-      this.buffered = this.buffered.subarray(5 + length);
-      this.onMessage(message);
-    }
-  }
-
-  /** Whether a partial message is left (the request stream ended mid-message). */
-  get partial(): boolean {
-    return this.buffered.length > 0;
-  }
-}
-
 /**
  * The worker's Generate over gRPC (HTTP/2, application/grpc[+proto], uncompressed), served without Connect's
  * per-call machinery: the gateway's hot path. Every check a Connect call gets is made here too, in the same
@@ -171,7 +147,7 @@ export function createGrpcGenerateHandler(inference: WorkerInference, options: G
     }
 
     const requests = new RequestMessages();
-    const reader = new FrameReader(options.readMaxBytes, (bytes) => {
+    const reader = new GrpcFrameReader((bytes) => {
       let message: GenerateRequest;
       try {
         message = fromBinary(GenerateRequestSchema, bytes);
@@ -179,10 +155,12 @@ export function createGrpcGenerateHandler(inference: WorkerInference, options: G
         throw new SmmfError("invalid_argument", `the request message is not a valid smmf.v1.GenerateRequest: ${(err as Error).message}`);
       }
       requests.push(message);
-    });
+    }, options.readMaxBytes);
     const onData = (chunk: Buffer) => {
       try {
-        reader.add(chunk);
+        const problem = reader.add(chunk);
+        if (problem?.kind === "compressed") throw new SmmfError("invalid_argument", "compressed gRPC messages are not accepted: send them uncompressed");
+        if (problem) throw new SmmfError("resource_exhausted", `message size ${problem.length} is larger than configured readMaxBytes ${options.readMaxBytes}`);
       } catch (err) {
         req.off("data", onData);
         req.resume();
@@ -208,11 +186,7 @@ export function createGrpcGenerateHandler(inference: WorkerInference, options: G
       try {
         for await (const response of inference.generate(requests, context)) {
           if (finished) return;
-          const bytes = toBinary(GenerateResponseSchema, response);
-          const frame = Buffer.allocUnsafe(5 + bytes.length);
-          frame[0] = 0;
-          frame.writeUInt32BE(bytes.length, 1);
-          frame.set(bytes, 5);
+          const frame = grpcFrame(toBinary(GenerateResponseSchema, response));
           respond();
           if (!res.write(frame)) await untilDrained(res);
         }

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type Server } from "node:net";
 import { resolve } from "node:path";
 import { projectRoot } from "./testModel.js";
+import { exitSet } from "./exitSet.js";
 
 /** How a child process ended. */
 export interface ExitInfo {
@@ -42,40 +43,18 @@ export interface StartSmmfOptions {
 // Children are tracked process-wide (a global, so a module loaded twice still shares one set and
 // one handler) and SIGKILLed when this process exits, so a failing test leaves nothing running.
 
-interface Tracked {
-  children: Set<ChildProcess>;
-}
-
-const TRACKED_KEY = Symbol.for("smmf.test.childProcesses");
-
-function tracked(): Tracked {
-  const g = globalThis as unknown as Record<symbol, Tracked | undefined>;
-  let t = g[TRACKED_KEY];
-  if (!t) {
-    const created: Tracked = { children: new Set() };
-    t = created;
-    g[TRACKED_KEY] = created;
-    process.on("exit", () => {
-      for (const child of created.children) {
-        if (child.exitCode === null && child.signalCode === null) {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // already gone
-          }
-        }
-      }
-    });
-  }
-  return t;
-}
+/** Children to SIGKILL when this process exits, unless they have exited by then. */
+const tracked = () =>
+  exitSet<ChildProcess>("smmf.test.childProcesses", (child) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
 
 // Register the exit handler at import, so it runs before handlers registered by modules importing this one.
 tracked();
 
 /** Kill `child` with SIGKILL when this process exits, unless it has exited by then. */
 export function trackChild(child: ChildProcess): void {
-  const { children } = tracked();
+  const children = tracked();
   children.add(child);
   child.once("exit", () => children.delete(child));
 }

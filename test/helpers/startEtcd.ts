@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { freePorts, isRunning, tail, trackChild, waitForExit } from "./childProcess.js";
+import { exitSet } from "./exitSet.js";
 
 /** A single-member etcd started by startEtcd, on free ports, with its data in a temporary folder. */
 export interface TestEtcd {
@@ -82,26 +83,7 @@ function runEtcdctl(endpoints: string, args: string[], timeoutMs = 10_000): Prom
 // Temporary folders of instances not closed yet: removed when this process exits, after the tracked
 // etcd processes have been SIGKILLed (childProcess.ts registers its exit handler at import, first).
 // A global, so a module evaluated twice shares one set and one handler.
-const OPEN_DIRS_KEY = Symbol.for("smmf.test.etcdDirs");
-const openDirs: Set<string> = (() => {
-  const g = globalThis as unknown as Record<symbol, Set<string> | undefined>;
-  let dirs = g[OPEN_DIRS_KEY];
-  if (!dirs) {
-    const created = new Set<string>();
-    dirs = created;
-    g[OPEN_DIRS_KEY] = created;
-    process.on("exit", () => {
-      for (const dir of created) {
-        try {
-          rmSync(dir, { recursive: true, force: true });
-        } catch {
-          // best effort
-        }
-      }
-    });
-  }
-  return dirs;
-})();
+const openDirs = exitSet<string>("smmf.test.etcdDirs", (dir) => rmSync(dir, { recursive: true, force: true }));
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
