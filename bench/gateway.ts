@@ -15,9 +15,15 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEtcd } from "../test/helpers/startEtcd.js";
 import type { LoadResult, LoadSpec } from "./loadgen.js";
+import { create } from "@bufbuild/protobuf";
+import { GenerateRequestSchema } from "../src/gen/smmf/v1/inference_pb.js";
+import { GrpcWorker } from "../src/gateway/GrpcWorker.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SECONDS = Number(process.env.BENCH_GATEWAY_SECONDS ?? 10);
+/** For exploration: only these layouts (comma-separated: embedded, split); and a folder for CPU profiles of the SMMF processes. */
+const LAYOUTS = (process.env.BENCH_GATEWAY_LAYOUTS ?? "embedded,split").split(",");
+const PROFILE_DIR = process.env.BENCH_GATEWAY_CPU_PROF;
 const BODY = JSON.stringify({ model: "relay", messages: [{ role: "user", content: "Hi" }], max_tokens: 2 });
 const PATH = "/v1/chat/completions";
 
@@ -83,7 +89,8 @@ function start(argv: string[], ready: RegExp, gc: boolean): Promise<Proc & { mat
 }
 
 function smmf(args: string[], ready: RegExp): Promise<Proc & { match: RegExpExecArray }> {
-  return start(["--trace-gc-nvp", join(root, "bin", "smmf.js"), ...args], ready, true);
+  const prof = PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", resolve(PROFILE_DIR)] : [];
+  return start(["--trace-gc-nvp", ...prof, join(root, "bin", "smmf.js"), ...args], ready, true);
 }
 
 function load(spec: LoadSpec): Promise<LoadResult> {
@@ -140,10 +147,36 @@ function stop(...procs: (Proc | undefined)[]): Promise<void> {
         new Promise<void>((ok) => {
           if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return ok();
           p.child.once("exit", () => ok());
-          p.child.kill("SIGKILL");
+          // A profiled process writes its profile as it exits: let it end on its own.
+          p.child.kill(PROFILE_DIR ? "SIGTERM" : "SIGKILL");
         }),
     ),
   ).then(() => undefined);
+}
+
+/**
+ * The floor under the split layout's overhead: one gateway→worker round trip (GrpcWorker, the gateway's client,
+ * to the worker's Generate handler in another process, whose worker answers at once), one call at a time with
+ * nothing else running. What the overhead adds to it at a load is queueing.
+ */
+async function grpcHopFloor(calls = 5_000): Promise<{ p50: number; p99: number }> {
+  const server = await start(["--import", "tsx", join(root, "bench", "grpcHopServer.ts")], /PORT (\d+)/, false);
+  const worker = new GrpcWorker(`http://127.0.0.1:${server.match[1]}`, {});
+  try {
+    const request = create(GenerateRequestSchema, { kind: { case: "start", value: { model: "m", input: { case: "prompt", value: "Hi" } } } });
+    const signal = new AbortController().signal;
+    const times: number[] = [];
+    for (let i = 0; i < calls + 500; i++) {
+      const t = performance.now();
+      for await (const _ of worker.generate(request, signal)) void _;
+      if (i >= 500) times.push(performance.now() - t); // the first 500 warm up
+    }
+    times.sort((a, b) => a - b);
+    return { p50: times[Math.floor(calls * 0.5)], p99: times[Math.floor(calls * 0.99)] };
+  } finally {
+    worker.close();
+    await stop(server);
+  }
 }
 
 const f = (v: number | undefined, digits = 1) => (v === undefined ? "–" : v.toFixed(digits));
@@ -152,6 +185,7 @@ export async function benchGateway(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "smmf-bench-gw-"));
   const rows: Row[] = [];
   let mock: Proc | undefined;
+  let hop: { p50: number; p99: number } | undefined;
   try {
     mock = await start(["--import", "tsx", join(root, "bench", "mockOpenAi.ts")], /PORT (\d+)/, false);
     const mockUrl = `http://127.0.0.1:${(mock as Proc & { match: RegExpExecArray }).match[1]}`;
@@ -162,7 +196,7 @@ export async function benchGateway(): Promise<void> {
     rows.push({ layout: "mock alone", load: "saturation, 32 conns", result: await load({ url: mockUrl, path: PATH, body: BODY, connections: 32, durationS: SECONDS }) });
 
     // Embedded: gateway, registry and worker in one process.
-    {
+    if (LAYOUTS.includes("embedded")) {
       const port = await freePort();
       const serve = await smmf(["serve", "--config", config, "--port", String(port), "--data-dir", join(dir, "serve"), "--log-level", "warn"], /SMMF is serving/);
       try {
@@ -173,7 +207,8 @@ export async function benchGateway(): Promise<void> {
     }
 
     // Split: a gateway process and a worker process on etcd.
-    {
+    if (LAYOUTS.includes("split")) {
+      hop = await grpcHopFloor();
       const etcd = await startEtcd();
       let worker: Proc | undefined;
       let gateway: Proc | undefined;
@@ -211,6 +246,7 @@ export async function benchGateway(): Promise<void> {
   console.log(`split at saturation: ${f(sat("split"), 0)} req/s (target ≥ 1,500: ${f(sat("split") / 1500, 2)}×)`);
   const k = at("split", LOADS[3].name);
   console.log(`split at 1,000 req/s offered: ${f(k?.perSecond, 0)} achieved, ${k?.errors} errors, overhead p50 ${f(k?.overheadP50Ms, 2)} ms (target ≤ 0.5), p99 ${f(k?.overheadP99Ms, 2)} ms (target ≤ 2)`);
+  if (hop) console.log(`the gRPC hop alone (gateway client → worker handler in another process, one call at a time, nothing else running): p50 ${f(hop.p50, 2)} ms, p99 ${f(hop.p99, 2)} ms`);
   const allocs = rows.filter((r) => r.allocatedPerRequest !== undefined).map((r) => r.allocatedPerRequest! / 1024);
   console.log(`allocated per request: ${f(Math.min(...allocs), 0)}–${f(Math.max(...allocs), 0)} KB (target ≤ 40 KB)`);
 }

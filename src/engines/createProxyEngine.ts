@@ -81,10 +81,15 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
   const bodyOptions = { model: upstreamModel, preset, presetName };
   const pool = new SequencePool(Array.from({ length: maxConcurrency }, (_, i) => i), 256);
 
+  // Each endpoint's URL is made once (a URL and its query per request showed in the relay's profile).
+  const endpoints = new Map<string, URL>();
   function endpoint(path: string): URL {
-    const url = new URL(base.href.replace(/\/+$/, "") + path);
+    let url = endpoints.get(path);
+    if (url) return url;
+    url = new URL(base.href.replace(/\/+$/, "") + path);
     for (const [k, v] of base.searchParams) url.searchParams.set(k, v);
     if (apiVersion) url.searchParams.set("api-version", apiVersion);
+    endpoints.set(path, url);
     return url;
   }
 

@@ -54,7 +54,10 @@ export class GrpcCall<T> implements AsyncGenerator<T> {
     stream.once("end", () => this.finish(this.status()));
     stream.on("error", (err) => (this.streamError ??= err));
     // Closed without its end (reset, connection lost, cancelled).
-    stream.once("close", () => this.finish(this.failure(this.streamError)));
+    stream.once("close", () => {
+      // (A call that ended well is over by now: no error is made for it.)
+      if (!this.outcome) this.finish(this.failure(this.streamError));
+    });
   }
 
   /** A call that failed before it began. */

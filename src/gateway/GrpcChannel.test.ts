@@ -4,6 +4,7 @@ import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { GrpcChannel } from "./GrpcChannel.js";
+import { grpcFrame } from "../net/grpcFrames.js";
 
 function frame(payload: Buffer): Buffer {
   const out = Buffer.alloc(5 + payload.length);
@@ -36,7 +37,7 @@ async function startServer(handler: (stream: http2.ServerHttp2Stream, body: Buff
 
 async function collect(channel: GrpcChannel, payload: string, signal = new AbortController().signal): Promise<string[]> {
   const out: string[] = [];
-  for await (const m of channel.call("/x.Y/Z", Buffer.from(payload), signal)) out.push(Buffer.from(m).toString());
+  for await (const m of channel.call("/x.Y/Z", grpcFrame(Buffer.from(payload)), signal)) out.push(Buffer.from(m).toString());
   return out;
 }
 
@@ -104,7 +105,7 @@ describe("GrpcChannel", () => {
     const abort = new AbortController();
     const got: string[] = [];
     const err = await (async () => {
-      for await (const m of channel.call("/x.Y/Z", Buffer.from("x"), abort.signal)) {
+      for await (const m of channel.call("/x.Y/Z", grpcFrame(Buffer.from("x")), abort.signal)) {
         got.push(Buffer.from(m).toString());
         abort.abort();
       }

@@ -4,7 +4,6 @@ import tls from "node:tls";
 import type { CertificateFiles } from "../net/CertificateFiles.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { causeOf, GrpcCall } from "./GrpcCall.js";
-import { grpcFrame } from "../net/grpcFrames.js";
 
 const identity = (message: Uint8Array): Uint8Array => message;
 
@@ -154,12 +153,13 @@ export class GrpcChannel {
   }
 
   /**
-   * Sends one request message and yields the response messages (each through `decode`, when given: no
-   * second layer of iteration to decode them); throws ConnectError on a non-OK status.
+   * Sends one request message, framed (grpcFrame, or a codec's encodeFrame), and yields the response messages
+   * (each through `decode`, when given: no second layer of iteration to decode them); throws ConnectError on a
+   * non-OK status.
    */
-  call(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<Uint8Array>;
-  call<T>(path: string, request: Uint8Array, signal: AbortSignal, metadata: Record<string, string> | undefined, decode: (message: Uint8Array) => T): AsyncGenerator<T>;
-  call<T>(path: string, request: Uint8Array, signal: AbortSignal, metadata?: Record<string, string>, decode?: (message: Uint8Array) => T): AsyncGenerator<T | Uint8Array> {
+  call(path: string, frame: Buffer, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<Uint8Array>;
+  call<T>(path: string, frame: Buffer, signal: AbortSignal, metadata: Record<string, string> | undefined, decode: (message: Uint8Array) => T): AsyncGenerator<T>;
+  call<T>(path: string, frame: Buffer, signal: AbortSignal, metadata?: Record<string, string>, decode?: (message: Uint8Array) => T): AsyncGenerator<T | Uint8Array> {
     if (signal.aborted) return GrpcCall.failed(new ConnectError("request cancelled", Code.Canceled));
     let stream: http2.ClientHttp2Stream;
     try {
@@ -168,7 +168,7 @@ export class GrpcChannel {
     } catch (err) {
       return GrpcCall.failed(new ConnectError(`cannot reach the worker (${causeOf(err)})`, Code.Unavailable));
     }
-    stream.end(grpcFrame(request));
+    stream.end(frame);
     return new GrpcCall<T | Uint8Array>(stream, signal, decode ?? identity);
   }
 

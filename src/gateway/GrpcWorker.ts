@@ -14,6 +14,8 @@ import {
   type GenerateResponse,
 } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
+import { fastCodec } from "../net/fastCodec.js";
+import { grpcFrame } from "../net/grpcFrames.js";
 import { GrpcChannel, type ChannelOptions } from "./GrpcChannel.js";
 import type { WorkerConnection } from "./WorkerConnection.js";
 
@@ -21,7 +23,10 @@ const GENERATE = "/smmf.v1.InferenceService/Generate";
 const EMBED = "/smmf.v1.InferenceService/Embed";
 const COUNT_TOKENS = "/smmf.v1.InferenceService/CountTokens";
 
-const decodeGenerateResponse = (bytes: Uint8Array): GenerateResponse => fromBinary(GenerateResponseSchema, bytes);
+// Generate's messages through the request path's own codec (fastCodec); the rest through protobuf-es.
+const generateRequests = fastCodec(GenerateRequestSchema);
+const generateResponses = fastCodec(GenerateResponseSchema);
+const decodeGenerateResponse = (bytes: Uint8Array): GenerateResponse => generateResponses.decode(bytes);
 
 /** A worker in another process, over gRPC: binary protobuf on one HTTP/2 connection (GrpcChannel). */
 export class GrpcWorker implements WorkerConnection {
@@ -36,7 +41,7 @@ export class GrpcWorker implements WorkerConnection {
   }
 
   generate(request: GenerateRequest, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<GenerateResponse> {
-    return this.channel.call(GENERATE, toBinary(GenerateRequestSchema, request), signal, metadata, decodeGenerateResponse);
+    return this.channel.call(GENERATE, generateRequests.encodeFrame(request), signal, metadata, decodeGenerateResponse);
   }
 
   embed(request: EmbedRequest, signal: AbortSignal, metadata?: Record<string, string>): Promise<EmbedResponse> {
@@ -54,7 +59,7 @@ export class GrpcWorker implements WorkerConnection {
   /** A unary call: one message each way. */
   private async unary<O extends DescMessage>(path: string, request: Uint8Array, output: O, signal: AbortSignal, metadata?: Record<string, string>): Promise<MessageShape<O>> {
     let result: MessageShape<O> | undefined;
-    for await (const bytes of this.channel.call(path, request, signal, metadata)) result = fromBinary(output, bytes);
+    for await (const bytes of this.channel.call(path, grpcFrame(request), signal, metadata)) result = fromBinary(output, bytes);
     if (!result) throw new SmmfError("unavailable", "the worker sent no answer");
     return result;
   }

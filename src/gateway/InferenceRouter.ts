@@ -1,18 +1,18 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { CertificateFiles } from "../net/CertificateFiles.js";
 import { ConnectError } from "@connectrpc/connect";
 import {
   FinishReason,
-  GenerateRequestSchema,
   GenerateResponseSchema,
   ResponseFormat_Type,
-  SamplingParamsSchema,
   type CountTokensRequest,
   type CountTokensResponse,
   type EmbedRequest,
   type EmbedResponse,
+  type GenerateRequest,
   type GenerateResponse,
   type GenerateStart,
+  type SamplingParams,
 } from "../gen/smmf/v1/inference_pb.js";
 import { InstanceState, type Instance } from "../gen/smmf/v1/instance_pb.js";
 import type { Registry } from "../registry/Registry.js";
@@ -343,7 +343,10 @@ export class InferenceRouter {
       const { instance, release } = await this.acquireAgain(start.model, signal, tried, false, lastError, sentTokens, prefix);
       tried.add(instance.instanceId);
       onInstance?.(instance, attempt);
-      const request = create(GenerateRequestSchema, {
+      // A literal, not create(): the caller's start is a complete message already (create() would convert it
+      // field by field again, ~3 KB a request).
+      const request: GenerateRequest = {
+        $typeName: "smmf.v1.GenerateRequest",
         kind: {
           case: "start",
           value: {
@@ -353,7 +356,7 @@ export class InferenceRouter {
             params: this.remainingParams(start, sentTokens),
           },
         },
-      });
+      };
       // The call has its own signal: once the done message is in, the caller's may fire (its request is over)
       // without resetting a stream that is about to end by itself.
       const call = new AbortController();
@@ -424,10 +427,11 @@ export class InferenceRouter {
     }
   }
 
-  private remainingParams(start: GenerateStart, sentTokens: number) {
-    const params = start.params ? clone(SamplingParamsSchema, start.params) : create(SamplingParamsSchema);
-    if (params.maxTokens !== undefined) params.maxTokens -= sentTokens;
-    return params;
+  /** The sampling parameters of a try: the caller's, with max_tokens less what was sent (shared, never changed). */
+  private remainingParams(start: GenerateStart, sentTokens: number): SamplingParams | undefined {
+    const params = start.params;
+    if (params?.maxTokens === undefined || sentTokens === 0) return params;
+    return { ...params, maxTokens: params.maxTokens - sentTokens };
   }
 
   async embed(req: EmbedRequest, signal: AbortSignal, onInstance?: (instance: Instance, attempt: number) => void, metadata?: Record<string, string>): Promise<EmbedResponse> {

@@ -7,6 +7,7 @@ import { GrpcChannel } from "../gateway/GrpcChannel.js";
 import { startServer, type RunningServer } from "../net/startServer.js";
 import type { CallContext, WorkerInference } from "./createWorkerInferenceService.js";
 import { GENERATE_PATH, grpcTimeoutMs } from "./serveGrpcGenerate.js";
+import { grpcFrame } from "../net/grpcFrames.js";
 
 const SECRET = "a-cluster-secret-of-enough-length";
 const start = (prompt: string) => toBinary(GenerateRequestSchema, create(GenerateRequestSchema, { kind: { case: "start", value: { model: "m", input: { case: "prompt", value: prompt } } } }));
@@ -49,7 +50,7 @@ async function serve(seen: { signals: AbortSignal[]; requests: GenerateRequest[]
 
 async function collect(channel: GrpcChannel, request: Uint8Array, metadata?: Record<string, string>, signal = new AbortController().signal): Promise<number> {
   let n = 0;
-  for await (const _ of channel.call(GENERATE_PATH, request, signal, metadata)) n++;
+  for await (const _ of channel.call(GENERATE_PATH, grpcFrame(request), signal, metadata)) n++;
   return n;
 }
 

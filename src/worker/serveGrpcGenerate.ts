@@ -1,5 +1,4 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import { GenerateRequestSchema, GenerateResponseSchema, type GenerateRequest } from "../gen/smmf/v1/inference_pb.js";
 import { connectErrorOf } from "../errors/asConnectError.js";
@@ -8,7 +7,8 @@ import { CLUSTER_HEADER, clusterCredentialRefusal } from "../auth/clusterCredent
 import { peerRoleRefusal, peerRolesOf } from "../auth/peerRoles.js";
 import type { CallContext, WorkerInference } from "./createWorkerInferenceService.js";
 import { untilDrained } from "../net/untilDrained.js";
-import { grpcFrame, GrpcFrameReader } from "../net/grpcFrames.js";
+import { GrpcFrameReader } from "../net/grpcFrames.js";
+import { fastCodec } from "../net/fastCodec.js";
 
 export const GENERATE_PATH = "/smmf.v1.InferenceService/Generate";
 
@@ -20,6 +20,9 @@ export interface GrpcGenerateOptions {
   /** Largest request message, in bytes. */
   readMaxBytes: number;
 }
+
+const generateRequests = fastCodec(GenerateRequestSchema);
+const generateResponses = fastCodec(GenerateResponseSchema);
 
 const GRPC_HEADERS = { "content-type": "application/grpc+proto" } as const;
 const OK_TRAILERS = { "grpc-status": "0" } as const;
@@ -150,7 +153,7 @@ export function createGrpcGenerateHandler(inference: WorkerInference, options: G
     const reader = new GrpcFrameReader((bytes) => {
       let message: GenerateRequest;
       try {
-        message = fromBinary(GenerateRequestSchema, bytes);
+        message = generateRequests.decode(bytes);
       } catch (err) {
         throw new SmmfError("invalid_argument", `the request message is not a valid smmf.v1.GenerateRequest: ${(err as Error).message}`);
       }
@@ -186,7 +189,7 @@ export function createGrpcGenerateHandler(inference: WorkerInference, options: G
       try {
         for await (const response of inference.generate(requests, context)) {
           if (finished) return;
-          const frame = grpcFrame(toBinary(GenerateResponseSchema, response));
+          const frame = generateResponses.encodeFrame(response);
           respond();
           if (!res.write(frame)) await untilDrained(res);
         }
