@@ -109,6 +109,8 @@ export type GenerationEvent =
       engineTimeMs: number;
       /** n > 1: each answer's finish reason, by index. */
       choiceFinishReasons?: FinishReason[];
+      /** finishReason "stop" because of one of the caller's stop strings: that string (answer 0's). */
+      stopSequence?: string;
     };
 
 export interface EmbeddingResult {

@@ -208,6 +208,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
         cachedPromptTokens,
         engineTimeMs: performance.now() - started,
         ...(n > 1 ? { choiceFinishReasons: finishReasons } : {}),
+        ...(results[0].stopSequence !== undefined ? { stopSequence: results[0].stopSequence } : {}),
       });
       queue.end();
     }, (err: unknown) => {

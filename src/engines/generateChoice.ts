@@ -52,6 +52,8 @@ type Emit = (event: Extract<GenerationEvent, { type: "delta" }>) => void;
 export interface ChoiceResult {
   finishReason: FinishReason;
   completionTokens: number;
+  /** The caller's stop string that ended the answer. */
+  stopSequence?: string;
 }
 
 /** OpenAI-style call ids: "call_" and 24 letters and digits. */
@@ -102,7 +104,8 @@ export async function generateChoice(rt: ChoiceRuntime, slot: Slot, plan: Choice
     const phase = await contentPhase(rt, slot, plan.promptTokens, plan, sampling, stops, maxTokens, index, signal, emit);
     used = phase.tokens;
     if (!(phase.stopReason === "stop" && phase.matched !== undefined && callStarts.includes(phase.matched))) {
-      return { finishReason: phase.stopReason === "length" ? "length" : phase.stopReason === "abort" ? "cancelled" : "stop", completionTokens: used };
+      const byStopSequence = phase.stopReason === "stop" && phase.matched !== undefined && sampling.stop?.includes(phase.matched);
+      return { finishReason: phase.stopReason === "length" ? "length" : phase.stopReason === "abort" ? "cancelled" : "stop", completionTokens: used, ...(byStopSequence ? { stopSequence: phase.matched } : {}) };
     }
     // The model began a tool call: the calls go on from its start, under grammars.
     answer = LlamaText([phase.text, callStart!]);

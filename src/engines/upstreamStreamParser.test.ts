@@ -49,6 +49,18 @@ describe("UpstreamStreamParser: content", () => {
     expect(parser.done(12, 1)).toMatchObject({ finishReason: "stop", promptTokens: 12, completionTokens: 2 });
   });
 
+  it("vLLM's stop_reason names the stop string that ended answer 0 (not a stop token's id, not another finish)", () => {
+    const stopped = new UpstreamStreamParser("chat");
+    feed(stopped, [{ choices: [{ index: 0, delta: { content: "a" }, finish_reason: "stop", stop_reason: "THE END" }] }]);
+    expect(stopped.done(1, 1).stopSequence).toBe("THE END");
+    const byToken = new UpstreamStreamParser("chat");
+    feed(byToken, [{ choices: [{ index: 0, delta: { content: "a" }, finish_reason: "stop", stop_reason: 2 }] }]);
+    expect(byToken.done(1, 1)).not.toHaveProperty("stopSequence");
+    const plain = new UpstreamStreamParser("chat");
+    feed(plain, [{ choices: [{ index: 0, delta: { content: "a" }, finish_reason: "length", stop_reason: null }] }]);
+    expect(plain.done(1, 1)).not.toHaveProperty("stopSequence");
+  });
+
   it("finish reasons: tool_calls, content_filter, function_call as tool_calls, length, stop; unknown ones as stop", () => {
     expect(["stop", "length", "tool_calls", "function_call", "content_filter", "eos", null, undefined].map(finishReasonOf)).toEqual([
       "stop",

@@ -114,6 +114,7 @@ export class UpstreamStreamParser {
   private readonly tokens: number[] = [];
   private readonly calls = new Map<string, { id?: string; name?: string }>();
   private usage: Usage | undefined;
+  private stopSequence: string | undefined;
   private answers: number;
 
   /** `answers`: how many choices the request asked for (n). */
@@ -165,6 +166,8 @@ export class UpstreamStreamParser {
     const opening = chat && delta?.role !== undefined;
     const contentToken = !!text || logprobs.length > 0 || (text === "" && !opening && !finishing && !toolCalls && !refusal);
     if (finishing) this.finishes[i] = finishReasonOf(choice.finish_reason);
+    // vLLM names the stop string that ended an answer (its `stop_reason`; a token id when a stop token did).
+    if (finishing && i === 0 && choice.finish_reason === "stop" && typeof choice.stop_reason === "string" && choice.stop_reason !== "") this.stopSequence = choice.stop_reason;
     if (!contentToken && !toolCalls && !refusal) return undefined;
     const tokenCount = contentToken ? Math.max(1, logprobs.length) : 0;
     const otherTokens = contentToken ? 0 : 1;
@@ -226,6 +229,7 @@ export class UpstreamStreamParser {
     const cached = this.usage?.prompt_tokens_details?.cached_tokens;
     if (typeof cached === "number" && cached > 0) event.cachedPromptTokens = Math.min(cached, promptTokens);
     if (this.answers > 1) event.choiceFinishReasons = reasons;
+    if (this.stopSequence !== undefined && reasons[0] === "stop") event.stopSequence = this.stopSequence;
     return event;
   }
 }

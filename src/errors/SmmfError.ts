@@ -27,6 +27,12 @@ export class SmmfError extends Error {
     return errorTable[this.code].http;
   }
 
+  /** The Anthropic-shaped answer: its status (529 for overloaded) and `{"type":"error","error":{"type","message"}}`. */
+  toAnthropic(): { status: number; body: { type: "error"; error: { type: string; message: string } } } {
+    const info = errorTable[this.code];
+    return { status: info.anthropicHttp ?? info.http, body: { type: "error", error: { type: info.anthropic, message: this.message } } };
+  }
+
   /** The OpenAI-shaped body: `{"error":{"message","type","param","code"}}`. */
   toOpenAiBody(): { error: { message: string; type: string; param: string | null; code: string } } {
     return { error: { message: this.message, type: errorTable[this.code].type, param: this.param, code: this.code } };

@@ -51,7 +51,7 @@ describe("errorTable", () => {
 
   it.each(ALL_CODES)("maps %s to its HTTP status, OpenAI type and gRPC code", (code) => {
     const [http, type, grpc] = EXPECTED[code];
-    expect(errorTable[code]).toEqual({ http, type, grpc });
+    expect(errorTable[code]).toMatchObject({ http, type, grpc });
   });
 
   it("uses only 4xx/5xx statuses and known OpenAI types", () => {
@@ -60,6 +60,14 @@ describe("errorTable", () => {
       expect(errorTable[code].http).toBeGreaterThanOrEqual(400);
       expect(errorTable[code].http).toBeLessThan(600);
       expect(types.has(errorTable[code].type)).toBe(true);
+    }
+  });
+
+  it("uses only Anthropic's error types, with its statuses (529 only for overloaded)", () => {
+    const types = new Set(["invalid_request_error", "authentication_error", "permission_error", "not_found_error", "request_too_large", "rate_limit_error", "api_error", "overloaded_error"]);
+    for (const code of ALL_CODES) {
+      expect(types.has(errorTable[code].anthropic), code).toBe(true);
+      if (errorTable[code].anthropicHttp !== undefined) expect([code, errorTable[code].anthropicHttp]).toEqual(["unavailable", 529]);
     }
   });
 });

@@ -54,38 +54,52 @@ export type OpenAiErrorType =
   | "server_error"
   | "service_unavailable_error";
 
+/** Anthropic error `type` values (the Messages API's error shape). */
+export type AnthropicErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "permission_error"
+  | "not_found_error"
+  | "request_too_large"
+  | "rate_limit_error"
+  | "api_error"
+  | "overloaded_error";
+
 export interface ErrorCodeInfo {
   /** HTTP status on the REST API. */
   http: number;
   /** OpenAI `error.type`. */
   type: OpenAiErrorType;
+  /** Anthropic `error.type`, and its HTTP status where Anthropic's differs (529 for overloaded). */
+  anthropic: AnthropicErrorType;
+  anthropicHttp?: number;
   /** gRPC status code. */
   grpc: Code;
 }
 
 /** One table: SMMF code → HTTP status, OpenAI error type and gRPC code. */
 export const errorTable: Readonly<Record<ErrorCode, ErrorCodeInfo>> = {
-  invalid_argument: { http: 400, type: "invalid_request_error", grpc: Code.InvalidArgument },
-  context_length_exceeded: { http: 400, type: "invalid_request_error", grpc: Code.InvalidArgument },
-  model_not_found: { http: 404, type: "invalid_request_error", grpc: Code.NotFound },
-  not_found: { http: 404, type: "not_found_error", grpc: Code.NotFound },
-  already_exists: { http: 409, type: "invalid_request_error", grpc: Code.AlreadyExists },
+  invalid_argument: { http: 400, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.InvalidArgument },
+  context_length_exceeded: { http: 400, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.InvalidArgument },
+  model_not_found: { http: 404, type: "invalid_request_error", anthropic: "not_found_error", grpc: Code.NotFound },
+  not_found: { http: 404, type: "not_found_error", anthropic: "not_found_error", grpc: Code.NotFound },
+  already_exists: { http: 409, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.AlreadyExists },
   // Missing, unknown, expired or revoked API key (OpenAI answers 401 with this code too).
-  invalid_api_key: { http: 401, type: "invalid_request_error", grpc: Code.Unauthenticated },
+  invalid_api_key: { http: 401, type: "invalid_request_error", anthropic: "authentication_error", grpc: Code.Unauthenticated },
   // A valid key whose role does not allow the call.
-  permission_denied: { http: 403, type: "invalid_request_error", grpc: Code.PermissionDenied },
-  method_not_allowed: { http: 405, type: "invalid_request_error", grpc: Code.Unimplemented },
-  payload_too_large: { http: 413, type: "invalid_request_error", grpc: Code.InvalidArgument },
-  unsupported_media_type: { http: 415, type: "invalid_request_error", grpc: Code.InvalidArgument },
-  resource_exhausted: { http: 429, type: "rate_limit_error", grpc: Code.ResourceExhausted },
+  permission_denied: { http: 403, type: "invalid_request_error", anthropic: "permission_error", grpc: Code.PermissionDenied },
+  method_not_allowed: { http: 405, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.Unimplemented },
+  payload_too_large: { http: 413, type: "invalid_request_error", anthropic: "request_too_large", grpc: Code.InvalidArgument },
+  unsupported_media_type: { http: 415, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.InvalidArgument },
+  resource_exhausted: { http: 429, type: "rate_limit_error", anthropic: "rate_limit_error", grpc: Code.ResourceExhausted },
   // An API key's requests or tokens per minute are used up (OpenAI's code for the same).
-  rate_limit_exceeded: { http: 429, type: "rate_limit_error", grpc: Code.ResourceExhausted },
-  unavailable: { http: 503, type: "service_unavailable_error", grpc: Code.Unavailable },
-  cancelled: { http: 499, type: "invalid_request_error", grpc: Code.Canceled },
-  deadline_exceeded: { http: 504, type: "server_error", grpc: Code.DeadlineExceeded },
-  failed_precondition: { http: 400, type: "invalid_request_error", grpc: Code.FailedPrecondition },
-  unimplemented: { http: 501, type: "invalid_request_error", grpc: Code.Unimplemented },
-  internal: { http: 500, type: "server_error", grpc: Code.Internal },
+  rate_limit_exceeded: { http: 429, type: "rate_limit_error", anthropic: "rate_limit_error", grpc: Code.ResourceExhausted },
+  unavailable: { http: 503, type: "service_unavailable_error", anthropic: "overloaded_error", anthropicHttp: 529, grpc: Code.Unavailable },
+  cancelled: { http: 499, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.Canceled },
+  deadline_exceeded: { http: 504, type: "server_error", anthropic: "api_error", grpc: Code.DeadlineExceeded },
+  failed_precondition: { http: 400, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.FailedPrecondition },
+  unimplemented: { http: 501, type: "invalid_request_error", anthropic: "invalid_request_error", grpc: Code.Unimplemented },
+  internal: { http: 500, type: "server_error", anthropic: "api_error", grpc: Code.Internal },
 };
 
 /** gRPC code → SMMF code, for errors that carry no SMMF code of their own. */

@@ -7,6 +7,7 @@ import { TRUNCATED_CHARS, type Telemetry } from "../telemetry/Telemetry.js";
 /** The endpoints observed (REST, and the gateway's gRPC InferenceService), and their GenAI operation names. */
 export const OPERATIONS = {
   chat_completions: "chat",
+  messages: "chat",
   completions: "text_completion",
   embeddings: "embeddings",
   grpc_generate: "generate_content",

@@ -11,9 +11,14 @@ import { RequestObservation, type ObservedEndpoint, type RequestDescription } fr
 import type { Telemetry } from "../telemetry/Telemetry.js";
 import { InstanceSchema } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
+import { dialectOf, errorAnswer } from "../errors/errorDialect.js";
 import type { Registry } from "../registry/Registry.js";
 import type { Logger } from "../telemetry/createLogger.js";
 import { chatFormat, parseChatRequest } from "./chatCompletions.js";
+import { parseCountTokensRequest, parseMessagesRequest } from "./anthropicMessages.js";
+import { streamMessages } from "./streamMessages.js";
+import { create } from "@bufbuild/protobuf";
+import { CountTokensRequestSchema } from "../gen/smmf/v1/inference_pb.js";
 import { completionFormat, parseCompletionRequest } from "./completions.js";
 import { embeddingsResponse, parseEmbeddingsRequest } from "./embeddings.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
@@ -48,12 +53,14 @@ export interface RestOptions {
 }
 
 /** The sampling and limit fields of a body, as the request log keeps them. */
-const PARAM_FIELDS = ["max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "frequency_penalty", "presence_penalty", "stream", "encoding_format", "dimensions"];
+const PARAM_FIELDS = ["max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_sequences", "frequency_penalty", "presence_penalty", "stream", "encoding_format", "dimensions"];
 
 function describeBody(body: Record<string, unknown>): RequestDescription {
   const params: Record<string, unknown> = {};
   for (const field of PARAM_FIELDS) if (body[field] !== undefined) params[field] = body[field];
-  return { model: typeof body.model === "string" ? body.model.slice(0, 256) : "", stream: body.stream === true, params, prompt: body.messages ?? body.prompt ?? body.input };
+  // An Anthropic request's system prompt is part of its prompt.
+  const prompt = body.system !== undefined && Array.isArray(body.messages) ? [{ role: "system", content: body.system }, ...(body.messages as unknown[])] : (body.messages ?? body.prompt ?? body.input);
+  return { model: typeof body.model === "string" ? body.model.slice(0, 256) : "", stream: body.stream === true, params, prompt };
 }
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -128,6 +135,29 @@ export function createRestHandler(options: RestOptions): RestHandler {
           const request = parseCompletionRequest(await readDescribed(req, obs, key), id, caps);
           return streamGeneration(router, res, request, completionFormat(id, request.start.model, now(), request.logprobs), obs, admit(key, res));
         });
+      case "/v1/messages":
+        // Anthropic's Messages API (errors in its shape: see dialectOf).
+        // The message id is the request's id (x-request-id, the request log's key).
+        return observed("messages", "msg", req, res, async (obs, id) => {
+          const request = parseMessagesRequest(await readDescribed(req, obs, key), id, caps);
+          return streamMessages(router, res, request, obs, admit(key, res));
+        });
+      case "/v1/messages/count_tokens": {
+        allowMethods(req, "POST");
+        const body = await readJsonBody(req, maxBodyBytes);
+        if (typeof body.model === "string" && !keyAllowsModel(key, body.model)) throw unknownModel(body.model);
+        const { start } = parseCountTokensRequest(body, caps);
+        admit(key, res)?.(0, 0);
+        const abort = new AbortController();
+        const onClose = () => abort.abort();
+        res.once("close", onClose);
+        try {
+          const counted = await router.countTokens(create(CountTokensRequestSchema, { model: start.model, input: start.input.case === "chat" ? { case: "chat", value: start.input.value } : { case: undefined } }), abort.signal);
+          return sendJson(res, 200, { input_tokens: counted.tokenCount });
+        } finally {
+          res.off("close", onClose);
+        }
+      }
       case "/v1/embeddings":
         return observed("embeddings", "emb", req, res, async (obs, id) => {
           const request = parseEmbeddingsRequest(await readDescribed(req, obs, key), id, caps);
@@ -173,7 +203,8 @@ export function createRestHandler(options: RestOptions): RestHandler {
       }
       const headers: Record<string, string> = {};
       if (error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
-      if (!res.destroyed) sendJson(res, error.httpStatus, error.toOpenAiBody(), headers);
+      const answer = errorAnswer(error, dialectOf((req.url ?? "/").split("?")[0]));
+      if (!res.destroyed) sendJson(res, answer.status, answer.body, headers);
     });
   };
 }

@@ -69,9 +69,9 @@ const FINISH_NAMES: Record<number, string> = {
   [FinishReason.CONTENT_FILTER]: "content_filter",
 };
 
-type Done = Extract<GenerateResponse["kind"], { case: "done" }>["value"];
+export type Done = Extract<GenerateResponse["kind"], { case: "done" }>["value"];
 
-function usageOf(done: Done): Usage {
+export function usageOf(done: Done): Usage {
   const prompt = done.usage?.promptTokens ?? 0;
   const completion = done.usage?.completionTokens ?? 0;
   const cached = Math.min(prompt, done.usage?.cachedPromptTokens ?? 0);
@@ -90,19 +90,19 @@ export function logprobJson(lp: TokenLogprob): LogprobJson {
   return { token: lp.token, logprob: lp.logprob, bytes: toBytes(lp.bytes), top_logprobs: lp.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: toBytes(t.bytes) })) };
 }
 
-function incomplete(): SmmfError {
+export function incomplete(): SmmfError {
   return new SmmfError("unavailable", "the model instance ended the generation without finishing it");
 }
 
 /** A delta's tokens for the request's metrics and log (tool calls logged as `[call name] arguments`). */
-function observeDelta(obs: RequestObservation, delta: GenerateDelta): void {
+export function observeDelta(obs: RequestObservation, delta: GenerateDelta): void {
   let other = delta.refusal;
   for (const call of delta.toolCalls) other += (call.name ? `[call ${call.name}] ` : "") + call.arguments;
   obs.delta(delta.pieces, delta.otherTokens, other);
 }
 
 /** Puts the answers of a non-streamed request together. */
-class Assembler {
+export class Assembler {
   readonly choices: AssembledChoice[];
   constructor(count: number) {
     this.choices = Array.from({ length: count }, () => ({ text: "", toolCalls: [], logprobs: [], refusal: null, finishReason: "stop" }));

@@ -17,6 +17,14 @@ export async function writeSse(res: AnyResponse, data: unknown): Promise<void> {
   if (!ok && !res.destroyed) await untilDrained(res);
 }
 
+/** Writes named events (`event:` and `data:` lines, as Anthropic's stream has them) in one write; waits while the socket's buffer is full. */
+export async function writeSseEvents(res: AnyResponse, events: readonly { type: string }[]): Promise<void> {
+  let payload = "";
+  for (const e of events) payload += `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
+  const ok = (res as ServerResponse).write(payload);
+  if (!ok && !res.destroyed) await untilDrained(res);
+}
+
 export function sendJson(res: AnyResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });

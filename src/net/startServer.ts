@@ -6,6 +6,7 @@ import type { Authenticator } from "../auth/Authenticator.js";
 import { authInterceptor } from "../auth/authInterceptor.js";
 import { requireClusterCredential } from "../auth/clusterCredential.js";
 import { restRole } from "../auth/requiredRole.js";
+import { dialectOf, errorAnswer } from "../errors/errorDialect.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { guardHost } from "./guardHost.js";
@@ -187,8 +188,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         if (role) key = auth.authorize((name) => headerOf(req, name), role);
       } catch (err) {
         drainBody(req);
-        const error = toSmmfError(err);
-        return sendJson(res, error.httpStatus, error.toOpenAiBody());
+        // In the dialect of the route asked for (Anthropic's clients read Anthropic's error shape).
+        const answer = errorAnswer(toSmmfError(err), dialectOf((req.url ?? "/").split("?")[0]));
+        return sendJson(res, answer.status, answer.body);
       }
     }
     options.rest(req, res, key);

@@ -65,6 +65,7 @@ export function doneResponse(event: Extract<GenerationEvent, { type: "done" }>, 
         engineTimeMs: event.engineTimeMs,
         workerTimeMs,
         choiceFinishReasons: event.choiceFinishReasons?.map((f) => FINISH[f]) ?? [],
+        stopSequence: event.stopSequence ?? "",
       },
     },
   };

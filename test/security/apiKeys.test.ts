@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/controlCluster.js";
@@ -156,6 +157,24 @@ describe("API keys", () => {
     // x-api-key and api-key headers (Anthropic- and Azure-style clients) work too.
     expect((await get("/v1/models", undefined, { "x-api-key": secrets.app })).status).toBe(200);
     expect((await get("/v1/models", undefined, { "api-key": secrets.app })).status).toBe(200);
+  });
+
+  it("Anthropic's client authenticates with its x-api-key header; without a key, with a wrong one or one for another model it gets Anthropic's error shape", async () => {
+    const anthropic = (apiKey: string) => new Anthropic({ baseURL: url, apiKey, maxRetries: 0, timeout: 20_000 });
+    const ok = await anthropic(secrets.app).messages.create({ model: "stories260K", max_tokens: 3, messages: [{ role: "user", content: "Hi" }] });
+    expect(ok.usage.output_tokens).toBe(3);
+    const wrong = (await anthropic("smmf-k000000000000-wrong").messages.create({ model: "stories260K", max_tokens: 3, messages: [{ role: "user", content: "Hi" }] }).catch((e: unknown) => e)) as InstanceType<typeof Anthropic.APIError>;
+    expect(wrong).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect(wrong.error).toMatchObject({ type: "error", error: { type: "authentication_error" } });
+    const none = await fetch(`${url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "stories260K", max_tokens: 3, messages: [] }) });
+    expect(none.status).toBe(401);
+    expect(await none.json()).toMatchObject({ type: "error", error: { type: "authentication_error", message: expect.stringMatching(/x-api-key/) } });
+    // A model the key may not use is answered as one that does not exist.
+    const other = (await anthropic(secrets.app).messages.create({ model: "other", max_tokens: 3, messages: [{ role: "user", content: "Hi" }] }).catch((e: unknown) => e)) as InstanceType<typeof Anthropic.APIError>;
+    expect(other).toBeInstanceOf(Anthropic.NotFoundError);
+    expect(other.error).toMatchObject({ type: "error", error: { type: "not_found_error" } });
+    const counted = await anthropic(secrets.app).messages.countTokens({ model: "other", messages: [{ role: "user", content: "Hi" }] }).catch((e: unknown) => e);
+    expect(counted).toBeInstanceOf(Anthropic.NotFoundError);
   });
 
   it("a reader key reads the operating API and the request log, and may not change anything; an admin key may", async () => {
