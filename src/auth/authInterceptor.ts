@@ -12,7 +12,8 @@ export const API_KEY = createContextKey<ApiKey | null>(null, { description: "the
 export function authInterceptor(auth: Authenticator): Interceptor {
   return (next) => async (req) => {
     try {
-      req.contextValues.set(API_KEY, auth.authorize((name) => req.header.get(name) ?? undefined, rpcRole(req.service.typeName, req.method.name)));
+      const role = rpcRole(req.service.typeName, req.method.name);
+      if (role !== undefined) req.contextValues.set(API_KEY, auth.authorize((name) => req.header.get(name) ?? undefined, role));
     } catch (err) {
       throw connectErrorOf(toSmmfError(err));
     }

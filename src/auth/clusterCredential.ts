@@ -1,3 +1,4 @@
+import { OPEN_SERVICES } from "./requiredRole.js";
 import { timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Interceptor } from "@connectrpc/connect";
@@ -58,6 +59,8 @@ export function clusterCredentialRefusal(expected: Buffer, given: string | undef
 export function requireClusterCredential(secret: string): Interceptor {
   const expected = Buffer.from(secret);
   return (next) => (req) => {
+    // Health checking is open (Kubernetes' probes carry no credential); it tells only whether the port serves.
+    if (OPEN_SERVICES.has(req.service.typeName)) return next(req);
     const refused = clusterCredentialRefusal(expected, req.header.get(CLUSTER_HEADER) ?? undefined);
     if (refused) throw connectErrorOf(refused);
     return next(req);

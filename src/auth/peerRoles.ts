@@ -1,3 +1,4 @@
+import { OPEN_SERVICES } from "./requiredRole.js";
 import type { PeerCertificate, TLSSocket } from "node:tls";
 import type { Http2ServerRequest } from "node:http2";
 import type { IncomingMessage } from "node:http";
@@ -30,6 +31,8 @@ export const WORKER_RPC_ROLES: Readonly<Record<string, readonly PeerRole[]>> = {
   EstimateInstance: ["controller", "gateway"],
   ListInstances: ["controller", "gateway"],
   Health: ["controller", "gateway"],
+  // grpc.reflection: either role may read the API's shape. (grpc.health.v1.Health is open to every caller.)
+  ServerReflectionInfo: ["controller", "gateway"],
 };
 
 /** The roles a peer certificate names (empty when it names none). */
@@ -72,6 +75,7 @@ export function peerRoleRefusal(method: string, roles: Set<PeerRole> | undefined
  */
 export function requirePeerRole(): Interceptor {
   return (next) => (req) => {
+    if (OPEN_SERVICES.has(req.service.typeName)) return next(req);
     const refused = peerRoleRefusal(req.method.name, req.contextValues.get(PEER_ROLES));
     if (refused) throw connectErrorOf(refused);
     return next(req);

@@ -4,8 +4,16 @@ import { ApiKeyRole } from "../gen/smmf/v1/auth_pb.js";
 /** ControllerService methods that only read. */
 const READS = new Set(["ListModels", "GetModel", "ListModelInstances", "ListWorkers", "WatchEvents", "ListAudit"]);
 
-/** The role an RPC needs: InferenceService calls need `inference`, ControllerService reads `reader`, the rest `admin`. */
-export function rpcRole(service: string, method: string): ApiKeyRole {
+/** Services whose calls need no key: health checking (as /healthz and /readyz; Kubernetes' gRPC probes send none). */
+export const OPEN_SERVICES = new Set(["grpc.health.v1.Health"]);
+
+/**
+ * The role an RPC needs: InferenceService calls need `inference`, ControllerService reads and server reflection
+ * `reader`, the rest `admin`; health checking none (undefined).
+ */
+export function rpcRole(service: string, method: string): ApiKeyRole | undefined {
+  if (OPEN_SERVICES.has(service)) return undefined;
+  if (service === "grpc.reflection.v1.ServerReflection" || service === "grpc.reflection.v1alpha.ServerReflection") return ApiKeyRole.READER;
   if (service === "smmf.v1.InferenceService") return ApiKeyRole.INFERENCE;
   if (service === "smmf.v1.ControllerService" && READS.has(method)) return ApiKeyRole.READER;
   return ApiKeyRole.ADMIN;

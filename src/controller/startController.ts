@@ -89,6 +89,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
     readMaxBytes: options.maxBodyBytes ?? 1024 * 1024,
     limits: options.listener?.limits,
     tls: options.listener?.tls,
+    // gRPC health: serving while it takes part in the election (as /readyz).
+    serving: () => election?.campaigning ?? false,
     routes(r) {
       r.service(ControllerService, service);
       if (keys) r.service(KeyService, keys);

@@ -27,6 +27,11 @@ export class SmmfError extends Error {
     return errorTable[this.code].http;
   }
 
+  /** The gRPC status code. */
+  get grpcCode(): number {
+    return errorTable[this.code].grpc;
+  }
+
   /** The Anthropic-shaped answer: its status (529 for overloaded) and `{"type":"error","error":{"type","message"}}`. */
   toAnthropic(): { status: number; body: { type: "error"; error: { type: string; message: string } } } {
     const info = errorTable[this.code];

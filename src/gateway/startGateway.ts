@@ -1,3 +1,4 @@
+import { listModels } from "../controller/listModels.js";
 import { createControllerService } from "../controller/createControllerService.js";
 import type { ListenerSettings } from "../net/listenerSettingsOf.js";
 import { createControlPlane, type ControlPlane, type ControlPlaneOptions } from "../controller/createControlPlane.js";
@@ -91,6 +92,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const caps = requestCaps(options.requestCaps);
   const rest = createRestHandler({ router, registry: options.registry, logger: options.logger, maxBodyBytes: options.maxBodyBytes, controller, telemetry, accounting, keys, caps });
   let listener: RunningServer;
+  let closing = false;
   try {
     listener = await startServer({
       host: options.host,
@@ -101,6 +103,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       readMaxBytes: options.maxBodyBytes,
       limits: options.listener?.limits,
       tls: options.listener?.tls,
+      // gRPC health: serving while a model has an online instance (as /readyz), and not once it closes.
+      serving: () => !closing && listModels(options.registry.snapshot()).some((m) => m.readyReplicas > 0),
       routes(r) {
         r.service(InferenceService, createGatewayInferenceService(router, options.registry, telemetry, accounting, caps));
         r.service(ControllerService, controller);
@@ -122,6 +126,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     router,
     url,
     async close(graceMs = 0) {
+      closing = true;
       await listener.close(graceMs);
       router.close();
       stopCollecting.forEach((stop) => stop());

@@ -8,7 +8,7 @@ import { requireClusterCredential } from "../auth/clusterCredential.js";
 import { restRole } from "../auth/requiredRole.js";
 import { dialectOf, errorAnswer } from "../errors/errorDialect.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
-import type { ApiKey } from "../gen/smmf/v1/auth_pb.js";
+import { ApiKeyRole, type ApiKey } from "../gen/smmf/v1/auth_pb.js";
 import { guardHost } from "./guardHost.js";
 import { drainBody } from "./drainBody.js";
 import { parseErrorsAsInvalid } from "./parseErrorsAsInvalid.js";
@@ -19,6 +19,11 @@ import { isLoopbackHost } from "./loopbackHost.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 import { withCors } from "./withCors.js";
 import { createGrpcGenerateHandler } from "../worker/serveGrpcGenerate.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { createHealthService } from "./grpcHealth.js";
+import { createReflectionServices } from "./grpcReflection.js";
 import type { WorkerInference } from "../worker/createWorkerInferenceService.js";
 
 export type Req = IncomingMessage | Http2ServerRequest;
@@ -52,6 +57,11 @@ export interface ServerOptions {
    * path, without Connect's per-call machinery), with the same checks; everything else by Connect.
    */
   grpcGenerate?: WorkerInference;
+  /**
+   * Whether the port serves (what its /readyz says), for grpc.health.v1.Health: SERVING or NOT_SERVING, for the
+   * server ("") and each of its services. Default: serving while it listens.
+   */
+  serving?: () => boolean;
 }
 
 /** The listener limits of ListenOptions. */
@@ -172,6 +182,23 @@ export interface RunningServer extends HttpListener {
  * credential on RPCs (workers), and API keys with the role each route or RPC needs. A role registers its
  * services and its REST handler; it cannot add a route that misses the checks.
  */
+/** Whether a request is a gRPC or gRPC-Web call (by its content type). */
+function isGrpcRequest(req: Req): boolean {
+  const type = req.headers["content-type"];
+  return typeof type === "string" && type.startsWith("application/grpc");
+}
+
+/** Answers a gRPC call with its status only (a trailers-only response): HTTP 200, the status in the headers. */
+function grpcStatusOnly(req: Req, res: AnyResponse, error: SmmfError): void {
+  const type = String(req.headers["content-type"]);
+  const message = /^[\x20-\x24\x26-\x7e]*$/.test(error.message) ? error.message : encodeURIComponent(error.message);
+  const headers = { "content-type": type.startsWith("application/grpc-web") ? "application/grpc-web+proto" : "application/grpc", "grpc-status": String(error.grpcCode), "grpc-message": message };
+  // On HTTP/2, one HEADERS frame that ends the stream (what gRPC clients read as trailers-only).
+  if (res instanceof Http2ServerResponse && !res.stream.headersSent && !res.stream.destroyed) return void res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+  res.writeHead(200, headers);
+  res.end();
+}
+
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const loopback = isLoopbackHost(options.host);
   const interceptors: Interceptor[] = [];
@@ -181,6 +208,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.auth) interceptors.push(authInterceptor(options.auth));
   const auth = options.auth;
   const rest = (req: Req, res: AnyResponse): void => {
+    // A gRPC call of a method this port does not serve: a gRPC status, not an HTTP answer its client cannot read
+    // (UNAUTHENTICATED without a key where keys are enforced, so that a caller without one learns nothing).
+    if (isGrpcRequest(req)) {
+      drainBody(req);
+      let refusal: SmmfError | undefined;
+      if (auth) {
+        try {
+          auth.authorize((name) => headerOf(req, name), ApiKeyRole.INFERENCE);
+        } catch (err) {
+          refusal = toSmmfError(err);
+        }
+      }
+      return grpcStatusOnly(req, res, refusal ?? new SmmfError("unimplemented", `unknown method ${(req.url ?? "/").split("?")[0]}`));
+    }
     let key: ApiKey | null = null;
     if (auth) {
       try {
@@ -208,6 +249,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       : options.contextValues) as Parameters<typeof connectNodeAdapter>[0]["contextValues"],
     routes(router) {
       options.routes(router);
+      // The standard gRPC services of every port: health checking and server reflection.
+      const services = () => [...new Set(router.handlers.map((h) => h.service))];
+      router.service(Health, createHealthService(options.serving ?? (() => true), () => services().map((s) => s.typeName)));
+      const [reflection, reflectionAlpha] = createReflectionServices(services);
+      router.service(ServerReflection, reflection);
+      router.service(ServerReflectionAlpha, reflectionAlpha);
       parseErrorsAsInvalid(router);
     },
     fallback: rest as unknown as Parameters<typeof connectNodeAdapter>[0]["fallback"],

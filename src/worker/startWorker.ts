@@ -102,6 +102,8 @@ export async function startWorker(options: WorkerServerOptions): Promise<Running
     limits: { ...options.listener?.limits, maxConcurrentStreams: Math.max(4096, options.listener?.limits.maxConcurrentStreams ?? 0) },
     tls: options.listener?.tls,
     grpcGenerate: inference,
+    // gRPC health: serving until it drains to stop (as /readyz).
+    serving: () => !draining,
     rest(req, res) {
       // GET /metrics (Prometheus), /healthz and /readyz beside the gRPC services.
       void (async () => {

@@ -7,6 +7,7 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
+import * as grpc from "@grpc/grpc-js";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../helpers/controlCluster.js";
@@ -15,6 +16,8 @@ import { newKeyId, newSecret, sha256Hex } from "../../src/auth/apiKeySecret.js";
 import { ControllerService } from "../../src/gen/smmf/v1/controller_pb.js";
 import { ApiKeyRole, ApiKeySchema, KeyService } from "../../src/gen/smmf/v1/auth_pb.js";
 import { InferenceService } from "../../src/gen/smmf/v1/inference_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../../src/gen/grpc/reflection/v1/reflection_pb.js";
 import { createLogger } from "../../src/telemetry/createLogger.js";
 import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
 import { projectRoot, testModelPath } from "../helpers/testModel.js";
@@ -175,6 +178,35 @@ describe("API keys", () => {
     expect(other.error).toMatchObject({ type: "error", error: { type: "not_found_error" } });
     const counted = await anthropic(secrets.app).messages.countTokens({ model: "other", messages: [{ role: "user", content: "Hi" }] }).catch((e: unknown) => e);
     expect(counted).toBeInstanceOf(Anthropic.NotFoundError);
+  });
+
+  it("gRPC health checking needs no key (Kubernetes' probes send none); reflection needs a reader key; an unknown method without a key is UNAUTHENTICATED", async () => {
+    const transport = createGrpcTransport({ baseUrl: url });
+    expect((await createClient(Health, transport).check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    const reflection = createClient(ServerReflection, transport);
+    const list = async (headers?: Record<string, string>) => {
+      const out: string[] = [];
+      for await (const r of reflection.serverReflectionInfo((async function* () { yield { messageRequest: { case: "listServices" as const, value: "" } }; })(), { headers })) {
+        if (r.messageResponse.case === "listServicesResponse") out.push(...r.messageResponse.value.service.map((s) => s.name));
+      }
+      return out;
+    };
+    expect((await rpcError(list())).code).toBe(Code.Unauthenticated);
+    expect((await rpcError(list({ authorization: `Bearer ${secrets.app}` }))).code).toBe(Code.PermissionDenied);
+    expect(await list({ authorization: `Bearer ${secrets.ops}` })).toContain("smmf.v1.InferenceService");
+    // A method nobody serves, called with a stock gRPC client.
+    const unknown = (key?: string) =>
+      new Promise<number>((done) => {
+        const client = new grpc.Client(new URL(url).host, grpc.credentials.createInsecure());
+        const metadata = new grpc.Metadata();
+        if (key) metadata.set("authorization", `Bearer ${key}`);
+        client.makeUnaryRequest("/smmf.v1.NoSuchService/Call", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), metadata, { deadline: Date.now() + 20_000 }, (err) => {
+          client.close();
+          done(err?.code ?? 0);
+        });
+      });
+    expect(await unknown()).toBe(grpc.status.UNAUTHENTICATED);
+    expect(await unknown(secrets.app)).toBe(grpc.status.UNIMPLEMENTED);
   });
 
   it("a reader key reads the operating API and the request log, and may not change anything; an admin key may", async () => {
