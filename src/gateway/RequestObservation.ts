@@ -8,6 +8,7 @@ import { TRUNCATED_CHARS, type Telemetry } from "../telemetry/Telemetry.js";
 export const OPERATIONS = {
   chat_completions: "chat",
   messages: "chat",
+  responses: "chat",
   completions: "text_completion",
   embeddings: "embeddings",
   grpc_generate: "generate_content",

@@ -17,6 +17,9 @@ import type { Logger } from "../telemetry/createLogger.js";
 import { chatFormat, parseChatRequest } from "./chatCompletions.js";
 import { parseCountTokensRequest, parseMessagesRequest } from "./anthropicMessages.js";
 import { streamMessages } from "./streamMessages.js";
+import { parseResponsesRequest, type ChatItem } from "./openaiResponses.js";
+import { ResponseStore } from "./ResponseStore.js";
+import { streamResponses } from "./streamResponses.js";
 import { create } from "@bufbuild/protobuf";
 import { CountTokensRequestSchema } from "../gen/smmf/v1/inference_pb.js";
 import { completionFormat, parseCompletionRequest } from "./completions.js";
@@ -75,6 +78,7 @@ export function createRestHandler(options: RestOptions): RestHandler {
   const caps = options.caps ?? DEFAULT_REQUEST_CAPS;
   const control = createControlRoutes(options.controller, maxBodyBytes, options.keys);
   const requestLogRoutes = createRequestLogRoutes(telemetry, maxBodyBytes);
+  const responseStore = new ResponseStore();
   const isKnownModel = (model: string) => registry.snapshot().some((i) => i.model === model);
 
   /** Runs an inference endpoint under an observation that ends with the status answered, errors included. */
@@ -142,6 +146,21 @@ export function createRestHandler(options: RestOptions): RestHandler {
           const request = parseMessagesRequest(await readDescribed(req, obs, key), id, caps);
           return streamMessages(router, res, request, obs, admit(key, res));
         });
+      case "/v1/responses":
+        // OpenAI's Responses API; a stored response is its key's own (or anyone's, without keys).
+        return observed("responses", "resp", req, res, async (obs, id) => {
+          const body = await readDescribed(req, obs, key);
+          const owner = key?.id ?? "";
+          let previous: ChatItem[] = [];
+          if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
+            if (typeof body.previous_response_id !== "string") throw new SmmfError("invalid_argument", "Invalid type for 'previous_response_id': expected a string.", { param: "previous_response_id" });
+            const stored = responseStore.get(body.previous_response_id, owner);
+            if (!stored) throw new SmmfError("not_found", `Previous response with id '${body.previous_response_id}' not found (responses are kept by the gateway that made them, for an hour at most).`, { param: "previous_response_id" });
+            previous = stored.conversation;
+          }
+          const request = parseResponsesRequest(body, id, previous, caps);
+          return streamResponses(router, res, request, obs, responseStore, owner, admit(key, res));
+        });
       case "/v1/messages/count_tokens": {
         allowMethods(req, "POST");
         const body = await readJsonBody(req, maxBodyBytes);
@@ -183,6 +202,20 @@ export function createRestHandler(options: RestOptions): RestHandler {
     }
     if (path.startsWith("/api/v1/requests") && (await requestLogRoutes(req, res, path))) return;
     if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
+    if (path.startsWith("/v1/responses/")) {
+      allowMethods(req, "GET", "DELETE");
+      const id = decodeSegment(path.slice("/v1/responses/".length));
+      const owner = key?.id ?? "";
+      const notFound = () => new SmmfError("not_found", `Response with id '${id}' not found.`);
+      if (req.method === "DELETE") {
+        if (!responseStore.get(id, owner)) throw notFound();
+        responseStore.delete(id);
+        return sendJson(res, 200, { id, object: "response.deleted", deleted: true });
+      }
+      const stored = responseStore.get(id, owner);
+      if (!stored) throw notFound();
+      return sendJson(res, 200, stored.response);
+    }
     if (path.startsWith("/v1/models/")) {
       allowMethods(req, "GET");
       const name = decodeSegment(path.slice("/v1/models/".length));
