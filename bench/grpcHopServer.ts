@@ -14,6 +14,7 @@ const inference: WorkerInference = {
   },
   embed: () => Promise.reject(new Error("not served here")),
   countTokens: () => Promise.reject(new Error("not served here")),
+  rerank: () => Promise.reject(new Error("not served here")),
 };
 
 const server = await startServer({ host: "127.0.0.1", port: 0, grpcGenerate: inference, routes: (r) => r.service(InferenceService, inference), rest: (_req, res) => res.end() });

@@ -23,6 +23,7 @@ export const WORKER_RPC_ROLES: Readonly<Record<string, readonly PeerRole[]>> = {
   Generate: ["gateway"],
   Embed: ["gateway"],
   CountTokens: ["gateway"],
+  Rerank: ["gateway"],
   // WorkerService
   Session: ["controller"],
   LoadInstance: ["controller"],

@@ -127,6 +127,13 @@ export interface EngineInstanceInfo {
   maxConcurrency: number;
 }
 
+/** Relevance scores, one per document in order, and how they were made. */
+export interface RerankResult {
+  scores: number[];
+  promptTokens: number;
+  method: "ranking" | "upstream";
+}
+
 /** A loaded model, ready to serve. Every call takes an AbortSignal; aborting frees its resources at once. */
 export interface EngineInstance {
   readonly info: EngineInstanceInfo;
@@ -135,6 +142,11 @@ export interface EngineInstance {
   generate(input: GenerationInput, options: SamplingOptions, signal: AbortSignal): AsyncIterable<GenerationEvent>;
   embed(inputs: string[], signal: AbortSignal): Promise<EmbeddingResult>;
   countTokens(input: GenerationInput): Promise<number>;
+  /**
+   * Scores documents by relevance to a query, by the engine's own means (a model's ranking head, an upstream's
+   * rerank endpoint); absent where it has none (the worker then falls back to embedding similarity).
+   */
+  rerank?(query: string, documents: string[], signal: AbortSignal): Promise<RerankResult>;
   /**
    * Engines that run something that can die on its own (a child process) call `listener` once when the
    * instance cannot serve any more; the worker then unloads it.

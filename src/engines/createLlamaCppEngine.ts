@@ -1,4 +1,4 @@
-import { LlamaText, type ChatModelFunctions, type GbnfJsonSchema, type LlamaEmbeddingContext, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
+import { LlamaText, type ChatModelFunctions, type GbnfJsonSchema, type LlamaEmbeddingContext, type LlamaRankingContext, type LlamaGrammar, type LlamaModel, type Token } from "node-llama-cpp";
 import { SmmfError } from "../errors/SmmfError.js";
 import { createAsyncQueue } from "../util/createAsyncQueue.js";
 import { linkSignals } from "../util/linkSignals.js";
@@ -9,7 +9,7 @@ import { checkLlamaCppExtra } from "./llamaCppExtraFields.js";
 import { tokenBytesOf } from "./tokenBytes.js";
 import { defaultThreads } from "./defaultThreads.js";
 import { DEFAULT_SEQUENCES, MAX_DEFAULT_CONTEXT } from "./llamaCppDefaults.js";
-import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
+import type { EngineInstance, GenerationEvent, GenerationInput, RerankResult, SamplingOptions } from "./Engine.js";
 import { getSharedLlama } from "./getSharedLlama.js";
 import { resolveChatTemplate } from "./resolveChatTemplate.js";
 import { SequencePool } from "./SequencePool.js";
@@ -66,6 +66,7 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
   const pool = new SequencePool(slots, options.maxQueue ?? 256);
   const prefixCache = options.prefixCache ?? true;
   let embeddingContext: LlamaEmbeddingContext | undefined;
+  let rankingContext: LlamaRankingContext | undefined;
   if (options.embeddings ?? true) embeddingContext = await model.createEmbeddingContext({ contextSize, threads });
   let embedQueue: Promise<unknown> = Promise.resolve();
   const chat = resolveChatTemplate(model, options.chatTemplate ?? "auto");
@@ -256,12 +257,29 @@ export async function createLlamaCppEngine(options: LlamaCppEngineOptions): Prom
       embedQueue = job.catch(() => undefined);
       return job;
     },
+    // A reranker GGUF (a ranking head and template): its own scores; other models have no rerank here.
+    ...(model.fileInsights.supportsRanking
+      ? {
+          rerank(query: string, documents: string[], signal: AbortSignal) {
+            const job = embedQueue.then(async (): Promise<RerankResult> => {
+              if (signal.aborted) throw new SmmfError("cancelled", "request cancelled");
+              rankingContext ??= await model.createRankingContext({ contextSize, threads });
+              const scores = await rankingContext.rankAll(query, documents);
+              const promptTokens = [query, ...documents].reduce((n, t) => n + model.tokenize(t).length + bosCount, 0);
+              return { scores, promptTokens, method: "ranking" };
+            });
+            embedQueue = job.catch(() => undefined);
+            return job;
+          },
+        }
+      : {}),
     async countTokens(input) {
       return (await prepare(input, {})).promptTokens;
     },
     async close() {
       pool.rejectAll(new SmmfError("unavailable", "the instance is shutting down"));
       await embeddingContext?.dispose();
+      await rankingContext?.dispose();
       await context.dispose();
       await model.dispose();
     },

@@ -1,6 +1,6 @@
 import type { InstanceSpec } from "../gen/smmf/v1/instance_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
-import type { EngineInstance, GenerationEvent, GenerationInput, SamplingOptions } from "./Engine.js";
+import type { EngineInstance, GenerationEvent, GenerationInput, RerankResult, SamplingOptions } from "./Engine.js";
 import { checkProxyParams } from "./checkProxyParams.js";
 import { PROXY_PRESETS } from "./proxyPresets.js";
 import { resolveUpstreamKey, type UpstreamKeyOptions } from "./resolveUpstreamKey.js";
@@ -150,6 +150,31 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
     }
   }
 
+  /** The upstream's rerank endpoint (vLLM, llama-server, Jina and Cohere shape): `results` with `index` and `relevance_score`. */
+  async function rerank(query: string, documents: string[], signal: AbortSignal): Promise<RerankResult> {
+    const slot = await pool.acquire(signal);
+    try {
+      const res = await post("/rerank", { model: upstreamModel, query, documents, top_n: documents.length, return_documents: false }, signal);
+      const text = await readBody(res, upstream);
+      let parsed: { results?: { index?: unknown; relevance_score?: unknown }[]; usage?: { prompt_tokens?: number; total_tokens?: number } };
+      try {
+        parsed = JSON.parse(text) as typeof parsed;
+      } catch {
+        throw malformed(text);
+      }
+      const scores = new Array<number>(documents.length).fill(Number.NaN);
+      for (const r of parsed.results ?? []) {
+        if (!Number.isInteger(r.index) || (r.index as number) < 0 || (r.index as number) >= documents.length || typeof r.relevance_score !== "number") throw new SmmfError("unavailable", `upstream ${upstream} answered rerank in an unexpected shape`);
+        scores[r.index as number] = r.relevance_score;
+      }
+      if (scores.some(Number.isNaN)) throw new SmmfError("unavailable", `upstream ${upstream} did not score every document`);
+      const promptTokens = parsed.usage?.prompt_tokens ?? parsed.usage?.total_tokens ?? [query, ...documents].reduce((n, t) => n + estimateTokens(t), 0);
+      return { scores, promptTokens, method: "upstream" };
+    } finally {
+      pool.release(slot);
+    }
+  }
+
   async function embed(inputs: string[], signal: AbortSignal): Promise<{ vectors: Float32Array[]; promptTokens: number }> {
     const slot = await pool.acquire(signal);
     try {
@@ -188,6 +213,7 @@ export async function createProxyEngine(spec: InstanceSpec, options: UpstreamKey
     inFlight: () => pool.inUse(),
     generate,
     embed,
+    rerank,
     async countTokens(input) {
       return inputTokens(input);
     },

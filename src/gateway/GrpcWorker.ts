@@ -12,6 +12,10 @@ import {
   type EmbedResponse,
   type GenerateRequest,
   type GenerateResponse,
+  RerankRequestSchema,
+  RerankResponseSchema,
+  type RerankRequest,
+  type RerankResponse,
 } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError } from "../errors/SmmfError.js";
 import { fastCodec } from "../net/fastCodec.js";
@@ -22,6 +26,7 @@ import type { WorkerConnection } from "./WorkerConnection.js";
 const GENERATE = "/smmf.v1.InferenceService/Generate";
 const EMBED = "/smmf.v1.InferenceService/Embed";
 const COUNT_TOKENS = "/smmf.v1.InferenceService/CountTokens";
+const RERANK = "/smmf.v1.InferenceService/Rerank";
 
 // Generate's messages through the request path's own codec (fastCodec); the rest through protobuf-es.
 const generateRequests = fastCodec(GenerateRequestSchema);
@@ -50,6 +55,10 @@ export class GrpcWorker implements WorkerConnection {
 
   countTokens(request: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse> {
     return this.unary(COUNT_TOKENS, toBinary(CountTokensRequestSchema, request), CountTokensResponseSchema, signal);
+  }
+
+  rerank(request: RerankRequest, signal: AbortSignal, metadata?: Record<string, string>): Promise<RerankResponse> {
+    return this.unary(RERANK, toBinary(RerankRequestSchema, request), RerankResponseSchema, signal, metadata);
   }
 
   close(): void {

@@ -4,8 +4,7 @@ import {
   type EmbedRequest,
   type EmbedResponse,
   type GenerateRequest,
-  type GenerateResponse,
-} from "../gen/smmf/v1/inference_pb.js";
+  type GenerateResponse, RerankRequest, RerankResponse } from "../gen/smmf/v1/inference_pb.js";
 import type { CallContext, WorkerInference } from "../worker/createWorkerInferenceService.js";
 import type { WorkerConnection } from "./WorkerConnection.js";
 
@@ -51,6 +50,10 @@ export class InProcessWorker implements WorkerConnection {
 
   countTokens(request: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse> {
     return this.inference.countTokens(request, this.context(signal));
+  }
+
+  rerank(request: RerankRequest, signal: AbortSignal, metadata?: Record<string, string>): Promise<RerankResponse> {
+    return this.inference.rerank(request, this.context(signal, metadata));
   }
 
   /** Nothing to close: the worker's own life is its composition root's. */

@@ -13,6 +13,8 @@ import {
   type GenerateResponse,
   type GenerateStart,
   type SamplingParams,
+  type RerankRequest,
+  type RerankResponse,
 } from "../gen/smmf/v1/inference_pb.js";
 import { InstanceState, type Instance } from "../gen/smmf/v1/instance_pb.js";
 import type { Registry } from "../registry/Registry.js";
@@ -438,6 +440,14 @@ export class InferenceRouter {
     return this.unary(req.model, signal, true, (instance, attempt) => {
       onInstance?.(instance, attempt);
       return this.clients.get(instance.address).embed({ ...req, instanceId: instance.instanceId }, signal, metadata);
+    });
+  }
+
+  /** Scores documents on an instance of the model; like embed, retried on another instance where it is safe. */
+  async rerank(req: RerankRequest, signal: AbortSignal, onInstance?: (instance: Instance, attempt: number) => void, metadata?: Record<string, string>): Promise<RerankResponse> {
+    return this.unary(req.model, signal, false, (instance, attempt) => {
+      onInstance?.(instance, attempt);
+      return this.clients.get(instance.address).rerank({ ...req, instanceId: instance.instanceId }, signal, metadata);
     });
   }
 

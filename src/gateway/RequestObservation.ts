@@ -13,6 +13,8 @@ export const OPERATIONS = {
   embeddings: "embeddings",
   grpc_generate: "generate_content",
   grpc_embed: "embeddings",
+  rerank: "rerank",
+  grpc_rerank: "rerank",
 } as const;
 export type ObservedEndpoint = keyof typeof OPERATIONS;
 

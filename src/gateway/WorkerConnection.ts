@@ -1,4 +1,4 @@
-import type { CountTokensRequest, CountTokensResponse, EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse } from "../gen/smmf/v1/inference_pb.js";
+import type { CountTokensRequest, CountTokensResponse, EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, RerankRequest, RerankResponse } from "../gen/smmf/v1/inference_pb.js";
 
 /**
  * How a gateway calls one worker's InferenceService: over gRPC (GrpcWorker: HTTP/2, one connection per
@@ -10,6 +10,7 @@ export interface WorkerConnection {
   generate(request: GenerateRequest, signal: AbortSignal, metadata?: Record<string, string>): AsyncGenerator<GenerateResponse>;
   embed(request: EmbedRequest, signal: AbortSignal, metadata?: Record<string, string>): Promise<EmbedResponse>;
   countTokens(request: CountTokensRequest, signal: AbortSignal): Promise<CountTokensResponse>;
+  rerank(request: RerankRequest, signal: AbortSignal, metadata?: Record<string, string>): Promise<RerankResponse>;
   /** The connection was lost and is not back yet: its instances are not picked. */
   readonly down: boolean;
   close(): void;

@@ -15,7 +15,7 @@ import { readGenerateStart, watchForCancel } from "../util/watchForCancel.js";
 import { parseGenerateStart } from "../worker/parseGenerateStart.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import { RequestObservation, type ObservedEndpoint } from "./RequestObservation.js";
-import { checkCountTokens, checkEmbedInputs, checkGenerateStart, DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
+import { checkCountTokens, checkEmbedInputs, checkRerankInputs, checkGenerateStart, DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
 import { unknownModel } from "./unknownModel.js";
 
 const cancelled = () => new SmmfError("cancelled", "request cancelled");
@@ -104,6 +104,24 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
         checkEmbedInputs(req.inputs, caps);
         const onUsage = admit(ctx);
         const res = await router.embed(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
+        onUsage?.(res.usage?.promptTokens ?? 0, 0);
+        obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
+        return res;
+      } catch (err) {
+        const error = toSmmfError(err);
+        obs.end(error.httpStatus, { error });
+        throw asConnectError(error);
+      }
+    },
+    async rerank(req, ctx) {
+      const obs = observe("grpc_rerank", req.requestId, ctx.requestHeader);
+      ctx.responseHeader.set("x-request-id", obs.id);
+      obs.describe({ model: req.model, params: {}, prompt: [req.query, ...req.documents] });
+      try {
+        checkModel(ctx, req.model);
+        checkRerankInputs(req.query, req.documents, caps);
+        const onUsage = admit(ctx);
+        const res = await router.rerank(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
         onUsage?.(res.usage?.promptTokens ?? 0, 0);
         obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
         return res;

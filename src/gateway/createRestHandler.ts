@@ -19,6 +19,7 @@ import { parseCountTokensRequest, parseMessagesRequest } from "./anthropicMessag
 import { streamMessages } from "./streamMessages.js";
 import { parseResponsesRequest, type ChatItem } from "./openaiResponses.js";
 import { ResponseStore } from "./ResponseStore.js";
+import { parseRerankRequest, rerankResponse, RERANK_METHOD_NAMES } from "./rerank.js";
 import { streamResponses } from "./streamResponses.js";
 import { create } from "@bufbuild/protobuf";
 import { CountTokensRequestSchema } from "../gen/smmf/v1/inference_pb.js";
@@ -63,7 +64,7 @@ function describeBody(body: Record<string, unknown>): RequestDescription {
   for (const field of PARAM_FIELDS) if (body[field] !== undefined) params[field] = body[field];
   // An Anthropic request's system prompt is part of its prompt.
   const prompt = body.system !== undefined && Array.isArray(body.messages) ? [{ role: "system", content: body.system }, ...(body.messages as unknown[])] : (body.messages ?? body.prompt ?? body.input);
-  return { model: typeof body.model === "string" ? body.model.slice(0, 256) : "", stream: body.stream === true, params, prompt };
+  return { model: typeof body.model === "string" ? body.model.slice(0, 256) : "", stream: body.stream === true, params, prompt: body.query !== undefined && body.documents !== undefined ? { query: body.query, documents: body.documents } : prompt };
 }
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -177,6 +178,22 @@ export function createRestHandler(options: RestOptions): RestHandler {
           res.off("close", onClose);
         }
       }
+      case "/v1/rerank":
+        return observed("rerank", "rerank", req, res, async (obs, id) => {
+          const call = parseRerankRequest(await readDescribed(req, obs, key), id, caps);
+          const onUsage = admit(key, res);
+          const abort = new AbortController();
+          const onClose = () => abort.abort();
+          res.once("close", onClose);
+          try {
+            const result = await router.rerank(call.request, abort.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
+            onUsage?.(result.usage?.promptTokens ?? 0, 0);
+            sendJson(res, 200, rerankResponse(id, call, result), { "x-request-id": id, "x-smmf-instance": result.instanceId, "x-smmf-rerank-method": RERANK_METHOD_NAMES[result.method] ?? "unknown" });
+            obs.end(200, { usage: { promptTokens: result.usage?.promptTokens ?? 0, completionTokens: 0 } });
+          } finally {
+            res.off("close", onClose);
+          }
+        });
       case "/v1/embeddings":
         return observed("embeddings", "emb", req, res, async (obs, id) => {
           const request = parseEmbeddingsRequest(await readDescribed(req, obs, key), id, caps);

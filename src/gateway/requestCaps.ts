@@ -108,6 +108,19 @@ export function checkCountTokens(req: CountTokensRequest, caps: RequestCaps): vo
 }
 
 /** The caps of an embeddings request: how many strings, and their characters together. */
+/** The most documents one rerank request scores. */
+export const MAX_RERANK_DOCUMENTS = 1_000;
+
+/** A rerank request's query and documents: present, at most MAX_RERANK_DOCUMENTS, within the prompt characters cap. */
+export function checkRerankInputs(query: string, documents: readonly string[], caps: RequestCaps): void {
+  if (query.length === 0) throw invalidField("query", "'query' must be a non-empty string.");
+  if (documents.length === 0) throw invalidField("documents", "'documents' must hold at least one document.");
+  if (documents.length > MAX_RERANK_DOCUMENTS) throw invalidField("documents", `'documents' takes at most ${MAX_RERANK_DOCUMENTS} documents.`);
+  const chars = new PromptChars(caps, "documents");
+  chars.add(query);
+  for (const d of documents) chars.add(d);
+}
+
 export function checkEmbedInputs(inputs: readonly string[], caps: RequestCaps): void {
   if (inputs.length > MAX_EMBED_INPUTS) throw invalidField("input", `'input' takes at most ${MAX_EMBED_INPUTS} strings.`);
   const chars = new PromptChars(caps, "input");

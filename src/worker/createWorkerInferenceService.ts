@@ -12,7 +12,11 @@ import {
   type GenerateDelta,
   type GenerateRequest,
   type GenerateResponse,
+  RerankMethod,
+  type RerankRequest,
+  type RerankResponse,
 } from "../gen/smmf/v1/inference_pb.js";
+import { rerankByEmbeddings } from "./rerankByEmbeddings.js";
 import type { GenerationEvent } from "../engines/Engine.js";
 import { asConnectError } from "../errors/asConnectError.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
@@ -214,6 +218,7 @@ export interface CallContext {
 export interface WorkerInference {
   generate(requests: AsyncIterable<GenerateRequest>, ctx: CallContext): AsyncGenerator<GenerateResponse>;
   embed(req: EmbedRequest, ctx: CallContext): Promise<EmbedResponse>;
+  rerank(req: RerankRequest, ctx: CallContext): Promise<RerankResponse>;
   countTokens(req: CountTokensRequest, ctx: CallContext): Promise<CountTokensResponse>;
 }
 
@@ -256,6 +261,29 @@ export function createWorkerInferenceService(worker: Worker, logger: Logger, str
         // connection goes back to its pool). Only a call that ended early stops the engine.
         if (finished) abort.unlink();
         else abort.abort();
+      }
+    },
+    async rerank(req, ctx) {
+      try {
+        if (!req.model) throw new SmmfError("invalid_argument", "'model' is required", { param: "model" });
+        if (req.documents.length === 0) throw new SmmfError("invalid_argument", "'documents' must not be empty", { param: "documents" });
+        const hosted = worker.resolve(req.model, req.instanceId);
+        const engine = hosted.engine;
+        let result: { scores: number[]; promptTokens: number };
+        let method: RerankMethod;
+        if (engine.rerank) {
+          const ranked = await engine.rerank(req.query, req.documents, ctx.signal);
+          result = ranked;
+          method = ranked.method === "ranking" ? RerankMethod.RANKING : RerankMethod.UPSTREAM;
+        } else if (engine.info.embeddingSize > 0) {
+          result = await rerankByEmbeddings(engine, req.query, req.documents, ctx.signal);
+          method = RerankMethod.EMBEDDING_SIMILARITY;
+        } else {
+          throw new SmmfError("invalid_argument", `model '${req.model}' can neither rank nor embed: serve a reranker GGUF, or an instance with embeddings on`, { param: "model" });
+        }
+        return { $typeName: "smmf.v1.RerankResponse", scores: result.scores, usage: { $typeName: "smmf.v1.Usage", promptTokens: result.promptTokens, completionTokens: 0, cachedPromptTokens: 0 }, instanceId: hosted.record.instanceId, method };
+      } catch (err) {
+        throw asConnectError(err);
       }
     },
     async embed(req, ctx) {

@@ -33,6 +33,7 @@ function fakeInference(seen: { signals: AbortSignal[]; requests: GenerateRequest
     },
     embed: () => Promise.reject(new Error("unused")),
     countTokens: () => Promise.reject(new Error("unused")),
+    rerank: () => Promise.reject(new Error("unused")),
   };
 }
 

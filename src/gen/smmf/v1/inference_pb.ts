@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smmf/v1/inference.proto.
  */
 export const file_smmf_v1_inference: GenFile = /*@__PURE__*/
-  fileDesc("ChdzbW1mL3YxL2luZmVyZW5jZS5wcm90bxIHc21tZi52MSJtCg9HZW5lcmF0ZVJlcXVlc3QSJwoFc3RhcnQYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlU3RhcnRIABIpCgZjYW5jZWwYAiABKAsyFy5zbW1mLnYxLkdlbmVyYXRlQ2FuY2VsSABCBgoEa2luZCLAAwoNR2VuZXJhdGVTdGFydBINCgVtb2RlbBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIiCgRjaGF0GAMgASgLMhIuc21tZi52MS5DaGF0SW5wdXRIABIQCgZwcm9tcHQYBCABKAlIABInCgZwYXJhbXMYBSABKAsyFy5zbW1mLnYxLlNhbXBsaW5nUGFyYW1zEhIKCnJlcXVlc3RfaWQYBiABKAkSFAoMY29udGludWF0aW9uGAcgASgJEhwKBXRvb2xzGAggAygLMg0uc21tZi52MS5Ub29sEigKC3Rvb2xfY2hvaWNlGAkgASgLMhMuc21tZi52MS5Ub29sQ2hvaWNlEiAKE3BhcmFsbGVsX3Rvb2xfY2FsbHMYCiABKAhIAYgBARIwCg9yZXNwb25zZV9mb3JtYXQYCyABKAsyFy5zbW1mLnYxLlJlc3BvbnNlRm9ybWF0EgkKAW4YDCABKA0SEAoIbG9ncHJvYnMYDSABKAgSFAoMdG9wX2xvZ3Byb2JzGA4gASgNEhIKCmV4dHJhX2pzb24YDyABKAlCBwoFaW5wdXRCFgoUX3BhcmFsbGVsX3Rvb2xfY2FsbHMiUgoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhcKD3BhcmFtZXRlcnNfanNvbhgDIAEoCRIOCgZzdHJpY3QYBCABKAgiPwoKVG9vbENob2ljZRIOCgRtb2RlGAEgASgJSAASFwoNZnVuY3Rpb25fbmFtZRgCIAEoCUgAQggKBmNob2ljZSLIAQoOUmVzcG9uc2VGb3JtYXQSKgoEdHlwZRgBIAEoDjIcLnNtbWYudjEuUmVzcG9uc2VGb3JtYXQuVHlwZRIMCgRuYW1lGAIgASgJEhMKC3NjaGVtYV9qc29uGAMgASgJEg4KBnN0cmljdBgEIAEoCCJXCgRUeXBlEhQKEFRZUEVfVU5TUEVDSUZJRUQQABINCglUWVBFX1RFWFQQARIUChBUWVBFX0pTT05fT0JKRUNUEAISFAoQVFlQRV9KU09OX1NDSEVNQRADIkYKCFRvb2xDYWxsEg0KBWluZGV4GAEgASgNEgoKAmlkGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJYXJndW1lbnRzGAQgASgJImEKDFRva2VuTG9ncHJvYhINCgV0b2tlbhgBIAEoCRIPCgdsb2dwcm9iGAIgASgBEg0KBWJ5dGVzGAMgASgMEiIKA3RvcBgEIAMoCzIVLnNtbWYudjEuVG9rZW5Mb2dwcm9iIhAKDkdlbmVyYXRlQ2FuY2VsIjMKCUNoYXRJbnB1dBImCghtZXNzYWdlcxgBIAMoCzIULnNtbWYudjEuQ2hhdE1lc3NhZ2UidwoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEiUKCnRvb2xfY2FsbHMYAyADKAsyES5zbW1mLnYxLlRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgEIAEoCRIMCgRuYW1lGAUgASgJIrICCg5TYW1wbGluZ1BhcmFtcxIXCgptYXhfdG9rZW5zGAEgASgNSACIAQESGAoLdGVtcGVyYXR1cmUYAiABKAJIAYgBARISCgV0b3BfcBgDIAEoAkgCiAEBEhIKBXRvcF9rGAQgASgNSAOIAQESEQoEc2VlZBgFIAEoDUgEiAEBEgwKBHN0b3AYBiADKAkSHgoRZnJlcXVlbmN5X3BlbmFsdHkYByABKAJIBYgBARIdChBwcmVzZW5jZV9wZW5hbHR5GAggASgCSAaIAQFCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIICgZfdG9wX2tCBwoFX3NlZWRCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5QhMKEV9wcmVzZW5jZV9wZW5hbHR5ImoKEEdlbmVyYXRlUmVzcG9uc2USJwoFZGVsdGEYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlRGVsdGFIABIlCgRkb25lGAIgASgLMhUuc21tZi52MS5HZW5lcmF0ZURvbmVIAEIGCgRraW5kIrwBCg1HZW5lcmF0ZURlbHRhEg4KBnBpZWNlcxgBIAMoCRIVCg1wcm9tcHRfdG9rZW5zGAIgASgNEg0KBWluZGV4GAMgASgNEiUKCnRvb2xfY2FsbHMYBCADKAsyES5zbW1mLnYxLlRvb2xDYWxsEicKCGxvZ3Byb2JzGAUgAygLMhUuc21tZi52MS5Ub2tlbkxvZ3Byb2ISDwoHcmVmdXNhbBgGIAEoCRIUCgxvdGhlcl90b2tlbnMYByABKA0i7QEKDEdlbmVyYXRlRG9uZRIsCg1maW5pc2hfcmVhc29uGAEgASgOMhUuc21tZi52MS5GaW5pc2hSZWFzb24SHQoFdXNhZ2UYAiABKAsyDi5zbW1mLnYxLlVzYWdlEhMKC2luc3RhbmNlX2lkGAMgASgJEhYKDmVuZ2luZV90aW1lX21zGAQgASgBEhYKDndvcmtlcl90aW1lX21zGAUgASgBEjQKFWNob2ljZV9maW5pc2hfcmVhc29ucxgGIAMoDjIVLnNtbWYudjEuRmluaXNoUmVhc29uEhUKDXN0b3Bfc2VxdWVuY2UYByABKAkiVwoFVXNhZ2USFQoNcHJvbXB0X3Rva2VucxgBIAEoDRIZChFjb21wbGV0aW9uX3Rva2VucxgCIAEoDRIcChRjYWNoZWRfcHJvbXB0X3Rva2VucxgDIAEoDSJWCgxFbWJlZFJlcXVlc3QSDQoFbW9kZWwYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSDgoGaW5wdXRzGAMgAygJEhIKCnJlcXVlc3RfaWQYBCABKAkiGwoJRW1iZWRkaW5nEg4KBnZhbHVlcxgBIAMoAiJrCg1FbWJlZFJlc3BvbnNlEiYKCmVtYmVkZGluZ3MYASADKAsyEi5zbW1mLnYxLkVtYmVkZGluZxIdCgV1c2FnZRgCIAEoCzIOLnNtbWYudjEuVXNhZ2USEwoLaW5zdGFuY2VfaWQYAyABKAkidwoSQ291bnRUb2tlbnNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEiIKBGNoYXQYAyABKAsyEi5zbW1mLnYxLkNoYXRJbnB1dEgAEhAKBnByb21wdBgEIAEoCUgAQgcKBWlucHV0IkAKE0NvdW50VG9rZW5zUmVzcG9uc2USEwoLdG9rZW5fY291bnQYASABKA0SFAoMY29udGV4dF9zaXplGAIgASgNKrwBCgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhYKEkZJTklTSF9SRUFTT05fU1RPUBABEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAISGwoXRklOSVNIX1JFQVNPTl9DQU5DRUxMRUQQAxIcChhGSU5JU0hfUkVBU09OX1RPT0xfQ0FMTFMQBBIgChxGSU5JU0hfUkVBU09OX0NPTlRFTlRfRklMVEVSEAUy2QEKEEluZmVyZW5jZVNlcnZpY2USQwoIR2VuZXJhdGUSGC5zbW1mLnYxLkdlbmVyYXRlUmVxdWVzdBoZLnNtbWYudjEuR2VuZXJhdGVSZXNwb25zZSgBMAESNgoFRW1iZWQSFS5zbW1mLnYxLkVtYmVkUmVxdWVzdBoWLnNtbWYudjEuRW1iZWRSZXNwb25zZRJICgtDb3VudFRva2VucxIbLnNtbWYudjEuQ291bnRUb2tlbnNSZXF1ZXN0Ghwuc21tZi52MS5Db3VudFRva2Vuc1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChdzbW1mL3YxL2luZmVyZW5jZS5wcm90bxIHc21tZi52MSJtCg9HZW5lcmF0ZVJlcXVlc3QSJwoFc3RhcnQYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlU3RhcnRIABIpCgZjYW5jZWwYAiABKAsyFy5zbW1mLnYxLkdlbmVyYXRlQ2FuY2VsSABCBgoEa2luZCLAAwoNR2VuZXJhdGVTdGFydBINCgVtb2RlbBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIiCgRjaGF0GAMgASgLMhIuc21tZi52MS5DaGF0SW5wdXRIABIQCgZwcm9tcHQYBCABKAlIABInCgZwYXJhbXMYBSABKAsyFy5zbW1mLnYxLlNhbXBsaW5nUGFyYW1zEhIKCnJlcXVlc3RfaWQYBiABKAkSFAoMY29udGludWF0aW9uGAcgASgJEhwKBXRvb2xzGAggAygLMg0uc21tZi52MS5Ub29sEigKC3Rvb2xfY2hvaWNlGAkgASgLMhMuc21tZi52MS5Ub29sQ2hvaWNlEiAKE3BhcmFsbGVsX3Rvb2xfY2FsbHMYCiABKAhIAYgBARIwCg9yZXNwb25zZV9mb3JtYXQYCyABKAsyFy5zbW1mLnYxLlJlc3BvbnNlRm9ybWF0EgkKAW4YDCABKA0SEAoIbG9ncHJvYnMYDSABKAgSFAoMdG9wX2xvZ3Byb2JzGA4gASgNEhIKCmV4dHJhX2pzb24YDyABKAlCBwoFaW5wdXRCFgoUX3BhcmFsbGVsX3Rvb2xfY2FsbHMiUgoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhcKD3BhcmFtZXRlcnNfanNvbhgDIAEoCRIOCgZzdHJpY3QYBCABKAgiPwoKVG9vbENob2ljZRIOCgRtb2RlGAEgASgJSAASFwoNZnVuY3Rpb25fbmFtZRgCIAEoCUgAQggKBmNob2ljZSLIAQoOUmVzcG9uc2VGb3JtYXQSKgoEdHlwZRgBIAEoDjIcLnNtbWYudjEuUmVzcG9uc2VGb3JtYXQuVHlwZRIMCgRuYW1lGAIgASgJEhMKC3NjaGVtYV9qc29uGAMgASgJEg4KBnN0cmljdBgEIAEoCCJXCgRUeXBlEhQKEFRZUEVfVU5TUEVDSUZJRUQQABINCglUWVBFX1RFWFQQARIUChBUWVBFX0pTT05fT0JKRUNUEAISFAoQVFlQRV9KU09OX1NDSEVNQRADIkYKCFRvb2xDYWxsEg0KBWluZGV4GAEgASgNEgoKAmlkGAIgASgJEgwKBG5hbWUYAyABKAkSEQoJYXJndW1lbnRzGAQgASgJImEKDFRva2VuTG9ncHJvYhINCgV0b2tlbhgBIAEoCRIPCgdsb2dwcm9iGAIgASgBEg0KBWJ5dGVzGAMgASgMEiIKA3RvcBgEIAMoCzIVLnNtbWYudjEuVG9rZW5Mb2dwcm9iIhAKDkdlbmVyYXRlQ2FuY2VsIjMKCUNoYXRJbnB1dBImCghtZXNzYWdlcxgBIAMoCzIULnNtbWYudjEuQ2hhdE1lc3NhZ2UidwoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEiUKCnRvb2xfY2FsbHMYAyADKAsyES5zbW1mLnYxLlRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgEIAEoCRIMCgRuYW1lGAUgASgJIrICCg5TYW1wbGluZ1BhcmFtcxIXCgptYXhfdG9rZW5zGAEgASgNSACIAQESGAoLdGVtcGVyYXR1cmUYAiABKAJIAYgBARISCgV0b3BfcBgDIAEoAkgCiAEBEhIKBXRvcF9rGAQgASgNSAOIAQESEQoEc2VlZBgFIAEoDUgEiAEBEgwKBHN0b3AYBiADKAkSHgoRZnJlcXVlbmN5X3BlbmFsdHkYByABKAJIBYgBARIdChBwcmVzZW5jZV9wZW5hbHR5GAggASgCSAaIAQFCDQoLX21heF90b2tlbnNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEIICgZfdG9wX2tCBwoFX3NlZWRCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5QhMKEV9wcmVzZW5jZV9wZW5hbHR5ImoKEEdlbmVyYXRlUmVzcG9uc2USJwoFZGVsdGEYASABKAsyFi5zbW1mLnYxLkdlbmVyYXRlRGVsdGFIABIlCgRkb25lGAIgASgLMhUuc21tZi52MS5HZW5lcmF0ZURvbmVIAEIGCgRraW5kIrwBCg1HZW5lcmF0ZURlbHRhEg4KBnBpZWNlcxgBIAMoCRIVCg1wcm9tcHRfdG9rZW5zGAIgASgNEg0KBWluZGV4GAMgASgNEiUKCnRvb2xfY2FsbHMYBCADKAsyES5zbW1mLnYxLlRvb2xDYWxsEicKCGxvZ3Byb2JzGAUgAygLMhUuc21tZi52MS5Ub2tlbkxvZ3Byb2ISDwoHcmVmdXNhbBgGIAEoCRIUCgxvdGhlcl90b2tlbnMYByABKA0i7QEKDEdlbmVyYXRlRG9uZRIsCg1maW5pc2hfcmVhc29uGAEgASgOMhUuc21tZi52MS5GaW5pc2hSZWFzb24SHQoFdXNhZ2UYAiABKAsyDi5zbW1mLnYxLlVzYWdlEhMKC2luc3RhbmNlX2lkGAMgASgJEhYKDmVuZ2luZV90aW1lX21zGAQgASgBEhYKDndvcmtlcl90aW1lX21zGAUgASgBEjQKFWNob2ljZV9maW5pc2hfcmVhc29ucxgGIAMoDjIVLnNtbWYudjEuRmluaXNoUmVhc29uEhUKDXN0b3Bfc2VxdWVuY2UYByABKAkiVwoFVXNhZ2USFQoNcHJvbXB0X3Rva2VucxgBIAEoDRIZChFjb21wbGV0aW9uX3Rva2VucxgCIAEoDRIcChRjYWNoZWRfcHJvbXB0X3Rva2VucxgDIAEoDSJWCgxFbWJlZFJlcXVlc3QSDQoFbW9kZWwYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSDgoGaW5wdXRzGAMgAygJEhIKCnJlcXVlc3RfaWQYBCABKAkiGwoJRW1iZWRkaW5nEg4KBnZhbHVlcxgBIAMoAiJrCg1FbWJlZFJlc3BvbnNlEiYKCmVtYmVkZGluZ3MYASADKAsyEi5zbW1mLnYxLkVtYmVkZGluZxIdCgV1c2FnZRgCIAEoCzIOLnNtbWYudjEuVXNhZ2USEwoLaW5zdGFuY2VfaWQYAyABKAkidwoSQ291bnRUb2tlbnNSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEiIKBGNoYXQYAyABKAsyEi5zbW1mLnYxLkNoYXRJbnB1dEgAEhAKBnByb21wdBgEIAEoCUgAQgcKBWlucHV0IkAKE0NvdW50VG9rZW5zUmVzcG9uc2USEwoLdG9rZW5fY291bnQYASABKA0SFAoMY29udGV4dF9zaXplGAIgASgNImkKDVJlcmFua1JlcXVlc3QSDQoFbW9kZWwYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSDQoFcXVlcnkYAyABKAkSEQoJZG9jdW1lbnRzGAQgAygJEhIKCnJlcXVlc3RfaWQYBSABKAkiewoOUmVyYW5rUmVzcG9uc2USDgoGc2NvcmVzGAEgAygBEh0KBXVzYWdlGAIgASgLMg4uc21tZi52MS5Vc2FnZRITCgtpbnN0YW5jZV9pZBgDIAEoCRIlCgZtZXRob2QYBCABKA4yFS5zbW1mLnYxLlJlcmFua01ldGhvZCq8AQoMRmluaXNoUmVhc29uEh0KGUZJTklTSF9SRUFTT05fVU5TUEVDSUZJRUQQABIWChJGSU5JU0hfUkVBU09OX1NUT1AQARIYChRGSU5JU0hfUkVBU09OX0xFTkdUSBACEhsKF0ZJTklTSF9SRUFTT05fQ0FOQ0VMTEVEEAMSHAoYRklOSVNIX1JFQVNPTl9UT09MX0NBTExTEAQSIAocRklOSVNIX1JFQVNPTl9DT05URU5UX0ZJTFRFUhAFKowBCgxSZXJhbmtNZXRob2QSHQoZUkVSQU5LX01FVEhPRF9VTlNQRUNJRklFRBAAEhkKFVJFUkFOS19NRVRIT0RfUkFOS0lORxABEiYKIlJFUkFOS19NRVRIT0RfRU1CRURESU5HX1NJTUlMQVJJVFkQAhIaChZSRVJBTktfTUVUSE9EX1VQU1RSRUFNEAMylAIKEEluZmVyZW5jZVNlcnZpY2USQwoIR2VuZXJhdGUSGC5zbW1mLnYxLkdlbmVyYXRlUmVxdWVzdBoZLnNtbWYudjEuR2VuZXJhdGVSZXNwb25zZSgBMAESNgoFRW1iZWQSFS5zbW1mLnYxLkVtYmVkUmVxdWVzdBoWLnNtbWYudjEuRW1iZWRSZXNwb25zZRJICgtDb3VudFRva2VucxIbLnNtbWYudjEuQ291bnRUb2tlbnNSZXF1ZXN0Ghwuc21tZi52MS5Db3VudFRva2Vuc1Jlc3BvbnNlEjkKBlJlcmFuaxIWLnNtbWYudjEuUmVyYW5rUmVxdWVzdBoXLnNtbWYudjEuUmVyYW5rUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message smmf.v1.GenerateRequest
@@ -844,6 +844,77 @@ export const CountTokensResponseSchema: GenMessage<CountTokensResponse> = /*@__P
   messageDesc(file_smmf_v1_inference, 19);
 
 /**
+ * @generated from message smmf.v1.RerankRequest
+ */
+export type RerankRequest = Message<"smmf.v1.RerankRequest"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * @generated from field: string instance_id = 2;
+   */
+  instanceId: string;
+
+  /**
+   * @generated from field: string query = 3;
+   */
+  query: string;
+
+  /**
+   * @generated from field: repeated string documents = 4;
+   */
+  documents: string[];
+
+  /**
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message smmf.v1.RerankRequest.
+ * Use `create(RerankRequestSchema)` to create a new message.
+ */
+export const RerankRequestSchema: GenMessage<RerankRequest> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_inference, 20);
+
+/**
+ * @generated from message smmf.v1.RerankResponse
+ */
+export type RerankResponse = Message<"smmf.v1.RerankResponse"> & {
+  /**
+   * One score per document, in the documents' order (higher: more relevant).
+   *
+   * @generated from field: repeated double scores = 1;
+   */
+  scores: number[];
+
+  /**
+   * @generated from field: smmf.v1.Usage usage = 2;
+   */
+  usage?: Usage;
+
+  /**
+   * @generated from field: string instance_id = 3;
+   */
+  instanceId: string;
+
+  /**
+   * @generated from field: smmf.v1.RerankMethod method = 4;
+   */
+  method: RerankMethod;
+};
+
+/**
+ * Describes the message smmf.v1.RerankResponse.
+ * Use `create(RerankResponseSchema)` to create a new message.
+ */
+export const RerankResponseSchema: GenMessage<RerankResponse> = /*@__PURE__*/
+  messageDesc(file_smmf_v1_inference, 21);
+
+/**
  * @generated from enum smmf.v1.FinishReason
  */
 export enum FinishReason {
@@ -895,6 +966,45 @@ export const FinishReasonSchema: GenEnum<FinishReason> = /*@__PURE__*/
   enumDesc(file_smmf_v1_inference, 0);
 
 /**
+ * How an instance scored the documents.
+ *
+ * @generated from enum smmf.v1.RerankMethod
+ */
+export enum RerankMethod {
+  /**
+   * @generated from enum value: RERANK_METHOD_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The model's own ranking head (a reranker GGUF on llama.cpp): the probability that a document is relevant.
+   *
+   * @generated from enum value: RERANK_METHOD_RANKING = 1;
+   */
+  RANKING = 1,
+
+  /**
+   * A model without one: the cosine similarity of the query's and the document's embeddings.
+   *
+   * @generated from enum value: RERANK_METHOD_EMBEDDING_SIMILARITY = 2;
+   */
+  EMBEDDING_SIMILARITY = 2,
+
+  /**
+   * The upstream's own rerank endpoint.
+   *
+   * @generated from enum value: RERANK_METHOD_UPSTREAM = 3;
+   */
+  UPSTREAM = 3,
+}
+
+/**
+ * Describes the enum smmf.v1.RerankMethod.
+ */
+export const RerankMethodSchema: GenEnum<RerankMethod> = /*@__PURE__*/
+  enumDesc(file_smmf_v1_inference, 1);
+
+/**
  * InferenceService runs generations and embeddings on a model instance.
  * Workers serve it for the instances they host; gateways serve it too and
  * forward each call to an instance of the requested model.
@@ -933,6 +1043,16 @@ export const InferenceService: GenService<{
     methodKind: "unary";
     input: typeof CountTokensRequestSchema;
     output: typeof CountTokensResponseSchema;
+  },
+  /**
+   * Scores documents by their relevance to a query (POST /v1/rerank).
+   *
+   * @generated from rpc smmf.v1.InferenceService.Rerank
+   */
+  rerank: {
+    methodKind: "unary";
+    input: typeof RerankRequestSchema;
+    output: typeof RerankResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_smmf_v1_inference, 0);
