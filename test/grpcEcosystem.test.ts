@@ -166,7 +166,7 @@ describe("gRPC server reflection", () => {
         const files = r.file_descriptor_response!.file_descriptor_proto.map((b) => fromBinary(FileDescriptorProtoSchema, b));
         expect(files[0].name).toBe("smmf/v1/inference.proto");
         const service = files[0].service.find((s) => s.name === "InferenceService")!;
-        expect(service.method.map((m) => m.name)).toEqual(["Generate", "Embed", "CountTokens"]);
+        expect(service.method.map((m) => m.name)).toEqual(["Generate", "Embed", "CountTokens", "Rerank"]);
         const generate = service.method[0];
         expect([generate.inputType, generate.outputType, generate.clientStreaming, generate.serverStreaming]).toEqual([".smmf.v1.GenerateRequest", ".smmf.v1.GenerateResponse", true, true]);
         // Every file it imports comes with it, so a tool can describe its messages.
@@ -194,6 +194,15 @@ describe("unknown gRPC methods", () => {
         expect(err.details).toMatch(/unknown method/);
       }
     }
+  });
+});
+
+describe("unknown gRPC-Web methods", () => {
+  it("get grpc-status 12 in the headers of an HTTP/1.1 answer", async () => {
+    const res = await fetch(`http://${gateway}/smmf.v1.InferenceService/NoSuchMethod`, { method: "POST", headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" }, body: new Uint8Array(5) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("grpc-status")).toBe("12");
+    expect(res.headers.get("content-type")).toMatch(/^application\/grpc-web/);
   });
 });
 

@@ -38,9 +38,9 @@ function checkModel(ctx: HandlerContext, model: string): void {
 }
 
 /**
- * InferenceService as the gateway serves it: each call goes to an instance of the requested model. Generate
- * and Embed calls are observed like REST requests (metrics, trace, request log; endpoints `grpc_generate`
- * and `grpc_embed`; their status is the HTTP status of their SMMF code).
+ * InferenceService as the gateway serves it: each call goes to an instance of the requested model. Generate,
+ * Embed and Rerank calls are observed like REST requests (metrics, trace, request log; endpoints
+ * `grpc_generate`, `grpc_embed` and `grpc_rerank`; their status is the HTTP status of their SMMF code).
  */
 export function createGatewayInferenceService(router: InferenceRouter, registry?: Registry, telemetry: Telemetry = disabledTelemetry(), accounting?: KeyAccounting, caps: RequestCaps = DEFAULT_REQUEST_CAPS): ServiceImpl<typeof InferenceService> {
   const admit = (ctx: HandlerContext) => accounting?.admit(ctx.values.get(API_KEY), (name, value) => ctx.responseHeader.set(name, value));
@@ -52,6 +52,26 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
     if (requestId) obs.clientRequestId = requestId.slice(0, 128);
     return obs;
   };
+  /** A unary call observed like a REST request: checked, admitted, routed; its usage counted; any error ends it with its status. */
+  async function observedUnary<T extends { usage?: { promptTokens: number } }>(endpoint: ObservedEndpoint, requestId: string, ctx: HandlerContext, model: string, prompt: unknown, check: () => void, call: (obs: RequestObservation) => Promise<T>): Promise<T> {
+    const obs = observe(endpoint, requestId, ctx.requestHeader);
+    ctx.responseHeader.set("x-request-id", obs.id);
+    obs.describe({ model, params: {}, prompt });
+    try {
+      checkModel(ctx, model);
+      check();
+      const onUsage = admit(ctx);
+      const res = await call(obs);
+      onUsage?.(res.usage?.promptTokens ?? 0, 0);
+      obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
+      return res;
+    } catch (err) {
+      const error = toSmmfError(err);
+      obs.end(error.httpStatus, { error });
+      throw asConnectError(error);
+    }
+  }
+
   return {
     async *generate(requests, ctx) {
       const abort = linkSignals(ctx.signal);
@@ -94,42 +114,16 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
         else abort.abort();
       }
     },
-    async embed(req, ctx) {
-      const obs = observe("grpc_embed", req.requestId, ctx.requestHeader);
-      ctx.responseHeader.set("x-request-id", obs.id);
-      obs.describe({ model: req.model, params: {}, prompt: req.inputs });
-      try {
-        checkModel(ctx, req.model);
+    embed(req, ctx) {
+      return observedUnary("grpc_embed", req.requestId, ctx, req.model, req.inputs, () => {
         if (req.inputs.length === 0) throw new SmmfError("invalid_argument", "'inputs' must hold at least one string", { param: "input" });
         checkEmbedInputs(req.inputs, caps);
-        const onUsage = admit(ctx);
-        const res = await router.embed(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
-        onUsage?.(res.usage?.promptTokens ?? 0, 0);
-        obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
-        return res;
-      } catch (err) {
-        const error = toSmmfError(err);
-        obs.end(error.httpStatus, { error });
-        throw asConnectError(error);
-      }
+      }, (obs) => router.embed(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders()));
     },
-    async rerank(req, ctx) {
-      const obs = observe("grpc_rerank", req.requestId, ctx.requestHeader);
-      ctx.responseHeader.set("x-request-id", obs.id);
-      obs.describe({ model: req.model, params: {}, prompt: [req.query, ...req.documents] });
-      try {
-        checkModel(ctx, req.model);
-        checkRerankInputs(req.query, req.documents, caps);
-        const onUsage = admit(ctx);
-        const res = await router.rerank(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
-        onUsage?.(res.usage?.promptTokens ?? 0, 0);
-        obs.end(200, { usage: { promptTokens: res.usage?.promptTokens ?? 0, completionTokens: 0 } });
-        return res;
-      } catch (err) {
-        const error = toSmmfError(err);
-        obs.end(error.httpStatus, { error });
-        throw asConnectError(error);
-      }
+    rerank(req, ctx) {
+      return observedUnary("grpc_rerank", req.requestId, ctx, req.model, [req.query, ...req.documents], () => checkRerankInputs(req.query, req.documents, caps), (obs) =>
+        router.rerank(req, ctx.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders()),
+      );
     },
     async countTokens(req, ctx) {
       try {

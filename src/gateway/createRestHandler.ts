@@ -35,6 +35,7 @@ import type { KeyAccounting, UsageListener } from "../auth/KeyAccounting.js";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { KeyService } from "../gen/smmf/v1/auth_pb.js";
 import { sendJson, type AnyResponse } from "../net/sse.js";
+import { whileConnected } from "../net/whileConnected.js";
 import { streamGeneration } from "./streamGeneration.js";
 import { unknownModel } from "./unknownModel.js";
 import { DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
@@ -168,47 +169,27 @@ export function createRestHandler(options: RestOptions): RestHandler {
         if (typeof body.model === "string" && !keyAllowsModel(key, body.model)) throw unknownModel(body.model);
         const { start } = parseCountTokensRequest(body, caps);
         admit(key, res)?.(0, 0);
-        const abort = new AbortController();
-        const onClose = () => abort.abort();
-        res.once("close", onClose);
-        try {
-          const counted = await router.countTokens(create(CountTokensRequestSchema, { model: start.model, input: start.input.case === "chat" ? { case: "chat", value: start.input.value } : { case: undefined } }), abort.signal);
-          return sendJson(res, 200, { input_tokens: counted.tokenCount });
-        } finally {
-          res.off("close", onClose);
-        }
+        const request = create(CountTokensRequestSchema, { model: start.model, input: start.input.case === "chat" ? { case: "chat", value: start.input.value } : { case: undefined } });
+        const counted = await whileConnected(res, (signal) => router.countTokens(request, signal));
+        return sendJson(res, 200, { input_tokens: counted.tokenCount });
       }
       case "/v1/rerank":
         return observed("rerank", "rerank", req, res, async (obs, id) => {
           const call = parseRerankRequest(await readDescribed(req, obs, key), id, caps);
           const onUsage = admit(key, res);
-          const abort = new AbortController();
-          const onClose = () => abort.abort();
-          res.once("close", onClose);
-          try {
-            const result = await router.rerank(call.request, abort.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
-            onUsage?.(result.usage?.promptTokens ?? 0, 0);
-            sendJson(res, 200, rerankResponse(id, call, result), { "x-request-id": id, "x-smmf-instance": result.instanceId, "x-smmf-rerank-method": RERANK_METHOD_NAMES[result.method] ?? "unknown" });
-            obs.end(200, { usage: { promptTokens: result.usage?.promptTokens ?? 0, completionTokens: 0 } });
-          } finally {
-            res.off("close", onClose);
-          }
+          const result = await whileConnected(res, (signal) => router.rerank(call.request, signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders()));
+          onUsage?.(result.usage?.promptTokens ?? 0, 0);
+          sendJson(res, 200, rerankResponse(id, call, result), { "x-request-id": id, "x-smmf-instance": result.instanceId, "x-smmf-rerank-method": RERANK_METHOD_NAMES[result.method] ?? "unknown" });
+          obs.end(200, { usage: { promptTokens: result.usage?.promptTokens ?? 0, completionTokens: 0 } });
         });
       case "/v1/embeddings":
         return observed("embeddings", "emb", req, res, async (obs, id) => {
           const request = parseEmbeddingsRequest(await readDescribed(req, obs, key), id, caps);
           const onUsage = admit(key, res);
-          const abort = new AbortController();
-          const onClose = () => abort.abort();
-          res.once("close", onClose);
-          try {
-            const result = await router.embed(request.request, abort.signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders());
-            onUsage?.(result.usage?.promptTokens ?? 0, 0);
-            sendJson(res, 200, embeddingsResponse(request, result), { "x-request-id": id, "x-smmf-instance": result.instanceId });
-            obs.end(200, { usage: { promptTokens: result.usage?.promptTokens ?? 0, completionTokens: 0 } });
-          } finally {
-            res.off("close", onClose);
-          }
+          const result = await whileConnected(res, (signal) => router.embed(request.request, signal, (instance, attempt) => obs.attempt(instance, attempt), obs.traceHeaders()));
+          onUsage?.(result.usage?.promptTokens ?? 0, 0);
+          sendJson(res, 200, embeddingsResponse(request, result), { "x-request-id": id, "x-smmf-instance": result.instanceId });
+          obs.end(200, { usage: { promptTokens: result.usage?.promptTokens ?? 0, completionTokens: 0 } });
         });
       case "/metrics": {
         allowMethods(req, "GET");

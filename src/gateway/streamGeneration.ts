@@ -5,6 +5,7 @@ import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import type { RequestObservation } from "./RequestObservation.js";
 import { sendJson, startSse, writeSse, type AnyResponse } from "../net/sse.js";
+import { GenerationCall, incomplete } from "./GenerationCall.js";
 
 export interface Usage {
   prompt_tokens: number;
@@ -90,9 +91,6 @@ export function logprobJson(lp: TokenLogprob): LogprobJson {
   return { token: lp.token, logprob: lp.logprob, bytes: toBytes(lp.bytes), top_logprobs: lp.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: toBytes(t.bytes) })) };
 }
 
-export function incomplete(): SmmfError {
-  return new SmmfError("unavailable", "the model instance ended the generation without finishing it");
-}
 
 /** A delta's tokens for the request's metrics and log (tool calls logged as `[call name] arguments`). */
 export function observeDelta(obs: RequestObservation, delta: GenerateDelta): void {
@@ -145,21 +143,12 @@ function deltaChunks(format: CompletionFormat, delta: GenerateDelta, opened: boo
  * A client that goes away cancels the generation.
  */
 export async function streamGeneration(router: InferenceRouter, res: AnyResponse, req: GenerationRequest, format: CompletionFormat, obs: RequestObservation, onUsage?: UsageListener): Promise<void> {
-  const abort = new AbortController();
-  const onClose = () => abort.abort();
-  res.once("close", onClose);
-  let responses: AsyncGenerator<GenerateResponse> | undefined;
+  const started = performance.now();
+  const call = new GenerationCall(router, res, req.start, obs);
+  const responses = call.responses;
   try {
-    const started = performance.now();
-    let instanceId = "";
-    const onInstance = (instance: Parameters<RequestObservation["attempt"]>[0], attempt: number) => {
-      instanceId = instance.instanceId;
-      obs.attempt(instance, attempt);
-    };
-    responses = router.generate(req.start, abort.signal, onInstance, obs.traceHeaders());
-    const first = await responses.next();
-    if (first.done) throw incomplete();
-    const headers: Record<string, string> = { "x-request-id": req.requestId, "x-smmf-instance": instanceId };
+    const first = await call.first();
+    const headers: Record<string, string> = { "x-request-id": req.requestId, "x-smmf-instance": call.instanceId };
     if (!req.stream) {
       const assembler = new Assembler(req.choices);
       for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
@@ -201,12 +190,12 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
           await writeSse(res, closing);
           res.end();
           onUsage?.(usage.prompt_tokens, usage.completion_tokens);
-          return obs.end(abort.signal.aborted ? 499 : 200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cachedTokens: usage.prompt_tokens_details.cached_tokens }, finishReason: finishes[0] });
+          return obs.end(call.cancelled ? 499 : 200, { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cachedTokens: usage.prompt_tokens_details.cached_tokens }, finishReason: finishes[0] });
         }
       }
       throw incomplete();
     } catch (err) {
-      if (abort.signal.aborted) return obs.end(499, { error: new SmmfError("cancelled", "the client went away") });
+      if (call.cancelled) return obs.end(499, { error: new SmmfError("cancelled", "the client went away") });
       const error = toSmmfError(err);
       // The HTTP status was 200 already; the request counts with its error's status.
       obs.end(error.httpStatus, { error });
@@ -215,8 +204,6 @@ export async function streamGeneration(router: InferenceRouter, res: AnyResponse
       res.end();
     }
   } finally {
-    void responses?.return(undefined).catch(() => undefined);
-    res.off("close", onClose);
-    if (!res.writableEnded) abort.abort();
+    call.finish();
   }
 }

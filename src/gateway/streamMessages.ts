@@ -1,11 +1,12 @@
 import type { UsageListener } from "../auth/KeyAccounting.js";
 import type { GenerateDelta, GenerateResponse } from "../gen/smmf/v1/inference_pb.js";
 import { toSmmfError, SmmfError } from "../errors/SmmfError.js";
+import { GenerationCall, incomplete } from "./GenerationCall.js";
 import { sendJson, startSse, writeSseEvents, type AnyResponse } from "../net/sse.js";
 import { stopReasonOf, toolInput } from "./anthropicMessages.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import type { RequestObservation } from "./RequestObservation.js";
-import { Assembler, incomplete, observeDelta, usageOf, type Done, type GenerationRequest } from "./streamGeneration.js";
+import { Assembler, observeDelta, usageOf, type Done, type GenerationRequest } from "./streamGeneration.js";
 
 type Event = { type: string } & Record<string, unknown>;
 
@@ -64,20 +65,12 @@ class Blocks {
  * ones end the stream with an `error` event. A client that goes away cancels the generation.
  */
 export async function streamMessages(router: InferenceRouter, res: AnyResponse, req: GenerationRequest, obs: RequestObservation, onUsage?: UsageListener): Promise<void> {
-  const abort = new AbortController();
-  const onClose = () => abort.abort();
-  res.once("close", onClose);
+  const call = new GenerationCall(router, res, req.start, obs);
+  const responses = call.responses;
   const model = req.start.model;
-  let responses: AsyncGenerator<GenerateResponse> | undefined;
   try {
-    let instanceId = "";
-    responses = router.generate(req.start, abort.signal, (instance, attempt) => {
-      instanceId = instance.instanceId;
-      obs.attempt(instance, attempt);
-    }, obs.traceHeaders());
-    const first = await responses.next();
-    if (first.done) throw incomplete();
-    const headers: Record<string, string> = { "x-request-id": req.requestId, "x-smmf-instance": instanceId };
+    const first = await call.first();
+    const headers: Record<string, string> = { "x-request-id": req.requestId, "x-smmf-instance": call.instanceId };
     if (!req.stream) {
       const assembler = new Assembler(1);
       for (let r: IteratorResult<GenerateResponse> = first; !r.done; r = await responses.next()) {
@@ -127,20 +120,18 @@ export async function streamMessages(router: InferenceRouter, res: AnyResponse, 
           await writeSseEvents(res, closing);
           res.end();
           onUsage?.(usage.input_tokens, usage.output_tokens);
-          return obs.end(abort.signal.aborted ? 499 : 200, { usage: { promptTokens: usage.input_tokens, completionTokens: usage.output_tokens, cachedTokens: usage.cache_read_input_tokens }, finishReason: stopReason });
+          return obs.end(call.cancelled ? 499 : 200, { usage: { promptTokens: usage.input_tokens, completionTokens: usage.output_tokens, cachedTokens: usage.cache_read_input_tokens }, finishReason: stopReason });
         }
       }
       throw incomplete();
     } catch (err) {
-      if (abort.signal.aborted) return obs.end(499, { error: new SmmfError("cancelled", "the client went away") });
+      if (call.cancelled) return obs.end(499, { error: new SmmfError("cancelled", "the client went away") });
       const error = toSmmfError(err);
       obs.end(error.httpStatus, { error });
       await writeSseEvents(res, [error.toAnthropic().body]);
       res.end();
     }
   } finally {
-    void responses?.return(undefined).catch(() => undefined);
-    res.off("close", onClose);
-    if (!res.writableEnded) abort.abort();
+    call.finish();
   }
 }

@@ -2,12 +2,13 @@ import { randomBytes } from "node:crypto";
 import type { UsageListener } from "../auth/KeyAccounting.js";
 import { FinishReason, type GenerateDelta, type GenerateResponse } from "../gen/smmf/v1/inference_pb.js";
 import { SmmfError, toSmmfError } from "../errors/SmmfError.js";
+import { GenerationCall, incomplete } from "./GenerationCall.js";
 import { sendJson, startSse, writeSseEvents, type AnyResponse } from "../net/sse.js";
 import type { InferenceRouter } from "./InferenceRouter.js";
 import type { ChatItem, ResponsesRequest } from "./openaiResponses.js";
 import type { RequestObservation } from "./RequestObservation.js";
 import type { ResponseStore } from "./ResponseStore.js";
-import { incomplete, observeDelta, usageOf, type Done } from "./streamGeneration.js";
+import { observeDelta, usageOf, type Done } from "./streamGeneration.js";
 
 type Json = Record<string, unknown>;
 type Event = { type: string } & Json;
@@ -120,21 +121,13 @@ export async function streamResponses(router: InferenceRouter, res: AnyResponse,
   const id = generation.requestId;
   const createdAt = Math.floor(Date.now() / 1000);
   const base = { id, object: "response", created_at: createdAt, model: generation.start.model, ...req.echo };
-  const abort = new AbortController();
-  const onClose = () => abort.abort();
-  res.once("close", onClose);
-  let responses: AsyncGenerator<GenerateResponse> | undefined;
+  const call = new GenerationCall(router, res, generation.start, obs);
+  const responses = call.responses;
   let sequence = 0;
   const send = (events: Event[]) => writeSseEvents(res, events.map((e) => ({ ...e, sequence_number: sequence++ })));
   try {
-    let instanceId = "";
-    responses = router.generate(generation.start, abort.signal, (instance, attempt) => {
-      instanceId = instance.instanceId;
-      obs.attempt(instance, attempt);
-    }, obs.traceHeaders());
-    const first = await responses.next();
-    if (first.done) throw incomplete();
-    const headers: Record<string, string> = { "x-request-id": id, "x-smmf-instance": instanceId };
+    const first = await call.first();
+    const headers: Record<string, string> = { "x-request-id": id, "x-smmf-instance": call.instanceId };
     const output = new Output();
     const streaming = generation.stream;
     if (streaming) {
@@ -162,21 +155,19 @@ export async function streamResponses(router: InferenceRouter, res: AnyResponse,
             res.end();
           } else sendJson(res, 200, response, headers);
           onUsage?.(usage.input_tokens, usage.output_tokens);
-          return obs.end(abort.signal.aborted ? 499 : 200, { usage: { promptTokens: usage.input_tokens, completionTokens: usage.output_tokens, cachedTokens: usage.input_tokens_details.cached_tokens }, finishReason: truncated ? "length" : "stop" });
+          return obs.end(call.cancelled ? 499 : 200, { usage: { promptTokens: usage.input_tokens, completionTokens: usage.output_tokens, cachedTokens: usage.input_tokens_details.cached_tokens }, finishReason: truncated ? "length" : "stop" });
         }
       }
       throw incomplete();
     } catch (err) {
       if (!streaming) throw err;
-      if (abort.signal.aborted) return obs.end(499, { error: new SmmfError("cancelled", "the client went away") });
+      if (call.cancelled) return obs.end(499, { error: new SmmfError("cancelled", "the client went away") });
       const error = toSmmfError(err);
       obs.end(error.httpStatus, { error });
       await send([{ type: "error", code: error.code, message: error.message, param: error.param }]);
       res.end();
     }
   } finally {
-    void responses?.return(undefined).catch(() => undefined);
-    res.off("close", onClose);
-    if (!res.writableEnded) abort.abort();
+    call.finish();
   }
 }

@@ -57,6 +57,9 @@ describe("POST /v1/rerank", () => {
     // The document identical to the query comes first.
     expect(json.results[0].index).toBe(0);
     expect(json.usage.total_tokens).toBeGreaterThan(0);
+    // It went through the request log like an embedding.
+    const id = headers.get("x-request-id")!;
+    await expect.poll(async () => (await fetch(`${server.url}/api/v1/requests/${id}`)).status).toBe(200);
   });
 
   it("top_n keeps the best n; return_documents adds their text; documents may be {text} objects", async () => {

@@ -32,6 +32,10 @@ describe("POST /v1/responses (OpenAI's Responses API)", () => {
     expect(response.usage).toMatchObject({ output_tokens: 12, input_tokens: expect.any(Number) });
     expect(response.usage!.total_tokens).toBe(response.usage!.input_tokens + 12);
     expect(http.headers.get("x-request-id")).toBe(response.id);
+    // It went through the request log like a chat completion.
+    await expect.poll(async () => (await fetch(`${server.url}/api/v1/requests/${response.id}`)).status).toBe(200);
+    const logged = (await (await fetch(`${server.url}/api/v1/requests/${response.id}`)).json()) as Record<string, unknown>;
+    expect(logged).toMatchObject({ endpoint: "responses", model: MODEL, status: 200, completionTokens: 12 });
   });
 
   it("item input with instructions: each reaches the model (input tokens grow), and developer messages count as instructions", async () => {
