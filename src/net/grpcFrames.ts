@@ -1,3 +1,8 @@
+/** gRPC's percent-encoding of a grpc-message header: bytes outside printable ASCII, and %, as %XX. */
+export function grpcMessage(message: string): string {
+  return /^[\x20-\x24\x26-\x7e]*$/.test(message) ? message : encodeURIComponent(message);
+}
+
 /** One message as gRPC frames it on HTTP/2: a flag byte (0: not compressed), its length (4 bytes, big-endian), the message. */
 export function grpcFrame(message: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(5 + message.length);

@@ -19,6 +19,7 @@ import { isLoopbackHost } from "./loopbackHost.js";
 import { sendJson, type AnyResponse } from "./sse.js";
 import { withCors } from "./withCors.js";
 import { createGrpcGenerateHandler } from "../worker/serveGrpcGenerate.js";
+import { grpcMessage } from "./grpcFrames.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
@@ -175,13 +176,6 @@ export interface RunningServer extends HttpListener {
   readonly loopback: boolean;
 }
 
-/**
- * The one server shell of every role (gateway, controller, worker, and so `smmf serve`): REST, gRPC, gRPC-Web
- * and Connect on one port (HTTP/1.1 and h2, cleartext or TLS), with the checks every route and RPC goes through in one place,
- * outermost first: TLS (and on workers the client certificate's role), the loopback Host check (DNS rebinding), CORS for listed origins only, the cluster
- * credential on RPCs (workers), and API keys with the role each route or RPC needs. A role registers its
- * services and its REST handler; it cannot add a route that misses the checks.
- */
 /** Whether a request is a gRPC or gRPC-Web call (by its content type). */
 function isGrpcRequest(req: Req): boolean {
   const type = req.headers["content-type"];
@@ -191,14 +185,21 @@ function isGrpcRequest(req: Req): boolean {
 /** Answers a gRPC call with its status only (a trailers-only response): HTTP 200, the status in the headers. */
 function grpcStatusOnly(req: Req, res: AnyResponse, error: SmmfError): void {
   const type = String(req.headers["content-type"]);
-  const message = /^[\x20-\x24\x26-\x7e]*$/.test(error.message) ? error.message : encodeURIComponent(error.message);
-  const headers = { "content-type": type.startsWith("application/grpc-web") ? "application/grpc-web+proto" : "application/grpc", "grpc-status": String(error.grpcCode), "grpc-message": message };
+  const headers = { "content-type": type.startsWith("application/grpc-web") ? "application/grpc-web+proto" : "application/grpc", "grpc-status": String(error.grpcCode), "grpc-message": grpcMessage(error.message) };
   // On HTTP/2, one HEADERS frame that ends the stream (what gRPC clients read as trailers-only).
   if (res instanceof Http2ServerResponse && !res.stream.headersSent && !res.stream.destroyed) return void res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
   res.writeHead(200, headers);
   res.end();
 }
 
+/**
+ * The one server shell of every role (gateway, controller, worker, and so `smmf serve`): REST, gRPC, gRPC-Web
+ * and Connect on one port (HTTP/1.1 and h2, cleartext or TLS), with the checks every route and RPC goes through in one place,
+ * outermost first: TLS (and on workers the client certificate's role), the loopback Host check (DNS rebinding), CORS for listed origins only, the cluster
+ * credential on RPCs (workers), and API keys with the role each route or RPC needs. A role registers its
+ * services and its REST handler; it cannot add a route that misses the checks. Every port also serves gRPC
+ * health checking and server reflection, and answers a gRPC call of a method it lacks with UNIMPLEMENTED.
+ */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const loopback = isLoopbackHost(options.host);
   const interceptors: Interceptor[] = [];

@@ -7,7 +7,7 @@ import { CLUSTER_HEADER, clusterCredentialRefusal } from "../auth/clusterCredent
 import { peerRoleRefusal, peerRolesOf } from "../auth/peerRoles.js";
 import type { CallContext, WorkerInference } from "./createWorkerInferenceService.js";
 import { untilDrained } from "../net/untilDrained.js";
-import { GrpcFrameReader } from "../net/grpcFrames.js";
+import { GrpcFrameReader, grpcMessage } from "../net/grpcFrames.js";
 import { fastCodec } from "../net/fastCodec.js";
 
 export const GENERATE_PATH = "/smmf.v1.InferenceService/Generate";
@@ -42,10 +42,6 @@ export function grpcTimeoutMs(value: string | undefined): number | undefined {
   }
 }
 
-/** gRPC's percent-encoding of grpc-message: bytes outside printable ASCII, and %, as %XX. */
-function grpcMessage(message: string): string {
-  return /^[\x20-\x24\x26-\x7e]*$/.test(message) ? message : encodeURIComponent(message);
-}
 
 /**
  * The request stream of one call, fed by the HTTP/2 stream's frames: an async iterator of GenerateRequest
