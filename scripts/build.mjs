@@ -2,7 +2,7 @@
 // when done (bin/smmf.js runs dist/ when that stamp is newer than every source file). `--if-possible` skips
 // quietly where TypeScript is not installed (an install without dev dependencies keeps the dist/ it has).
 import { spawnSync } from "node:child_process";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,5 +30,7 @@ if (result.status !== 0) {
   rmSync(dist, { recursive: true, force: true });
   process.exit(result.status ?? 1);
 }
+// The web console's static files (plain HTML, CSS and ES modules: nothing to compile).
+cpSync(join(root, "src", "console"), join(dist, "console"), { recursive: true });
 writeFileSync(join(dist, ".built"), `${new Date().toISOString()}\n`);
 if (!process.argv.includes("--quiet")) console.error(`built dist/ in ${((performance.now() - started) / 1000).toFixed(1)} s`);

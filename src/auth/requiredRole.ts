@@ -29,6 +29,8 @@ export function rpcRole(service: string, method: string): ApiKeyRole | undefined
 export function restRole(method: string, rawPath: string, metricsOpen: boolean): ApiKeyRole | undefined {
   const path = rawPath.includes("%") ? rawPath.split("/").map(decodeSegment).join("/") : rawPath;
   if (path === "/healthz" || path === "/readyz") return undefined;
+  // The web console's static files: no data in them (its pages call the API with the key signed in with).
+  if (path === "/ui" || path.startsWith("/ui/")) return undefined;
   if (path === "/metrics") return metricsOpen ? undefined : ApiKeyRole.READER;
   const segments = path.split("/");
   if (segments[1] === "api" && segments[2] === "v1") {

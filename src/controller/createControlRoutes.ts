@@ -1,3 +1,4 @@
+import { ROLE_NAMES } from "../auth/Authenticator.js";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { create, fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
@@ -80,6 +81,11 @@ export function createControlRoutes(service: Service, maxBodyBytes: number, keys
     const segments = path.split("/").slice(3).map(decodeSegment); // after /api/v1/
     try {
       const [collection, id, action] = segments;
+      // Who the caller is: its key's name and role (for the console); without keys in use, an open admin.
+      if (collection === "whoami" && id === undefined) {
+        allowMethods(req, "GET");
+        return reply(res, 200, key ? { name: key.name, role: ROLE_NAMES[key.role], models: key.models } : { name: null, role: "admin", models: [] });
+      }
       if (collection === "models") {
         if (id === undefined || id === "") {
           allowMethods(req, "GET", "POST");

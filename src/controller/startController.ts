@@ -1,3 +1,4 @@
+import { createConsoleHandler } from "../net/serveConsole.js";
 import { randomUUID } from "node:crypto";
 import type { ListenerSettings } from "../net/listenerSettingsOf.js";
 import { ControllerService, EventType } from "../gen/smmf/v1/controller_pb.js";
@@ -58,6 +59,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const keys = options.auth ? createKeyService(options.auth.store, plane.audit, logger) : undefined;
   const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024, keys);
   let election: LeaderElection | undefined;
+  const serveConsole = createConsoleHandler();
   const rest: RestHandler = (req, res, key) => {
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
@@ -72,6 +74,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
         const ready = election?.campaigning ?? false;
         return sendJson(res, ready ? 200 : 503, { status: ready ? "ok" : "etcd unreachable", controller: id, leader: election?.isLeader ?? false });
       }
+      if (serveConsole(req, res, path)) return;
       if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
       sendJson(res, 404, { error: { message: `Unknown route: ${req.method} ${path}`, type: "not_found_error", param: null, code: "not_found" } });
     })().catch((err: unknown) => {

@@ -36,6 +36,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { KeyService } from "../gen/smmf/v1/auth_pb.js";
 import { sendJson, type AnyResponse } from "../net/sse.js";
 import { whileConnected } from "../net/whileConnected.js";
+import { createConsoleHandler } from "../net/serveConsole.js";
 import { streamGeneration } from "./streamGeneration.js";
 import { unknownModel } from "./unknownModel.js";
 import { DEFAULT_REQUEST_CAPS, type RequestCaps } from "./requestCaps.js";
@@ -81,6 +82,7 @@ export function createRestHandler(options: RestOptions): RestHandler {
   const control = createControlRoutes(options.controller, maxBodyBytes, options.keys);
   const requestLogRoutes = createRequestLogRoutes(telemetry, maxBodyBytes);
   const responseStore = new ResponseStore();
+  const serveConsole = createConsoleHandler();
   const isKnownModel = (model: string) => registry.snapshot().some((i) => i.model === model);
 
   /** Runs an inference endpoint under an observation that ends with the status answered, errors included. */
@@ -198,6 +200,7 @@ export function createRestHandler(options: RestOptions): RestHandler {
         return void res.end(text);
       }
     }
+    if (serveConsole(req, res, path)) return;
     if (path.startsWith("/api/v1/requests") && (await requestLogRoutes(req, res, path))) return;
     if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
     if (path.startsWith("/v1/responses/")) {

@@ -1,0 +1,155 @@
+// The web console at /ui/, in a real browser (Debian's chromium driven by playwright-core) against `smmf serve`
+// in a process of its own with the real test model; keys made with the real `smmf key` command.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
+import { runCli } from "../helpers/controlCluster.js";
+import { startTestServer } from "../helpers/startTestServer.js";
+import { projectRoot, testModelPath } from "../helpers/testModel.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+/** Screenshots of each page, kept as test artifacts. */
+const ARTIFACTS = join(projectRoot, ".smmf", "test-artifacts", "console");
+
+let dir: string;
+let smmf: SmmfProcess;
+let url: string;
+let browser: Browser;
+const secrets: Record<string, string> = {};
+
+async function createKey(name: string, role: string): Promise<void> {
+  const out = await runCli(["key", "create", name, "--role", role, "--bootstrap", "--data-dir", join(dir, "data")]);
+  expect(out.code, out.stderr).toBe(0);
+  secrets[name] = /^smmf-k[0-9a-f]{12}-\S{43}$/m.exec(out.stdout)![0];
+}
+
+async function signIn(page: Page, key: string): Promise<void> {
+  await page.goto(`${url}/ui/`);
+  await page.getByLabel("API key").fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+}
+
+/** A page in a fresh context; its Content-Security-Policy is bypassed so that axe-core can be injected (the policy itself is checked on the headers). */
+async function newPage(): Promise<Page> {
+  const context = await browser.newContext({ bypassCSP: true });
+  return context.newPage();
+}
+
+/** Serious and critical accessibility violations of the page, by axe-core. */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  await page.addScriptTag({ content: readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8") });
+  const result = await page.evaluate(async () => (globalThis as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string; help: string }[] }> } }).axe.run());
+  return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.help}`);
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`the console tests need Chromium at ${CHROMIUM}: apt-get install -y chromium (scripts/ensure-tools.sh does it as root)`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  dir = mkdtempSync(join(tmpdir(), "smmf-console-"));
+  const port = await freePort();
+  smmf = await startSmmf(["serve", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--source-dir", dirname(testModelPath()), "--gpu", "off", "--threads", "1", "--data-dir", join(dir, "data"), "--log-level", "warn"], { timeoutMs: 60_000 });
+  url = `http://127.0.0.1:${port}`;
+  await createKey("admin", "admin");
+  await createKey("ops", "reader");
+  // The server picks up the new keys file by itself.
+  for (const deadline = Date.now() + 10_000; (await fetch(`${url}/api/v1/models`)).status !== 401; ) {
+    if (Date.now() > deadline) throw new Error("the server did not start asking for keys");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await smmf?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("the web console (/ui/)", () => {
+  it("is small static files, served compressed, open without a key, that talk only to their own server", async () => {
+    let total = 0;
+    for (const path of ["/ui/", "/ui/console.js", "/ui/console.css"]) {
+      const res = await fetch(`${url}${path}`, { headers: { "accept-encoding": "gzip" } });
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-security-policy")).toMatch(/default-src 'self'/);
+      total += Number(res.headers.get("content-length"));
+      expect(res.headers.get("content-encoding")).toBe("gzip");
+    }
+    expect(total).toBeLessThan(300 * 1024);
+    expect((await fetch(`${url}/ui/nothing.js`)).status).toBe(404);
+    expect((await fetch(`${url}/ui`, { redirect: "manual" })).headers.get("location")).toBe("/ui/");
+  });
+
+  it("a reader key sees the running model and its ready replicas, read-only: no admin buttons", async () => {
+    const page = await newPage();
+    await page.goto(`${url}/ui/`);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, "sign-in.png") });
+    await signIn(page, secrets.ops);
+    const row = page.locator('tr[data-model="stories260K"]');
+    await row.waitFor();
+    await expect.poll(() => row.locator("td").first().textContent()).toBe("1");
+    expect(await page.getByRole("button", { name: /^(Stop|Scale)/ }).count()).toBe(0);
+    await expect.poll(() => page.locator("#who").textContent()).toMatch(/ops \(reader\)/);
+    expect(await page.locator("#workers tbody tr").count()).toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, "overview-reader.png"), fullPage: true });
+    expect(await accessibilityProblems(page)).toEqual([]);
+    await page.close();
+  });
+
+  it("an admin key scales a model and stops it from the page; each change shows in `smmf model list` and, live, on the page", async () => {
+    const started = await fetch(`${url}/api/v1/models`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${secrets.admin}` }, body: JSON.stringify({ name: "second", source: testModelPath() }) });
+    expect(started.status, await started.text()).toBe(201);
+    const page = await newPage();
+    page.on("dialog", (dialog) => void dialog.accept());
+    await signIn(page, secrets.admin);
+    const row = page.locator('tr[data-model="second"]');
+    // Ready without a reload: the page follows the server.
+    await expect.poll(() => row.locator("td").first().textContent(), { timeout: 30_000 }).toBe("1");
+    await page.getByLabel("Replicas of second").fill("2");
+    await page.getByRole("button", { name: "Scale second" }).click();
+    await expect.poll(() => row.locator("td").first().textContent(), { timeout: 60_000 }).toBe("2");
+    const listed = await runCli(["model", "list", "--url", url, "--api-key", secrets.admin]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/second\s.*2/);
+    await page.screenshot({ path: join(ARTIFACTS, "overview-admin.png"), fullPage: true });
+    expect(await accessibilityProblems(page)).toEqual([]);
+    await page.getByRole("button", { name: "Stop second" }).click();
+    await expect.poll(() => row.count(), { timeout: 30_000 }).toBe(0);
+    const after = await runCli(["model", "list", "--url", url, "--api-key", secrets.admin]);
+    expect(after.stdout).not.toMatch(/^second\s/m);
+    await page.close();
+  });
+
+  it("a wrong key is refused with the server's message, and the page stays on sign-in", async () => {
+    const page = await newPage();
+    await page.goto(`${url}/ui/`);
+    await page.getByLabel("API key").fill("smmf-k000000000000-wrong");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect.poll(() => page.getByRole("alert").textContent()).toMatch(/Incorrect API key/);
+    expect(await page.getByRole("heading", { name: "Overview" }).isVisible()).toBe(false);
+    await page.close();
+  });
+
+  it("on loopback with no keys in use, there is no sign-in", async () => {
+    const open = await startTestServer();
+    const page = await newPage();
+    try {
+      await page.goto(`${open.url}/ui/`);
+      await page.getByRole("heading", { name: "Overview" }).waitFor();
+      await expect.poll(() => page.locator("#who").textContent()).toMatch(/no API keys/);
+      await expect.poll(() => page.locator('tr[data-model="stories260K"] td').first().textContent()).toBe("1");
+    } finally {
+      await page.close();
+      await open.close();
+    }
+  });
+});
