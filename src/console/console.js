@@ -25,9 +25,159 @@ function cell(row, text) {
   return td;
 }
 
+const PAGES = ["overview", "requests", "playground"];
+/** Whether this server keeps a request log and serves models (a gateway), or only operates them (a controller). */
+let gateway = false;
+
 function show(section) {
-  for (const id of ["sign-in", "overview"]) $(id).hidden = id !== section;
-  $("sign-out").hidden = section !== "overview" || !sessionStorage.getItem(KEY);
+  for (const id of ["sign-in", ...PAGES]) $(id).hidden = id !== section;
+  $("nav").hidden = section === "sign-in";
+  $("sign-out").hidden = section === "sign-in" || !sessionStorage.getItem(KEY);
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.getAttribute("href") === `#${section}`) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  if (section === "requests") loadRequests();
+  if (section === "playground") loadModels();
+}
+
+/** The page the address names (#requests, ...), or the overview. */
+function route() {
+  const page = location.hash.slice(1);
+  show(PAGES.includes(page) && (page === "overview" || gateway) ? page : "overview");
+}
+
+// ---- Requests: the request log, one request's detail, feedback.
+
+let requestCursor = null;
+let shown = null;
+let rating = 0;
+
+function requestQuery(before) {
+  const q = new URLSearchParams({ limit: "25" });
+  const model = $("filter-model").value.trim();
+  const status = $("filter-status").value.trim();
+  if (model) q.set("model", model);
+  if (status) q.set("status", status);
+  if (before) q.set("before", before);
+  return `/api/v1/requests?${q}`;
+}
+
+async function loadRequests(before) {
+  try {
+    const page = await api("GET", requestQuery(before));
+    const body = $("request-list").tBodies[0];
+    if (!before) body.replaceChildren();
+    for (const r of page.data) {
+      const row = document.createElement("tr");
+      row.dataset.request = r.id;
+      cell(row, new Date(r.time).toLocaleString());
+      cell(row, r.model);
+      cell(row, r.endpoint);
+      cell(row, String(r.status));
+      cell(row, `${r.promptTokens ?? "–"} / ${r.completionTokens ?? "–"}`);
+      cell(row, `${Math.round(r.latencyMs)} ms`);
+      cell(row, r.feedback ? (r.feedback.score > 0 ? "good" : r.feedback.score < 0 ? "bad" : "neutral") : "");
+      const open = document.createElement("button");
+      open.type = "button";
+      open.textContent = "Details";
+      open.setAttribute("aria-label", `Details of ${r.id}`);
+      open.addEventListener("click", () => showRequest(r.id));
+      cell(row, "").append(open);
+      body.append(row);
+    }
+    requestCursor = page.next;
+    $("older").hidden = !page.has_more;
+    $("requests-status").textContent = body.rows.length === 0 ? "No requests match." : "";
+  } catch (err) {
+    $("requests-status").textContent = `Cannot load the request log: ${err.message}`;
+  }
+}
+
+async function showRequest(id) {
+  try {
+    const r = await api("GET", `/api/v1/requests/${encodeURIComponent(id)}`);
+    shown = r.id;
+    rating = r.feedback?.score ?? 0;
+    const fields = $("detail-fields");
+    fields.replaceChildren();
+    const facts = [["Id", r.id], ["Model", r.model], ["Instance", r.instance ?? "–"], ["Status", String(r.status)], ["Error", r.errorMessage ?? "–"], ["Prompt tokens", String(r.promptTokens ?? "–")], ["Completion tokens", String(r.completionTokens ?? "–")], ["Latency", `${Math.round(r.latencyMs)} ms`], ["Time to first token", r.ttftMs == null ? "–" : `${Math.round(r.ttftMs)} ms`], ["Trace id", r.traceId ?? "–"]];
+    for (const [name, value] of facts) {
+      const dt = document.createElement("dt");
+      dt.textContent = name;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      fields.append(dt, dd);
+    }
+    $("detail-prompt").textContent = r.prompt ?? "(not captured)";
+    $("detail-output").textContent = r.output ?? "(not captured)";
+    $("feedback-comment").value = r.feedback?.comment ?? "";
+    $("thumbs-up").setAttribute("aria-pressed", String(rating > 0));
+    $("thumbs-down").setAttribute("aria-pressed", String(rating < 0));
+    $("feedback-status").textContent = "";
+    $("request-detail").hidden = false;
+    $("detail-title").focus?.();
+  } catch (err) {
+    $("requests-status").textContent = `Cannot load ${id}: ${err.message}`;
+  }
+}
+
+function rate(score) {
+  rating = score;
+  $("thumbs-up").setAttribute("aria-pressed", String(score > 0));
+  $("thumbs-down").setAttribute("aria-pressed", String(score < 0));
+}
+
+// ---- Playground: a chat, streamed, and the same request as curl.
+
+async function loadModels() {
+  try {
+    const models = await api("GET", "/v1/models");
+    const select = $("chat-model");
+    const current = select.value;
+    select.replaceChildren(...models.data.map((m) => Object.assign(document.createElement("option"), { value: m.id, textContent: m.id })));
+    if (current) select.value = current;
+  } catch (err) {
+    $("chat-status").textContent = `Cannot list models: ${err.message}`;
+  }
+}
+
+function curlOf(body) {
+  const key = sessionStorage.getItem(KEY) ? " -H 'authorization: Bearer $SMMF_API_KEY'" : "";
+  return `curl -N ${location.origin}/v1/chat/completions -H 'content-type: application/json'${key} \\\n  -d '${JSON.stringify(body).replaceAll("'", "'\\''")}'`;
+}
+
+async function chat(event) {
+  event.preventDefault();
+  const body = { model: $("chat-model").value, messages: [{ role: "user", content: $("chat-message").value }], temperature: Number($("chat-temperature").value), max_tokens: Number($("chat-max-tokens").value), stream: true };
+  $("chat-curl").textContent = curlOf(body);
+  const output = $("chat-output");
+  output.textContent = "";
+  $("chat-status").textContent = "Generating…";
+  try {
+    const res = await fetch("/v1/chat/completions", { method: "POST", headers: { ...headers(), "content-type": "application/json" }, body: JSON.stringify(body) });
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error?.message ?? `HTTP ${res.status}`);
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const data = buffer.slice(0, end).replace(/^data: /, "");
+        buffer = buffer.slice(end + 2);
+        if (data === "[DONE]") continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        const text = chunk.choices?.[0]?.delta?.content;
+        if (text) output.append(text);
+      }
+    }
+    $("chat-status").textContent = "Done.";
+  } catch (err) {
+    $("chat-status").textContent = `Failed: ${err.message}`;
+  }
 }
 
 async function act(what, run) {
@@ -121,7 +271,14 @@ async function start() {
     if (sessionStorage.getItem(KEY)) $("sign-in-error").textContent = err.message;
     return;
   }
-  show("overview");
+  try {
+    await api("GET", "/api/v1/requests?limit=1");
+    gateway = true;
+  } catch {
+    gateway = false;
+  }
+  for (const a of document.querySelectorAll("#nav a[data-gateway]")) a.hidden = !gateway;
+  route();
   await refresh();
   timer = setInterval(refresh, 2000);
 }
@@ -131,11 +288,71 @@ $("sign-in-form").addEventListener("submit", (event) => {
   sessionStorage.setItem(KEY, $("api-key").value.trim());
   $("api-key").value = "";
   $("sign-in-error").textContent = "";
-  start();
+  window.addEventListener("hashchange", () => role !== null && route());
+$("request-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadRequests();
+});
+$("older").addEventListener("click", () => loadRequests(requestCursor));
+$("thumbs-up").addEventListener("click", () => rate(1));
+$("thumbs-down").addEventListener("click", () => rate(-1));
+$("feedback-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const comment = $("feedback-comment").value.trim();
+    await api("POST", `/api/v1/requests/${encodeURIComponent(shown)}/feedback`, { score: rating, ...(comment ? { comment } : {}) });
+    $("feedback-status").textContent = "Feedback saved.";
+    loadRequests();
+  } catch (err) {
+    $("feedback-status").textContent = `Not saved: ${err.message}`;
+  }
+});
+$("chat-form").addEventListener("submit", chat);
+start();
 });
 $("sign-out").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
   $("who").textContent = "";
-  start();
+  window.addEventListener("hashchange", () => role !== null && route());
+$("request-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadRequests();
 });
+$("older").addEventListener("click", () => loadRequests(requestCursor));
+$("thumbs-up").addEventListener("click", () => rate(1));
+$("thumbs-down").addEventListener("click", () => rate(-1));
+$("feedback-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const comment = $("feedback-comment").value.trim();
+    await api("POST", `/api/v1/requests/${encodeURIComponent(shown)}/feedback`, { score: rating, ...(comment ? { comment } : {}) });
+    $("feedback-status").textContent = "Feedback saved.";
+    loadRequests();
+  } catch (err) {
+    $("feedback-status").textContent = `Not saved: ${err.message}`;
+  }
+});
+$("chat-form").addEventListener("submit", chat);
+start();
+});
+window.addEventListener("hashchange", () => role !== null && route());
+$("request-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadRequests();
+});
+$("older").addEventListener("click", () => loadRequests(requestCursor));
+$("thumbs-up").addEventListener("click", () => rate(1));
+$("thumbs-down").addEventListener("click", () => rate(-1));
+$("feedback-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const comment = $("feedback-comment").value.trim();
+    await api("POST", `/api/v1/requests/${encodeURIComponent(shown)}/feedback`, { score: rating, ...(comment ? { comment } : {}) });
+    $("feedback-status").textContent = "Feedback saved.";
+    loadRequests();
+  } catch (err) {
+    $("feedback-status").textContent = `Not saved: ${err.message}`;
+  }
+});
+$("chat-form").addEventListener("submit", chat);
 start();

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import OpenAI from "openai";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
@@ -127,6 +128,58 @@ describe("the web console (/ui/)", () => {
     const after = await runCli(["model", "list", "--url", url, "--api-key", secrets.admin]);
     expect(after.stdout).not.toMatch(/^second\s/m);
     await page.close();
+  });
+
+  it("the playground streams an answer into the page token by token, and shows the request as curl", async () => {
+    const page = await newPage();
+    await signIn(page, secrets.ops);
+    await page.getByRole("link", { name: "Playground" }).click();
+    await page.getByRole("heading", { name: "Playground" }).waitFor();
+    await expect.poll(() => page.getByLabel("Model", { exact: true }).locator("option").allTextContents()).toContain("stories260K");
+    await page.getByLabel("Model", { exact: true }).selectOption("stories260K");
+    await page.getByLabel("Max tokens").fill("400");
+    await page.getByLabel("Message", { exact: true }).fill("Once upon a time");
+    // Every change of the answer's text, as the page makes it.
+    await page.evaluate(`(() => {
+      const out = document.getElementById("chat-output");
+      window.lengths = [];
+      new MutationObserver(() => window.lengths.push(out.textContent.length)).observe(out, { childList: true, characterData: true, subtree: true });
+    })()`);
+    await page.getByRole("button", { name: "Send" }).click();
+    await expect.poll(() => page.locator("#chat-status").textContent(), { timeout: 30_000 }).toBe("Done.");
+    const lengths = (await page.evaluate("window.lengths")) as number[];
+    // The text grew piece by piece (many updates, each longer than the one before), not in one go.
+    expect(lengths.filter((n) => n > 0).length).toBeGreaterThan(5);
+    expect(lengths.slice(1).every((n, i) => n >= lengths[i])).toBe(true);
+    expect(await page.locator("#chat-curl").textContent()).toMatch(/^curl -N http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions .*"model":"stories260K"/s);
+    await page.screenshot({ path: join(ARTIFACTS, "playground.png"), fullPage: true });
+    expect(await accessibilityProblems(page)).toEqual([]);
+    await page.context().close();
+  });
+
+  it("a request made with the openai client shows in the request log page; thumbs down with a comment is stored", async () => {
+    const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: secrets.admin, maxRetries: 0 });
+    const { response } = await openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: "A story about a frog" }], max_tokens: 5 }).withResponse();
+    const id = response.headers.get("x-request-id")!;
+    const page = await newPage();
+    await signIn(page, secrets.ops);
+    await page.getByRole("link", { name: "Requests" }).click();
+    const row = page.locator(`tr[data-request="${id}"]`);
+    await expect.poll(async () => {
+      await page.getByRole("button", { name: "Filter" }).click();
+      return row.count();
+    }, { timeout: 15_000 }).toBe(1);
+    await page.getByRole("button", { name: `Details of ${id}` }).click();
+    await expect.poll(() => page.locator("#detail-prompt").textContent()).toMatch(/A story about a frog/);
+    await page.getByRole("button", { name: /Bad/ }).click();
+    await page.getByLabel("Comment").fill("Not about a frog at all.");
+    await page.getByRole("button", { name: "Send feedback" }).click();
+    await expect.poll(() => page.locator("#feedback-status").textContent()).toBe("Feedback saved.");
+    const stored = (await (await fetch(`${url}/api/v1/requests/${id}`, { headers: { authorization: `Bearer ${secrets.ops}` } })).json()) as { feedback: { score: number; comment: string } };
+    expect(stored.feedback).toMatchObject({ score: -1, comment: "Not about a frog at all." });
+    await page.screenshot({ path: join(ARTIFACTS, "requests.png"), fullPage: true });
+    expect(await accessibilityProblems(page)).toEqual([]);
+    await page.context().close();
   });
 
   it("a wrong key is refused with the server's message, and the page stays on sign-in", async () => {
