@@ -25,7 +25,7 @@ function cell(row, text) {
   return td;
 }
 
-const PAGES = ["overview", "requests", "playground"];
+const PAGES = ["overview", "instances", "requests", "playground", "events"];
 /** Whether this server keeps a request log and serves models (a gateway), or only operates them (a controller). */
 let gateway = false;
 
@@ -39,12 +39,14 @@ function show(section) {
   }
   if (section === "requests") loadRequests();
   if (section === "playground") loadModels();
+  if (section === "events") followEvents();
 }
 
 /** The page the address names (#requests, ...), or the overview. */
 function route() {
   const page = location.hash.slice(1);
-  show(PAGES.includes(page) && (page === "overview" || gateway) ? page : "overview");
+  const gatewayOnly = page === "requests" || page === "playground";
+  show(PAGES.includes(page) && (!gatewayOnly || gateway) ? page : "overview");
 }
 
 // ---- Requests: the request log, one request's detail, feedback.
@@ -126,6 +128,45 @@ function rate(score) {
   rating = score;
   $("thumbs-up").setAttribute("aria-pressed", String(score > 0));
   $("thumbs-down").setAttribute("aria-pressed", String(score < 0));
+}
+
+// ---- Events: the server's event stream, newest first, as it comes.
+
+let events;
+
+async function followEvents() {
+  if (events) return;
+  events = new AbortController();
+  const list = $("event-list");
+  $("events-status").textContent = "Following events…";
+  try {
+    const res = await fetch("/api/v1/events", { headers: headers(), signal: events.signal });
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error?.message ?? `HTTP ${res.status}`);
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const lines = buffer.slice(0, end).split("\n").filter((l) => l.startsWith("data:"));
+        buffer = buffer.slice(end + 2);
+        if (lines.length === 0) continue;
+        const data = JSON.parse(lines.map((l) => l.slice(5).trim()).join("\n"));
+        const e = data.event ?? data;
+        const item = document.createElement("li");
+        item.textContent = `${e.time ? new Date(e.time).toLocaleTimeString() : new Date().toLocaleTimeString()} ${(e.type ?? "").replace("EVENT_TYPE_", "").toLowerCase()} ${e.model ?? ""} ${e.instanceId ?? ""} ${e.message ?? ""}`.replace(/\s+/g, " ").trim();
+        list.prepend(item);
+        while (list.children.length > 200) list.lastChild.remove();
+      }
+    }
+    $("events-status").textContent = "The event stream ended.";
+  } catch (err) {
+    if (err.name !== "AbortError") $("events-status").textContent = `Event stream: ${err.message}`;
+  } finally {
+    events = undefined;
+  }
 }
 
 // ---- Playground: a chat, streamed, and the same request as curl.
@@ -253,9 +294,42 @@ async function refresh() {
       cell(row, `${Math.round(Number(w.worker.memoryFreeBytes ?? 0) / 2 ** 20)} MiB`);
       wbody.append(row);
     }
+    const ibody = $("instance-list").tBodies[0];
+    ibody.replaceChildren();
+    const instances = workers.data.flatMap((w) => w.instances);
+    for (const i of instances) {
+      const row = document.createElement("tr");
+      row.dataset.instance = i.instanceId;
+      const id = document.createElement("th");
+      id.scope = "row";
+      id.textContent = i.instanceId;
+      row.append(id);
+      cell(row, i.model);
+      cell(row, (i.state ?? "").replace("INSTANCE_STATE_", "").toLowerCase());
+      cell(row, String(i.inFlight ?? 0));
+      cell(row, i.engine);
+      cell(row, i.workerId);
+      cell(row, i.address);
+      const td = cell(row, "");
+      td.className = "admin-only";
+      if (role === "admin") {
+        for (const state of ["online", "offline", "drain"]) {
+          const b = document.createElement("button");
+          b.type = "button";
+          b.textContent = state[0].toUpperCase() + state.slice(1);
+          b.setAttribute("aria-label", `Set ${i.instanceId} ${state}`);
+          b.addEventListener("click", () => act(`${state} ${i.instanceId}`, () => api("POST", `/api/v1/instances/${encodeURIComponent(i.instanceId)}/${state}`)));
+          td.append(b, " ");
+        }
+      }
+      ibody.append(row);
+    }
+    $("no-instances").hidden = instances.length > 0;
     for (const el of document.querySelectorAll(".admin-only")) el.hidden = role !== "admin";
   } catch (err) {
-    $("status").textContent = err.status === 401 ? "Your key is no longer valid: sign in again." : `Cannot load: ${err.message}`;
+    const message = err.status === 401 ? "Your key is no longer valid: sign in again." : `Cannot load: ${err.message}`;
+    $("status").textContent = message;
+    $("instances-status").textContent = message;
   }
 }
 
@@ -311,6 +385,7 @@ $("chat-form").addEventListener("submit", chat);
 start();
 });
 $("sign-out").addEventListener("click", () => {
+  events?.abort();
   sessionStorage.removeItem(KEY);
   $("who").textContent = "";
   window.addEventListener("hashchange", () => role !== null && route());

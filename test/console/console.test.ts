@@ -9,6 +9,8 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startSmmf, type SmmfProcess } from "../helpers/childProcess.js";
 import { runCli } from "../helpers/controlCluster.js";
+import { killAll, startDistGateway, startDistWorker, waitUntilReady, type DistGateway, type DistWorker } from "../helpers/distCluster.js";
+import { startEtcd, type TestEtcd } from "../helpers/startEtcd.js";
 import { startTestServer } from "../helpers/startTestServer.js";
 import { projectRoot, testModelPath } from "../helpers/testModel.js";
 
@@ -127,6 +129,16 @@ describe("the web console (/ui/)", () => {
     await expect.poll(() => row.count(), { timeout: 30_000 }).toBe(0);
     const after = await runCli(["model", "list", "--url", url, "--api-key", secrets.admin]);
     expect(after.stdout).not.toMatch(/^second\s/m);
+    // Instances: an admin sets one offline and back online; the page shows each state as the server has it.
+    const workers = (await (await fetch(`${url}/api/v1/workers`, { headers: { authorization: `Bearer ${secrets.admin}` } })).json()) as { data: { instances: { instanceId: string; model: string }[] }[] };
+    const instance = workers.data.flatMap((w) => w.instances).find((i) => i.model === "stories260K")!.instanceId;
+    await page.getByRole("link", { name: "Instances" }).click();
+    const state = page.locator(`tr[data-instance="${instance}"] td`).nth(1);
+    await expect.poll(() => state.textContent()).toBe("online");
+    await page.getByRole("button", { name: `Set ${instance} offline` }).click();
+    await expect.poll(() => state.textContent(), { timeout: 10_000 }).toBe("offline");
+    await page.getByRole("button", { name: `Set ${instance} online` }).click();
+    await expect.poll(() => state.textContent(), { timeout: 10_000 }).toBe("online");
     await page.close();
   });
 
@@ -203,6 +215,46 @@ describe("the web console (/ui/)", () => {
     } finally {
       await page.close();
       await open.close();
+    }
+  });
+});
+
+describe("the web console on a distributed cluster", () => {
+  let etcd: TestEtcd;
+  let workers: DistWorker[] = [];
+  let gateway: DistGateway;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    workers = [await startDistWorker(etcd, { leaseTtl: 2 }), await startDistWorker(etcd, { leaseTtl: 2 })];
+    gateway = await startDistGateway(etcd);
+    await waitUntilReady(gateway);
+  }, 120_000);
+  afterAll(async () => {
+    await killAll(gateway, ...workers);
+    await etcd?.close();
+  });
+
+  it("a worker killed with SIGKILL shows as gone on the instances page, and in the event stream, without a reload", async () => {
+    const root = gateway.baseURL.replace(/\/v1$/, "");
+    const page = await newPage();
+    const events = await newPage();
+    try {
+      await page.goto(`${root}/ui/#instances`);
+      await page.getByRole("heading", { name: "Instances" }).waitFor();
+      for (const w of workers) await expect.poll(() => page.locator(`tr[data-instance="${w.instanceId}"]`).count(), { timeout: 15_000 }).toBe(1);
+      await events.goto(`${root}/ui/#events`);
+      await expect.poll(() => events.locator("#events-status").textContent()).toBe("Following events…");
+      await page.screenshot({ path: join(ARTIFACTS, "instances.png"), fullPage: true });
+      expect(await accessibilityProblems(page)).toEqual([]);
+      await workers[0].proc.kill();
+      await expect.poll(() => page.locator(`tr[data-instance="${workers[0].instanceId}"]`).count(), { timeout: 20_000 }).toBe(0);
+      expect(await page.locator(`tr[data-instance="${workers[1].instanceId}"]`).count()).toBe(1);
+      await expect.poll(() => events.locator("#event-list li").allTextContents(), { timeout: 20_000 }).toEqual(expect.arrayContaining([expect.stringContaining(workers[0].instanceId)]));
+      await events.screenshot({ path: join(ARTIFACTS, "events.png"), fullPage: true });
+      expect(await accessibilityProblems(events)).toEqual([]);
+    } finally {
+      await page.context().close();
+      await events.context().close();
     }
   });
 });
