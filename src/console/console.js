@@ -49,6 +49,31 @@ function route() {
   show(PAGES.includes(page) && (!gatewayOnly || gateway) ? page : "overview");
 }
 
+// ---- Starting a model (admin): the fields of `smmf model start`; the server checks them and its message is shown.
+
+const FILE_ENGINES = new Set(["llama.cpp", "llama.cpp-server"]);
+
+function engineChanged() {
+  const file = FILE_ENGINES.has($("start-engine").value);
+  $("file-fields").hidden = !file;
+  $("upstream-fields").hidden = file;
+  $("start-source").required = file;
+}
+
+async function startModel(event) {
+  event.preventDefault();
+  const name = $("start-name").value.trim();
+  const engine = $("start-engine").value;
+  const spec = { name, engine, replicas: Number($("start-replicas").value) };
+  if (FILE_ENGINES.has(engine)) {
+    spec.source = $("start-source").value.trim();
+    spec.llamaCpp = { embeddings: true, contextSize: Number($("start-context").value), sequences: Number($("start-sequences").value) };
+  } else {
+    spec.proxy = { baseUrl: $("start-base-url").value.trim(), upstreamModel: $("start-upstream-model").value.trim() };
+  }
+  await act(`start ${name}`, () => api("POST", "/api/v1/models", spec));
+}
+
 // ---- Requests: the request log, one request's detail, feedback.
 
 let requestCursor = null;
@@ -382,6 +407,9 @@ $("feedback-form").addEventListener("submit", async (event) => {
   }
 });
 $("chat-form").addEventListener("submit", chat);
+$("start-engine").addEventListener("change", engineChanged);
+$("start-form").addEventListener("submit", startModel);
+engineChanged();
 start();
 });
 $("sign-out").addEventListener("click", () => {
@@ -408,6 +436,9 @@ $("feedback-form").addEventListener("submit", async (event) => {
   }
 });
 $("chat-form").addEventListener("submit", chat);
+$("start-engine").addEventListener("change", engineChanged);
+$("start-form").addEventListener("submit", startModel);
+engineChanged();
 start();
 });
 window.addEventListener("hashchange", () => role !== null && route());
@@ -430,4 +461,7 @@ $("feedback-form").addEventListener("submit", async (event) => {
   }
 });
 $("chat-form").addEventListener("submit", chat);
+$("start-engine").addEventListener("change", engineChanged);
+$("start-form").addEventListener("submit", startModel);
+engineChanged();
 start();

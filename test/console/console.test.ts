@@ -108,12 +108,18 @@ describe("the web console (/ui/)", () => {
     await page.close();
   });
 
-  it("an admin key scales a model and stops it from the page; each change shows in `smmf model list` and, live, on the page", async () => {
-    const started = await fetch(`${url}/api/v1/models`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${secrets.admin}` }, body: JSON.stringify({ name: "second", source: testModelPath() }) });
-    expect(started.status, await started.text()).toBe(201);
+  it("an admin key starts a model from the form, scales it and stops it from the page; each change shows in `smmf model list` and, live, on the page", async () => {
     const page = await newPage();
     page.on("dialog", (dialog) => void dialog.accept());
     await signIn(page, secrets.admin);
+    // A mistake first: the server's own message is shown as it is.
+    await page.getByLabel("Name", { exact: true }).fill("second");
+    await page.getByLabel("Source (GGUF file as the workers see it)").fill("/no/such/dir/x.gguf");
+    await page.getByRole("button", { name: "Start" }).click();
+    await expect.poll(() => page.locator("#status").textContent()).toMatch(/^start second: .*source/);
+    await page.getByLabel("Source (GGUF file as the workers see it)").fill(testModelPath());
+    await page.getByRole("button", { name: "Start" }).click();
+    await expect.poll(() => page.locator("#status").textContent()).toBe("start second: done");
     const row = page.locator('tr[data-model="second"]');
     // Ready without a reload: the page follows the server.
     await expect.poll(() => row.locator("td").first().textContent(), { timeout: 30_000 }).toBe("1");
