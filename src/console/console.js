@@ -387,59 +387,13 @@ $("sign-in-form").addEventListener("submit", (event) => {
   sessionStorage.setItem(KEY, $("api-key").value.trim());
   $("api-key").value = "";
   $("sign-in-error").textContent = "";
-  window.addEventListener("hashchange", () => role !== null && route());
-$("request-filters").addEventListener("submit", (event) => {
-  event.preventDefault();
-  loadRequests();
-});
-$("older").addEventListener("click", () => loadRequests(requestCursor));
-$("thumbs-up").addEventListener("click", () => rate(1));
-$("thumbs-down").addEventListener("click", () => rate(-1));
-$("feedback-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  try {
-    const comment = $("feedback-comment").value.trim();
-    await api("POST", `/api/v1/requests/${encodeURIComponent(shown)}/feedback`, { score: rating, ...(comment ? { comment } : {}) });
-    $("feedback-status").textContent = "Feedback saved.";
-    loadRequests();
-  } catch (err) {
-    $("feedback-status").textContent = `Not saved: ${err.message}`;
-  }
-});
-$("chat-form").addEventListener("submit", chat);
-$("start-engine").addEventListener("change", engineChanged);
-$("start-form").addEventListener("submit", startModel);
-engineChanged();
-start();
+  start();
 });
 $("sign-out").addEventListener("click", () => {
   events?.abort();
   sessionStorage.removeItem(KEY);
   $("who").textContent = "";
-  window.addEventListener("hashchange", () => role !== null && route());
-$("request-filters").addEventListener("submit", (event) => {
-  event.preventDefault();
-  loadRequests();
-});
-$("older").addEventListener("click", () => loadRequests(requestCursor));
-$("thumbs-up").addEventListener("click", () => rate(1));
-$("thumbs-down").addEventListener("click", () => rate(-1));
-$("feedback-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  try {
-    const comment = $("feedback-comment").value.trim();
-    await api("POST", `/api/v1/requests/${encodeURIComponent(shown)}/feedback`, { score: rating, ...(comment ? { comment } : {}) });
-    $("feedback-status").textContent = "Feedback saved.";
-    loadRequests();
-  } catch (err) {
-    $("feedback-status").textContent = `Not saved: ${err.message}`;
-  }
-});
-$("chat-form").addEventListener("submit", chat);
-$("start-engine").addEventListener("change", engineChanged);
-$("start-form").addEventListener("submit", startModel);
-engineChanged();
-start();
+  start();
 });
 window.addEventListener("hashchange", () => role !== null && route());
 $("request-filters").addEventListener("submit", (event) => {

@@ -191,8 +191,19 @@ describe("the web console (/ui/)", () => {
     await expect.poll(() => page.locator("#detail-prompt").textContent()).toMatch(/A story about a frog/);
     await page.getByRole("button", { name: /Bad/ }).click();
     await page.getByLabel("Comment").fill("Not about a frog at all.");
+    // Counts the page's feedback posts.
+    await page.evaluate(`(() => {
+      const f = window.fetch;
+      window.feedbackPosts = 0;
+      window.fetch = (...args) => {
+        if (String(args[0]).endsWith("/feedback")) window.feedbackPosts++;
+        return f(...args);
+      };
+    })()`);
     await page.getByRole("button", { name: "Send feedback" }).click();
     await expect.poll(() => page.locator("#feedback-status").textContent()).toBe("Feedback saved.");
+    // One click, one post (the page's handlers are not added again when someone signs in).
+    expect(await page.evaluate("window.feedbackPosts")).toBe(1);
     const stored = (await (await fetch(`${url}/api/v1/requests/${id}`, { headers: { authorization: `Bearer ${secrets.ops}` } })).json()) as { feedback: { score: number; comment: string } };
     expect(stored.feedback).toMatchObject({ score: -1, comment: "Not about a frog at all." });
     await page.screenshot({ path: join(ARTIFACTS, "requests.png"), fullPage: true });
