@@ -18,6 +18,24 @@ async function api(method, path, body) {
   return json;
 }
 
+/** Reads a server-sent event stream (a fetch Response), calling `onData` with each event's data. */
+async function readSse(res, onData) {
+  if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error?.message ?? `HTTP ${res.status}`);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const lines = buffer.slice(0, end).split("\n").filter((l) => l.startsWith("data:"));
+      buffer = buffer.slice(end + 2);
+      if (lines.length > 0) onData(lines.map((l) => l.slice(5).trim()).join("\n"));
+    }
+  }
+}
+
 function cell(row, text) {
   const td = document.createElement("td");
   td.textContent = text;
@@ -166,26 +184,13 @@ async function followEvents() {
   $("events-status").textContent = "Following events…";
   try {
     const res = await fetch("/api/v1/events", { headers: headers(), signal: events.signal });
-    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error?.message ?? `HTTP ${res.status}`);
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const lines = buffer.slice(0, end).split("\n").filter((l) => l.startsWith("data:"));
-        buffer = buffer.slice(end + 2);
-        if (lines.length === 0) continue;
-        const data = JSON.parse(lines.map((l) => l.slice(5).trim()).join("\n"));
-        const e = data.event ?? data;
-        const item = document.createElement("li");
-        item.textContent = `${e.time ? new Date(e.time).toLocaleTimeString() : new Date().toLocaleTimeString()} ${(e.type ?? "").replace("EVENT_TYPE_", "").toLowerCase()} ${e.model ?? ""} ${e.instanceId ?? ""} ${e.message ?? ""}`.replace(/\s+/g, " ").trim();
-        list.prepend(item);
-        while (list.children.length > 200) list.lastChild.remove();
-      }
-    }
+    await readSse(res, (text) => {
+      const e = JSON.parse(text);
+      const item = document.createElement("li");
+      item.textContent = `${e.time ? new Date(e.time).toLocaleTimeString() : new Date().toLocaleTimeString()} ${(e.type ?? "").replace("EVENT_TYPE_", "").toLowerCase()} ${e.model ?? ""} ${e.instanceId ?? ""} ${e.message ?? ""}`.replace(/\s+/g, " ").trim();
+      list.prepend(item);
+      while (list.children.length > 200) list.lastChild.remove();
+    });
     $("events-status").textContent = "The event stream ended.";
   } catch (err) {
     if (err.name !== "AbortError") $("events-status").textContent = `Event stream: ${err.message}`;
@@ -222,24 +227,13 @@ async function chat(event) {
   $("chat-status").textContent = "Generating…";
   try {
     const res = await fetch("/v1/chat/completions", { method: "POST", headers: { ...headers(), "content-type": "application/json" }, body: JSON.stringify(body) });
-    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error?.message ?? `HTTP ${res.status}`);
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const data = buffer.slice(0, end).replace(/^data: /, "");
-        buffer = buffer.slice(end + 2);
-        if (data === "[DONE]") continue;
-        const chunk = JSON.parse(data);
-        if (chunk.error) throw new Error(chunk.error.message);
-        const text = chunk.choices?.[0]?.delta?.content;
-        if (text) output.append(text);
-      }
-    }
+    await readSse(res, (data) => {
+      if (data === "[DONE]") return;
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message);
+      const text = chunk.choices?.[0]?.delta?.content;
+      if (text) output.append(text);
+    });
     $("chat-status").textContent = "Done.";
   } catch (err) {
     $("chat-status").textContent = `Failed: ${err.message}`;
