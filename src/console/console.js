@@ -36,6 +36,14 @@ async function readSse(res, onData) {
   }
 }
 
+/** A row's header cell (its first: what the row is about). */
+function headerCell(row, text) {
+  const th = document.createElement("th");
+  th.scope = "row";
+  th.textContent = text;
+  row.append(th);
+}
+
 function cell(row, text) {
   const td = document.createElement("td");
   td.textContent = text;
@@ -289,10 +297,7 @@ async function refresh() {
     for (const model of editing ? [] : models.data) {
       const row = document.createElement("tr");
       row.dataset.model = model.name;
-      const name = document.createElement("th");
-      name.scope = "row";
-      name.textContent = model.name;
-      row.append(name);
+      headerCell(row, model.name);
       cell(row, String(model.readyReplicas));
       cell(row, model.spec?.replicas !== undefined ? String(model.spec.replicas) : "—");
       cell(row, (model.engines ?? []).join(", "));
@@ -319,10 +324,7 @@ async function refresh() {
     for (const i of instances) {
       const row = document.createElement("tr");
       row.dataset.instance = i.instanceId;
-      const id = document.createElement("th");
-      id.scope = "row";
-      id.textContent = i.instanceId;
-      row.append(id);
+      headerCell(row, i.instanceId);
       cell(row, i.model);
       cell(row, (i.state ?? "").replace("INSTANCE_STATE_", "").toLowerCase());
       cell(row, String(i.inFlight ?? 0));

@@ -90,7 +90,7 @@ describe("API keys", () => {
     const plain = await get("/v1/models");
     expect(plain.body.error).toMatchObject({ code: "invalid_api_key", type: "invalid_request_error" });
     expect(plain.body.error?.message).toMatch(/didn't provide an API key/);
-    for (const path of ["/api/v1/models", "/api/v1/models/stories260K", "/api/v1/instances", "/api/v1/workers", "/api/v1/events", "/api/v1/audit", "/api/v1/keys", "/api/v1/requests", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
+    for (const path of ["/api/v1/models", "/api/v1/models/stories260K", "/api/v1/instances", "/api/v1/workers", "/api/v1/events", "/api/v1/audit", "/api/v1/keys", "/api/v1/requests", "/api/v1/whoami", "/v1/responses/resp-x", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
     // Every route that changes state, as the operating API lists them.
     const changes: [string, string][] = [
       ["POST", "/api/v1/models"],
@@ -108,6 +108,9 @@ describe("API keys", () => {
       ["POST", "/v1/chat/completions"],
       ["POST", "/v1/completions"],
       ["POST", "/v1/embeddings"],
+      ["POST", "/v1/responses"],
+      ["POST", "/v1/rerank"],
+      ["POST", "/v1/messages/count_tokens"],
     ];
     for (const [method, path] of changes) {
       const res = await fetch(`${url}${path}`, { method, headers: { "content-type": "application/json" }, body: method === "DELETE" ? undefined : JSON.stringify({ replicas: 2, name: "stories260K", source: "x.gguf", model: "stories260K", prompt: "x" }) });
