@@ -9,6 +9,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -21,8 +23,8 @@ import { GrpcWorker } from "../src/gateway/GrpcWorker.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SECONDS = Number(process.env.BENCH_GATEWAY_SECONDS ?? 10);
-/** For exploration: only these layouts (comma-separated: embedded, split); and a folder for CPU profiles of the SMMF processes. */
-const LAYOUTS = (process.env.BENCH_GATEWAY_LAYOUTS ?? "embedded,split").split(",");
+/** For exploration: only these layouts (comma-separated: bare, embedded, split); and a folder for CPU profiles of the SMMF processes. */
+const LAYOUTS = (process.env.BENCH_GATEWAY_LAYOUTS ?? "bare,embedded,split").split(",");
 const PROFILE_DIR = process.env.BENCH_GATEWAY_CPU_PROF;
 const BODY = JSON.stringify({ model: "relay", messages: [{ role: "user", content: "Hi" }], max_tokens: 2 });
 const PATH = "/v1/chat/completions";
@@ -171,10 +173,53 @@ async function grpcHopFloor(calls = 5_000): Promise<{ p50: number; p99: number }
       for await (const _ of worker.generate(request, signal)) void _;
       if (i >= 500) times.push(performance.now() - t); // the first 500 warm up
     }
-    times.sort((a, b) => a - b);
-    return { p50: times[Math.floor(calls * 0.5)], p99: times[Math.floor(calls * 0.99)] };
+    return percentiles(times);
   } finally {
     worker.close();
+    await stop(server);
+  }
+}
+
+function percentiles(times: number[]): { p50: number; p99: number } {
+  times.sort((a, b) => a - b);
+  return { p50: times[Math.floor(times.length * 0.5)], p99: times[Math.floor(times.length * 0.99)] };
+}
+
+/**
+ * What the machine and Node cost before SMMF adds anything: a round trip, one at a time, to a bare HTTP/2 server
+ * answering as a gRPC server answers a short call, and a bare TCP echo (bench/floorEcho.ts, another process).
+ */
+async function rawFloors(calls = 5_000): Promise<{ h2: { p50: number; p99: number }; tcp: { p50: number; p99: number } }> {
+  const server = await start(["--import", "tsx", join(root, "bench", "floorEcho.ts")], /PORTS (\d+) (\d+)/, false);
+  const session = http2.connect(`http://127.0.0.1:${server.match[1]}`);
+  const socket = net.connect(Number(server.match[2]), "127.0.0.1");
+  socket.setNoDelay(true);
+  try {
+    await new Promise((ok) => socket.once("connect", ok));
+    const message = Buffer.alloc(30);
+    const h2: number[] = [];
+    const tcp: number[] = [];
+    for (let i = 0; i < calls + 500; i++) {
+      let t = performance.now();
+      await new Promise<void>((done, fail) => {
+        const stream = session.request({ ":method": "POST", ":path": "/smmf.v1.InferenceService/Generate", "content-type": "application/grpc", te: "trailers" });
+        stream.on("data", () => {});
+        stream.once("end", done);
+        stream.once("error", fail);
+        stream.end(message);
+      });
+      if (i >= 500) h2.push(performance.now() - t);
+      t = performance.now();
+      await new Promise<void>((done) => {
+        socket.once("data", () => done());
+        socket.write(message);
+      });
+      if (i >= 500) tcp.push(performance.now() - t); // the first 500 warm up
+    }
+    return { h2: percentiles(h2), tcp: percentiles(tcp) };
+  } finally {
+    session.close();
+    socket.destroy();
     await stop(server);
   }
 }
@@ -186,6 +231,7 @@ export async function benchGateway(): Promise<void> {
   const rows: Row[] = [];
   let mock: Proc | undefined;
   let hop: { p50: number; p99: number } | undefined;
+  let raw: Awaited<ReturnType<typeof rawFloors>> | undefined;
   try {
     mock = await start(["--import", "tsx", join(root, "bench", "mockOpenAi.ts")], /PORT (\d+)/, false);
     const mockUrl = `http://127.0.0.1:${(mock as Proc & { match: RegExpExecArray }).match[1]}`;
@@ -194,6 +240,16 @@ export async function benchGateway(): Promise<void> {
 
     console.log(`\n== Gateway capacity and overhead: relayed to a loopback mock upstream (2 tokens), load from autocannon in its own process, ${SECONDS} s per run, observability on`);
     rows.push({ layout: "mock alone", load: "saturation, 32 conns", result: await load({ url: mockUrl, path: PATH, body: BODY, connections: 32, durationS: SECONDS }) });
+
+    // The floor: the leanest relay Node can be (bench/floorRelay.ts), under the same loads.
+    if (LAYOUTS.includes("bare")) {
+      const bare = await start(["--trace-gc-nvp", "--import", "tsx", join(root, "bench", "floorRelay.ts"), (mock as Proc & { match: RegExpExecArray }).match[1]], /PORT (\d+)/, true);
+      try {
+        await runLoads("bare Node relay", `http://127.0.0.1:${bare.match[1]}`, [bare], rows);
+      } finally {
+        await stop(bare);
+      }
+    }
 
     // Embedded: gateway, registry and worker in one process.
     if (LAYOUTS.includes("embedded")) {
@@ -209,6 +265,7 @@ export async function benchGateway(): Promise<void> {
     // Split: a gateway process and a worker process on etcd.
     if (LAYOUTS.includes("split")) {
       hop = await grpcHopFloor();
+      raw = await rawFloors();
       const etcd = await startEtcd();
       let worker: Proc | undefined;
       let gateway: Proc | undefined;
@@ -246,7 +303,12 @@ export async function benchGateway(): Promise<void> {
   console.log(`split at saturation: ${f(sat("split"), 0)} req/s (target ≥ 1,500: ${f(sat("split") / 1500, 2)}×)`);
   const k = at("split", LOADS[3].name);
   console.log(`split at 1,000 req/s offered: ${f(k?.perSecond, 0)} achieved, ${k?.errors} errors, overhead p50 ${f(k?.overheadP50Ms, 2)} ms (target ≤ 0.5), p99 ${f(k?.overheadP99Ms, 2)} ms (target ≤ 2)`);
+  const b = at("bare Node relay", LOADS[3].name);
+  if (b) console.log(`the bare Node relay (no SMMF: bench/floorRelay.ts) at 1,000 req/s offered: overhead p50 ${f(b.overheadP50Ms, 2)} ms, p99 ${f(b.overheadP99Ms, 2)} ms; at saturation ${f(sat("bare Node relay"), 0)} req/s`);
+  if (raw) console.log(`one round trip to another process, one at a time, nothing else running: bare HTTP/2 (a gRPC-shaped answer) p50 ${f(raw.h2.p50, 2)} ms, p99 ${f(raw.h2.p99, 2)} ms; bare TCP echo p50 ${f(raw.tcp.p50, 2)} ms, p99 ${f(raw.tcp.p99, 2)} ms`);
   if (hop) console.log(`the gRPC hop alone (gateway client → worker handler in another process, one call at a time, nothing else running): p50 ${f(hop.p50, 2)} ms, p99 ${f(hop.p99, 2)} ms`);
-  const allocs = rows.filter((r) => r.allocatedPerRequest !== undefined).map((r) => r.allocatedPerRequest! / 1024);
-  console.log(`allocated per request: ${f(Math.min(...allocs), 0)}–${f(Math.max(...allocs), 0)} KB (target ≤ 40 KB)`);
+  for (const layout of ["bare Node relay", "embedded", "split"]) {
+    const allocs = rows.filter((r) => r.layout === layout && r.allocatedPerRequest !== undefined).map((r) => r.allocatedPerRequest! / 1024);
+    if (allocs.length) console.log(`${layout}: allocated per request ${f(Math.min(...allocs), 0)}–${f(Math.max(...allocs), 0)} KB${layout === "bare Node relay" ? "" : " (target ≤ 40 KB)"}`);
+  }
 }

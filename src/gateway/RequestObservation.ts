@@ -136,6 +136,7 @@ export class RequestObservation {
       if (usage.completionTokens > 0) metrics.completionTokens.inc(usage.completionTokens, model);
     }
     if (this.firstTokenAt !== undefined) metrics.timeToFirstToken.observe((this.firstTokenAt - this.started) / 1000, model);
+    metrics.traffic.record(status, usage?.completionTokens ?? 0, this.firstTokenAt === undefined ? undefined : this.firstTokenAt - this.started);
     if (this.firstTokenAt !== undefined && this.tokens > 1) {
       metrics.interTokenLatency.observe((performance.now() - this.firstTokenAt) / 1000 / (this.tokens - 1), model);
     }

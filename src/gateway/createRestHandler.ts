@@ -7,6 +7,7 @@ import { listModels, openAiModel } from "../controller/listModels.js";
 import { allowMethods } from "../net/allowMethods.js";
 import { createControlRoutes } from "../controller/createControlRoutes.js";
 import { createRequestLogRoutes } from "./createRequestLogRoutes.js";
+import { trafficRoute } from "./trafficRoute.js";
 import { RequestObservation, type ObservedEndpoint, type RequestDescription } from "./RequestObservation.js";
 import type { Telemetry } from "../telemetry/Telemetry.js";
 import { InstanceSchema } from "../gen/smmf/v1/instance_pb.js";
@@ -202,6 +203,7 @@ export function createRestHandler(options: RestOptions): RestHandler {
     }
     if (serveConsole(req, res, path)) return;
     if (path.startsWith("/api/v1/requests") && (await requestLogRoutes(req, res, path))) return;
+    if (path === "/api/v1/traffic") return trafficRoute(telemetry, req, res);
     if (path.startsWith("/api/v1/") && (await control(req, res, path, key))) return;
     if (path.startsWith("/v1/responses/")) {
       allowMethods(req, "GET", "DELETE");

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import { TrafficWindow } from "./TrafficWindow.js";
 import { FastCounter } from "./FastCounter.js";
 import { FastHistogram } from "./FastHistogram.js";
 import type { FastMetric } from "./FastMetric.js";
@@ -25,6 +26,8 @@ export class Metrics {
   private readonly instanceSources: (() => Iterable<string>)[] = [];
 
   // gateway
+  /** The last ten minutes, second by second, for the web console's charts (`GET /api/v1/traffic`). */
+  readonly traffic = new TrafficWindow(600);
   readonly requests = new FastCounter({ name: "smmf_gateway_requests_total", help: "Requests answered by the gateway, by endpoint, model and HTTP status.", labelNames: ["endpoint", "model", "status"], registers: [this.registry] });
   readonly requestDuration = new FastHistogram({ name: "smmf_gateway_request_duration_seconds", help: "End-to-end request latency at the gateway.", labelNames: ["endpoint", "model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly timeToFirstToken = new FastHistogram({ name: "smmf_gateway_time_to_first_token_seconds", help: "Time from a generation request's arrival to its first token.", labelNames: ["model"], buckets: LATENCY_BUCKETS, registers: [this.registry] });
