@@ -32,5 +32,8 @@ if (result.status !== 0) {
 }
 // The web console's static files (plain HTML, CSS and ES modules: nothing to compile).
 cpSync(join(root, "src", "console"), join(dist, "console"), { recursive: true });
+// uPlot, the console's charts (MIT, https://github.com/leeoniya/uPlot): its minified build and styles, with its licence.
+const uplot = dirname(createRequire(join(root, "package.json")).resolve("uplot/package.json"));
+for (const [from, to] of [["dist/uPlot.iife.min.js", "uPlot.iife.min.js"], ["dist/uPlot.min.css", "uPlot.min.css"], ["LICENSE", "uPlot.LICENSE.txt"]]) cpSync(join(uplot, from), join(dist, "console", to));
 writeFileSync(join(dist, ".built"), `${new Date().toISOString()}\n`);
 if (!process.argv.includes("--quiet")) console.error(`built dist/ in ${((performance.now() - started) / 1000).toFixed(1)} s`);

@@ -15,6 +15,7 @@ Flags:
   --url URL        a gateway (default http://127.0.0.1:8000; env SMMF_URL): each keeps its own log
   --model NAME     list, tail: only this model
   --status CODE    list, tail: only this HTTP status (e.g. 429)
+  --key NAME       list, tail: only requests made with this API key (by its name)
   --since TIME     list: from this time (ISO 8601, or Unix seconds)
   --until TIME     list: before this time
   --limit N        list: at most N (default 20)
@@ -57,6 +58,7 @@ function show(r: LoggedRequest): string {
     `latency:     ${r.latencyMs.toFixed(1)} ms, first token ${r.ttftMs === null ? "-" : `${r.ttftMs.toFixed(1)} ms`}, retries ${r.retries}`,
     `tokens:      ${r.promptTokens ?? "-"} in, ${r.completionTokens ?? "-"} out`,
     `parameters:  ${JSON.stringify(r.params)}`,
+    `api key:     ${r.keyName ?? "-"}`,
     `trace:       ${r.traceId ?? "-"}`,
     `feedback:    ${r.feedback ? `${r.feedback.score}${r.feedback.label ? ` [${r.feedback.label}]` : ""}${r.feedback.comment ? ` ${r.feedback.comment}` : ""}` : "-"}`,
     `prompt:      ${r.prompt ?? "(not captured)"}`,
@@ -71,6 +73,7 @@ export async function runRequestsCommand(args: string[]): Promise<number> {
     url: { type: "string" },
     model: { type: "string" },
     status: { type: "string" },
+    key: { type: "string" },
     since: { type: "string" },
     until: { type: "string" },
     limit: { type: "string" },
@@ -92,6 +95,7 @@ export async function runRequestsCommand(args: string[]): Promise<number> {
   const filters = new URLSearchParams();
   if (values.model) filters.set("model", values.model);
   if (values.status) filters.set("status", values.status);
+  if (values.key) filters.set("key", values.key);
   try {
     switch (sub) {
       case "list": {

@@ -56,6 +56,8 @@ export class RequestObservation {
   private ended = false;
   /** The id the caller gave the request (gRPC `request_id`, at most 128 characters), kept beside the server's own. */
   clientRequestId: string | null = null;
+  /** The name of the API key the request came with (null without keys): the request log keeps it, for filtering. */
+  keyName: string | null = null;
 
   constructor(
     private readonly telemetry: Telemetry,
@@ -174,6 +176,7 @@ export class RequestObservation {
       retries,
       traceId: this.span?.spanContext().traceId ?? null,
       clientRequestId: this.clientRequestId,
+      keyName: this.keyName,
     });
   }
 

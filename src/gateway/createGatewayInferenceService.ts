@@ -47,14 +47,15 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
   const isKnownModel = (model: string) => registry?.snapshot().some((i) => i.model === model) ?? false;
   // The server names every request itself: a caller's request_id is kept beside it, never as the log's key
   // (where it could overwrite another caller's row and its feedback).
-  const observe = (endpoint: ObservedEndpoint, requestId: string, headers: Headers) => {
-    const obs = new RequestObservation(telemetry, endpoint, `grpc-${randomUUID().replaceAll("-", "")}`, Object.fromEntries(headers), isKnownModel);
+  const observe = (endpoint: ObservedEndpoint, requestId: string, ctx: HandlerContext) => {
+    const obs = new RequestObservation(telemetry, endpoint, `grpc-${randomUUID().replaceAll("-", "")}`, Object.fromEntries(ctx.requestHeader), isKnownModel);
     if (requestId) obs.clientRequestId = requestId.slice(0, 128);
+    obs.keyName = ctx.values.get(API_KEY)?.name ?? null;
     return obs;
   };
   /** A unary call observed like a REST request: checked, admitted, routed; its usage counted; any error ends it with its status. */
   async function observedUnary<T extends { usage?: { promptTokens: number } }>(endpoint: ObservedEndpoint, requestId: string, ctx: HandlerContext, model: string, prompt: unknown, check: () => void, call: (obs: RequestObservation) => Promise<T>): Promise<T> {
-    const obs = observe(endpoint, requestId, ctx.requestHeader);
+    const obs = observe(endpoint, requestId, ctx);
     ctx.responseHeader.set("x-request-id", obs.id);
     obs.describe({ model, params: {}, prompt });
     try {
@@ -84,7 +85,7 @@ export function createGatewayInferenceService(router: InferenceRouter, registry?
         });
         checkModel(ctx, start.model);
         const onUsage = admit(ctx);
-        obs = observe("grpc_generate", start.requestId, ctx.requestHeader);
+        obs = observe("grpc_generate", start.requestId, ctx);
         ctx.responseHeader.set("x-request-id", obs.id);
         const input = start.input.case === "chat" ? start.input.value.messages.map((m) => ({ role: m.role, content: m.content })) : start.input.value;
         obs.describe({ model: start.model, stream: true, params: start.params ? (toJson(SamplingParamsSchema, start.params) as Record<string, unknown>) : {}, prompt: input });

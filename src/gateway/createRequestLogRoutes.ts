@@ -49,6 +49,7 @@ export function createRequestLogRoutes(telemetry: Telemetry, maxBodyBytes: numbe
       const page = await log(telemetry).query({
         model: q.get("model") ?? undefined,
         status: statusText === null ? undefined : Number(statusText),
+        key: q.get("key") ?? undefined,
         since: q.has("since") ? parseTime("since", q.get("since")!) : undefined,
         until: q.has("until") ? parseTime("until", q.get("until")!) : undefined,
         limit: Number(limitText),

@@ -108,6 +108,7 @@ export function createRestHandler(options: RestOptions): RestHandler {
   }
 
   async function readDescribed(req: Req, obs: RequestObservation, key: ApiKey | null): Promise<Record<string, unknown>> {
+    obs.keyName = key?.name ?? null;
     const body = await readJsonBody(req, maxBodyBytes);
     if (telemetry.enabled) obs.describe(describeBody(body));
     // A model the key may not use is answered like one that does not exist: names do not leak.

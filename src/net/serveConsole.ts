@@ -1,10 +1,18 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
+import { createRequire } from "node:module";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AnyResponse } from "./sse.js";
 import type { Req } from "./startServer.js";
 
 const TYPES: Record<string, string> = { html: "text/html; charset=utf-8", js: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8", svg: "image/svg+xml" };
+
+/** Files of the console's libraries, as the build copies them and where their packages hold them. */
+const VENDOR: [string, string][] = [
+  ["uPlot.iife.min.js", "uplot/dist/uPlot.iife.min.js"],
+  ["uPlot.min.css", "uplot/dist/uPlot.min.css"],
+];
 
 /** The console's pages talk only to the server that serves them, and cannot be framed. */
 const SECURITY_HEADERS = {
@@ -26,11 +34,21 @@ interface Asset {
  */
 export function createConsoleHandler(dir = fileURLToPath(new URL("../console/", import.meta.url))): (req: Req, res: AnyResponse, path: string) => boolean {
   const assets = new Map<string, Asset>();
-  for (const name of readdirSync(dir)) {
+  const add = (name: string, file: string) => {
     const type = TYPES[name.split(".").pop() ?? ""];
-    if (!type) continue;
-    const body = readFileSync(`${dir}/${name}`);
+    if (!type) return;
+    const body = readFileSync(file);
     assets.set(name, { type, body, gzip: gzipSync(body, { level: 9 }) });
+  };
+  for (const name of readdirSync(dir)) add(name, join(dir, name));
+  // The charting library: copied beside the console by the build; run from the sources, read from its package.
+  for (const [name, file] of VENDOR) {
+    if (assets.has(name)) continue;
+    try {
+      add(name, createRequire(import.meta.url).resolve(file));
+    } catch {
+      // Neither built nor installed: the console works without its charts.
+    }
   }
   return (req, res, path) => {
     if (path !== "/ui" && !path.startsWith("/ui/")) return false;

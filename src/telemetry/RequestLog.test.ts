@@ -78,6 +78,18 @@ describe("RequestLog", () => {
     log.close();
   });
 
+  it("filters by the API key's name; requests made without a key have none", async () => {
+    const log = await RequestLog.open({ path: join(dir, "keys.db"), retentionDays: 7, maxRows: 100, logger });
+    log.record(entry("x", 1, { keyName: "app" }));
+    log.record(entry("y", 2, { keyName: "batch" }));
+    log.record(entry("z", 3));
+    expect(log.query({ key: "app", limit: 10 }).data.map((e) => e.id)).toEqual(["x"]);
+    expect(log.query({ key: "batch", limit: 10 }).data.map((e) => e.id)).toEqual(["y"]);
+    expect(log.get("z")?.keyName).toBeNull();
+    expect(log.query({ limit: 10 }).data.map((e) => e.id)).toEqual(["z", "y", "x"]);
+    log.close();
+  });
+
   it("stores feedback, and says when there is no such request", async () => {
     const log = await RequestLog.open({ path: join(dir, "f.db"), retentionDays: 7, maxRows: 100, logger });
     log.record(entry("x", Date.now()));
@@ -104,13 +116,14 @@ describe("RequestLog", () => {
     old.exec("CREATE TABLE requests (id TEXT PRIMARY KEY, time INTEGER NOT NULL, endpoint TEXT NOT NULL, model TEXT NOT NULL, instance TEXT, engine TEXT, stream INTEGER NOT NULL, params TEXT NOT NULL, prompt TEXT, output TEXT, status INTEGER NOT NULL, error_code TEXT, error_message TEXT, latency_ms REAL NOT NULL, ttft_ms REAL, prompt_tokens INTEGER, completion_tokens INTEGER, retries INTEGER NOT NULL, trace_id TEXT, feedback_score REAL, feedback_comment TEXT, feedback_label TEXT, feedback_time INTEGER)");
     old.close();
     const log = await RequestLog.open({ path, retentionDays: 7, maxRows: 100, logger });
-    log.record(entry("a", Date.now(), { clientRequestId: "mine" }));
+    log.record(entry("a", Date.now(), { clientRequestId: "mine", keyName: "app" }));
     log.flush();
     log.setFeedback("a", { score: 1, comment: null, label: null });
     log.record(entry("a", Date.now(), { model: "other" }));
     log.record(entry("big", Date.now(), { params: { stop: "x".repeat(20_000) } }));
     log.flush();
-    expect(log.get("a")).toMatchObject({ model: "m", clientRequestId: "mine", feedback: { score: 1 } });
+    expect(log.get("a")).toMatchObject({ model: "m", clientRequestId: "mine", keyName: "app", feedback: { score: 1 } });
+    expect(log.query({ key: "app", limit: 10 }).data.map((e) => e.id)).toEqual(["a"]);
     expect(log.get("big")?.params).toEqual({ _omitted: "parameters over 8192 characters are not kept" });
     log.close();
   });

@@ -31,6 +31,8 @@ export interface RequestEntry {
   traceId: string | null;
   /** The id the caller gave the request (gRPC `request_id`), kept beside the server's own `id`. */
   clientRequestId?: string | null;
+  /** The name of the API key the request came with; null without keys. */
+  keyName?: string | null;
 }
 
 export interface Feedback {
@@ -46,6 +48,8 @@ export type LoggedRequest = RequestEntry & { feedback: Feedback | null };
 export interface RequestQuery {
   model?: string;
   status?: number;
+  /** The API key's name. */
+  key?: string;
   /** Unix milliseconds, inclusive. */
   since?: number;
   /** Unix milliseconds, exclusive. */
@@ -96,6 +100,7 @@ CREATE TABLE IF NOT EXISTS requests (
   retries INTEGER NOT NULL,
   trace_id TEXT,
   client_request_id TEXT,
+  key_name TEXT,
   feedback_score REAL,
   feedback_comment TEXT,
   feedback_label TEXT,
@@ -104,7 +109,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time, id);
 CREATE INDEX IF NOT EXISTS requests_model_time ON requests (model, time);
 `;
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const FLUSH_MS = 200;
 const MAX_QUEUE = 10_000;
 const PRUNE_EVERY_MS = 60_000;
@@ -134,6 +139,7 @@ interface Row {
   retries: number;
   trace_id: string | null;
   client_request_id: string | null;
+  key_name: string | null;
   feedback_score: number | null;
   feedback_comment: string | null;
   feedback_label: string | null;
@@ -184,6 +190,7 @@ function rowOf(e: RequestEntry): Record<string, unknown> {
     retries: e.retries ?? 0,
     traceId: e.traceId ?? null,
     clientRequestId: e.clientRequestId ?? null,
+    keyName: e.keyName ?? null,
   };
 }
 
@@ -209,6 +216,7 @@ function fromRow(r: Row): LoggedRequest {
     retries: r.retries,
     traceId: r.trace_id,
     clientRequestId: r.client_request_id,
+    keyName: r.key_name ?? null,
     feedback: r.feedback_score === null ? null : { score: r.feedback_score, comment: r.feedback_comment, label: r.feedback_label, time: r.feedback_time ?? 0 },
   };
 }
@@ -268,14 +276,17 @@ export class RequestLog {
       // a gateway's memory should not creep with it.
       db.pragma("cache_size = -2048");
       db.exec(SCHEMA);
-      // Version 1 had no client_request_id.
-      if (!(db.prepare("PRAGMA table_info(requests)").all() as { name: string }[]).some((c) => c.name === "client_request_id")) db.exec("ALTER TABLE requests ADD COLUMN client_request_id TEXT");
+      // Version 1 had no client_request_id, version 2 no key_name.
+      const columns = new Set((db.prepare("PRAGMA table_info(requests)").all() as { name: string }[]).map((c) => c.name));
+      if (!columns.has("client_request_id")) db.exec("ALTER TABLE requests ADD COLUMN client_request_id TEXT");
+      if (!columns.has("key_name")) db.exec("ALTER TABLE requests ADD COLUMN key_name TEXT");
+      db.exec("CREATE INDEX IF NOT EXISTS requests_key_time ON requests (key_name, time)");
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
       log.db = db;
       log.insert = db.prepare(
         // Ids are the server's own: a row is never replaced (feedback on it could be lost).
-        `INSERT OR IGNORE INTO requests (id, time, endpoint, model, instance, engine, stream, params, prompt, output, status, error_code, error_message, latency_ms, ttft_ms, prompt_tokens, completion_tokens, retries, trace_id, client_request_id)
-         VALUES (@id, @time, @endpoint, @model, @instance, @engine, @stream, @params, @prompt, @output, @status, @errorCode, @errorMessage, @latencyMs, @ttftMs, @promptTokens, @completionTokens, @retries, @traceId, @clientRequestId)`,
+        `INSERT OR IGNORE INTO requests (id, time, endpoint, model, instance, engine, stream, params, prompt, output, status, error_code, error_message, latency_ms, ttft_ms, prompt_tokens, completion_tokens, retries, trace_id, client_request_id, key_name)
+         VALUES (@id, @time, @endpoint, @model, @instance, @engine, @stream, @params, @prompt, @output, @status, @errorCode, @errorMessage, @latencyMs, @ttftMs, @promptTokens, @completionTokens, @retries, @traceId, @clientRequestId, @keyName)`,
       );
       log.prune();
       log.compactIfOversized();
@@ -397,6 +408,7 @@ export class RequestLog {
     const args: Record<string, unknown> = { limit: q.limit + 1 };
     if (q.model !== undefined) (where.push("model = @model"), (args.model = q.model));
     if (q.status !== undefined) (where.push("status = @status"), (args.status = q.status));
+    if (q.key !== undefined) (where.push("key_name = @key"), (args.key = q.key));
     if (q.since !== undefined) (where.push("time >= @since"), (args.since = q.since));
     if (q.until !== undefined) (where.push("time < @until"), (args.until = q.until));
     if (q.before !== undefined) {

@@ -108,6 +108,7 @@ function reduced(e: RequestEntry, reason: ReplaceReason): RequestEntry {
     retries: num(e.retries) ?? 0,
     traceId: short(e.traceId),
     clientRequestId: short(e.clientRequestId),
+    keyName: short(e.keyName),
   };
 }
 

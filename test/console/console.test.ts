@@ -32,7 +32,7 @@ async function createKey(name: string, role: string): Promise<void> {
 
 async function signIn(page: Page, key: string): Promise<void> {
   await page.goto(`${url}/ui/`);
-  await page.getByLabel("API key").fill(key);
+  await page.getByLabel("API key", { exact: true }).fill(key);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Overview" }).waitFor();
 }
@@ -100,7 +100,7 @@ describe("the web console (/ui/)", () => {
     const row = page.locator('tr[data-model="stories260K"]');
     await row.waitFor();
     await expect.poll(() => row.locator("td").first().textContent()).toBe("1");
-    expect(await page.getByRole("button", { name: /^(Stop|Scale)/ }).count()).toBe(0);
+    expect(await page.getByRole("button", { name: /^(Stop|Scale|Restart|Edit)/ }).count()).toBe(0);
     await expect.poll(() => page.locator("#who").textContent()).toMatch(/ops \(reader\)/);
     expect(await page.locator("#workers tbody tr").count()).toBe(1);
     await page.screenshot({ path: join(ARTIFACTS, "overview-reader.png"), fullPage: true });
@@ -115,10 +115,10 @@ describe("the web console (/ui/)", () => {
     // A mistake first: the server's own message is shown as it is.
     await page.getByLabel("Name", { exact: true }).fill("second");
     await page.getByLabel("Source (GGUF file as the workers see it)").fill("/no/such/dir/x.gguf");
-    await page.getByRole("button", { name: "Start" }).click();
+    await page.getByRole("button", { name: "Start", exact: true }).click();
     await expect.poll(() => page.locator("#status").textContent()).toMatch(/^start second: .*source/);
     await page.getByLabel("Source (GGUF file as the workers see it)").fill(testModelPath());
-    await page.getByRole("button", { name: "Start" }).click();
+    await page.getByRole("button", { name: "Start", exact: true }).click();
     await expect.poll(() => page.locator("#status").textContent()).toBe("start second: done");
     const row = page.locator('tr[data-model="second"]');
     // Ready without a reload: the page follows the server.
@@ -214,7 +214,7 @@ describe("the web console (/ui/)", () => {
   it("a wrong key is refused with the server's message, and the page stays on sign-in", async () => {
     const page = await newPage();
     await page.goto(`${url}/ui/`);
-    await page.getByLabel("API key").fill("smmf-k000000000000-wrong");
+    await page.getByLabel("API key", { exact: true }).fill("smmf-k000000000000-wrong");
     await page.getByRole("button", { name: "Sign in" }).click();
     await expect.poll(() => page.getByRole("alert").textContent()).toMatch(/Incorrect API key/);
     expect(await page.getByRole("heading", { name: "Overview" }).isVisible()).toBe(false);
