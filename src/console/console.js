@@ -514,8 +514,8 @@ function trouble(message) {
 
 async function refresh() {
   try {
-    const [models, workers] = await Promise.all([api("GET", "/api/v1/models"), api("GET", "/api/v1/workers")]);
-    trouble(null);
+    const [models, workers, status] = await Promise.all([api("GET", "/api/v1/models"), api("GET", "/api/v1/workers"), api("GET", "/api/v1/status")]);
+    trouble(status.etcd === "unreachable" ? "The control plane is unavailable: this server cannot reach etcd. Models, workers and instances are as last seen, and changes cannot be made until it is back." : null);
     drawModels(models.data);
     drawWorkers(workers.data);
     drawInstances(workers.data.flatMap((w) => w.instances));

@@ -43,6 +43,7 @@ import { decodeSegment } from "../net/decodeSegment.js";
 import { sendJson, startSse, writeSse, type AnyResponse } from "../net/sse.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
+import type { Registry } from "../registry/Registry.js";
 type Service = ControllerApi;
 
 const STATES: Record<string, InstanceState> = { online: InstanceState.ONLINE, offline: InstanceState.OFFLINE, drain: InstanceState.DRAINING };
@@ -67,11 +68,11 @@ function reply(res: AnyResponse, status: number, body: unknown): true {
 /**
  * The controller API as REST under /api/v1 (JSON bodies are the protobuf messages in proto3 JSON form):
  * models (list, start, get, update, stop, restart, scale), workers, instance states, and events as
- * server-sent events, and the audit record. Returns false for paths it does not serve. `key` is the caller's
+ * server-sent events, the audit record, and whether the server reaches etcd (`/api/v1/status`). Returns false for paths it does not serve. `key` is the caller's
  * API key as the REST handler authorized it (null when keys are not enforced): changes are recorded with its
  * name, as over gRPC.
  */
-export function createControlRoutes(service: Service, maxBodyBytes: number, keys?: ServiceImpl<typeof KeyService>): (req: Req, res: AnyResponse, path: string, key?: ApiKey | null) => Promise<boolean> {
+export function createControlRoutes(service: Service, maxBodyBytes: number, keys?: ServiceImpl<typeof KeyService>, registry?: Registry): (req: Req, res: AnyResponse, path: string, key?: ApiKey | null) => Promise<boolean> {
   return async (req, res, path, key = null) => {
     const abort = new AbortController();
     const onClose = () => abort.abort();
@@ -85,6 +86,13 @@ export function createControlRoutes(service: Service, maxBodyBytes: number, keys
       if (collection === "whoami" && id === undefined) {
         allowMethods(req, "GET");
         return reply(res, 200, key ? { name: key.name, role: ROLE_NAMES[key.role], models: key.models } : { name: null, role: "admin", models: [] });
+      }
+      // Whether this server reaches etcd now ("none": it keeps its registry in memory, as `smmf serve` does). While
+      // it does not, what it lists is as last seen, and changes fail.
+      if (collection === "status" && id === undefined) {
+        allowMethods(req, "GET");
+        const watching = registry?.watching;
+        return reply(res, 200, { etcd: watching === undefined ? "none" : watching ? "connected" : "unreachable" });
       }
       if (collection === "models") {
         if (id === undefined || id === "") {

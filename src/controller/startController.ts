@@ -57,7 +57,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const stopCollecting = collectRegistryMetrics(metrics, registry);
   const service = createControllerService(plane);
   const keys = options.auth ? createKeyService(options.auth.store, plane.audit, logger) : undefined;
-  const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024, keys);
+  const control = createControlRoutes(service, options.maxBodyBytes ?? 1024 * 1024, keys, registry);
   let election: LeaderElection | undefined;
   const serveConsole = createConsoleHandler();
   const rest: RestHandler = (req, res, key) => {

@@ -80,7 +80,7 @@ function requestIdFor(prefix: string): string {
 export function createRestHandler(options: RestOptions): RestHandler {
   const { router, registry, logger, maxBodyBytes, telemetry } = options;
   const caps = options.caps ?? DEFAULT_REQUEST_CAPS;
-  const control = createControlRoutes(options.controller, maxBodyBytes, options.keys);
+  const control = createControlRoutes(options.controller, maxBodyBytes, options.keys, registry);
   const requestLogRoutes = createRequestLogRoutes(telemetry, maxBodyBytes);
   const responseStore = new ResponseStore();
   const serveConsole = createConsoleHandler();

@@ -16,4 +16,6 @@ export interface Registry {
   /** Calls `listener` after every change of the workers; returns the unsubscribe function. */
   subscribeWorkers(listener: () => void): () => void;
   close(): Promise<void>;
+  /** Registries on etcd: whether they watch it now (false while it is unreachable; what they hold is then as last seen). Absent for those in memory. */
+  readonly watching?: boolean;
 }

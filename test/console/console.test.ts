@@ -88,6 +88,12 @@ describe("the web console (/ui/)", () => {
     }
     expect(total).toBeLessThan(300 * 1024);
     expect((await fetch(`${url}/ui/nothing.js`)).status).toBe(404);
+    // The charting library comes from the server too, and everything together is still small.
+    const chart = await fetch(`${url}/ui/uPlot.iife.min.js`, { headers: { "accept-encoding": "gzip" } });
+    expect(chart.status).toBe(200);
+    expect(total + Number(chart.headers.get("content-length"))).toBeLessThan(300 * 1024);
+    // `smmf serve` keeps its registry in memory: no etcd to reach.
+    expect(await (await fetch(`${url}/api/v1/status`, { headers: { authorization: `Bearer ${secrets.ops}` } })).json()).toEqual({ etcd: "none" });
     expect((await fetch(`${url}/ui`, { redirect: "manual" })).headers.get("location")).toBe("/ui/");
   });
 
@@ -131,6 +137,33 @@ describe("the web console (/ui/)", () => {
     expect(listed.stdout).toMatch(/second\s.*2/);
     await page.screenshot({ path: join(ARTIFACTS, "overview-admin.png"), fullPage: true });
     expect(await accessibilityProblems(page)).toEqual([]);
+    // Update from the form, filled with the model's spec: a label; the server keeps the new spec.
+    await page.getByRole("button", { name: "Edit second" }).click();
+    await expect.poll(() => page.getByLabel("Source (GGUF file as the workers see it)").inputValue()).toBe(testModelPath());
+    expect(await page.getByLabel("Replicas", { exact: true }).inputValue()).toBe("2");
+    await page.getByLabel("Labels (KEY=VALUE, comma-separated)").fill("team=web");
+    await page.getByRole("button", { name: "Update", exact: true }).click();
+    await expect.poll(() => page.locator("#status").textContent()).toBe("update second: done");
+    const got = (await (await fetch(`${url}/api/v1/models/second`, { headers: { authorization: `Bearer ${secrets.admin}` } })).json()) as { spec: { labels: Record<string, string>; replicas: number } };
+    expect(got.spec).toMatchObject({ labels: { team: "web" }, replicas: 2 });
+    // A restart, confirmed, shown step by step as it goes: every status the row shows is recorded by the page.
+    await expect.poll(() => row.locator('[data-field="status"]').textContent(), { timeout: 60_000 }).toBe("Ready");
+    const idsOf = async () => ((await (await fetch(`${url}/api/v1/models/second`, { headers: { authorization: `Bearer ${secrets.admin}` } })).json()) as { instances: { instanceId: string }[] }).instances.map((i) => i.instanceId).sort();
+    const before = await idsOf();
+    await page.evaluate(`(() => {
+      window.statuses = [];
+      new MutationObserver(() => {
+        const cell = document.querySelector('tr[data-model="second"] [data-field="status"]');
+        if (cell && window.statuses.at(-1) !== cell.textContent) window.statuses.push(cell.textContent);
+      }).observe(document.querySelector("#models tbody"), { childList: true, subtree: true, characterData: true });
+    })()`);
+    await page.getByRole("button", { name: "Restart second" }).click();
+    await expect.poll(() => page.locator("#status").textContent()).toBe("restart second: done");
+    await expect.poll(async () => (await idsOf()).filter((id) => before.includes(id)).length, { timeout: 60_000 }).toBe(0);
+    await expect.poll(() => row.locator('[data-field="status"]').textContent(), { timeout: 60_000 }).toBe("Ready");
+    expect(await row.locator('[data-field="up-to-date"]').textContent()).toBe("2 / 2");
+    const statuses = (await page.evaluate("window.statuses")) as string[];
+    expect(statuses, statuses.join(" | ")).toEqual(expect.arrayContaining([expect.stringMatching(/^Rolling restart: [01] of 2 replaced$/)]));
     await page.getByRole("button", { name: "Stop second" }).click();
     await expect.poll(() => row.count(), { timeout: 30_000 }).toBe(0);
     const after = await runCli(["model", "list", "--url", url, "--api-key", secrets.admin]);
@@ -187,8 +220,23 @@ describe("the web console (/ui/)", () => {
       await page.getByRole("button", { name: "Filter" }).click();
       return row.count();
     }, { timeout: 15_000 }).toBe(1);
+    // Filtered by the API key it came with: by another key's name it is not listed.
+    await page.getByLabel("Filter by API key name").fill("ops");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await expect.poll(() => row.count()).toBe(0);
+    await page.getByLabel("Filter by API key name").fill("admin");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await expect.poll(() => row.count()).toBe(1);
+    // And by time: from a minute after it, it is not listed.
+    await page.getByLabel("Since").fill(new Date(Date.now() + 60_000 - new Date().getTimezoneOffset() * 60_000).toISOString().slice(0, 16));
+    await page.getByRole("button", { name: "Filter" }).click();
+    await expect.poll(() => row.count()).toBe(0);
+    await page.getByLabel("Since").fill("");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await expect.poll(() => row.count()).toBe(1);
     await page.getByRole("button", { name: `Details of ${id}` }).click();
     await expect.poll(() => page.locator("#detail-prompt").textContent()).toMatch(/A story about a frog/);
+    expect(await page.locator("#detail-fields").textContent()).toMatch(/API keyadmin/);
     await page.getByRole("button", { name: /Bad/ }).click();
     await page.getByLabel("Comment").fill("Not about a frog at all.");
     // Counts the page's feedback posts.
@@ -209,6 +257,62 @@ describe("the web console (/ui/)", () => {
     await page.screenshot({ path: join(ARTIFACTS, "requests.png"), fullPage: true });
     expect(await accessibilityProblems(page)).toEqual([]);
     await page.context().close();
+  });
+
+  it("the overview charts this gateway's traffic live: requests, tokens, time to first token and errors of the last minutes", async () => {
+    const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: secrets.admin, maxRetries: 0 });
+    const ask = async () => {
+      let tokens = 0;
+      const stream = await openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: "Hello" }], max_tokens: 8, stream: true, stream_options: { include_usage: true } });
+      for await (const chunk of stream) tokens += chunk.usage?.completion_tokens ?? 0;
+      return tokens;
+    };
+    const traffic = async () => (await (await fetch(`${url}/api/v1/traffic?seconds=600`, { headers: { authorization: `Bearer ${secrets.ops}` } })).json()) as { recorded: boolean; requests: number[]; tokens: number[]; errors: number[]; ttftMs: (number | null)[] };
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const start = await traffic();
+    let tokens = 0;
+    for (let i = 0; i < 3; i++) tokens += await ask();
+    // A second is counted once it is over.
+    await expect.poll(async () => sum((await traffic()).requests) - sum(start.requests), { timeout: 5_000 }).toBe(3);
+    const after = await traffic();
+    expect(after.recorded).toBe(true);
+    expect(sum(after.tokens) - sum(start.tokens)).toBe(tokens);
+    expect(after.ttftMs.some((v) => v !== null && v > 0)).toBe(true);
+    expect((await fetch(`${url}/api/v1/traffic?seconds=601`, { headers: { authorization: `Bearer ${secrets.ops}` } })).status).toBe(400);
+
+    const page = await newPage();
+    await signIn(page, secrets.ops);
+    for (const id of ["chart-requests", "chart-tokens", "chart-ttft", "chart-errors"]) await expect.poll(() => page.locator(`#${id} canvas`).count()).toBe(1);
+    const said = async () => Number(/Last minute: (\d+) requests/.exec((await page.locator("#traffic-now").textContent()) ?? "")?.[1] ?? -1);
+    await expect.poll(said).toBeGreaterThanOrEqual(3);
+    const shown = await said();
+    // More traffic shows without a reload.
+    await ask();
+    await ask();
+    await expect.poll(said, { timeout: 10_000 }).toBe(shown + 2);
+    expect(await page.locator("#traffic-now").textContent()).toMatch(/time to first token \d+ ms/);
+    await page.screenshot({ path: join(ARTIFACTS, "overview-traffic.png"), fullPage: true });
+    await page.context().close();
+  });
+
+  it("is readable at a phone's width: no page wider than the screen (wide tables scroll on their own), and accessible", async () => {
+    const context = await browser.newContext({ bypassCSP: true, viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const page = await context.newPage();
+    try {
+      await signIn(page, secrets.admin);
+      await page.locator('tr[data-model="stories260K"]').waitFor();
+      for (const hash of ["overview", "instances", "requests", "playground", "events"]) {
+        await page.goto(`${url}/ui/#${hash}`);
+        await page.locator(`#${hash} h2`).waitFor();
+        await page.locator(`#${hash}`).waitFor();
+        const [scrollWidth, innerWidth] = (await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")) as number[];
+        expect(scrollWidth, hash).toBeLessThanOrEqual(innerWidth);
+        await page.screenshot({ path: join(ARTIFACTS, `phone-${hash}.png`), fullPage: true });
+        expect(await accessibilityProblems(page), hash).toEqual([]);
+      }
+    } finally {
+      await context.close();
+    }
   });
 
   it("a wrong key is refused with the server's message, and the page stays on sign-in", async () => {
@@ -269,6 +373,14 @@ describe("the web console on a distributed cluster", () => {
       await expect.poll(() => events.locator("#event-list li").allTextContents(), { timeout: 20_000 }).toEqual(expect.arrayContaining([expect.stringContaining(workers[0].instanceId)]));
       await events.screenshot({ path: join(ARTIFACTS, "events.png"), fullPage: true });
       expect(await accessibilityProblems(events)).toEqual([]);
+      // etcd goes down: the page says so over what it last loaded, and recovers by itself when etcd is back.
+      await etcd.stop();
+      await page.getByRole("link", { name: "Overview" }).click();
+      await expect.poll(() => page.locator("#trouble").textContent(), { timeout: 30_000 }).toMatch(/control plane is unavailable.*etcd/i);
+      await page.screenshot({ path: join(ARTIFACTS, "etcd-down.png"), fullPage: true });
+      expect(await accessibilityProblems(page)).toEqual([]);
+      await etcd.start();
+      await expect.poll(() => page.locator("#trouble").isVisible(), { timeout: 30_000 }).toBe(false);
     } finally {
       await page.context().close();
       await events.context().close();

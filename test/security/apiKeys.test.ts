@@ -90,7 +90,7 @@ describe("API keys", () => {
     const plain = await get("/v1/models");
     expect(plain.body.error).toMatchObject({ code: "invalid_api_key", type: "invalid_request_error" });
     expect(plain.body.error?.message).toMatch(/didn't provide an API key/);
-    for (const path of ["/api/v1/models", "/api/v1/models/stories260K", "/api/v1/instances", "/api/v1/workers", "/api/v1/events", "/api/v1/audit", "/api/v1/keys", "/api/v1/requests", "/api/v1/whoami", "/v1/responses/resp-x", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
+    for (const path of ["/api/v1/models", "/api/v1/models/stories260K", "/api/v1/instances", "/api/v1/workers", "/api/v1/events", "/api/v1/audit", "/api/v1/keys", "/api/v1/requests", "/api/v1/whoami", "/api/v1/traffic", "/api/v1/status", "/v1/responses/resp-x", "/v1/nothing"]) expect((await get(path)).status, path).toBe(401);
     // Every route that changes state, as the operating API lists them.
     const changes: [string, string][] = [
       ["POST", "/api/v1/models"],
