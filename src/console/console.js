@@ -343,7 +343,8 @@ function curlOf(body) {
 
 async function chat(event) {
   event.preventDefault();
-  const body = { model: $("chat-model").value, messages: [{ role: "user", content: $("chat-message").value }], temperature: Number($("chat-temperature").value), max_tokens: Number($("chat-max-tokens").value), stream: true };
+  const body = { model: $("chat-model").value, messages: [{ role: "user", content: $("chat-message").value }], temperature: Number($("chat-temperature").value), top_p: Number($("chat-top-p").value), max_tokens: Number($("chat-max-tokens").value), stream: true };
+  if ($("chat-seed").value.trim() !== "") body.seed = Number($("chat-seed").value);
   $("chat-curl").textContent = curlOf(body);
   const output = $("chat-output");
   output.textContent = "";

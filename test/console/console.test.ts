@@ -114,7 +114,7 @@ describe("the web console (/ui/)", () => {
     await page.close();
   });
 
-  it("an admin key starts a model from the form, scales it and stops it from the page; each change shows in `smmf model list` and, live, on the page", async () => {
+  it("an admin key starts a model from the form, scales it, updates it, restarts it (the rolling restart shown as it goes) and stops it; each change shows in `smmf model list` or the API and, live, on the page", async () => {
     const page = await newPage();
     page.on("dialog", (dialog) => void dialog.accept());
     await signIn(page, secrets.admin);
@@ -189,6 +189,7 @@ describe("the web console (/ui/)", () => {
     await expect.poll(() => page.getByLabel("Model", { exact: true }).locator("option").allTextContents()).toContain("stories260K");
     await page.getByLabel("Model", { exact: true }).selectOption("stories260K");
     await page.getByLabel("Max tokens").fill("400");
+    await page.getByLabel("Seed").fill("7");
     await page.getByLabel("Message", { exact: true }).fill("Once upon a time");
     // Every change of the answer's text, as the page makes it.
     await page.evaluate(`(() => {
@@ -202,7 +203,13 @@ describe("the web console (/ui/)", () => {
     // The text grew piece by piece (many updates, each longer than the one before), not in one go.
     expect(lengths.filter((n) => n > 0).length).toBeGreaterThan(5);
     expect(lengths.slice(1).every((n, i) => n >= lengths[i])).toBe(true);
-    expect(await page.locator("#chat-curl").textContent()).toMatch(/^curl -N http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions .*"model":"stories260K"/s);
+    expect(await page.locator("#chat-curl").textContent()).toMatch(/^curl -N http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions .*"model":"stories260K".*"top_p":1.*"seed":7/s);
+    // The sampling settings reach the model: the same seed gives the same answer again.
+    const first = await page.locator("#chat-output").textContent();
+    expect(first?.length).toBeGreaterThan(20);
+    await page.getByRole("button", { name: "Send" }).click();
+    await expect.poll(() => page.locator("#chat-status").textContent(), { timeout: 30_000 }).toBe("Done.");
+    expect(await page.locator("#chat-output").textContent()).toBe(first);
     await page.screenshot({ path: join(ARTIFACTS, "playground.png"), fullPage: true });
     expect(await accessibilityProblems(page)).toEqual([]);
     await page.context().close();

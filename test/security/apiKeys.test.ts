@@ -283,6 +283,14 @@ describe("API keys", () => {
     const traces = JSON.stringify(collector.requests);
     const requestLog = JSON.stringify((await get("/api/v1/requests?limit=1000", secrets.admin)).body);
     expect(requestLog).toContain("stories260K");
+    // The request log keeps the key's name (never the key): `smmf requests list --key` lists one key's requests.
+    const byKey = await runCli(["requests", "list", "--url", url, "--key", "app", "--json", "--limit", "1000"], 60_000, projectRoot, { SMMF_API_KEY: secrets.admin });
+    expect(byKey.code, byKey.stderr).toBe(0);
+    const appRows = JSON.parse(byKey.stdout) as { keyName: string; endpoint: string }[];
+    expect(appRows.length).toBeGreaterThan(0);
+    expect(new Set(appRows.map((r) => r.keyName))).toEqual(new Set(["app"]));
+    const none = await runCli(["requests", "list", "--url", url, "--key", "ops", "--json"], 60_000, projectRoot, { SMMF_API_KEY: secrets.admin });
+    expect(JSON.parse(none.stdout)).toEqual([]);
     const audit = JSON.stringify((await get("/api/v1/audit?limit=1000", secrets.admin)).body);
     for (const secret of Object.values(secrets)) {
       const random = secret.slice(-43);
