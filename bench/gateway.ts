@@ -9,8 +9,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import http2 from "node:http2";
-import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -185,41 +183,31 @@ function percentiles(times: number[]): { p50: number; p99: number } {
   return { p50: times[Math.floor(times.length * 0.5)], p99: times[Math.floor(times.length * 0.99)] };
 }
 
+interface Floor {
+  p50: number;
+  p99: number;
+  /** Bytes allocated per round trip by both processes (V8's --trace-gc-nvp). */
+  allocated: number;
+}
+
 /**
- * What the machine and Node cost before SMMF adds anything: a round trip, one at a time, to a bare HTTP/2 server
- * answering as a gRPC server answers a short call, and a bare TCP echo (bench/floorEcho.ts, another process).
+ * What the machine and Node cost before SMMF adds anything: round trips, one at a time, from a process of its
+ * own (bench/floorEchoClient.ts) to a bare HTTP/2 server answering as a gRPC server answers a short call, and to
+ * a bare TCP echo (bench/floorEcho.ts), both processes' allocations counted.
  */
-async function rawFloors(calls = 5_000): Promise<{ h2: { p50: number; p99: number }; tcp: { p50: number; p99: number } }> {
-  const server = await start(["--import", "tsx", join(root, "bench", "floorEcho.ts")], /PORTS (\d+) (\d+)/, false);
-  const session = http2.connect(`http://127.0.0.1:${server.match[1]}`);
-  const socket = net.connect(Number(server.match[2]), "127.0.0.1");
-  socket.setNoDelay(true);
+async function rawFloors(calls = 10_000): Promise<{ h2: Floor; tcp: Floor }> {
+  const server = await start(["--trace-gc-nvp", "--import", "tsx", join(root, "bench", "floorEcho.ts")], /PORTS (\d+) (\d+)/, true);
+  const run = async (mode: "h2" | "tcp", port: string): Promise<Floor> => {
+    const serverBefore = server.gc!.snapshot().allocated;
+    const client = await start(["--trace-gc-nvp", "--import", "tsx", join(root, "bench", "floorEchoClient.ts"), mode, port, String(calls)], /RESULT (\{.*\})/, true);
+    await new Promise((ok) => (client.child.exitCode !== null ? ok(undefined) : client.child.once("exit", ok)));
+    const result = JSON.parse(client.match[1]) as { p50: number; p99: number };
+    // The client's whole life is counted (its start-up too, a small share over this many calls).
+    return { ...result, allocated: (server.gc!.snapshot().allocated - serverBefore + client.gc!.snapshot().allocated) / (calls + 500) };
+  };
   try {
-    await new Promise((ok) => socket.once("connect", ok));
-    const message = Buffer.alloc(30);
-    const h2: number[] = [];
-    const tcp: number[] = [];
-    for (let i = 0; i < calls + 500; i++) {
-      let t = performance.now();
-      await new Promise<void>((done, fail) => {
-        const stream = session.request({ ":method": "POST", ":path": "/smmf.v1.InferenceService/Generate", "content-type": "application/grpc", te: "trailers" });
-        stream.on("data", () => {});
-        stream.once("end", done);
-        stream.once("error", fail);
-        stream.end(message);
-      });
-      if (i >= 500) h2.push(performance.now() - t);
-      t = performance.now();
-      await new Promise<void>((done) => {
-        socket.once("data", () => done());
-        socket.write(message);
-      });
-      if (i >= 500) tcp.push(performance.now() - t); // the first 500 warm up
-    }
-    return { h2: percentiles(h2), tcp: percentiles(tcp) };
+    return { h2: await run("h2", server.match[1]), tcp: await run("tcp", server.match[2]) };
   } finally {
-    session.close();
-    socket.destroy();
     await stop(server);
   }
 }
@@ -305,8 +293,10 @@ export async function benchGateway(): Promise<void> {
   console.log(`split at 1,000 req/s offered: ${f(k?.perSecond, 0)} achieved, ${k?.errors} errors, overhead p50 ${f(k?.overheadP50Ms, 2)} ms (target ≤ 0.5), p99 ${f(k?.overheadP99Ms, 2)} ms (target ≤ 2)`);
   const b = at("bare Node relay", LOADS[3].name);
   if (b) console.log(`the bare Node relay (no SMMF: bench/floorRelay.ts) at 1,000 req/s offered: overhead p50 ${f(b.overheadP50Ms, 2)} ms, p99 ${f(b.overheadP99Ms, 2)} ms; at saturation ${f(sat("bare Node relay"), 0)} req/s`);
-  if (raw) console.log(`one round trip to another process, one at a time, nothing else running: bare HTTP/2 (a gRPC-shaped answer) p50 ${f(raw.h2.p50, 2)} ms, p99 ${f(raw.h2.p99, 2)} ms; bare TCP echo p50 ${f(raw.tcp.p50, 2)} ms, p99 ${f(raw.tcp.p99, 2)} ms`);
+  if (raw) console.log(`one round trip to another process, one at a time, nothing else running: bare HTTP/2 (a gRPC-shaped answer) p50 ${f(raw.h2.p50, 2)} ms, p99 ${f(raw.h2.p99, 2)} ms, ${f(raw.h2.allocated / 1024, 1)} KB allocated (both ends); bare TCP echo p50 ${f(raw.tcp.p50, 2)} ms, p99 ${f(raw.tcp.p99, 2)} ms, ${f(raw.tcp.allocated / 1024, 1)} KB`);
   if (hop) console.log(`the gRPC hop alone (gateway client → worker handler in another process, one call at a time, nothing else running): p50 ${f(hop.p50, 2)} ms, p99 ${f(hop.p99, 2)} ms`);
+  const bareAlloc = rows.filter((r) => r.layout === "bare Node relay" && r.allocatedPerRequest !== undefined).map((r) => r.allocatedPerRequest!);
+  if (raw && bareAlloc.length) console.log(`Node's floor for the split layout (the bare relay plus one bare HTTP/2 round trip): ${f((Math.min(...bareAlloc) + raw.h2.allocated) / 1024, 0)} KB allocated per request`);
   for (const layout of ["bare Node relay", "embedded", "split"]) {
     const allocs = rows.filter((r) => r.layout === layout && r.allocatedPerRequest !== undefined).map((r) => r.allocatedPerRequest! / 1024);
     if (allocs.length) console.log(`${layout}: allocated per request ${f(Math.min(...allocs), 0)}–${f(Math.max(...allocs), 0)} KB${layout === "bare Node relay" ? "" : " (target ≤ 40 KB)"}`);
