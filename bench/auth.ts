@@ -20,6 +20,7 @@ import { createLogger } from "../src/telemetry/createLogger.js";
 import { startCountingUpstream, UPSTREAM_TEXT } from "../test/helpers/countingUpstream.js";
 import { startServe } from "./startServe.js";
 import { percentile, percentileRatio } from "./stats.js";
+import { checkTarget } from "./targets.js";
 
 const ROUNDS = Number(process.env.BENCH_AUTH_ROUNDS ?? 8);
 const REQUESTS = Number(process.env.BENCH_AUTH_REQUESTS ?? 500);
@@ -90,6 +91,7 @@ export async function benchAuth(): Promise<void> {
     const perCheckUs = ((performance.now() - t0) * 1000) / n;
     await store.close();
     console.log(`\naccess control: one request's key check, limits and usage (100 keys): ${perCheckUs.toFixed(2)} µs (target: the whole cost within 50 µs at p50)`);
+    checkTarget("access control's cost per request ≤ 50 µs", perCheckUs <= 50, `${perCheckUs.toFixed(2)} µs`);
 
     sides.push(await startSide("keys on", join(dir, "on"), upstream.url, dir, { authorization: `Bearer ${secret}` }));
     sides.push(await startSide("no keys", join(dir, "off"), upstream.url, dir, {}));

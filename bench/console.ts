@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
 import { startServe } from "./startServe.js";
 import { testModelPath } from "../test/helpers/testModel.js";
+import { checkTarget } from "./targets.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const LOADS = 10;
@@ -44,6 +45,8 @@ export async function benchConsole(): Promise<void> {
     console.log(`until the overview shows the model ready: median ${median(ready).toFixed(0)} ms, max ${max(ready).toFixed(0)} ms (target < 1,000 ms)`);
     console.log(`the page's load event: median ${median(loaded).toFixed(0)} ms, max ${max(loaded).toFixed(0)} ms`);
     console.log(`transferred (compressed, headers included, the API's answers too): median ${(median(bytes) / 1024).toFixed(1)} KB (target < 300 KB)`);
+    checkTarget("console first load < 1 s", median(ready) < 1000, `median ${median(ready).toFixed(0)} ms`);
+    checkTarget("console first load < 300 KB", median(bytes) < 300 * 1024, `${(median(bytes) / 1024).toFixed(1)} KB`);
   } finally {
     await browser.close();
     serve.child.kill("SIGTERM");

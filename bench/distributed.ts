@@ -5,6 +5,7 @@ import http from "node:http";
 import { startSmmf, freePort, type SmmfProcess } from "../test/helpers/childProcess.js";
 import { startEtcd } from "../test/helpers/startEtcd.js";
 import { percentile } from "./stats.js";
+import { checkTarget } from "./targets.js";
 
 const RATE = Number(process.env.BENCH_RATE ?? 200);
 const SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 5);
@@ -65,6 +66,8 @@ export async function benchDistributed(modelPath: string): Promise<void> {
     const achieved = total / ((performance.now() - started) / 1000);
     console.log(`\ngateway hop overhead at ${RATE} requests/s for ${SECONDS} s (non-streaming, 2 tokens each; achieved ${achieved.toFixed(0)} requests/s, ${failed} failed)`);
     console.log(`  x-smmf-overhead-ms p50 ${percentile(overheads, 50).toFixed(3)}  p99 ${percentile(overheads, 99).toFixed(3)}   (targets: p50 <= 1, p99 <= 5)`);
+    checkTarget("gateway hop overhead p50 ≤ 1 ms at the distributed bench's rate", percentile(overheads, 50) <= 1, `${percentile(overheads, 50).toFixed(3)} ms`);
+    checkTarget("gateway hop overhead p99 ≤ 5 ms at the distributed bench's rate", percentile(overheads, 99) <= 5, `${percentile(overheads, 99).toFixed(3)} ms`);
     console.log(`  end-to-end latency ms p50 ${percentile(latencies, 50).toFixed(2)}  p99 ${percentile(latencies, 99).toFixed(2)}`);
 
     // Removal of a dead worker: from kill -9 to (a) not pickable in the gateway, (b) its key gone from etcd.
@@ -91,6 +94,7 @@ export async function benchDistributed(modelPath: string): Promise<void> {
     const keyGone = await waitUntil(async () => !(await etcd.etcdctl("get", "--prefix", "--keys-only", "/smmf/v1/instances/")).includes("bench-w2") && !(await etcd.etcdctl("get", "--prefix", "/smmf/v1/instances/")).includes("bench-w2"), 15_000);
     void killedAt;
     console.log(`\nworker killed with SIGKILL: out of the gateway's pick set after ${removed.toFixed(1)} ms (target <= 1000); its etcd key gone after ${(removed + keyGone).toFixed(0)} ms (lease TTL ${LEASE_TTL} s)`);
+    checkTarget("a worker killed with SIGKILL leaves the gateway's pick set within 1 s", removed <= 1000, `${removed.toFixed(1)} ms`);
     agent.destroy();
   } finally {
     for (const p of procs) await p.kill().catch(() => undefined);

@@ -17,6 +17,7 @@ import { findLlamaServer } from "../src/engines/llamaServer/llamaServerBuild.js"
 import { LLAMA_SERVER_ENGINE } from "../src/engines/proxyPresets.js";
 import { startServe } from "./startServe.js";
 import { percentile } from "./stats.js";
+import { checkTarget } from "./targets.js";
 
 const THREADS = 1;
 const SEQUENCES = 8;
@@ -229,6 +230,11 @@ export async function benchThroughput(dir: string, llama: Llama): Promise<void> 
         parts.push(`smmf serve / llama-server: llama.cpp ${fmt(rate(serve, c) / rate(sides[0], c), 2)}, ${LLAMA_SERVER_ENGINE} ${fmt(rate(serveServer, c) / rate(sides[0], c), 2)}`);
       }
       console.log(parts.join("   "));
+      // Against llama-server (where it was built): on the synthetic model at both concurrencies, on the tiny one at 8.
+      if (bin && (name === "synth-40M-q8_0" || c === 8)) {
+        const best = Math.max(rate(serve, c) / rate(sides[0], c), rate(serveServer, c) / rate(sides[0], c));
+        checkTarget(`smmf serve / llama-server ≥ 0.9 on ${name} at c=${c}`, best >= 0.9, fmt(best, 2));
+      }
     }
   }
   console.log("targets: smmf serve / llama-server >= 0.9 at c=1 and c=8 on synth-40M-q8_0, and at c=8 on stories260K (with either engine)");
@@ -282,6 +288,10 @@ export async function benchMultiTurn(dir: string): Promise<void> {
     console.log(`${String(turn + 1).padStart(4)}${fmt(percentile(prompt[turn], 50)).padStart(15)}${fmt(percentile(cached[turn], 50)).padStart(8)}${fmt(a, 1).padStart(15)}${fmt(b, 1).padStart(14)}${fmt(a / b, 2).padStart(12)}`);
   }
   console.log("target: reuse/cold <= 0.30 from turn 3 on");
+  for (let turn = 2; turn < TURNS; turn++) {
+    const ratio = percentile(ttft.reuse[turn], 50) / percentile(ttft.cold[turn], 50);
+    checkTarget(`prefix reuse: TTFT reuse/cold ≤ 0.30 at turn ${turn + 1}`, ratio <= 0.3, fmt(ratio, 2));
+  }
 }
 
 export async function benchRouting(dir: string): Promise<void> {
@@ -322,6 +332,10 @@ export async function benchRouting(dir: string): Promise<void> {
       const counts = [...perInstance.values()];
       const total = counts.reduce((a, b) => a + b, 0);
       console.log(`${policy.padEnd(8)}${String(total).padStart(8)}${String(prompt).padStart(15)}${String(cachedTokens).padStart(15)}${fmt((100 * cachedTokens) / prompt, 1).padStart(13)}%  ${counts.join(" / ")} (${fmt((100 * Math.max(...counts)) / total, 1)}%)`);
+      if (policy === "prefix") {
+        checkTarget("prefix routing: cached share ≥ 70%", cachedTokens / prompt >= 0.7, `${fmt((100 * cachedTokens) / prompt, 1)}%`);
+        checkTarget("prefix routing: no instance above 60% of requests", Math.max(...counts) / total <= 0.6, `${fmt((100 * Math.max(...counts)) / total, 1)}%`);
+      }
     }
   } finally {
     child.kill("SIGTERM");

@@ -1,5 +1,6 @@
 // npm run bench:engine: see bench/engine.ts.
 import { benchEngine } from "./engine.js";
+import { finishTargets } from "./targets.js";
 
 await benchEngine();
-process.exit(0);
+process.exit(finishTargets());

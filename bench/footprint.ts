@@ -7,6 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEtcd } from "../test/helpers/startEtcd.js";
 import { percentile } from "./stats.js";
+import { checkTarget } from "./targets.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const RUNS = Number(process.env.BENCH_FOOTPRINT_RUNS ?? 7);
@@ -97,4 +98,6 @@ export async function benchFootprint(): Promise<void> {
   console.log(`compiled, after a request-log read: ${rss[dist].used!.toFixed(0)} MB 1 s later (telemetry thread running), ${rss[dist].idleAgain!.toFixed(0)} MB 35 s later (stopped after 30 s idle)`);
   console.log(`compiled / tsx: --help ${(percentile(help[dist], 50) / percentile(help[tsx], 50)).toFixed(2)}, RSS after 30 s ${(rss[dist].idle / rss[tsx].idle).toFixed(2)}`);
   console.log("targets: --help < 500 ms, idle gateway < 80 MB (compiled)");
+  checkTarget("smmf --help < 500 ms (compiled)", percentile(help[dist], 50) < 500, `${percentile(help[dist], 50).toFixed(0)} ms`);
+  checkTarget("idle gateway < 80 MB RSS (compiled)", rss[dist].idle < 80, `${rss[dist].idle.toFixed(0)} MB`);
 }

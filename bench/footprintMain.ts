@@ -1,3 +1,5 @@
 import { benchFootprint } from "./footprint.js";
+import { finishTargets } from "./targets.js";
 
 await benchFootprint();
+process.exit(finishTargets());

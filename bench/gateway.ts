@@ -18,6 +18,7 @@ import type { LoadResult, LoadSpec } from "./loadgen.js";
 import { create } from "@bufbuild/protobuf";
 import { GenerateRequestSchema } from "../src/gen/smmf/v1/inference_pb.js";
 import { GrpcWorker } from "../src/gateway/GrpcWorker.js";
+import { checkTarget } from "./targets.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SECONDS = Number(process.env.BENCH_GATEWAY_SECONDS ?? 10);
@@ -291,6 +292,13 @@ export async function benchGateway(): Promise<void> {
   console.log(`split at saturation: ${f(sat("split"), 0)} req/s (target ≥ 1,500: ${f(sat("split") / 1500, 2)}×)`);
   const k = at("split", LOADS[3].name);
   console.log(`split at 1,000 req/s offered: ${f(k?.perSecond, 0)} achieved, ${k?.errors} errors, overhead p50 ${f(k?.overheadP50Ms, 2)} ms (target ≤ 0.5), p99 ${f(k?.overheadP99Ms, 2)} ms (target ≤ 2)`);
+  if (LAYOUTS.includes("embedded")) checkTarget("embedded at saturation ≥ 3,000 requests/s", sat("embedded") >= 3000, `${f(sat("embedded"), 0)}/s`);
+  if (LAYOUTS.includes("split")) {
+    checkTarget("split at saturation ≥ 1,500 requests/s", sat("split") >= 1500, `${f(sat("split"), 0)}/s`);
+    checkTarget("split at 1,000/s: overhead p50 ≤ 0.5 ms", (k?.overheadP50Ms ?? Infinity) <= 0.5, `${f(k?.overheadP50Ms, 2)} ms`);
+    checkTarget("split at 1,000/s: overhead p99 ≤ 2 ms", (k?.overheadP99Ms ?? Infinity) <= 2, `${f(k?.overheadP99Ms, 2)} ms`);
+  }
+  for (const r of rows) if (r.layout === "embedded" || r.layout === "split") checkTarget(`${r.layout}, ${r.load}: no errors`, r.result.errors === 0, `${r.result.errors} errors`);
   const b = at("bare Node relay", LOADS[3].name);
   if (b) console.log(`the bare Node relay (no SMMF: bench/floorRelay.ts) at 1,000 req/s offered: overhead p50 ${f(b.overheadP50Ms, 2)} ms, p99 ${f(b.overheadP99Ms, 2)} ms; at saturation ${f(sat("bare Node relay"), 0)} req/s`);
   if (raw) console.log(`one round trip to another process, one at a time, nothing else running: bare HTTP/2 (a gRPC-shaped answer) p50 ${f(raw.h2.p50, 2)} ms, p99 ${f(raw.h2.p99, 2)} ms, ${f(raw.h2.allocated / 1024, 1)} KB allocated (both ends); bare TCP echo p50 ${f(raw.tcp.p50, 2)} ms, p99 ${f(raw.tcp.p99, 2)} ms, ${f(raw.tcp.allocated / 1024, 1)} KB`);
@@ -300,5 +308,6 @@ export async function benchGateway(): Promise<void> {
   for (const layout of ["bare Node relay", "embedded", "split"]) {
     const allocs = rows.filter((r) => r.layout === layout && r.allocatedPerRequest !== undefined).map((r) => r.allocatedPerRequest! / 1024);
     if (allocs.length) console.log(`${layout}: allocated per request ${f(Math.min(...allocs), 0)}–${f(Math.max(...allocs), 0)} KB${layout === "bare Node relay" ? "" : " (target ≤ 40 KB)"}`);
+    if (allocs.length && layout !== "bare Node relay") checkTarget(`${layout}: ≤ 40 KB allocated per request`, Math.max(...allocs) <= 40, `${f(Math.max(...allocs), 0)} KB`);
   }
 }

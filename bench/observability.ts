@@ -13,6 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { benchTracer } from "./tracer.js";
 import { percentile, percentileRatio } from "./stats.js";
+import { checkTarget } from "./targets.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? 10);
@@ -181,4 +182,7 @@ export async function benchObservability(modelPath: string): Promise<void> {
   }
   console.log(`${tallies.on.overhead.length} small requests per side; ${spans} OTLP export requests received from the "on" server`);
   console.log("target: on/off throughput and overhead p99 within 5% of each other (control/off shows what two identical servers differ by here)");
+  checkTarget("observability on/off throughput within 5%", Math.abs(rate("on") / rate("off") - 1) <= 0.05, `${(rate("on") / rate("off")).toFixed(3)}`);
+  const p99 = (k: Side) => percentile(tallies[k].overhead, 99);
+  checkTarget("observability on/off overhead p99 within 5%", p99("on") / p99("off") <= 1.05, `${(p99("on") / p99("off")).toFixed(3)}`);
 }

@@ -47,7 +47,10 @@ beforeAll(async () => {
   const packed = JSON.parse((await run("npm", ["pack", "--json", "--pack-destination", lite], { cwd: projectRoot, timeout: 120_000 })).stdout) as { filename: string }[];
   await run("tar", ["xzf", join(lite, packed[0].filename), "-C", lite, "--strip-components=1"]);
   cpSync(join(projectRoot, "package-lock.json"), join(lite, "package-lock.json"));
-  await run("npm", ["ci", "--omit=optional", "--omit=dev", "--prefer-offline", "--no-audit", "--no-fund"], { cwd: lite, timeout: 240_000 });
+  // From npm's cache only (the project's own `npm ci` filled it): the test needs no network.
+  await run("npm", ["ci", "--omit=optional", "--omit=dev", "--offline", "--no-audit", "--no-fund"], { cwd: lite, timeout: 240_000 }).catch((err: Error & { stderr?: string }) => {
+    throw new Error(`the light install from npm's cache failed (run npm ci in ${projectRoot} first: it fills the cache): ${err.stderr ?? err.message}`);
+  });
   // An upstream that puts the caller's credentials in its error messages.
   echo = createServer((req, res) => {
     req.resume();
