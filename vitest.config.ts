@@ -8,7 +8,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     fileParallelism: false,
-    // One process for all files: much faster start-up on small machines; tests keep no global state.
+    // One process for all files: much faster start-up on small machines. Each file must leave process-wide state
+    // as it found it: test/setup/isolation.ts checks that after every file (and puts it back).
     isolate: false,
+    setupFiles: ["test/setup/isolation.ts"],
   },
 });

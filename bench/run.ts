@@ -2,6 +2,7 @@
 // (a) node-llama-cpp in-process, (b) a worker over gRPC, (c) the full gateway REST path (smmf serve),
 // streaming, at concurrency 1 and 8. Rounds interleave the three paths so machine noise hits them alike.
 import { benchConsole } from "./console.js";
+import { benchHeap } from "./heap.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import http from "node:http";
 import { dirname, resolve } from "node:path";
@@ -256,6 +257,7 @@ if (process.env.BENCH_AUTH !== "0") await benchAuth();
 if (process.env.BENCH_OBSERVABILITY !== "0") await benchObservability(modelPath);
 if (process.env.BENCH_DISTRIBUTED !== "0") await benchDistributed(modelPath);
 if (process.env.BENCH_CONSOLE !== "0") await benchConsole();
+if (process.env.BENCH_HEAP !== "0") await benchHeap();
 // The TLS soak, 1 minute here (BENCH_SOAK_MINUTES changes it; `npm run bench:soak` runs the full 10 minutes alone).
 const soak = process.env.BENCH_SOAK !== "0" ? await benchSoak({ minutes: Number(process.env.BENCH_SOAK_MINUTES ?? 1) }) : { ok: true };
 checkTarget("the TLS soak holds (no errors, no leak)", soak.ok, soak.ok ? "ok" : "failed: see above");

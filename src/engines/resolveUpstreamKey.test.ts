@@ -81,7 +81,8 @@ describe("resolveUpstreamKey", () => {
   });
 
   it("a managed spec without a credential sends no key, and does not fall back to the preset's variable", () => {
-    process.env.OPENAI_API_KEY_BACKUP = process.env.OPENAI_API_KEY;
+    // (Kept in a variable: process.env would turn an absent value into the string "undefined".)
+    const saved = process.env.OPENAI_API_KEY;
     process.env.OPENAI_API_KEY = "sk-should-never-be-read-0123456789";
     try {
       expect(resolveKey({ managed: true, engine: "vllm" })).toBe("");
@@ -89,9 +90,8 @@ describe("resolveUpstreamKey", () => {
         expect.objectContaining({ code: "failed_precondition", param: "credential", message: expect.stringMatching(/engine 'openai' needs an API key: name one of worker w1's upstream credentials/) }),
       );
     } finally {
-      if (process.env.OPENAI_API_KEY_BACKUP === undefined) delete process.env.OPENAI_API_KEY;
-      else process.env.OPENAI_API_KEY = process.env.OPENAI_API_KEY_BACKUP;
-      delete process.env.OPENAI_API_KEY_BACKUP;
+      if (saved === undefined) delete process.env.OPENAI_API_KEY;
+      else process.env.OPENAI_API_KEY = saved;
     }
   });
 
