@@ -2,7 +2,17 @@
 // speed on small machines), so a file must leave process-wide state as it found it: the environment, the
 // working directory, process listeners, global fetch, the umask. This checks that after each file, puts back
 // what it changed, and fails the file, naming what it left behind, so one file cannot make another pass or fail.
+import { createRequire } from "node:module";
 import { afterAll, beforeAll } from "vitest";
+
+// proper-lockfile (node-llama-cpp loads it) hooks process signals once, when it is first loaded, to release its
+// locks at exit: loaded here, that hook is in place before any file's snapshot, not counted against the first
+// file that happens to load node-llama-cpp.
+try {
+  createRequire(import.meta.url)("proper-lockfile");
+} catch {
+  // Not installed (an install without node-llama-cpp): nothing hooks the signals then.
+}
 
 // Not "beforeExit": the llama.cpp binding, loaded once per process by design (getSharedLlama), registers its
 // clean-ups there the first time a file uses it.
