@@ -1,16 +1,23 @@
 import { spawn } from "node:child_process";
-import { resolve } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./helpers/childProcess.js";
 import { startTestServer, type TestServer } from "./helpers/startTestServer.js";
 import { projectRoot } from "./helpers/testModel.js";
+import { waitFor } from "./helpers/waitFor.js";
 
+// The request log (in a temp folder, prompts and outputs kept whole) shows what the gateway received.
+let dir: string;
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer();
+  dir = mkdtempSync(join(tmpdir(), "smmf-chat-"));
+  server = await startTestServer({ requestLog: "on", requestLogCapture: "full", dataDir: dir });
 });
 afterAll(async () => {
   await server?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 function chat(args: string[], input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -39,6 +46,53 @@ describe("smmf chat", () => {
     expect(r.code).toBe(0);
     const answers = r.stdout.split("\n").filter((l) => l.length > 0);
     expect(answers.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("keeps the conversation: the second request carries the first message and the answer to it", async () => {
+    // Greedy, so the answers are the same on every run; the system prompt marks this conversation in the log.
+    const system = "Tell stories about a cat named Tom.";
+    const question = "Hello, who are you?";
+    const r = await chat(["stories260K", "--url", server.url, "--max-tokens", "8", "--temperature", "0", "--system", system], `${question}\nTell me more\n`);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+
+    interface Entry {
+      endpoint: string;
+      stream: boolean;
+      prompt: string;
+      output: string;
+    }
+    const entries = await waitFor(
+      "both turns in the request log",
+      async () => {
+        const { data } = (await (await fetch(`${server.url}/api/v1/requests?model=stories260K&limit=1000`)).json()) as { data: Entry[] };
+        const mine = data.filter((e) => e.prompt?.includes(system));
+        return mine.length >= 2 ? mine : undefined;
+      },
+      10_000,
+    );
+    expect(entries).toHaveLength(2);
+    for (const e of entries) expect(e).toMatchObject({ endpoint: "chat_completions", stream: true });
+    const turns = entries.map((e) => ({ messages: JSON.parse(e.prompt) as { role: string; content: string }[], output: e.output }));
+    // The first request: the system prompt and the question; the second: those, the answer and the next line.
+    expect(turns.map((t) => t.messages.length).sort(), JSON.stringify(turns)).toEqual([2, 4]);
+    const first = turns.find((t) => t.messages.length === 2)!;
+    const second = turns.find((t) => t.messages.length === 4)!;
+    expect(first.messages).toEqual([
+      { role: "system", content: system },
+      { role: "user", content: question },
+    ]);
+    const answer = first.output;
+    expect(answer).not.toBe("");
+    // What the user saw as the first answer is what went back to the gateway as the assistant's turn.
+    expect(r.stdout.startsWith(`${answer}\n`)).toBe(true);
+    expect(second.messages).toEqual([
+      { role: "system", content: system },
+      { role: "user", content: question },
+      { role: "assistant", content: answer },
+      { role: "user", content: "Tell me more" },
+    ]);
+    expect(r.stdout).toBe(`${answer}\n${second.output}\n`);
   });
 
   it("exits 3 for an unknown model, naming it", async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APIError } from "openai";
+import { waitFor } from "./helpers/waitFor.js";
 import { startTestServer, type TestServer } from "./helpers/startTestServer.js";
 
 const MODEL = "stories260K";
@@ -307,5 +308,40 @@ describe("bad input", () => {
     expect(health.status).toBe(200);
     const ready = await fetch(`${server.url}/readyz`);
     expect(ready.status).toBe(200);
+  });
+});
+
+describe("GET /readyz", () => {
+  // README: "200 when at least one model instance is online, else 503". The server's one instance is set
+  // offline and online again through the admin API, as an operator would.
+  it("answers 503 while no instance is online and 200 again once one is", async () => {
+    const readyz = async () => {
+      const res = await fetch(`${server.url}/readyz`);
+      return { status: res.status, body: (await res.json()) as { status: string } };
+    };
+    expect(await readyz()).toEqual({ status: 200, body: { status: "ready" } });
+    const instances = (await (await fetch(`${server.url}/api/v1/instances`)).json()) as { data: { instanceId: string; state: string }[] };
+    expect(instances.data).toHaveLength(1);
+    const id = instances.data[0].instanceId;
+    const setState = async (state: "offline" | "online") => {
+      const res = await fetch(`${server.url}/api/v1/instances/${id}/${state}`, { method: "POST" });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { state: string }).state).toBe(`INSTANCE_STATE_${state.toUpperCase()}`);
+    };
+    await setState("offline");
+    try {
+      const notReady = await waitFor("/readyz to answer 503", async () => {
+        const r = await readyz();
+        return r.status === 503 ? r : undefined;
+      }, 5_000);
+      expect(notReady.body.status).toBe("no model instance is online");
+      // Not ready, but alive.
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    } finally {
+      await setState("online");
+    }
+    await waitFor("/readyz to answer 200 again", async () => (await readyz()).status === 200, 5_000);
+    const res = await server.openai.completions.create({ model: MODEL, prompt: "Once", max_tokens: 2 });
+    expect(res.choices[0].text.length).toBeGreaterThan(0);
   });
 });

@@ -1,8 +1,11 @@
 // `smmf serve` as a real child process: startup banner, the OpenAI API through the official client,
 // graceful SIGTERM, a helpful message for a missing model file, and the CLI's usage and exit codes.
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
-import { resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import Database from "better-sqlite3";
 import OpenAI from "openai";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { projectRoot, testModelPath } from "./helpers/testModel.js";
@@ -108,13 +111,42 @@ function freePort(): Promise<number> {
   });
 }
 
-afterEach(() => killAll());
+/** Waits for stderr to contain `text`; fails with the output when the process exits or time runs out. */
+async function waitForStderr(child: Child, text: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  await new Promise<void>((resolvePromise, reject) => {
+    const check = () => {
+      if (child.stderr().includes(text)) return done(resolvePromise);
+      if (child.proc.exitCode !== null || child.proc.signalCode !== null || Date.now() > deadline) {
+        done(() => reject(new Error(`smmf did not write "${text}" to stderr within ${ms} ms\n--- stdout ---\n${child.stdout()}\n--- stderr ---\n${child.stderr()}`)));
+      }
+    };
+    const timer = setInterval(check, 50);
+    const done = (then: () => void) => {
+      clearInterval(timer);
+      child.proc.stderr!.off("data", check);
+      then();
+    };
+    child.proc.stderr!.on("data", check);
+    check();
+  });
+}
+
+let dataDir: string | undefined;
+
+afterEach(() => {
+  killAll();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  dataDir = undefined;
+});
 afterAll(() => killAll());
 
 describe("smmf serve", () => {
-  it("serves the OpenAI API and exits 0 on SIGTERM after finishing the open request", async () => {
+  it("serves the OpenAI API and exits 0 on SIGTERM after finishing the stream still generating", async () => {
     const port = await freePort();
-    const child = smmf(["serve", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--threads", "1"]);
+    dataDir = mkdtempSync(join(tmpdir(), "smmf-serve-"));
+    // A grace long enough for the stream on a slow machine; info logs say when the signal is taken.
+    const child = smmf(["serve", "--port", String(port), "--model", `stories260K=${testModelPath()}`, "--gpu", "off", "--threads", "1", "--data-dir", dataDir, "--shutdown-grace-ms", "300000", "--log-level", "info"]);
     const banner = await waitForLine(child, "SMMF is serving", STARTUP_TIMEOUT_MS);
     expect(banner).toContain("stories260K");
     expect(banner).toContain(`http://127.0.0.1:${port}/v1`);
@@ -141,32 +173,61 @@ describe("smmf serve", () => {
     expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
     expect(completion.usage?.completion_tokens).toBeLessThanOrEqual(16);
 
-    // SIGTERM while a streamed completion is in flight: the stream still runs to its end, then the process exits 0.
-    const stream = await openai.chat.completions.create({
-      model: "stories260K",
-      messages: [{ role: "user", content: "Tell me a long story." }],
-      max_tokens: 1000,
-      temperature: 2,
-      seed: 3,
-      stream: true,
-    });
-    let streamed = "";
-    let finishReason: string | null = null;
-    let signalled = false;
-    for await (const chunk of stream) {
-      if (!signalled) {
-        signalled = true;
-        child.proc.kill("SIGTERM");
-      }
-      streamed += chunk.choices[0]?.delta?.content ?? "";
-      finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
+    // SIGTERM while a stream is still generating (greedy, 2,000 tokens: seconds of work on the test model):
+    // the stream runs to its end, then the process exits 0.
+    const stream = await openai.chat.completions.create(
+      {
+        model: "stories260K",
+        messages: [{ role: "user", content: "Tell me a long story." }],
+        max_tokens: 2000,
+        temperature: 0,
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      { timeout: 300_000 },
+    );
+    const chunks = stream[Symbol.asyncIterator]();
+    let requestId = "";
+    let before = "";
+    let contentChunks = 0;
+    // Tokens are flowing: the first content chunks have arrived.
+    while (contentChunks < 3) {
+      const next = await chunks.next();
+      expect(next.done, "the stream ended before three content chunks").toBe(false);
+      requestId = next.value.id;
+      const piece = next.value.choices[0]?.delta?.content ?? "";
+      if (piece) (before += piece), contentChunks++;
     }
-    expect(signalled).toBe(true);
-    expect(streamed).not.toBe("");
-    expect(["stop", "length"]).toContain(finishReason);
+    const signalledAt = Date.now();
+    child.proc.kill("SIGTERM");
+    // The server has taken the signal: it logs that it is shutting down (and keeps the stream going).
+    await waitForStderr(child, '"msg":"shutting down"', 15_000);
+    let after = "";
+    let finishReason: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined;
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done) break;
+      after += next.value.choices[0]?.delta?.content ?? "";
+      finishReason = next.value.choices[0]?.finish_reason ?? finishReason;
+      usage = next.value.usage ?? usage;
+    }
+    expect(after).not.toBe("");
+    expect(finishReason).toBe("length");
+    expect(usage?.completion_tokens).toBe(2000);
 
-    const { code, signal } = await exitWithin(child, 15_000);
+    const { code, signal } = await exitWithin(child, 60_000);
     expect({ code, signal, stderr: child.stderr() }).toMatchObject({ code: 0, signal: null });
+    // The server's request log (DATA_DIR/requests.db, written before it exited): the request ended after the
+    // signal was sent, answered in full. So the generation was still running when the drain began.
+    const db = new Database(join(dataDir, "requests.db"), { readonly: true });
+    try {
+      const row = db.prepare("SELECT time, latency_ms, status, completion_tokens FROM requests WHERE id = ?").get(requestId) as { time: number; latency_ms: number; status: number; completion_tokens: number } | undefined;
+      expect(row).toMatchObject({ status: 200, completion_tokens: 2000 });
+      expect(row!.time + row!.latency_ms).toBeGreaterThan(signalledAt);
+    } finally {
+      db.close();
+    }
     // The port is free again.
     await new Promise<void>((resolvePromise, reject) => {
       const server = net.createServer();

@@ -88,6 +88,22 @@ describe("tracing", () => {
     expect(spans.every((s) => s.spanContext().traceId === traceId)).toBe(true);
   });
 
+  it("records nothing for a client's traceparent with flags 00 (not sampled), at the gateway or the worker in process", async () => {
+    exporter.reset();
+    const unsampled = "0af7651916cd43dd8448eb211c80319c";
+    const sampled = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const stream = await openai.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: "Hi" }], max_tokens: 3, stream: true }, { headers: { traceparent: `00-${unsampled}-00f067aa0ba902b7-00` } });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+    expect(text).not.toBe("");
+    await openai.completions.create({ model: "stories260K", prompt: "Once", max_tokens: 2 }, { headers: { traceparent: `00-${unsampled}-00f067aa0ba902b7-00` } });
+    // A sampled request after them: once its spans are in, any of theirs would be too (spans go out as they end).
+    await openai.completions.create({ model: "stories260K", prompt: "Once", max_tokens: 2 }, { headers: { traceparent: `00-${sampled}-00f067aa0ba902b7-01` } });
+    const spans = await waitFor("the sampled request's three spans", () => (exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === sampled).length >= 3 ? exporter.getFinishedSpans() : undefined), 5_000);
+    expect(spans.map((s) => s.name).sort()).toEqual(["engine llama.cpp", "generate stories260K", "text_completion stories260K"]);
+    expect(spans.every((s) => s.spanContext().traceId === sampled)).toBe(true);
+  });
+
   it("marks a failed request's span as an error with its code", async () => {
     exporter.reset();
     await expect(openai.completions.create({ model: "nope", prompt: "x" })).rejects.toMatchObject({ status: 404 });
