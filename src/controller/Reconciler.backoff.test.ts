@@ -232,6 +232,9 @@ describe("Reconciler: back-off and avoidance after a failure", () => {
     await store.create(relayed("m", 1));
     await at(500);
     expect(statuses.get("m")?.message).toBe("loading an instance on worker w1 failed: worker w1 hosts 1 instances, its most (maxInstancesPerWorker 1)");
+    // The passes that find w1 avoided keep the real reason in the status (not "no worker is connected").
+    await at(2_000);
+    expect(statuses.get("m")?.message).toMatch(/^cannot place 1 instance\(s\): no other worker can take it; loading it failed on w1 \(until \d\d:\d\d:\d\d UTC: worker w1 hosts 1 instances, its most \(maxInstancesPerWorker 1\)\)$/);
     await at(100_000);
     const times = workers.loads.map((l) => l.at);
     expect(times[0]).toBeLessThan(INTERVAL_MS);

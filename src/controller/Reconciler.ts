@@ -119,6 +119,8 @@ export class Reconciler {
   private readonly work = new Map<string, ModelWork>();
   private readonly backoff = new Map<string, { until: number; delayMs: number }>();
   private readonly failedOn = new Map<string, number>();
+  /** Why a load failed on a worker (model|worker), while that worker is avoided for the model. */
+  private readonly failedWhy = new Map<string, string>();
   private readonly estimates = new Map<string, number>();
   private readonly messages = new Map<string, string>();
   private readonly removingStatus = new Set<string>();
@@ -233,6 +235,7 @@ export class Reconciler {
     this.messages.delete(name);
     for (const key of this.estimates.keys()) if (key.startsWith(`${name}@`)) this.estimates.delete(key);
     for (const key of this.failedOn.keys()) if (key.startsWith(`${name}|`)) this.failedOn.delete(key);
+    for (const key of this.failedWhy.keys()) if (key.startsWith(`${name}|`)) this.failedWhy.delete(key);
   }
 
   /** Every managed instance as best known, by model: session statuses first, the registry for workers without a session, pending actions on top. */
@@ -331,7 +334,11 @@ export class Reconciler {
     const candidates = this.candidates(name, instances, record.generation);
     for (let i = 0; i < plan.load; i++) {
       const placed = placeInstance(candidates, needBytes, record.spec!.placement);
-      if ("reason" in placed) return this.fail(name, `cannot place ${plan.load - i} instance(s): ${placed.reason}`);
+      if ("reason" in placed) {
+        const avoided = this.avoidedReason(name);
+        const reason = !avoided ? placed.reason : candidates.length === 0 ? `no other worker can take it; ${avoided}` : `${placed.reason}; ${avoided}`;
+        return this.fail(name, `cannot place ${plan.load - i} instance(s): ${reason}`);
+      }
       const chosen = candidates.find((c) => c.workerId === placed.workerId)!;
       chosen.freeBytes -= needBytes;
       chosen.modelInstances++;
@@ -417,9 +424,25 @@ export class Reconciler {
     );
   }
 
+  /**
+   * When workers are left out of a model's placement because a load failed on them in the last 30 s: which, why,
+   * and until when (so that the status keeps the real reason, not "no worker is connected"). Undefined when none are.
+   */
+  private avoidedReason(model: string): string | undefined {
+    const now = Date.now();
+    const avoided: string[] = [];
+    for (const status of this.options.sessions.statuses()) {
+      const workerId = status.worker!.workerId;
+      const until = this.failedOn.get(`${model}|${workerId}`) ?? 0;
+      if (until > now) avoided.push(`${workerId} (until ${new Date(until).toISOString().slice(11, 19)} UTC: ${this.failedWhy.get(`${model}|${workerId}`) ?? "its load failed"})`);
+    }
+    return avoided.length === 0 ? undefined : `loading it failed on ${avoided.join("; ")}`;
+  }
+
   private loadFailed(model: string, workerId: string, why: string): void {
     this.options.metrics?.controllerActions.inc({ action: "load_failed" });
     this.failedOn.set(`${model}|${workerId}`, Date.now() + FAILED_WORKER_MS);
+    this.failedWhy.set(`${model}|${workerId}`, why);
     void this.fail(model, `loading an instance on worker ${workerId} failed: ${why}`);
   }
 
