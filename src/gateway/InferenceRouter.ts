@@ -344,6 +344,8 @@ export class InferenceRouter {
       }
       const { instance, release } = await this.acquireAgain(start.model, signal, tried, false, lastError, sentTokens, prefix);
       tried.add(instance.instanceId);
+      // Tokens of the partial answer this try continues (part of the prompt it reports).
+      const continued = sentTokens;
       onInstance?.(instance, attempt);
       // A literal, not create(): the caller's start is a complete message already (create() would convert it
       // field by field again, ~3 KB a request).
@@ -385,7 +387,9 @@ export class InferenceRouter {
             this.health.recordSuccess(instance.instanceId);
             const done = res.kind.value;
             if (attempt > 1) {
-              const prompt = promptTokens || (done.usage?.promptTokens ?? 0);
+              // The caller's prompt: as the first try reported it; where that was not known yet (an upstream engine
+              // tells it only at the end), this try's prompt less the partial answer it was given to continue.
+              const prompt = promptTokens || Math.max(0, (done.usage?.promptTokens ?? 0) - continued);
               // The instance that finished may have had the caller's prompt (part of its own) in its cache.
               done.usage = { $typeName: "smmf.v1.Usage", promptTokens: prompt, completionTokens: sentTokens, cachedPromptTokens: Math.min(prompt, done.usage?.cachedPromptTokens ?? 0) };
             }

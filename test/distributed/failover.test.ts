@@ -51,6 +51,8 @@ interface Run {
   chunks: number;
   finishReason: string | null;
   completionTokens?: number;
+  /** The usage's prompt_tokens. */
+  promptTokens?: number;
   done: boolean;
 }
 
@@ -65,7 +67,10 @@ async function runOne(run: Run): Promise<void> {
         .withResponse();
       run.instance = response.headers.get("x-smmf-instance") ?? "";
       for await (const chunk of data) {
-        if (chunk.usage) run.completionTokens = chunk.usage.completion_tokens;
+        if (chunk.usage) {
+          run.completionTokens = chunk.usage.completion_tokens;
+          run.promptTokens = chunk.usage.prompt_tokens;
+        }
         const choice = chunk.choices[0];
         if (!choice) continue;
         if (choice.delta.content !== undefined && choice.delta.content !== null && !choice.delta.role) {
@@ -82,7 +87,10 @@ async function runOne(run: Run): Promise<void> {
         .withResponse();
       run.instance = response.headers.get("x-smmf-instance") ?? "";
       for await (const chunk of data) {
-        if (chunk.usage) run.completionTokens = chunk.usage.completion_tokens;
+        if (chunk.usage) {
+          run.completionTokens = chunk.usage.completion_tokens;
+          run.promptTokens = chunk.usage.prompt_tokens;
+        }
         const choice = chunk.choices[0];
         if (!choice) continue;
         if (choice.finish_reason) run.finishReason = choice.finish_reason;
@@ -99,6 +107,7 @@ async function runOne(run: Run): Promise<void> {
       run.text = data.choices[0]?.message.content ?? "";
       run.finishReason = data.choices[0]?.finish_reason ?? null;
       run.completionTokens = data.usage?.completion_tokens;
+      run.promptTokens = data.usage?.prompt_tokens;
       break;
     }
     case "completion": {
@@ -107,6 +116,7 @@ async function runOne(run: Run): Promise<void> {
       run.text = data.choices[0]?.text ?? "";
       run.finishReason = data.choices[0]?.finish_reason ?? null;
       run.completionTokens = data.usage?.completion_tokens;
+      run.promptTokens = data.usage?.prompt_tokens;
       break;
     }
   }
@@ -206,6 +216,23 @@ describe("distributed mode: failover", () => {
     expect(continued.length).toBeGreaterThan(0);
     expect(incomplete(continued), "streams that were on the killed worker").toEqual([]);
   });
+
+  it("counts the original prompt in the usage of a stream that failed over: prompt_tokens as without failover", async () => {
+    const { cutOff } = requireScenario();
+    const continued = cutOff.filter(({ run, chunksBeforeKill }) => chunksBeforeKill < run.maxTokens).map(({ run }) => run);
+    expect(continued.length).toBeGreaterThan(0);
+    // Each stream that was continued on the survivor, sent again as it was: only the survivor is left, so this
+    // time it runs on one instance from start to end, and its prompt_tokens is the prompt's alone.
+    const mismatches: string[] = [];
+    for (const run of continued) {
+      const again: Run = { i: run.i, kind: run.kind, maxTokens: run.maxTokens, text: "", chunks: 0, finishReason: null, done: false };
+      await runOne(again);
+      expect(again.instance).toBe(survivor.instanceId);
+      expect(again.promptTokens).toBeGreaterThan(0);
+      if (run.promptTokens !== again.promptTokens) mismatches.push(`#${run.i} ${run.kind}: prompt_tokens ${run.promptTokens} with failover, ${again.promptTokens} without`);
+    }
+    expect(mismatches).toEqual([]);
+  }, 60_000);
 
   it("removes the killed worker's key from etcd within the lease TTL + 1 s", () => {
     const { keyGoneAfterMs, keysAfter } = requireScenario();
