@@ -331,6 +331,13 @@ export class RequestLog {
       db.transaction((entries: RequestEntry[]) => entries.forEach(write))(batch);
       this.options.onWritten?.(batch.length);
     } catch (err) {
+      // The database is locked by someone else (SQLite waited its 5 s busy timeout): each entry on its own would
+      // wait as long again, so the batch is dropped (counted) and the log goes on with the next.
+      if ((err as { code?: string }).code === "SQLITE_BUSY") {
+        this.dropped(batch.length, "write");
+        this.warn(`could not write ${batch.length} request-log entries: ${(err as Error).message}`);
+        return;
+      }
       // One entry the database refuses does not cost the others: each on its own, the failing ones dropped.
       let failed = 0;
       for (const e of batch) {
