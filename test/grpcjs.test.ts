@@ -201,24 +201,24 @@ describe("a stock grpc-js client against a worker", () => {
     });
 
     it("accepts chat input", async () => {
-      const r = await generate(inference, {
-        model: MODEL,
-        chat: {
-          messages: [
-            { role: "system", content: "You tell short stories." },
-            { role: "user", content: "Tell me about a cat." },
-          ],
-        },
-        params: { max_tokens: 12, seed: 2, temperature: 0 },
-      });
+      const chat = {
+        messages: [
+          { role: "system", content: "You tell short stories." },
+          { role: "user", content: "Tell me about a cat." },
+        ],
+      };
+      const r = await generate(inference, { model: MODEL, chat, params: { max_tokens: 12, seed: 2, temperature: 0 } });
       expect(r.error).toBeUndefined();
       const done = r.done!;
       expect(done).toBeDefined();
       expect(["FINISH_REASON_LENGTH", "FINISH_REASON_STOP"]).toContain(done.finish_reason);
-      expect(done.usage?.prompt_tokens).toBeGreaterThan(0);
+      // The prompt is the chat as the model's template renders it (CountTokens renders it the same way).
+      const counted = await unary(inference, inference.CountTokens, { model: MODEL, chat });
+      expect(done.usage?.prompt_tokens).toBe(counted.token_count);
+      expect(done.usage?.completion_tokens).toBeGreaterThan(0);
       expect(done.usage?.completion_tokens).toBeLessThanOrEqual(12);
       expect(done.usage?.completion_tokens).toBe(r.deltas.reduce((sum, d) => sum + d.pieces.length, 0));
-      if (done.finish_reason === "FINISH_REASON_LENGTH") expect(r.deltas.map((d) => d.pieces.join("")).join("")).not.toBe("");
+      expect(r.deltas.map((d) => d.pieces.join("")).join("")).not.toBe("");
     });
 
     it("stops on a cancel message and ends with done: cancelled", async () => {
@@ -254,21 +254,66 @@ describe("a stock grpc-js client against a worker", () => {
       });
       expect(code).toBe(grpc.status.CANCELLED);
       // The worker notices the reset and gives the sequence back.
-      const deadline = Date.now() + 5_000;
-      let inFlight = -1;
-      while (Date.now() < deadline) {
-        const list = await unary(workerClient, workerClient.ListInstances, {});
-        inFlight = list.instances[0].in_flight;
-        if (inFlight === 0) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(inFlight).toBe(0);
-      // A client going away is not a server error.
-      await new Promise((r) => setTimeout(r, 50));
+      await expect.poll(async () => (await unary(workerClient, workerClient.ListInstances, {})).instances[0].in_flight, { timeout: 5_000, interval: 20 }).toBe(0);
+      // A client going away is not a server error: nothing logged by the time a whole generation after it is over.
+      const after = await generate(inference, { model: MODEL, prompt: "Once", params: { max_tokens: 3, temperature: 0 } });
+      expect(after.error).toBeUndefined();
+      expect(after.done).toBeDefined();
       expect(logLines.slice(logsBefore).filter((l) => l.includes('"level":"error"'))).toEqual([]);
     });
 
-    it("runs as many generations at once as the instance has sequences", async () => {
+    it("runs as many generations at once as the instance has sequences (2); a third waits for one of them to end", async () => {
+      // Two generations that only a cancel ends (as many tokens as the context allows, the model kept from
+      // ending its story early), and a third, short one.
+      const count = await unary(inference, inference.CountTokens, { model: MODEL, prompt: "Once upon a time" });
+      const long = { model: MODEL, prompt: "Once upon a time", params: { max_tokens: contextSize - count.token_count, seed: 7, temperature: 2, top_k: 0, top_p: 1 } };
+      /** What happened, in the order this process saw it. */
+      const log: string[] = [];
+      const open = (name: string, start: object) => {
+        const call = inference.Generate({ deadline: Date.now() + 30_000 });
+        let deltas = 0;
+        let firstDelta!: () => void;
+        const started = new Promise<void>((r) => (firstDelta = r));
+        const ended = new Promise<GenerateDone | undefined>((resolvePromise, reject) => {
+          let done: GenerateDone | undefined;
+          call.on("data", (msg: GenerateResponse) => {
+            if (msg.kind === "delta" && ++deltas === 1) {
+              log.push(`${name} first delta`);
+              firstDelta();
+            }
+            if (msg.kind === "done") {
+              done = msg.done ?? undefined;
+              log.push(`${name} done`);
+            }
+          });
+          call.on("error", reject);
+          call.on("status", (st: grpc.StatusObject) => st.code === grpc.status.OK && resolvePromise(done));
+        });
+        call.write({ start });
+        return { started, ended, deltas: () => deltas, cancel: () => (call.write({ cancel: {} }), call.end()) };
+      };
+      const a = open("a", long);
+      const b = open("b", long);
+      await Promise.all([a.started, b.started]);
+      // Both stream at once: each has sent a delta and neither has ended; the worker has both in flight.
+      expect(log.filter((l) => l.endsWith("done"))).toEqual([]);
+      expect((await unary(workerClient, workerClient.ListInstances, {})).instances[0].in_flight).toBe(2);
+      const c = open("c", { model: MODEL, prompt: "Once upon a time", params: { max_tokens: 5, temperature: 0 } });
+      // While b streams on (ten more deltas), c gets nothing: no sequence is free.
+      const bAtOpen = b.deltas();
+      await expect.poll(() => b.deltas(), { timeout: 10_000, interval: 5 }).toBeGreaterThanOrEqual(bAtOpen + 10);
+      expect(c.deltas()).toBe(0);
+      a.cancel();
+      expect((await a.ended)?.finish_reason).toBe("FINISH_REASON_CANCELLED");
+      expect((await c.ended)?.finish_reason).toBe("FINISH_REASON_LENGTH");
+      b.cancel();
+      expect((await b.ended)?.finish_reason).toBe("FINISH_REASON_CANCELLED");
+      // c got its first token only once a had let go of its sequence; b ran throughout.
+      expect(log.indexOf("c first delta")).toBeGreaterThan(log.indexOf("a done"));
+      expect(log.indexOf("b done")).toBeGreaterThan(log.indexOf("c done"));
+    });
+
+    it("gives the same text on every sequence for the same seed, prompt and settings", async () => {
       const start = { model: MODEL, prompt: "Once upon a time", params: { max_tokens: 10, seed: 1, temperature: 0.5 } };
       const results = await Promise.all([generate(inference, start), generate(inference, start), generate(inference, start)]);
       for (const r of results) {

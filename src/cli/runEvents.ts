@@ -2,12 +2,13 @@ import { parseCommandArgs } from "./parseCommandArgs.js";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { EventType, WatchEventsResponseSchema } from "../gen/smmf/v1/controller_pb.js";
-import { adminClient, EXIT, EXIT_CODES_HELP, reportError } from "./adminClient.js";
+import { adminClient, EXIT, EXIT_CODES_HELP, reportError, serverUrl } from "./adminClient.js";
 
 export const EVENTS_USAGE = `Usage: smmf events [--model NAME] [flags]
 
 Prints controller events as they happen (models started, updated, stopped; instances added, changing state,
-removed; workers joining and leaving; warnings; leader elections) until interrupted.
+removed; workers joining and leaving; warnings; leader elections) until interrupted. Once its watch request
+is on its way it prints "following events at URL" on stderr (stdout carries only the events).
 
 Flags:
   --url URL       a gateway or controller (default http://127.0.0.1:8000; env SMMF_URL)
@@ -26,7 +27,11 @@ export async function runEvents(args: string[]): Promise<number> {
     return EXIT.usage;
   }
   try {
-    for await (const event of adminClient(parsed.values.url).watchEvents({ model: parsed.values.model ?? "" }, { timeoutMs: 0 })) {
+    const events = adminClient(parsed.values.url).watchEvents({ model: parsed.values.model ?? "" }, { timeoutMs: 0 });
+    // The watch request is on its way (the server sends nothing until the first event). On stderr, so that
+    // stdout stays events only.
+    process.stderr.write(`following events at ${serverUrl(parsed.values.url)}\n`);
+    for await (const event of events) {
       if (parsed.values.json) {
         process.stdout.write(`${JSON.stringify(toJson(WatchEventsResponseSchema, event))}\n`);
         continue;

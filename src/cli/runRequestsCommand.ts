@@ -8,7 +8,9 @@ export const REQUESTS_USAGE = `Usage: smmf requests <list|show|tail|feedback> [I
 
   smmf requests list                  recent requests, newest first
   smmf requests show ID               one request: parameters, prompt, output, timings, feedback
-  smmf requests tail                  requests as they finish, until interrupted
+  smmf requests tail                  requests as they finish, until interrupted; once the gateway has
+                                      answered, it prints "following requests at URL" on stderr (stdout
+                                      carries only rows): every request made from then on is shown
   smmf requests feedback ID --score N [--comment TEXT] [--label TEXT]
 
 Flags:
@@ -124,7 +126,7 @@ export async function runRequestsCommand(args: string[]): Promise<number> {
         let since = Date.now();
         const seen = new Set<string>();
         if (!values.json) process.stdout.write(formatTable(HEADER, []));
-        for (;;) {
+        for (let polls = 0; ; polls++) {
           const q = new URLSearchParams(filters);
           q.set("since", String(since));
           q.set("limit", "1000");
@@ -135,6 +137,9 @@ export async function runRequestsCommand(args: string[]): Promise<number> {
             since = Math.max(since, entry.time);
             process.stdout.write(values.json ? `${JSON.stringify(entry)}\n` : `${row(entry).join("  ")}\n`);
           }
+          // The gateway answered the first poll: every request made from here on is shown once it finishes. On
+          // stderr, so that stdout stays rows (or JSON lines) only.
+          if (polls === 0) process.stderr.write(`following requests at ${url}\n`);
           await new Promise((r) => setTimeout(r, 1_000));
         }
       }

@@ -26,7 +26,7 @@ describe("MemoryModelStore", () => {
   it("refuses to create a model that already exists, keeping the first", async () => {
     const store = new MemoryModelStore();
     await store.create(record("qwen", 2));
-    await expect(store.create(record("qwen", 5))).rejects.toMatchObject({ code: "already_exists", param: "name" });
+    await expect(store.create(record("qwen", 5))).rejects.toMatchObject({ code: "already_exists", param: "name", message: expect.stringMatching(/^The model 'qwen' is already started/) });
     expect(store.get("qwen")?.spec?.replicas).toBe(2);
     expect(store.list()).toHaveLength(1);
   });
@@ -42,8 +42,11 @@ describe("MemoryModelStore", () => {
 
   it("says the model is not found when updating or removing an unknown one", async () => {
     const store = new MemoryModelStore();
-    await expect(store.update("ghost", (r) => r)).rejects.toMatchObject({ code: "model_not_found", param: "name" });
-    await expect(store.remove("ghost")).rejects.toMatchObject({ code: "model_not_found" });
+    let updaterCalled = false;
+    await expect(store.update("ghost", (r) => ((updaterCalled = true), r))).rejects.toMatchObject({ code: "model_not_found", param: "name", message: expect.stringContaining("'ghost'") });
+    expect(updaterCalled).toBe(false);
+    await expect(store.remove("ghost")).rejects.toMatchObject({ code: "model_not_found", param: "name", message: expect.stringContaining("'ghost'") });
+    expect(store.list()).toEqual([]);
   });
 
   it("forgets a removed model", async () => {
@@ -74,9 +77,11 @@ describe("MemoryModelStore", () => {
     await store.create(record("a"));
     let calls = 0;
     store.subscribe(() => calls++);
-    await store.create(record("a")).catch(() => undefined);
-    await store.remove("ghost").catch(() => undefined);
+    await expect(store.create(record("a", 3))).rejects.toMatchObject({ code: "already_exists" });
+    await expect(store.update("ghost", (r) => r)).rejects.toMatchObject({ code: "model_not_found" });
+    await expect(store.remove("ghost")).rejects.toMatchObject({ code: "model_not_found" });
     expect(calls).toBe(0);
+    expect(store.get("a")?.spec?.replicas).toBe(1);
   });
 
   it("stops calling subscribers once closed", async () => {

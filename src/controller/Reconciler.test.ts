@@ -35,7 +35,14 @@ class FakeWorkers implements ReconcilerSessions {
     }
   }
 
-  sync(): void {}
+  /** Reconcile passes so far (each pass begins by syncing the sessions). */
+  passes = 0;
+  /** Statuses not sent yet that will show the effect of a command. */
+  statusesPending = 0;
+
+  sync(): void {
+    this.passes++;
+  }
 
   statuses(): WorkerStatus[] {
     return [...this.workers.values()].map((w) => create(WorkerStatusSchema, { worker: w.info, instances: w.reported }));
@@ -65,11 +72,13 @@ class FakeWorkers implements ReconcilerSessions {
     } else if (command.case === "unload") {
       if (!worker.actual.delete(command.value.instanceId ?? "")) Object.assign(result, { ok: false, errorCode: "not_found" });
     }
+    this.statusesPending++;
     setTimeout(() => this.report(workerId), this.statusDelayMs);
     return new Promise((resolve) => setImmediate(() => resolve(result)));
   }
 
   private report(workerId: string): void {
+    this.statusesPending--;
     const worker = this.workers.get(workerId)!;
     worker.reported = [...worker.actual.values()];
     worker.seq++;
@@ -116,6 +125,13 @@ describe("Reconciler", () => {
   it("never loads more than the replicas when load results come before the statuses that show them (scale 50, 200, 1)", async () => {
     const workers = new FakeWorkers(["w1", "w2"], 40);
     const { store, reconciler } = setUp(workers);
+    /** Waits until every status is in and nothing runs, then for `n` more passes (and the reconcile of "r" they start). */
+    const afterMorePasses = async (n: number) => {
+      const quiet = () => workers.statusesPending === 0 && !reconciler.inFlight("r");
+      await until("every status in, no reconcile running", quiet);
+      const target = workers.passes + n;
+      await until(`${n} more passes`, () => workers.passes >= target && quiet());
+    };
     try {
       await store.create(relayed("r", 50));
       await until("50 live instances", () => workers.live("r").length === 50);
@@ -124,12 +140,12 @@ describe("Reconciler", () => {
       // Settled: a few more passes load nothing.
       const loads = workers.loads("r");
       expect(loads).toBe(200);
-      await new Promise((r) => setTimeout(r, 300));
+      await afterMorePasses(2);
       expect(workers.loads("r")).toBe(200);
       expect(workers.maxReported.get("r")).toBe(200);
       await store.update("r", (r) => create(ModelRecordSchema, { ...r, spec: { ...r.spec!, replicas: 1 } }));
       await until("1 live instance", () => workers.live("r").length === 1);
-      await new Promise((r) => setTimeout(r, 300));
+      await afterMorePasses(2);
       expect(workers.live("r")).toHaveLength(1);
       expect(workers.loads("r")).toBe(200);
       // Every remote command has a deadline.

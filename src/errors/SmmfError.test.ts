@@ -23,10 +23,6 @@ describe("SmmfError", () => {
     expect(err.cause).toBe(cause);
   });
 
-  it.each(ALL_CODES)("httpStatus for %s comes from the table", (code) => {
-    expect(new SmmfError(code, "m").httpStatus).toBe(errorTable[code].http);
-  });
-
   it("toOpenAiBody has the OpenAI shape", () => {
     const err = new SmmfError("model_not_found", "The model 'x' does not exist", { param: "model" });
     expect(err.toOpenAiBody()).toStrictEqual({
@@ -41,13 +37,6 @@ describe("SmmfError", () => {
     expect(JSON.parse(JSON.stringify(new SmmfError("internal", "x").toOpenAiBody()))).toEqual({
       error: { message: "x", type: "server_error", param: null, code: "internal" },
     });
-  });
-
-  it.each(ALL_CODES)("connectErrorOf for %s carries the table gRPC code and the raw message", (code) => {
-    const ce = connectErrorOf(new SmmfError(code, "msg"));
-    expect(ce).toBeInstanceOf(ConnectError);
-    expect(ce.code).toBe(errorTable[code].grpc);
-    expect(ce.rawMessage).toBe("msg");
   });
 
   it.each(ALL_CODES)("connectErrorOf → toSmmfError round-trips %s with message and param", (code) => {

@@ -15,9 +15,12 @@ function frame(payload: Buffer): Buffer {
 
 let server: http2.Http2Server | undefined;
 const sessions = new Set<http2.ServerHttp2Session>();
+/** The server's TCP connections. */
+const connections = new Set<net.Socket>();
 afterEach(async () => {
   for (const s of sessions) s.destroy();
   sessions.clear();
+  connections.clear();
   await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
   server = undefined;
 });
@@ -26,6 +29,7 @@ afterEach(async () => {
 async function startServer(handler: (stream: http2.ServerHttp2Stream, body: Buffer) => void): Promise<string> {
   server = http2.createServer();
   server.on("session", (s) => sessions.add(s));
+  server.on("connection", (c: net.Socket) => connections.add(c));
   server.on("stream", (stream) => {
     const chunks: Buffer[] = [];
     stream.on("data", (c: Buffer) => chunks.push(c));
@@ -73,33 +77,42 @@ describe("GrpcChannel", () => {
 
   it("answers UNAVAILABLE for a worker that is not there, and tells of a lost connection", async () => {
     let lost = 0;
+    let onLost = () => undefined as void;
     const url = await startServer((stream) => {
       stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
       stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
       stream.end();
     });
-    const channel = new GrpcChannel(url, { onLost: () => lost++ });
+    const channel = new GrpcChannel(url, { onLost: () => (lost++, onLost()) });
     await collect(channel, "x");
-    // The worker goes away: its connections close.
+    expect(lost).toBe(0);
+    // The worker dies: its port closes and its connections drop without a GOAWAY (a worker shutting down
+    // says GOAWAY, and that is no loss). The channel tells of the loss.
+    const toldOfLoss = new Promise<void>((r) => (onLost = r));
     const closing = new Promise<void>((r) => server!.close(() => r()));
-    for (const s of sessions) s.destroy();
+    for (const c of connections) c.destroy();
     server = undefined;
     await closing;
-    await new Promise((r) => setTimeout(r, 50));
+    await toldOfLoss;
+    expect(lost).toBe(1);
+    expect(channel.down).toBe(true);
+    // A call now finds nothing there: UNAVAILABLE; the loss is not told again.
     const err = await collect(channel, "x").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.Unavailable);
-    expect(lost).toBeGreaterThanOrEqual(1);
+    expect(lost).toBe(1);
     channel.close();
   });
 
   it("resets the stream when the caller aborts", async () => {
-    let reset = false;
+    // The server's stream closes with the code the client reset it with (NGHTTP2_CANCEL), or without one (0).
+    let closedWith!: (rstCode: number) => void;
+    const serverStreamClosed = new Promise<number>((r) => (closedWith = r));
     const url = await startServer(() => undefined);
     server!.on("stream", (stream) => {
       stream.respond({ ":status": 200, "content-type": "application/grpc" });
       stream.write(frame(Buffer.from("first")));
-      stream.on("close", () => (reset = stream.rstCode !== 0));
+      stream.on("close", () => closedWith(stream.rstCode));
     });
     const channel = new GrpcChannel(url);
     const abort = new AbortController();
@@ -112,8 +125,8 @@ describe("GrpcChannel", () => {
     })().catch((e: unknown) => e);
     expect(got).toEqual(["first"]);
     expect((err as ConnectError).code).toBe(Code.Canceled);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(reset).toBe(true);
+    // The server never ends the stream itself: only the client's reset closes it.
+    expect(await serverStreamClosed).toBe(http2.constants.NGHTTP2_CANCEL);
     channel.close();
   });
 

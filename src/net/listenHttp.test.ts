@@ -1,4 +1,5 @@
 import { describe, it, expect, afterEach } from "vitest";
+import diagnosticsChannel from "node:diagnostics_channel";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -85,31 +86,42 @@ describe("listenHttp", () => {
   it("handles an HTTP/2 preface split across several TCP packets", async () => {
     listener = await listenHttp(echoHandler, HOST, 0);
     const port = listener.port;
-    // Write the preface a few bytes at a time; the server must wait for all of it before choosing HTTP/2,
-    // and then reply with an HTTP/2 SETTINGS frame (type 0x4) rather than an HTTP/1.1 status line.
-    const reply = await new Promise<Buffer>((resolve, reject) => {
+    // The server's side of each connection (this process accepts it), to see what it has read so far.
+    const accepted: net.Socket[] = [];
+    const onAccepted = (message: unknown) => accepted.push((message as { socket: net.Socket }).socket);
+    diagnosticsChannel.subscribe("net.server.socket", onAccepted);
+    try {
+      // Write the preface a few bytes at a time, each part only once the server has read the one before, so
+      // that it gets the preface in pieces; it must wait for all of it before choosing HTTP/2, and then reply
+      // with an HTTP/2 SETTINGS frame (type 0x4) rather than an HTTP/1.1 status line.
       const socket = net.connect(port, HOST);
-      const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-      const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
-      socket.once("connect", async () => {
-        for (const part of [preface.subarray(0, 3), preface.subarray(3, 9), preface.subarray(9)]) {
-          socket.write(part);
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        socket.write(settings);
-      });
+      socket.on("error", () => undefined);
       let data = Buffer.alloc(0);
-      socket.on("data", (chunk) => {
-        data = Buffer.concat([data, chunk]);
-        if (data.length >= 9) {
-          socket.destroy();
-          resolve(data);
-        }
+      const replied = new Promise<Buffer>((resolve, reject) => {
+        socket.on("data", (chunk) => {
+          data = Buffer.concat([data, chunk]);
+          if (data.length >= 9) resolve(data);
+        });
+        socket.on("error", reject);
       });
-      socket.on("error", reject);
-    });
-    expect(reply.subarray(0, 4).toString("latin1")).not.toBe("HTTP");
-    expect(reply[3]).toBe(0x4);
+      await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+      const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+      let sent = 0;
+      for (const part of [preface.subarray(0, 3), preface.subarray(3, 9), preface.subarray(9)]) {
+        socket.write(part);
+        sent += part.length;
+        await expect.poll(() => accepted.find((s) => s.remotePort === socket.localPort)?.bytesRead, { timeout: 10_000, interval: 5 }).toBe(sent);
+        // Nothing comes back until the whole preface is in (then the server's SETTINGS come).
+        if (sent < preface.length) expect(data.length).toBe(0);
+      }
+      socket.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));
+      const reply = await replied;
+      socket.destroy();
+      expect(reply.subarray(0, 4).toString("latin1")).not.toBe("HTTP");
+      expect(reply[3]).toBe(0x4);
+    } finally {
+      diagnosticsChannel.unsubscribe("net.server.socket", onAccepted);
+    }
   });
 
   it("rejects a second listener on a taken port", async () => {
@@ -140,39 +152,43 @@ describe("listenHttp", () => {
   });
 
   it("close(graceMs) waits for an in-flight request to finish", async () => {
-    let responded = false;
     let requestArrived!: () => void;
     const arrived = new Promise<void>((r) => (requestArrived = r));
+    let respond!: () => void;
     const slow: HttpHandler = (_req, res) => {
+      respond = () => res.end("done");
       requestArrived();
-      setTimeout(() => {
-        responded = true;
-        res.end("done");
-      }, 200);
     };
     const l = await listenHttp(slow, HOST, 0);
     const pending = h1Get(l.port);
     await arrived;
-    const started = Date.now();
-    await l.close(5000);
-    const waited = Date.now() - started;
-    expect(responded).toBe(true);
-    expect(waited).toBeGreaterThanOrEqual(150);
-    expect(waited).toBeLessThan(2000);
+    let closed = false;
+    const closing = l.close(5000).then(() => (closed = true));
+    // It stops accepting at once, and waits for the request in flight (answered only now).
+    await expect(h1Get(l.port)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    expect(closed).toBe(false);
+    respond();
+    await closing;
     await expect(pending).resolves.toMatchObject({ status: 200, body: "done" });
   });
 
   it("close(graceMs) lets an in-flight HTTP/2 stream finish", async () => {
     let requestArrived!: () => void;
     const arrived = new Promise<void>((r) => (requestArrived = r));
+    let respond!: () => void;
     const slow: HttpHandler = (_req, res) => {
+      respond = () => res.end("h2 done");
       requestArrived();
-      setTimeout(() => res.end("h2 done"), 150);
     };
     const l = await listenHttp(slow, HOST, 0);
     const pending = h2Get(l.port);
     await arrived;
-    await l.close(5000);
+    let closed = false;
+    const closing = l.close(5000).then(() => (closed = true));
+    await expect(h1Get(l.port)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    expect(closed).toBe(false);
+    respond();
+    await closing;
     await expect(pending).resolves.toEqual({ status: 200, body: "h2 done" });
   });
 

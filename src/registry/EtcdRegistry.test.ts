@@ -275,7 +275,12 @@ describe("EtcdRegistry (against a real etcd)", () => {
     discovery.subscribe(() => calls.push(idsOf(discovery, model)));
 
     await stopEtcd();
+    // It notices that etcd is gone (its watch broke) ...
+    await vi.waitFor(() => expect(discovery.watching).toBe(false), WAIT);
+    expect(idsOf(discovery, model)).toEqual(["a", "b"]);
+    // ... and keeps the set through the outage (its attempts to watch again failing meanwhile).
     await sleep(2_000);
+    expect(discovery.watching).toBe(false);
     expect(idsOf(discovery, model)).toEqual(["a", "b"]);
     expect(calls.every((ids) => ids.join() === "a,b")).toBe(true);
 
@@ -363,8 +368,8 @@ describe("EtcdRegistry (against a real etcd)", () => {
     const publisher = registry();
     const registering = publisher.register(inst("a", model));
     await publisher.unregister("a");
+    // register() settles once its put has landed or been given up: a put that came after the delete is in etcd by now.
     await registering;
-    await sleep(300);
     expect(await etcdIds(model)).toEqual([]);
   });
 
@@ -372,7 +377,9 @@ describe("EtcdRegistry (against a real etcd)", () => {
   // being granted; an unregister() meanwhile deletes nothing, and the pending put brings the key back.
   it("unregister while re-registering after a lost lease leaves no key behind", async () => {
     const model = freshModel();
-    const publisher = registry(2);
+    const logLines: string[] = [];
+    const publisher = new EtcdRegistry({ endpoints: etcd.endpoints, leaseTtlSeconds: 2, logger: createLogger("info", "test", (line) => logLines.push(line)) });
+    opened.push(publisher);
     await publisher.register(inst("a", model));
     await publisher.register(inst("b", model));
     // Unregister "a" the moment the publisher asks for a new lease (stats.leasesGranted is bumped just before),
@@ -389,8 +396,8 @@ describe("EtcdRegistry (against a real etcd)", () => {
     await etcd.etcdctl("lease", "revoke", await leaseOf(instanceKey(model, "a")));
     await vi.waitFor(() => expect(unregistering).toBeDefined(), WAIT);
     await unregistering;
-    await vi.waitFor(async () => expect(await etcdIds(model)).toContain("b"), WAIT);
-    await sleep(300);
+    // The re-registering is over once it says so ("a" came first in it, "b" after): every put it made has landed.
+    await vi.waitFor(() => expect(logLines.filter((l) => l.includes('"msg":"registered again in etcd"'))).toHaveLength(1), WAIT);
     expect(await etcdIds(model)).toEqual(["b"]);
   });
 

@@ -7,6 +7,20 @@ async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
+/** Resolves once every promise continuation queued so far has run (a consumer woken now has taken what it could). */
+const settled = () => new Promise<void>((r) => setImmediate(r));
+
+/** A consumer that shows what it has taken so far, and whether the iteration has ended. */
+function consume<T>(iterable: AsyncIterable<T>): { seen: T[]; ended: () => boolean; done: Promise<void> } {
+  const seen: T[] = [];
+  let ended = false;
+  const done = (async () => {
+    for await (const item of iterable) seen.push(item);
+    ended = true;
+  })();
+  return { seen, ended: () => ended, done };
+}
+
 describe("createAsyncQueue", () => {
   it("yields items pushed before iteration, in order, then ends", async () => {
     const q = createAsyncQueue<number>();
@@ -19,21 +33,29 @@ describe("createAsyncQueue", () => {
 
   it("wakes a waiting consumer on push and on end", async () => {
     const q = createAsyncQueue<string>();
-    const result = collect(q);
-    await new Promise((r) => setTimeout(r, 5));
+    const c = consume(q);
+    await settled();
+    expect(c.seen).toEqual([]); // waiting: nothing to take
     q.push("a");
-    await new Promise((r) => setTimeout(r, 5));
+    await settled();
+    expect(c.seen).toEqual(["a"]); // woken, and waiting again
     q.push("b");
+    await settled();
+    expect(c.seen).toEqual(["a", "b"]);
+    expect(c.ended()).toBe(false);
     q.end();
-    expect(await result).toEqual(["a", "b"]);
+    await c.done;
+    expect(c.seen).toEqual(["a", "b"]);
   });
 
   it("a consumer waiting with no items finishes on end", async () => {
     const q = createAsyncQueue<number>();
-    const result = collect(q);
-    await new Promise((r) => setTimeout(r, 5));
+    const c = consume(q);
+    await settled();
+    expect(c.ended()).toBe(false); // waiting
     q.end();
-    expect(await result).toEqual([]);
+    await c.done;
+    expect(c.seen).toEqual([]);
   });
 
   it("delivers buffered items before the failure", async () => {
@@ -53,10 +75,11 @@ describe("createAsyncQueue", () => {
 
   it("fail wakes a waiting consumer", async () => {
     const q = createAsyncQueue<number>();
-    const result = collect(q);
-    await new Promise((r) => setTimeout(r, 5));
+    const c = consume(q);
+    await settled();
+    expect(c.ended()).toBe(false); // waiting
     q.fail(new Error("late"));
-    await expect(result).rejects.toThrow("late");
+    await expect(c.done).rejects.toThrow("late");
   });
 
   it("ignores pushes after end and fail after end", async () => {
@@ -88,7 +111,8 @@ describe("createAsyncQueue", () => {
       }
     })();
     q.push(1);
-    await new Promise((r) => setTimeout(r, 5));
+    await settled();
+    expect(seen).toEqual([1, 10, 11]); // all taken before the end below
     q.end();
     await consumer;
     expect(seen).toEqual([1, 10, 11]);

@@ -142,8 +142,13 @@ describe("smmf model | instance | worker (CLI)", () => {
   it("streams events: a start shows up as model started, instance added and state changes, as JSON lines", async () => {
     const events = startCliStream(["events", url, "--json", "--model", "cli-ev"]);
     try {
-      // The stream is open once the controller API has subscribed; give the process a moment to start.
-      await new Promise((r) => setTimeout(r, 2_000));
+      // Its readiness line (stderr) says the watch is under way (the CLI may take seconds to start on a busy machine).
+      await events.readyOn(/^following events at \S+$/m);
+      expect(events.stderr()).toContain(`following events at ${gateway.root}\n`);
+      // Another model first: its events reach the node's event stream before cli-ev's (one etcd watch, in
+      // order), so by the time cli-ev's events are out, any of its events that --model let through would be too.
+      const other = await api(gateway.root, "POST", "/api/v1/models", { name: "cli-ev-other", source: testSource(), replicas: 1 });
+      expect(other.status, JSON.stringify(other.body)).toBe(201);
       const started = await runCli(["model", "start", "cli-ev", "--source", testSource(), "--wait", url]);
       expect(started.code, started.stderr).toBe(0);
       const lines = await waitFor("model started and instance online events", () => {
@@ -151,8 +156,9 @@ describe("smmf model | instance | worker (CLI)", () => {
         const types = parsed.map((e) => e.type);
         return types.includes("EVENT_TYPE_MODEL_STARTED") && types.includes("EVENT_TYPE_INSTANCE_ADDED") && parsed.some((e) => e.message?.endsWith("→ online")) ? parsed : undefined;
       }, 10_000);
-      expect(lines.every((e) => e.model === "cli-ev")).toBe(true);
+      expect(lines.filter((e) => e.model !== "cli-ev")).toEqual([]);
       expect((await runCli(["model", "stop", "cli-ev", url])).code).toBe(0);
+      expect((await api(gateway.root, "DELETE", "/api/v1/models/cli-ev-other")).status).toBe(200);
       await waitFor("model stopped and instance removed events", () => {
         const out = events.stdout();
         return out.includes("EVENT_TYPE_MODEL_STOPPED") && out.includes("EVENT_TYPE_INSTANCE_REMOVED");

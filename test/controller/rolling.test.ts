@@ -82,6 +82,26 @@ function recordInstances(): { pictures: InstanceView[][]; stop(): Promise<void> 
   return { pictures, stop: async () => ((running = false), await loop) };
 }
 
+/** Waits until the load has served a few requests and the recorder has its first picture. */
+async function untilUnderWay(load: LoadRun, recorder: { pictures: InstanceView[][] }): Promise<void> {
+  await waitFor("the load under way and the first picture taken", () => load.ok >= 3 && recorder.pictures.length > 0, 30_000, 20);
+}
+
+/** Waits until the recorder has pictured `settled` (the model's instances once the rollout is over) and the load has served a few requests more. */
+async function untilServedAfter(load: LoadRun, recorder: { pictures: InstanceView[][] }, settled: InstanceView[]): Promise<void> {
+  const ids = settled.map((i) => i.instanceId).sort().join();
+  const okAtSettled = load.ok;
+  await waitFor(
+    "the settled instances pictured and a few requests served since",
+    () => {
+      const last = recorder.pictures.at(-1) ?? [];
+      return load.ok >= okAtSettled + 3 && last.map((i) => i.instanceId).sort().join() === ids && last.every((i) => i.state === "INSTANCE_STATE_ONLINE");
+    },
+    30_000,
+    20,
+  );
+}
+
 /** Checks a recorded rollout: always 2 online, at most one loading at a time, old ids replaced one by one. */
 function checkRollout(pictures: InstanceView[][], oldIds: string[]): string[] {
   const online = (p: InstanceView[]) => p.filter((i) => i.state === "INSTANCE_STATE_ONLINE").length;
@@ -104,12 +124,12 @@ describe("controller: rolling restart and update", () => {
     const oldIds = before.instances!.map((i) => i.instanceId);
     const recorder = recordInstances();
     const load = continuousLoad();
-    await sleep(300);
+    await untilUnderWay(load, recorder);
     const res = await api(gateway.root, "POST", `/api/v1/models/${MODEL}/restart`);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     expect(BigInt(res.body.generation)).toBeGreaterThan(BigInt(before.generation!));
     const after = await waitSettled(gateway.root, MODEL, 2, 60_000);
-    await sleep(300);
+    await untilServedAfter(load, recorder, after.instances!);
     await load.stop();
     await recorder.stop();
     expect(load.failures, load.failures.slice(0, 5).join("\n")).toEqual([]);
@@ -124,11 +144,11 @@ describe("controller: rolling restart and update", () => {
     const oldIds = before.instances!.map((i) => i.instanceId);
     const recorder = recordInstances();
     const load = continuousLoad();
-    await sleep(300);
+    await untilUnderWay(load, recorder);
     const res = await api(gateway.root, "PUT", `/api/v1/models/${MODEL}`, { source: testSource(), replicas: 2, llamaCpp: { sequences: 2, contextSize: 128 } });
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     const after = await waitSettled(gateway.root, MODEL, 2, 60_000);
-    await sleep(300);
+    await untilServedAfter(load, recorder, after.instances!);
     await load.stop();
     await recorder.stop();
     expect(load.failures, load.failures.slice(0, 5).join("\n")).toEqual([]);

@@ -178,16 +178,53 @@ export function runCli(args: string[], timeoutMs = 60_000, root = projectRoot, e
   });
 }
 
-/** Starts `node bin/smmf.js ...args` that runs until killed (e.g. `smmf events`); collects its stdout. */
-export function startCliStream(args: string[]): { stdout(): string; stop(): Promise<void> } {
+/** A command started by startCliStream. */
+export interface CliStream {
+  stdout(): string;
+  stderr(): string;
+  /**
+   * Resolves once stderr matches `pattern` (a command's readiness line, e.g. /following events at /); rejects,
+   * with both outputs, when the process exits first or `timeoutMs` passes.
+   */
+  readyOn(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts `node bin/smmf.js ...args` that runs until killed (e.g. `smmf events`); collects its stdout and stderr. */
+export function startCliStream(args: string[]): CliStream {
   const env = cliEnv();
   const child = spawn(process.execPath, [resolve(projectRoot, "bin/smmf.js"), ...args], { cwd: projectRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   trackChild(child);
   let out = "";
+  let err = "";
   child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
-  child.stderr.resume();
+  child.stderr.setEncoding("utf8").on("data", (c: string) => (err += c));
   return {
     stdout: () => out,
+    stderr: () => err,
+    readyOn: (pattern, timeoutMs = 30_000) =>
+      new Promise<void>((resolveReady, rejectReady) => {
+        const fail = (why: string) => {
+          done();
+          rejectReady(new Error(`smmf ${args.join(" ")}: ${why}\n--- stdout ---\n${out}\n--- stderr ---\n${err}`));
+        };
+        const check = () => {
+          if (!pattern.test(err)) return;
+          done();
+          resolveReady();
+        };
+        const onExit = (code: number | null, signal: string | null) => fail(`exited (code ${code}, signal ${signal}) before printing ${pattern}`);
+        const timer = setTimeout(() => fail(`printed nothing matching ${pattern} on stderr within ${timeoutMs} ms`), timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          child.stderr.off("data", check);
+          child.off("exit", onExit);
+        };
+        child.stderr.on("data", check);
+        child.once("exit", onExit);
+        if (child.exitCode !== null || child.signalCode !== null) return onExit(child.exitCode, child.signalCode);
+        check();
+      }),
     stop: () =>
       new Promise<void>((r) => {
         if (child.exitCode !== null || child.signalCode !== null) return r();

@@ -222,15 +222,20 @@ describe("request log", () => {
   it("`smmf requests tail` prints requests as they finish", async () => {
     const tail = startCliStream(["requests", "tail", `--url=${server.url}`]);
     try {
-      // The header comes once the tail has taken its start time (the CLI may take seconds to start on a busy
-      // machine): requests from then on are shown.
-      await waitFor("the tail's header", () => /^TIME\s+ID\s+ENDPOINT/.test(tail.stdout()), 20_000);
+      // Its readiness line (stderr) comes once the gateway has answered its first poll (the CLI may take
+      // seconds to start on a busy machine): requests made from then on are shown.
+      await tail.readyOn(/^following requests at \S+$/m);
+      expect(tail.stderr()).toContain(`following requests at ${server.url}\n`);
       const { response } = await server.openai.completions.create({ model: MODEL, prompt: "Tail me", max_tokens: 2 }).withResponse();
       const id = response.headers.get("x-request-id")!;
       const line = await waitFor("the new request in the tail", () => tail.stdout().split("\n").find((l) => l.includes(id)), 10_000);
       expect(line.split(/\s+/)).toEqual(expect.arrayContaining([id, "completions", MODEL, "200"]));
       expect(line).toMatch(/\s\d+\/2\s/); // tokens in/out
       expect(tail.stdout()).not.toContain(ids.c1); // only requests from after it started
+      // stdout: the table (its header, then rows), nothing else.
+      const [header, ...rows] = tail.stdout().trimEnd().split("\n");
+      expect(header).toMatch(/^TIME\s+ID\s+ENDPOINT/);
+      expect(rows).toEqual([line]);
     } finally {
       await tail.stop();
     }

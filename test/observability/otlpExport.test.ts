@@ -52,4 +52,41 @@ describe("OTLP export", () => {
     expect(BigInt(workerSpan.startTimeUnixNano) >= BigInt(gatewaySpan.startTimeUnixNano)).toBe(true);
     expect(BigInt(workerSpan.endTimeUnixNano) <= BigInt(gatewaySpan.endTimeUnixNano)).toBe(true);
   });
+
+  // README, Observability: "Sampling is OpenTelemetry's default, parent-based always-on: a client's
+  // `traceparent` with flags `00` (not sampled) is carried on to the worker, but nothing is recorded for it."
+  it("exports no span from the gateway or the worker for a request with flags 00, and the gateway, worker and engine spans for one with flags 01", async () => {
+    // Only what arrives from here on counts (the test above has had its spans).
+    const before = collector.spans().length;
+    const unsampledTrace = "0af7651916cd43dd8448eb211c80319c";
+    const sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const clientSpan = "00f067aa0ba902b7";
+
+    // Flags 00: streamed and not, chat and completion; each request is answered as usual.
+    const stream = await gateway.openai.chat.completions.create(
+      { model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 4, stream: true },
+      { headers: { traceparent: `00-${unsampledTrace}-${clientSpan}-00` } },
+    );
+    let streamed = "";
+    for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? "";
+    expect(streamed).not.toBe("");
+    const completion = await gateway.openai.completions.create({ model: MODEL, prompt: "Once", max_tokens: 3 }, { headers: { traceparent: `00-${unsampledTrace}-${clientSpan}-00` } });
+    expect(completion.usage?.completion_tokens).toBe(3);
+
+    // Then flags 01. Each process hands its spans to the exporter in the order they end, so once this
+    // request's spans have arrived from both processes, any span of the requests before it would have too.
+    await gateway.openai.completions.create({ model: MODEL, prompt: "Once", max_tokens: 3 }, { headers: { traceparent: `00-${sampledTrace}-${clientSpan}-01` } });
+    const sampled = await waitFor("the sampled request's three spans at the collector", () => {
+      const mine = collector.spans().filter((s) => s.traceId === sampledTrace);
+      return mine.length >= 3 ? mine : undefined;
+    }, 15_000);
+    expect(sampled.map((s) => `${s.service} ${s.name}`).sort()).toEqual([`smmf-gateway text_completion ${MODEL}`, "smmf-worker engine llama.cpp", `smmf-worker generate ${MODEL}`]);
+    expect(sampled.find((s) => s.service === "smmf-gateway")?.parentSpanId).toBe(clientSpan);
+
+    // Nothing else was exported: not in the unsampled trace, and not as a trace of its own (a worker that
+    // lost the unsampled context on the way would start a sampled root span).
+    const all = collector.spans().slice(before);
+    expect(all.filter((s) => s.traceId === unsampledTrace)).toEqual([]);
+    expect(all.map((s) => `${s.service} ${s.name} ${s.traceId}`).sort()).toEqual(sampled.map((s) => `${s.service} ${s.name} ${s.traceId}`).sort());
+  });
 });
