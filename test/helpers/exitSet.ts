@@ -11,7 +11,7 @@ export function exitSet<T>(key: string, onExit: (item: T) => void): Set<T> {
     const created = new Set<T>();
     set = created;
     g[symbol] = created;
-    process.on("exit", () => {
+    const handler = () => {
       for (const item of created) {
         try {
           onExit(item);
@@ -19,7 +19,10 @@ export function exitSet<T>(key: string, onExit: (item: T) => void): Set<T> {
           // best effort: the process is going away
         }
       }
-    });
+    };
+    // Named, so that the test isolation check (test/setup/isolation.ts) knows it: one per process by design.
+    Object.defineProperty(handler, "name", { value: `exitSet:${key}` });
+    process.on("exit", handler);
   }
   return set;
 }

@@ -59,7 +59,7 @@ describe("OTLP export", () => {
     // Only what arrives from here on counts (the test above has had its spans).
     const before = collector.spans().length;
     const unsampledTrace = "0af7651916cd43dd8448eb211c80319c";
-    const sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const sampledTrace = "5c0e2a7d9b1f4e3a8d6c4b2a09f8e7d6";
     const clientSpan = "00f067aa0ba902b7";
 
     // Flags 00: streamed and not, chat and completion; each request is answered as usual.
